@@ -1,0 +1,83 @@
+//! The naive evaluation path of the system we replace, kept for the benchmark's baseline
+//! column and as a cross-check: per evaluation a new `Linker` with every host function, a
+//! new `Store`, an on-demand (non-pooled) instantiation and synchronous calls, one after
+//! another on the caller's thread. Same deterministic configuration and outcome mapping as
+//! the pooled engine, so both must produce identical results.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::{Engine, Linker, Module};
+
+use crate::config::EngineConfig;
+use crate::eval::{self, Meta, Submission};
+use crate::host::{self, HostState};
+use crate::result::{EvalReport, EvalResult, Hash32};
+use crate::runtime::{Challenge, EngineError, ModuleError, deterministic_config};
+
+/// Naive evaluator: no pool, no shards, no pre-instantiation.
+pub struct Baseline {
+    engine: Engine,
+    modules: BTreeMap<Hash32, Module>,
+}
+
+impl std::fmt::Debug for Baseline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Baseline").field("modules", &self.modules.len()).finish_non_exhaustive()
+    }
+}
+
+impl Baseline {
+    /// An engine with the deterministic configuration and wasmtime's default allocator.
+    pub fn new(cfg: &EngineConfig) -> Result<Baseline, EngineError> {
+        let engine = Engine::new(&deterministic_config(cfg)).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
+        Ok(Baseline { engine, modules: BTreeMap::new() })
+    }
+
+    /// Compile `wasm` (the bytes `challenge` was registered with) for this engine.
+    pub fn add(&mut self, challenge: &Challenge, wasm: &[u8]) -> Result<(), ModuleError> {
+        let module = Module::new(&self.engine, wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        self.modules.insert(challenge.module_hash, module);
+        Ok(())
+    }
+
+    /// Evaluate the way the old system did. Returns `None` for a challenge not added.
+    pub fn evaluate(&self, sub: &Submission) -> Option<EvalReport> {
+        let start = std::time::Instant::now();
+        let module = self.modules.get(&sub.challenge.module_hash)?;
+        let (result, store) = self.run(module, &sub.challenge, sub);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        Some(eval::report(result, &store, 0, nanos, false))
+    }
+
+    fn run(&self, module: &Module, challenge: &Arc<Challenge>, sub: &Submission) -> (EvalResult, wasmtime::Store<HostState>) {
+        let meta = Meta {
+            submission_id: sub.id,
+            challenge_id: challenge.id,
+            module_hash: challenge.module_hash,
+            policy: &challenge.policy,
+        };
+        let mut linker = Linker::new(&self.engine);
+        host::define(&mut linker).expect("host functions are well-typed");
+        // No ticker advances this engine's epoch: the deadline never fires (as before).
+        let mut store = eval::new_store(&self.engine, challenge, 1 << 40, None);
+        let instance = match linker.instantiate(&mut store, module) {
+            Ok(i) => i,
+            Err(e) => {
+                let outcome = eval::classify(&store, &e);
+                return (eval::finish(&store, &meta, Err(outcome)), store);
+            }
+        };
+        // As on the pooled path, the context is set after instantiation.
+        eval::set_context(&mut store, sub.id, sub.context);
+        let output = (|| {
+            let (memory, alloc, evaluate) = eval::exports(&mut store, &instance)?;
+            let len = i32::try_from(sub.payload.len()).map_err(|_| crate::result::Outcome::InvalidOutput)?;
+            let ptr = alloc.call(&mut store, len).map_err(|e| eval::classify(&store, &e))?;
+            eval::write_input(&mut store, memory, ptr, &sub.payload)?;
+            let packed = evaluate.call(&mut store, (ptr, len)).map_err(|e| eval::classify(&store, &e))?;
+            eval::read_output(&store, memory, packed)
+        })();
+        (eval::finish(&store, &meta, output), store)
+    }
+}

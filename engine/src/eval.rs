@@ -1,0 +1,236 @@
+//! One evaluation: prepare a fresh instance (store + instantiate, start function included),
+//! copy the payload in, call `platform_evaluate`, read and check the output, and map every
+//! failure to an [`Outcome`]. An instance serves exactly one evaluation.
+
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Instance, Memory, Store, TypedFunc};
+
+use crate::host::{EvalContext, HostState, HostTrap, MemoryLimitHit};
+use crate::result::{EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
+use crate::runtime::{Challenge, EXPORT_ALLOC, EXPORT_EVALUATE, EXPORT_MEMORY, Runtime};
+
+/// A submission to evaluate.
+#[derive(Clone, Debug)]
+pub struct Submission {
+    /// Identity of the submission (caller-defined; e.g. sha256 of the signed submission).
+    pub id: Hash32,
+    /// The challenge that scores it.
+    pub challenge: Arc<Challenge>,
+    /// The miner's payload.
+    pub payload: Arc<[u8]>,
+    /// Agreed context the guest may read.
+    pub context: EvalContext,
+}
+
+impl Submission {
+    /// Convenience: a submission whose id is the sha256 of its payload.
+    pub fn new(challenge: Arc<Challenge>, payload: impl Into<Arc<[u8]>>, context: EvalContext) -> Submission {
+        let payload = payload.into();
+        let id = Sha256::digest(&payload).into();
+        Submission { id, challenge, payload, context }
+    }
+}
+
+/// A fresh instance, made ahead of time, waiting for its one evaluation.
+pub(crate) struct Prepared {
+    store: Store<HostState>,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    evaluate: TypedFunc<(i32, i32), i64>,
+}
+
+/// Instantiation failed: the evaluation that needs this instance gets `outcome`.
+pub(crate) struct PrepareFailed {
+    store: Store<HostState>,
+    outcome: Outcome,
+}
+
+pub(crate) fn new_store(engine: &wasmtime::Engine, challenge: &Challenge, deadline_ticks: u64, yield_interval: Option<u64>) -> Store<HostState> {
+    let policy = &challenge.policy;
+    let memory_limit = usize::try_from(policy.memory_limit_bytes).unwrap_or(usize::MAX);
+    let log_max = usize::try_from(policy.log_max_bytes).unwrap_or(usize::MAX);
+    let mut store = Store::new(engine, HostState::new(challenge.data.clone(), memory_limit, log_max));
+    store.limiter(|s| s);
+    // Fuel is enabled on every engine we build, so these cannot fail.
+    store.set_fuel(policy.fuel_limit).expect("fuel metering is enabled");
+    if yield_interval.is_some() {
+        store.fuel_async_yield_interval(yield_interval).expect("fuel metering is enabled");
+    }
+    store.set_epoch_deadline(deadline_ticks);
+    store.epoch_deadline_trap();
+    store
+}
+
+pub(crate) fn exports(store: &mut Store<HostState>, instance: &Instance) -> Result<(Memory, TypedFunc<i32, i32>, TypedFunc<(i32, i32), i64>), Outcome> {
+    // Registration checked these exports and their types; a failure here is an ABI break.
+    let abi = Outcome::Trap(TrapKind::AbiViolation);
+    let memory = instance.get_memory(&mut *store, EXPORT_MEMORY).ok_or(abi)?;
+    let alloc = instance.get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC).map_err(|_| abi)?;
+    let evaluate = instance.get_typed_func::<(i32, i32), i64>(&mut *store, EXPORT_EVALUATE).map_err(|_| abi)?;
+    Ok((memory, alloc, evaluate))
+}
+
+/// Instantiate on the async path (pooled engine, fuel yields).
+pub(crate) async fn prepare(rt: &Runtime, challenge: &Challenge) -> Result<Prepared, PrepareFailed> {
+    let mut store = new_store(rt.engine(), challenge, rt.deadline_ticks(&challenge.policy), Some(rt.config().raw.fuel_yield_interval));
+    let instance = match challenge.pre.instantiate_async(&mut store).await {
+        Ok(i) => i,
+        Err(e) => {
+            let outcome = classify(&store, &e);
+            return Err(PrepareFailed { store, outcome });
+        }
+    };
+    match exports(&mut store, &instance) {
+        Ok((memory, alloc, evaluate)) => Ok(Prepared { store, memory, alloc, evaluate }),
+        Err(outcome) => Err(PrepareFailed { store, outcome }),
+    }
+}
+
+/// Run one evaluation on a prepared instance (or report why preparing failed).
+pub(crate) async fn run(rt: &Runtime, prepared: Result<Prepared, PrepareFailed>, sub: &Submission) -> (EvalResult, Store<HostState>) {
+    let meta = Meta::of(sub);
+    let mut p = match prepared {
+        Ok(p) => p,
+        Err(failed) => return (finish(&failed.store, &meta, Err(failed.outcome)), failed.store),
+    };
+    // The instance may have waited in the pool: the deadline counts from now.
+    p.store.set_epoch_deadline(rt.deadline_ticks(&sub.challenge.policy));
+    set_context(&mut p.store, sub.id, sub.context);
+    let output = call_async(&mut p, &sub.payload).await;
+    let result = finish(&p.store, &meta, output);
+    (result, p.store)
+}
+
+pub(crate) fn set_context(store: &mut Store<HostState>, submission_id: Hash32, ctx: EvalContext) {
+    let state = store.data_mut();
+    state.submission_id = submission_id;
+    state.ctx = ctx;
+}
+
+/// What a result needs to know about its submission and challenge.
+pub(crate) struct Meta<'a> {
+    pub submission_id: Hash32,
+    pub challenge_id: crate::result::ChallengeId,
+    pub module_hash: Hash32,
+    pub policy: &'a crate::config::ChallengePolicy,
+}
+
+impl<'a> Meta<'a> {
+    fn of(sub: &'a Submission) -> Meta<'a> {
+        Meta {
+            submission_id: sub.id,
+            challenge_id: sub.challenge.id,
+            module_hash: sub.challenge.module_hash,
+            policy: &sub.challenge.policy,
+        }
+    }
+}
+
+async fn call_async(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome> {
+    let len = i32::try_from(payload.len()).map_err(|_| Outcome::InvalidOutput)?;
+    let ptr = match p.alloc.call_async(&mut p.store, len).await {
+        Ok(ptr) => ptr,
+        Err(e) => return Err(classify(&p.store, &e)),
+    };
+    write_input(&mut p.store, p.memory, ptr, payload)?;
+    match p.evaluate.call_async(&mut p.store, (ptr, len)).await {
+        Ok(packed) => read_output(&p.store, p.memory, packed),
+        Err(e) => Err(classify(&p.store, &e)),
+    }
+}
+
+pub(crate) fn write_input(store: &mut Store<HostState>, memory: Memory, ptr: i32, payload: &[u8]) -> Result<(), Outcome> {
+    let start = u32::try_from(ptr).map_err(|_| Outcome::Trap(TrapKind::AbiViolation))? as usize;
+    let data = memory.data_mut(store);
+    let dst = start
+        .checked_add(payload.len())
+        .and_then(|end| data.get_mut(start..end))
+        .ok_or(Outcome::Trap(TrapKind::AbiViolation))?;
+    dst.copy_from_slice(payload);
+    Ok(())
+}
+
+pub(crate) fn read_output(store: &Store<HostState>, memory: Memory, packed: i64) -> Result<Vec<u8>, Outcome> {
+    let packed = packed as u64;
+    let ptr = (packed >> 32) as usize;
+    let len = (packed & 0xffff_ffff) as usize;
+    let data = memory.data(store);
+    let out = ptr.checked_add(len).and_then(|end| data.get(ptr..end)).ok_or(Outcome::InvalidOutput)?;
+    Ok(out.to_vec())
+}
+
+/// Turn the output (or failure) into the agreed result.
+pub(crate) fn finish(store: &Store<HostState>, meta: &Meta<'_>, output: Result<Vec<u8>, Outcome>) -> EvalResult {
+    let policy = meta.policy;
+    let remaining = store.get_fuel().unwrap_or(0);
+    let fuel_used = policy.fuel_limit.saturating_sub(remaining);
+    let mut result = EvalResult {
+        submission_id: meta.submission_id,
+        challenge_id: meta.challenge_id,
+        module_hash: meta.module_hash,
+        outcome: Outcome::InvalidOutput,
+        score: 0,
+        fuel_used,
+        output_hash: [0; 32],
+    };
+    match output {
+        Err(outcome) => result.outcome = outcome,
+        Ok(out) => {
+            if out.len() < 8 || out.len() as u64 > policy.output_max_bytes {
+                return result;
+            }
+            let score = u64::from_le_bytes(out[..8].try_into().expect("checked length"));
+            if score > SCORE_SCALE {
+                return result;
+            }
+            result.outcome = Outcome::Scored;
+            result.score = score;
+            result.output_hash = Sha256::digest(&out).into();
+        }
+    }
+    result
+}
+
+/// Map a wasmtime error to an outcome. Order matters: the limiter's flag first (a failed
+/// growth may surface as a trap of the guest's own making), then wasmtime traps, then ours.
+pub(crate) fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Outcome {
+    if store.data().memory_limit_hit || e.downcast_ref::<MemoryLimitHit>().is_some() {
+        return Outcome::MemoryLimit;
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        use wasmtime::Trap as T;
+        return match trap {
+            T::OutOfFuel => Outcome::OutOfFuel,
+            T::Interrupt => Outcome::Timeout,
+            T::StackOverflow => Outcome::Trap(TrapKind::StackOverflow),
+            T::MemoryOutOfBounds | T::HeapMisaligned => Outcome::Trap(TrapKind::MemoryOutOfBounds),
+            T::UnreachableCodeReached => Outcome::Trap(TrapKind::Unreachable),
+            T::IntegerDivisionByZero => Outcome::Trap(TrapKind::DivisionByZero),
+            T::IntegerOverflow => Outcome::Trap(TrapKind::IntegerOverflow),
+            T::BadConversionToInteger => Outcome::Trap(TrapKind::BadConversion),
+            T::TableOutOfBounds | T::IndirectCallToNull | T::BadSignature => Outcome::Trap(TrapKind::BadIndirectCall),
+            _ => Outcome::Trap(TrapKind::Other),
+        };
+    }
+    if e.downcast_ref::<HostTrap>().is_some() {
+        return Outcome::Trap(TrapKind::HostCall);
+    }
+    // Not a trap: the pool is exhausted or the host ran out of resources. Local, not agreed.
+    tracing::warn!(error = %format!("{e:#}"), "evaluation aborted by a host-side failure");
+    Outcome::Aborted
+}
+
+/// Assemble the report for a finished evaluation.
+pub(crate) fn report(result: EvalResult, store: &Store<HostState>, shard: usize, service_nanos: u64, pooled_instance: bool) -> EvalReport {
+    let state = store.data();
+    EvalReport {
+        result,
+        host_calls: state.host_calls,
+        log: state.log.clone(),
+        shard,
+        service_nanos,
+        pooled_instance,
+    }
+}

@@ -1,0 +1,43 @@
+//! Platform's evaluation engine: challenges (WebAssembly modules) score miners' payloads in
+//! a deterministic wasmtime sandbox, sharded across cores with glommio.
+//!
+//! - [`Runtime`]: the one deterministic wasmtime engine, host functions, challenge
+//!   registration with an on-disk artifact cache.
+//! - [`ShardedEngine`]: one executor per core, bounded queues, pre-instantiated pools.
+//! - [`Baseline`]: the naive path of the system we replace, for benchmarks and cross-checks.
+//!
+//! The engine knows nothing of PBFT, libp2p or Bittensor: submissions in, results out.
+
+mod baseline;
+mod cache;
+pub mod config;
+mod eval;
+pub mod host;
+pub mod metrics;
+mod queue;
+pub mod result;
+mod runtime;
+mod shard;
+
+pub use baseline::Baseline;
+pub use config::{ChallengePolicy, ConfigError, EngineConfig, ValidEngineConfig};
+pub use eval::Submission;
+pub use host::{EvalContext, HostCallCounts, HostFn};
+pub use result::{ChallengeId, EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
+pub use runtime::{
+    ABI_VERSION, ArtifactSource, CacheStats, Challenge, ChallengeSpec, EngineError, ModuleError, Runtime, WASMTIME_VERSION,
+};
+pub use shard::{ShardedEngine, SubmitError};
+
+/// Evaluate one submission on the calling thread with the pooled engine's exact code path
+/// (fresh instance, async calls driven to completion here). For tests, tools and validators
+/// recomputing a single result outside the shards.
+pub fn evaluate_blocking(rt: &Runtime, sub: &Submission) -> EvalReport {
+    futures_lite::future::block_on(async {
+        let start = std::time::Instant::now();
+        let prepared = eval::prepare(rt, &sub.challenge).await;
+        let (result, store) = eval::run(rt, prepared, sub).await;
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        eval::report(result, &store, 0, nanos, false)
+    })
+}

@@ -1,0 +1,443 @@
+//! The process-wide runtime: one deterministic wasmtime `Engine` with a pooling allocator,
+//! the host-function `Linker`, the epoch ticker for deadlines, and challenge registration
+//! (validate → compile or load from cache → ABI check → `InstancePre`).
+
+use std::hash::Hasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::{
+    Config, Enabled, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
+    PoolingAllocationConfig, ValType,
+};
+
+use crate::cache::{ArtifactCache, Lookup};
+use crate::config::{ChallengePolicy, ConfigError, EngineConfig, ValidEngineConfig};
+use crate::host::{self, HOST_MODULE, HostFn, HostState};
+use crate::metrics as m;
+use crate::result::{ChallengeId, Hash32};
+
+/// The wasmtime version this build pins (see the workspace `Cargo.toml`). Part of the
+/// artifact cache key and of the engine fingerprint peers compare.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+
+/// Version of the challenge ABI this engine implements (see `docs/challenge-abi.md`).
+pub const ABI_VERSION: u32 = 1;
+
+/// Exports the ABI requires.
+pub const EXPORT_MEMORY: &str = "memory";
+/// `() -> ()`: marker naming the ABI version.
+pub const EXPORT_ABI_MARKER: &str = "platform_abi_v1";
+/// `(len: i32) -> i32`: guest allocator for the input.
+pub const EXPORT_ALLOC: &str = "platform_alloc";
+/// `(ptr: i32, len: i32) -> i64`: score the input; returns `ptr << 32 | len` of the output.
+pub const EXPORT_EVALUATE: &str = "platform_evaluate";
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// wasmtime refused the engine configuration (e.g. the pool could not reserve memory).
+    #[error("wasmtime engine: {0}")]
+    Wasmtime(String),
+    /// The artifact cache directory is unusable.
+    #[error("artifact cache: {0}")]
+    Cache(#[from] std::io::Error),
+    /// glommio could not start the shard executors.
+    #[error("shard executors: {0}")]
+    Shards(String),
+}
+
+/// Why a challenge module was refused at registration. Each names the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleError {
+    /// The module is larger than `module_max_bytes`.
+    #[error("module is {size} bytes; the limit is {max}")]
+    TooLarge {
+        /// Module size.
+        size: u64,
+        /// Configured limit.
+        max: u64,
+    },
+    /// The policy is invalid.
+    #[error("policy: {0}")]
+    Policy(#[from] ConfigError),
+    /// The bytes are not a valid module under the deterministic feature set.
+    #[error("invalid or unsupported wasm: {0}")]
+    Invalid(String),
+    /// An import outside the `platform` host-function whitelist.
+    #[error("import `{module}::{name}` is not a platform host function")]
+    UnknownImport {
+        /// Import module.
+        module: String,
+        /// Import name.
+        name: String,
+    },
+    /// A whitelisted host function the challenge's policy does not allow.
+    #[error("import `platform::{0}` is not allowed by this challenge's policy")]
+    ForbiddenImport(&'static str),
+    /// A required ABI export is missing.
+    #[error("missing export `{0}` required by challenge ABI v1")]
+    MissingExport(&'static str),
+    /// An ABI export has the wrong type.
+    #[error("export `{name}` has the wrong type: expected {expected}")]
+    WrongExportType {
+        /// Export name.
+        name: &'static str,
+        /// Expected signature.
+        expected: &'static str,
+    },
+    /// The module's declared initial memory exceeds the policy's memory limit.
+    #[error("initial memory of {initial} bytes exceeds the policy limit of {limit} bytes")]
+    InitialMemoryTooLarge {
+        /// Declared initial size.
+        initial: u64,
+        /// Policy limit.
+        limit: u64,
+    },
+    /// Linking failed (a host function signature mismatch).
+    #[error("link: {0}")]
+    Link(String),
+}
+
+/// A challenge to register: the owner-signed metadata the engine needs.
+#[derive(Clone, Debug)]
+pub struct ChallengeSpec {
+    /// Owner-chosen id.
+    pub id: ChallengeId,
+    /// Human name (logs only).
+    pub name: String,
+    /// The wasm module (binary; the text format is accepted for tests and tooling).
+    pub wasm: Vec<u8>,
+    /// Limits and allowed host functions.
+    pub policy: ChallengePolicy,
+    /// Data the guest may read through `data_read` (e.g. an evaluation set).
+    pub data: Vec<u8>,
+}
+
+/// A registered challenge: compiled, checked, and ready to instantiate on any shard.
+pub struct Challenge {
+    /// Owner-chosen id.
+    pub id: ChallengeId,
+    /// Human name.
+    pub name: String,
+    /// sha256 of the module bytes as registered.
+    pub module_hash: Hash32,
+    /// Limits and allowed host functions.
+    pub policy: ChallengePolicy,
+    pub(crate) data: Arc<[u8]>,
+    pub(crate) pre: InstancePre<HostState>,
+    /// Where the compiled code came from.
+    pub source: ArtifactSource,
+}
+
+impl std::fmt::Debug for Challenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Challenge")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("module_hash", &hex::encode(self.module_hash))
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a challenge's machine code was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArtifactSource {
+    /// Compiled now (no cache configured, or a miss).
+    Compiled,
+    /// Loaded from a verified cache entry with `deserialize`.
+    Cache,
+    /// The cache entry was corrupt; compiled again and the entry rewritten.
+    RecompiledCorrupt,
+}
+
+/// Counters of artifact cache activity since the runtime started.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Modules loaded from cache.
+    pub hits: AtomicU64,
+    /// Modules compiled (no entry).
+    pub misses: AtomicU64,
+    /// Corrupt entries detected and replaced.
+    pub corrupt: AtomicU64,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    config: ValidEngineConfig,
+    cache: Option<ArtifactCache>,
+    engine_key: String,
+    cache_stats: CacheStats,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Handle to the process-wide runtime; cheap to clone, shared by all shards.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("engine_key", &self.inner.engine_key).finish_non_exhaustive()
+    }
+}
+
+/// The deterministic part of the wasmtime configuration, shared by the pooled engine and
+/// the baseline. Everything here feeds the engine fingerprint.
+pub(crate) fn deterministic_config(cfg: &EngineConfig) -> Config {
+    let mut c = Config::new();
+    c.consume_fuel(true)
+        .epoch_interruption(true)
+        .cranelift_nan_canonicalization(true)
+        .cranelift_opt_level(OptLevel::Speed)
+        // wasm threads: the `threads` cargo feature is not compiled in, so they are off.
+        .shared_memory(false)
+        .wasm_relaxed_simd(false)
+        .relaxed_simd_deterministic(true)
+        .wasm_memory64(false)
+        .wasm_multi_memory(false)
+        .wasm_custom_page_sizes(false)
+        .wasm_simd(true)
+        .wasm_bulk_memory(true)
+        .wasm_multi_value(true)
+        .wasm_tail_call(true)
+        .max_wasm_stack(cfg.wasm_stack_max_bytes)
+        .async_stack_size(cfg.async_stack_bytes)
+        .parallel_compilation(true);
+    c
+}
+
+/// A `Hasher` that feeds sha256, to fingerprint wasmtime's compatibility hash stably.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn finish(&self) -> u64 {
+        let d = self.0.clone().finalize();
+        u64::from_le_bytes(d[..8].try_into().unwrap_or_default())
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn engine_fingerprint(engine: &Engine) -> String {
+    let mut h = Sha256Hasher(Sha256::new());
+    h.write(WASMTIME_VERSION.as_bytes());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut h);
+    let digest = h.0.finalize();
+    format!("wt{WASMTIME_VERSION}-{}", hex::encode(&digest[..8]))
+}
+
+impl Runtime {
+    /// Build the engine from a configuration. Fails with a clear error if the configuration
+    /// is invalid or the pooling allocator cannot reserve its address space.
+    pub fn new(cfg: &EngineConfig) -> Result<Runtime, EngineError> {
+        let valid = cfg.validate()?;
+        let mut wcfg = deterministic_config(cfg);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(valid.instance_slots())
+            .total_memories(valid.instance_slots())
+            .total_tables(valid.instance_slots())
+            .total_stacks(valid.stack_slots())
+            .total_component_instances(0)
+            .max_memories_per_module(1)
+            .max_tables_per_module(4)
+            .max_memory_size(usize::try_from(cfg.memory_max_bytes).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(cfg.memory_keep_resident_bytes)
+            .table_keep_resident(64 << 10)
+            .pagemap_scan(Enabled::Auto);
+        wcfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wcfg).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        host::define(&mut linker).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
+        let engine_key = engine_fingerprint(&engine);
+        let cache = match &cfg.artifact_cache_dir {
+            Some(dir) => Some(ArtifactCache::new(dir, engine_key.clone())?),
+            None => None,
+        };
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), cfg.deadline_tick, ticker_stop.clone())?;
+        m::describe();
+        Ok(Runtime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                config: valid,
+                cache,
+                engine_key,
+                cache_stats: CacheStats::default(),
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &ValidEngineConfig {
+        &self.inner.config
+    }
+
+    /// Fingerprint of the wasmtime version and configuration; validators must agree on it.
+    pub fn engine_key(&self) -> &str {
+        &self.inner.engine_key
+    }
+
+    /// Artifact cache counters.
+    pub fn cache_stats(&self) -> &CacheStats {
+        &self.inner.cache_stats
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Deadline in epoch ticks for a policy (rounded up, at least one tick).
+    pub(crate) fn deadline_ticks(&self, policy: &ChallengePolicy) -> u64 {
+        let tick = self.inner.config.raw.deadline_tick.as_nanos().max(1);
+        let ticks = policy.deadline.as_nanos().div_ceil(tick);
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Validate, compile (or load from the artifact cache) and link a challenge.
+    pub fn register(&self, spec: ChallengeSpec) -> Result<Arc<Challenge>, ModuleError> {
+        let cfg = &self.inner.config;
+        let size = spec.wasm.len() as u64;
+        if size > cfg.raw.module_max_bytes {
+            return Err(ModuleError::TooLarge { size, max: cfg.raw.module_max_bytes });
+        }
+        spec.policy.validate(cfg)?;
+        let wasm = wat::parse_bytes(&spec.wasm).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        let module_hash: Hash32 = Sha256::digest(&spec.wasm).into();
+        let (module, source) = self.load_module(&wasm, &module_hash)?;
+        check_abi(&module, &spec.policy)?;
+        let pre = self.inner.linker.instantiate_pre(&module).map_err(|e| ModuleError::Link(format!("{e:#}")))?;
+        tracing::info!(challenge = %spec.id, name = %spec.name, module = %hex::encode(module_hash), ?source, "challenge registered");
+        Ok(Arc::new(Challenge {
+            id: spec.id,
+            name: spec.name,
+            module_hash,
+            policy: spec.policy,
+            data: spec.data.into(),
+            pre,
+            source,
+        }))
+    }
+
+    fn compile(&self, wasm: &[u8]) -> Result<Module, ModuleError> {
+        Module::from_binary(&self.inner.engine, wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))
+    }
+
+    fn load_module(&self, wasm: &[u8], module_hash: &Hash32) -> Result<(Module, ArtifactSource), ModuleError> {
+        let Some(cache) = &self.inner.cache else {
+            return Ok((self.compile(wasm)?, ArtifactSource::Compiled));
+        };
+        let stats = &self.inner.cache_stats;
+        let source = match cache.load(module_hash) {
+            Lookup::Hit(artifact) => {
+                // SAFETY: the artifact was written by `precompile_module` of an engine with the
+                // same fingerprint (it is part of the file name) and its sha256 checksum was
+                // verified on read, so these are bytes this engine configuration produced.
+                match unsafe { Module::deserialize(&self.inner.engine, &artifact) } {
+                    Ok(module) => {
+                        stats.hits.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!(m::MODULE_CACHE, "result" => "hit").increment(1);
+                        return Ok((module, ArtifactSource::Cache));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cached artifact rejected by wasmtime; recompiling");
+                        ArtifactSource::RecompiledCorrupt
+                    }
+                }
+            }
+            Lookup::Miss => ArtifactSource::Compiled,
+            Lookup::Corrupt(reason) => {
+                tracing::warn!(%reason, "corrupt artifact cache entry; recompiling");
+                ArtifactSource::RecompiledCorrupt
+            }
+        };
+        let counter = if source == ArtifactSource::Compiled { &stats.misses } else { &stats.corrupt };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let label = if source == ArtifactSource::Compiled { "miss" } else { "corrupt" };
+        metrics::counter!(m::MODULE_CACHE, "result" => label).increment(1);
+        let artifact = self
+            .inner
+            .engine
+            .precompile_module(wasm)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        if let Err(e) = cache.store(module_hash, &artifact) {
+            tracing::warn!(error = %e, "could not write artifact cache entry");
+        }
+        // SAFETY: `artifact` was produced just now by `precompile_module` on this very engine.
+        let module = unsafe { Module::deserialize(&self.inner.engine, &artifact) }
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        Ok((module, source))
+    }
+}
+
+/// Check imports against the whitelist and policy, and exports against ABI v1.
+fn check_abi(module: &Module, policy: &ChallengePolicy) -> Result<(), ModuleError> {
+    for import in module.imports() {
+        if import.module() != HOST_MODULE {
+            return Err(ModuleError::UnknownImport { module: import.module().into(), name: import.name().into() });
+        }
+        let Some(f) = HostFn::from_import_name(import.name()) else {
+            return Err(ModuleError::UnknownImport { module: import.module().into(), name: import.name().into() });
+        };
+        if !policy.allowed_host_functions.contains(&f) {
+            return Err(ModuleError::ForbiddenImport(f.import_name()));
+        }
+    }
+    let export = |name: &'static str| module.get_export(name).ok_or(ModuleError::MissingExport(name));
+    match export(EXPORT_MEMORY)? {
+        ExternType::Memory(mem) => {
+            let initial = mem.minimum().saturating_mul(crate::config::WASM_PAGE_BYTES);
+            if initial > policy.memory_limit_bytes {
+                return Err(ModuleError::InitialMemoryTooLarge { initial, limit: policy.memory_limit_bytes });
+            }
+        }
+        _ => return Err(ModuleError::WrongExportType { name: EXPORT_MEMORY, expected: "memory" }),
+    }
+    let func_type = |name: &'static str, params: &[ValType], results: &[ValType], expected: &'static str| {
+        let wrong = ModuleError::WrongExportType { name, expected };
+        match export(name)? {
+            ExternType::Func(f) => {
+                let p: Vec<_> = f.params().collect();
+                let r: Vec<_> = f.results().collect();
+                let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
+                if same(&p, params) && same(&r, results) { Ok(()) } else { Err(wrong) }
+            }
+            _ => Err(wrong),
+        }
+    };
+    func_type(EXPORT_ABI_MARKER, &[], &[], "func () -> ()")?;
+    func_type(EXPORT_ALLOC, &[ValType::I32], &[ValType::I32], "func (i32) -> i32")?;
+    func_type(EXPORT_EVALUATE, &[ValType::I32, ValType::I32], &[ValType::I64], "func (i32, i32) -> i64")?;
+    Ok(())
+}
+
+/// Advance the engine epoch every `tick` so deadlines fire. Stops when the runtime drops.
+fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("platform-epoch".into()).spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(tick);
+            match engine.upgrade() {
+                Some(e) => e.increment_epoch(),
+                None => return,
+            }
+        }
+    })?;
+    Ok(())
+}

@@ -1,0 +1,432 @@
+//! The sharded engine: one glommio executor per core, each owning its queue, its pools of
+//! pre-instantiated instances (per challenge) and its metrics handles. Callers on any thread
+//! `submit` (routed by submission id; a full queue is an error value) and read reports from
+//! one bounded channel whose capacity covers everything admitted, so a shard never blocks.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::sync::Semaphore;
+use glommio::{Latency, LocalExecutorPoolBuilder, PoolPlacement, PoolThreadHandles, Shares};
+
+use crate::eval::{self, Prepared, Submission};
+use crate::metrics as m;
+use crate::queue::Inbox;
+use crate::result::{ChallengeId, EvalReport, Outcome};
+use crate::runtime::{Challenge, EngineError, Runtime};
+
+/// Why a submission was not accepted. The caller sees backpressure; nothing is queued.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The shard this submission routes to has `queue_depth_max` jobs waiting.
+    #[error("shard {shard} queue is full")]
+    QueueFull {
+        /// The shard.
+        shard: usize,
+    },
+    /// Reports are waiting to be read up to the admission limit; read some first.
+    #[error("{outstanding} evaluations outstanding; read results before submitting more")]
+    Saturated {
+        /// Admitted but not yet read.
+        outstanding: usize,
+    },
+    /// The payload exceeds the challenge's `input_max_bytes`.
+    #[error("payload of {len} bytes exceeds the challenge limit of {max}")]
+    PayloadTooLarge {
+        /// Payload size.
+        len: usize,
+        /// Policy limit.
+        max: u64,
+    },
+    /// The engine is shutting down.
+    #[error("engine is shutting down")]
+    ShuttingDown,
+}
+
+impl SubmitError {
+    fn reason(&self) -> &'static str {
+        match self {
+            SubmitError::QueueFull { .. } => "queue_full",
+            SubmitError::Saturated { .. } => "saturated",
+            SubmitError::PayloadTooLarge { .. } => "payload_too_large",
+            SubmitError::ShuttingDown => "shutting_down",
+        }
+    }
+}
+
+enum Control {
+    Warm(Arc<Challenge>),
+    Retire(ChallengeId),
+}
+
+struct Shared {
+    rt: Runtime,
+    jobs: Vec<Inbox<Submission>>,
+    control: Vec<Inbox<Control>>,
+    results: crossbeam_channel::Sender<EvalReport>,
+    next_shard_index: AtomicUsize,
+}
+
+/// Handle to the running shards. Dropping it shuts them down after draining their queues.
+pub struct ShardedEngine {
+    shared: Arc<Shared>,
+    results: crossbeam_channel::Receiver<EvalReport>,
+    outstanding: AtomicUsize,
+    outstanding_max: usize,
+    handles: Option<PoolThreadHandles<()>>,
+}
+
+impl std::fmt::Debug for ShardedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShardedEngine")
+            .field("shards", &self.shards())
+            .field("outstanding", &self.outstanding())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShardedEngine {
+    /// Start one executor per configured shard.
+    pub fn start(rt: Runtime) -> Result<ShardedEngine, EngineError> {
+        let cfg = rt.config().clone();
+        let shards = cfg.shards;
+        let outstanding_max = cfg.outstanding_max();
+        let (tx, rx) = crossbeam_channel::bounded(outstanding_max);
+        let shared = Arc::new(Shared {
+            rt,
+            jobs: (0..shards).map(|_| Inbox::new(cfg.raw.queue_depth_max)).collect(),
+            control: (0..shards).map(|_| Inbox::new(1024)).collect(),
+            results: tx,
+            next_shard_index: AtomicUsize::new(0),
+        });
+        let placement = |pin: bool| if pin { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
+        let spawn = |placement: PoolPlacement| {
+            let s = shared.clone();
+            LocalExecutorPoolBuilder::new(placement)
+                .name("platform-shard")
+                .io_memory(cfg.raw.io_memory_bytes)
+                .on_all_shards(move || shard_main(s))
+        };
+        let handles = match spawn(placement(cfg.raw.pin_shards)) {
+            Ok(h) => h,
+            Err(e) if cfg.raw.pin_shards => {
+                tracing::warn!(error = %e, "could not pin shards to CPUs; running them unpinned");
+                shared.next_shard_index.store(0, Ordering::SeqCst);
+                spawn(placement(false)).map_err(|e| EngineError::Shards(e.to_string()))?
+            }
+            Err(e) => return Err(EngineError::Shards(e.to_string())),
+        };
+        Ok(ShardedEngine { shared, results: rx, outstanding: AtomicUsize::new(0), outstanding_max, handles: Some(handles) })
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.shared.jobs.len()
+    }
+
+    /// Evaluations admitted whose reports have not been read yet.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// The shard a submission id routes to.
+    pub fn route(&self, sub: &Submission) -> usize {
+        let key = u64::from_le_bytes(sub.id[..8].try_into().expect("32-byte id"));
+        (key % self.shards() as u64) as usize
+    }
+
+    /// Queue a submission on its shard. Never blocks; a full queue is an error value.
+    pub fn submit(&self, sub: Submission) -> Result<(), SubmitError> {
+        let res = self.try_submit(sub);
+        if let Err(e) = &res {
+            metrics::counter!(m::SUBMISSIONS_REJECTED, "reason" => e.reason()).increment(1);
+        }
+        res
+    }
+
+    fn try_submit(&self, sub: Submission) -> Result<(), SubmitError> {
+        let max = sub.challenge.policy.input_max_bytes;
+        if sub.payload.len() as u64 > max {
+            return Err(SubmitError::PayloadTooLarge { len: sub.payload.len(), max });
+        }
+        let admitted = self.outstanding.fetch_add(1, Ordering::AcqRel);
+        if admitted >= self.outstanding_max {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::Saturated { outstanding: admitted });
+        }
+        let shard = self.route(&sub);
+        if self.shared.jobs[shard].push(sub).is_err() {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            return Err(if self.handles.is_none() { SubmitError::ShuttingDown } else { SubmitError::QueueFull { shard } });
+        }
+        Ok(())
+    }
+
+    /// Fill every shard's pool for `challenge` ahead of its first submission.
+    pub fn warm(&self, challenge: &Arc<Challenge>) {
+        for inbox in &self.shared.control {
+            let mut msg = Control::Warm(challenge.clone());
+            while let Err(back) = inbox.push(msg) {
+                msg = back;
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Drop every shard's pool for a challenge (deactivated or retired).
+    pub fn retire(&self, id: ChallengeId) {
+        for inbox in &self.shared.control {
+            let mut msg = Control::Retire(id);
+            while let Err(back) = inbox.push(msg) {
+                msg = back;
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn took(&self, r: Option<EvalReport>) -> Option<EvalReport> {
+        if r.is_some() {
+            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+        }
+        r
+    }
+
+    /// Next report, waiting up to `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<EvalReport> {
+        self.took(self.results.recv_timeout(timeout).ok())
+    }
+
+    /// Next report if one is ready.
+    pub fn try_recv(&self) -> Option<EvalReport> {
+        self.took(self.results.try_recv().ok())
+    }
+
+    /// Stop accepting, let the shards drain their queues, and join them.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(handles) = self.handles.take() else { return };
+        for inbox in &self.shared.jobs {
+            inbox.close();
+        }
+        for inbox in &self.shared.control {
+            inbox.close();
+        }
+        for r in handles.join_all() {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "shard exited with an error");
+            }
+        }
+    }
+}
+
+impl Drop for ShardedEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Per-challenge metric handles, registered once per shard.
+struct ChallengeMetrics {
+    by_outcome: BTreeMap<&'static str, metrics::Counter>,
+    duration: metrics::Histogram,
+    fuel: metrics::Counter,
+}
+
+impl ChallengeMetrics {
+    fn new(id: ChallengeId) -> Self {
+        let label = id.to_string();
+        let by_outcome = Outcome::LABELS
+            .iter()
+            .map(|o| (*o, metrics::counter!(m::EVALUATIONS, "challenge" => label.clone(), "outcome" => *o)))
+            .collect();
+        ChallengeMetrics {
+            by_outcome,
+            duration: metrics::histogram!(m::EVALUATION_DURATION, "challenge" => label.clone()),
+            fuel: metrics::counter!(m::FUEL_CONSUMED, "challenge" => label),
+        }
+    }
+}
+
+struct Pool {
+    challenge: Arc<Challenge>,
+    ready: VecDeque<Prepared>,
+    /// Instantiation fails for this module (e.g. its start function traps): stop making
+    /// instances ahead of time; each evaluation instantiates inline and records the outcome.
+    failing: bool,
+    metrics: ChallengeMetrics,
+}
+
+struct Shard {
+    index: usize,
+    shared: Arc<Shared>,
+    pools: RefCell<BTreeMap<ChallengeId, Pool>>,
+    refill: LocalSender<()>,
+    stopping: Cell<bool>,
+    ready_gauge: metrics::Gauge,
+    queue_gauge: metrics::Gauge,
+    inline_counter: metrics::Counter,
+}
+
+impl Shard {
+    fn ready_total(&self) -> usize {
+        self.pools.borrow().values().map(|p| p.ready.len()).sum()
+    }
+
+    fn update_gauges(&self) {
+        self.ready_gauge.set(self.ready_total() as f64);
+        self.queue_gauge.set(self.shared.jobs[self.index].len() as f64);
+    }
+
+    /// Make sure a pool exists for this exact module; replace one for an older module.
+    fn ensure_pool(&self, challenge: &Arc<Challenge>) {
+        let mut pools = self.pools.borrow_mut();
+        let stale = pools.get(&challenge.id).is_some_and(|p| p.challenge.module_hash != challenge.module_hash);
+        if stale || !pools.contains_key(&challenge.id) {
+            pools.insert(
+                challenge.id,
+                Pool { challenge: challenge.clone(), ready: VecDeque::new(), failing: false, metrics: ChallengeMetrics::new(challenge.id) },
+            );
+        }
+    }
+
+    fn take_ready(&self, challenge: &Arc<Challenge>) -> Option<Prepared> {
+        self.ensure_pool(challenge);
+        let taken = self.pools.borrow_mut().get_mut(&challenge.id).and_then(|p| p.ready.pop_front());
+        let _ = self.refill.try_send(());
+        taken
+    }
+
+    fn record(&self, report: &EvalReport) {
+        let pools = self.pools.borrow();
+        if let Some(pool) = pools.get(&report.result.challenge_id) {
+            if let Some(c) = pool.metrics.by_outcome.get(report.result.outcome.as_str()) {
+                c.increment(1);
+            }
+            pool.metrics.duration.record(report.service_nanos as f64 / 1e9);
+            pool.metrics.fuel.increment(report.result.fuel_used);
+        }
+        for (f, n) in report.host_calls.used() {
+            metrics::counter!(m::HOST_CALLS, "function" => f.import_name()).increment(u64::from(n));
+        }
+        if !report.pooled_instance {
+            self.inline_counter.increment(1);
+        }
+    }
+}
+
+async fn shard_main(shared: Arc<Shared>) {
+    let index = shared.next_shard_index.fetch_add(1, Ordering::SeqCst);
+    let cfg = shared.rt.config().raw.clone();
+    let (refill_tx, refill_rx) = local_channel::new_bounded(1);
+    let label = index.to_string();
+    let shard = Rc::new(Shard {
+        index,
+        shared: shared.clone(),
+        pools: RefCell::new(BTreeMap::new()),
+        refill: refill_tx,
+        stopping: Cell::new(false),
+        ready_gauge: metrics::gauge!(m::POOL_READY, "shard" => label.clone()),
+        queue_gauge: metrics::gauge!(m::QUEUE_DEPTH, "shard" => label.clone()),
+        inline_counter: metrics::counter!(m::INLINE_INSTANTIATIONS, "shard" => label),
+    });
+    let ex = glommio::executor();
+    // Evaluations get most of the core; refills run in the gaps, off the critical path.
+    let tq_eval = ex.create_task_queue(Shares::Static(1000), Latency::NotImportant, "eval");
+    let tq_background = ex.create_task_queue(Shares::Static(200), Latency::NotImportant, "refill");
+
+    let refill_task = glommio::spawn_local_into(refill_loop(shard.clone(), refill_rx, cfg.instances_ready_per_challenge), tq_background)
+        .expect("task queue exists");
+    let control_task = glommio::spawn_local_into(control_loop(shard.clone()), tq_background).expect("task queue exists");
+
+    let in_flight = cfg.in_flight_per_shard as u64;
+    let permits = Rc::new(Semaphore::new(in_flight));
+    loop {
+        let permit = permits.acquire_static_permit(1).await.expect("semaphore is never closed");
+        let Some(sub) = shared.jobs[index].pop().await else { break };
+        let s = shard.clone();
+        glommio::spawn_local_into(
+            async move {
+                run_job(&s, sub).await;
+                drop(permit);
+            },
+            tq_eval,
+        )
+        .expect("task queue exists")
+        .detach();
+    }
+    // Drain: every admitted job reports before the shard exits.
+    permits.acquire(in_flight).await.expect("semaphore is never closed");
+    control_task.await;
+    shard.stopping.set(true);
+    // If the signal slot is already full the loop wakes anyway and sees `stopping`.
+    let _ = shard.refill.try_send(());
+    refill_task.await;
+}
+
+async fn run_job(shard: &Shard, sub: Submission) {
+    let start = Instant::now();
+    let rt = &shard.shared.rt;
+    let (prepared, pooled) = match shard.take_ready(&sub.challenge) {
+        Some(p) => (Ok(p), true),
+        None => (eval::prepare(rt, &sub.challenge).await, false),
+    };
+    let (result, store) = eval::run(rt, prepared, &sub).await;
+    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let report = eval::report(result, &store, shard.index, nanos, pooled);
+    shard.record(&report);
+    // Capacity covers every admitted job, so this only fails if the receiver is gone.
+    let _ = shard.shared.results.try_send(report);
+    shard.update_gauges();
+    drop(store);
+}
+
+async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) {
+    while signal.recv().await.is_some() {
+        while !shard.stopping.get() {
+            // Pick one pool below its depth; never hold the borrow across an await.
+            let next = shard
+                .pools
+                .borrow()
+                .values()
+                .find(|p| !p.failing && p.ready.len() < depth)
+                .map(|p| p.challenge.clone());
+            let Some(challenge) = next else { break };
+            let made = eval::prepare(&shard.shared.rt, &challenge).await;
+            let mut pools = shard.pools.borrow_mut();
+            let Some(pool) = pools.get_mut(&challenge.id) else { continue };
+            if pool.challenge.module_hash != challenge.module_hash {
+                continue;
+            }
+            match made {
+                Ok(p) => pool.ready.push_back(p),
+                Err(_) => pool.failing = true,
+            }
+            drop(pools);
+            shard.update_gauges();
+            glommio::yield_if_needed().await;
+        }
+    }
+}
+
+async fn control_loop(shard: Rc<Shard>) {
+    while let Some(msg) = shard.shared.control[shard.index].pop().await {
+        match msg {
+            Control::Warm(challenge) => {
+                shard.ensure_pool(&challenge);
+                let _ = shard.refill.try_send(());
+            }
+            Control::Retire(id) => {
+                shard.pools.borrow_mut().remove(&id);
+            }
+        }
+        shard.update_gauges();
+    }
+}
