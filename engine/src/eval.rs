@@ -44,7 +44,7 @@ pub(crate) struct Prepared {
 /// Instantiation failed: the evaluation that needs this instance gets `outcome`.
 pub(crate) struct PrepareFailed {
     store: Store<HostState>,
-    outcome: Outcome,
+    pub outcome: Outcome,
 }
 
 pub(crate) fn new_store(engine: &wasmtime::Engine, challenge: &Challenge, deadline_ticks: u64, yield_interval: Option<u64>) -> Store<HostState> {

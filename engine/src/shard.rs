@@ -389,7 +389,7 @@ async fn run_job(shard: &Shard, sub: Submission) {
 }
 
 async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) {
-    while signal.recv().await.is_some() {
+    while signal.recv().await.is_some() && !shard.stopping.get() {
         while !shard.stopping.get() {
             // Pick one pool below its depth; never hold the borrow across an await.
             let next = shard
@@ -407,7 +407,11 @@ async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) 
             }
             match made {
                 Ok(p) => pool.ready.push_back(p),
-                Err(_) => pool.failing = true,
+                // Deterministic failure (e.g. the start function traps): every instance
+                // would fail the same way, so stop making them.
+                Err(f) if f.outcome.is_deterministic() => pool.failing = true,
+                // Local resource trouble (pool slots exhausted): try again on the next signal.
+                Err(_) => break,
             }
             drop(pools);
             shard.update_gauges();
