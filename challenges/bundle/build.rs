@@ -13,6 +13,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(dir).join("src").display());
         println!("cargo:rerun-if-changed={}", root.join(dir).join("Cargo.toml").display());
     }
+    println!("cargo:rerun-if-changed={}", root.join(".cargo/config.toml").display());
     let target_dir = root.join("target").join("wasm-guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);

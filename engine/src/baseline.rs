@@ -50,6 +50,17 @@ impl Baseline {
         Some(eval::report(result, &store, 0, nanos, false))
     }
 
+    /// The naive instance lifecycle alone: new linker with every host function, new store,
+    /// on-demand instantiation, drop. Returns false if the challenge was not added or
+    /// instantiation failed.
+    pub fn instantiate_and_drop(&self, challenge: &Challenge) -> bool {
+        let Some(module) = self.modules.get(&challenge.module_hash) else { return false };
+        let mut linker = Linker::new(&self.engine);
+        host::define(&mut linker).expect("host functions are well-typed");
+        let mut store = eval::new_store(&self.engine, challenge, 1 << 40, None);
+        linker.instantiate(&mut store, module).is_ok()
+    }
+
     fn run(&self, module: &Module, challenge: &Arc<Challenge>, sub: &Submission) -> (EvalResult, wasmtime::Store<HostState>) {
         let meta = Meta {
             submission_id: sub.id,

@@ -79,7 +79,7 @@ impl Default for EngineConfig {
             module_max_bytes: 16 << 20,
             wasm_stack_max_bytes: 512 << 10,
             async_stack_bytes: 2 << 20,
-            memory_keep_resident_bytes: 2 << 20,
+            memory_keep_resident_bytes: 4 << 20,
             fuel_yield_interval: 1_000_000,
             deadline_tick: Duration::from_millis(10),
             artifact_cache_dir: None,

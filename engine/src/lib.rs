@@ -41,3 +41,10 @@ pub fn evaluate_blocking(rt: &Runtime, sub: &Submission) -> EvalReport {
         eval::report(result, &store, 0, nanos, false)
     })
 }
+
+/// Create a fresh pooled instance of `challenge` (store + instantiate, start function
+/// included) and drop it, on the calling thread. Returns false if instantiation failed.
+/// For benchmarks of the instance lifecycle.
+pub fn instantiate_and_drop(rt: &Runtime, challenge: &Challenge) -> bool {
+    futures_lite::future::block_on(eval::prepare(rt, challenge)).is_ok()
+}

@@ -86,6 +86,81 @@ impl SplitMix64 {
     }
 }
 
+/// The guest allocator (wasm32 only, feature `bump-allocator`, on by default): a bump
+/// allocator. An instance serves exactly one evaluation and is then dropped, so freeing is
+/// pointless; bumping is a few instructions, and with the heap inside the module's initial
+/// memory (see `.cargo/config.toml`: `--initial-memory`) an evaluation never calls
+/// `memory.grow`, which on the host would change page protections (a TLB shootdown across
+/// every core). The last allocation can be freed or grown in place, which keeps `Vec`
+/// growth cheap; beyond the initial memory it grows memory like any allocator.
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+mod bump {
+    use core::alloc::{GlobalAlloc, Layout};
+    use core::cell::Cell;
+
+    const PAGE: usize = 65_536;
+
+    unsafe extern "C" {
+        /// First byte after static data and stack, defined by wasm-ld.
+        static __heap_base: u8;
+    }
+
+    struct Bump {
+        next: Cell<usize>,
+    }
+
+    // SAFETY: wasm32-unknown-unknown guests are single-threaded (threads are disabled by
+    // the engine), so the cell is never accessed concurrently.
+    unsafe impl Sync for Bump {}
+
+    impl Bump {
+        fn claim(&self, start: usize, size: usize) -> *mut u8 {
+            let Some(end) = start.checked_add(size) else { return core::ptr::null_mut() };
+            let have = core::arch::wasm32::memory_size(0) * PAGE;
+            if end > have && core::arch::wasm32::memory_grow(0, (end - have).div_ceil(PAGE)) == usize::MAX {
+                return core::ptr::null_mut();
+            }
+            self.next.set(end);
+            start as *mut u8
+        }
+    }
+
+    // SAFETY: returns blocks aligned as asked, within linear memory, never handed out twice.
+    unsafe impl GlobalAlloc for Bump {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let mut next = self.next.get();
+            if next == 0 {
+                next = core::ptr::addr_of!(__heap_base) as usize;
+            }
+            let start = (next + layout.align() - 1) & !(layout.align() - 1);
+            self.claim(start, layout.size())
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            if ptr as usize + layout.size() == self.next.get() {
+                self.next.set(ptr as usize);
+            }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            if ptr as usize + layout.size() == self.next.get() {
+                return self.claim(ptr as usize, new_size);
+            }
+            // SAFETY: same contract as `GlobalAlloc::realloc`; copy into a fresh block.
+            unsafe {
+                let new = self.alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
+                if !new.is_null() {
+                    core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                }
+                new
+            }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: Bump = Bump { next: Cell::new(0) };
+}
+
 /// Host functions (module `platform`). On wasm32 they call the engine; on other targets they
 /// run natively against a thread-local context so scoring code is testable off-wasm.
 pub mod host {

@@ -1,0 +1,335 @@
+//! `bench engine`: per example challenge, in one run and on the same payloads:
+//! native (physical limit), naive (the system we replace), pooled on 1 shard and on every
+//! core. Reports evaluations/s, p50/p99 latency, instantiation µs and the ratios
+//! wasm÷native, pooled÷naive and scaling efficiency E(n); medians over `--runs`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use platform_challenges::{EXAMPLES, Example};
+use platform_engine::{
+    Baseline, Challenge, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, Outcome, Runtime,
+    ShardedEngine, Submission,
+};
+use serde::Serialize;
+
+use crate::machine::Machine;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+    /// Repetitions; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Only these challenges (by name); default all.
+    #[arg(long)]
+    challenge: Vec<String>,
+    /// Shard count for the scaling column; default every core.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Distinct payloads cycled through.
+    #[arg(long, default_value_t = 64)]
+    payloads: u64,
+    /// Directory for the JSON results.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+/// One measured path.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+struct Figures {
+    evals_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Row {
+    challenge: &'static str,
+    native: Figures,
+    naive: Figures,
+    pooled_1: Figures,
+    pooled_n: Figures,
+    shards_n: usize,
+    instantiate_pooled_p50_us: f64,
+    instantiate_pooled_p99_us: f64,
+    instantiate_naive_p50_us: f64,
+    wasm_over_native: f64,
+    pooled_over_naive: f64,
+    scaling_efficiency: f64,
+    fuel_per_eval: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    seconds_per_measurement: f64,
+    runs: usize,
+    rows: Vec<Row>,
+}
+
+fn policy() -> ChallengePolicy {
+    ChallengePolicy { fuel_limit: 2_000_000_000, ..ChallengePolicy::default() }
+}
+
+fn register(rt: &Runtime, e: &Example) -> anyhow::Result<Arc<Challenge>> {
+    rt.register(ChallengeSpec { id: ChallengeId(e.id), name: e.name.into(), wasm: e.wasm.to_vec(), policy: policy(), data: vec![] })
+        .with_context(|| format!("register {}", e.name))
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+fn figures(count: u64, elapsed: Duration, h: &Histogram<u64>) -> Figures {
+    Figures {
+        evals_per_sec: count as f64 / elapsed.as_secs_f64(),
+        p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+        p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+fn measure_native(e: &Example, payloads: &[Vec<u8>], secs: Duration) -> Figures {
+    let mut h = hist();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < secs {
+        let t = Instant::now();
+        let out = (e.native)(&payloads[(n as usize) % payloads.len()]);
+        std::hint::black_box(out);
+        h.record(nanos(t.elapsed())).ok();
+        n += 1;
+    }
+    figures(n, start.elapsed(), &h)
+}
+
+fn measure_naive(base: &Baseline, ch: &Arc<Challenge>, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<Figures> {
+    let mut h = hist();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < secs {
+        let sub = Submission::new(ch.clone(), payloads[(n as usize) % payloads.len()].clone(), EvalContext::default());
+        let t = Instant::now();
+        let r = base.evaluate(&sub).context("baseline has the challenge")?;
+        h.record(nanos(t.elapsed())).ok();
+        anyhow::ensure!(r.result.outcome == Outcome::Scored, "naive: {:?}", r.result.outcome);
+        n += 1;
+    }
+    Ok(figures(n, start.elapsed(), &h))
+}
+
+/// Drive a sharded engine as fast as it accepts for `secs`; latency is service time.
+fn measure_pooled(shards: usize, e: &Example, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<(Figures, u64)> {
+    let cfg = EngineConfig { shards, ..EngineConfig::default() };
+    let rt = Runtime::new(&cfg)?;
+    let ch = register(&rt, e)?;
+    let engine = ShardedEngine::start(rt)?;
+    engine.warm(&ch);
+    // Distinct ids so submissions spread over shards like real traffic.
+    let subs: Vec<Submission> = (0..1024u64)
+        .map(|i| {
+            let mut s = Submission::new(ch.clone(), payloads[(i as usize) % payloads.len()].clone(), EvalContext::default());
+            s.id[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
+            s
+        })
+        .collect();
+    let mut h = hist();
+    let mut next = 0usize;
+    let mut done = 0u64;
+    let mut fuel = 0u64;
+    let warmup_until = Instant::now() + Duration::from_millis(200);
+    let mut start = None;
+    loop {
+        while engine.submit(subs[next % subs.len()].clone()).is_ok() {
+            next += 1;
+        }
+        // Poll in batches instead of waking per result: the driver stays off the shards'
+        // cores as much as it can (it is not part of what we measure).
+        let mut batch = vec![];
+        let waited = Instant::now();
+        while batch.is_empty() {
+            while let Some(r) = engine.try_recv() {
+                batch.push(r);
+            }
+            if batch.is_empty() {
+                anyhow::ensure!(waited.elapsed() < Duration::from_secs(30), "engine stalled");
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        let now = Instant::now();
+        if start.is_none() && now >= warmup_until {
+            start = Some(now);
+        }
+        if let Some(s) = start {
+            for r in &batch {
+                anyhow::ensure!(r.result.outcome == Outcome::Scored, "pooled: {:?}", r.result.outcome);
+                h.record(r.service_nanos.max(1)).ok();
+                fuel = r.result.fuel_used;
+            }
+            done += batch.len() as u64;
+            if now - s >= secs {
+                let f = figures(done, now - s, &h);
+                drop(engine);
+                return Ok((f, fuel));
+            }
+        }
+    }
+}
+
+fn measure_instantiation(rt: &Runtime, base: &Baseline, ch: &Challenge, n: usize) -> (f64, f64, f64) {
+    let mut pooled = hist();
+    let mut naive = hist();
+    for _ in 0..n {
+        let t = Instant::now();
+        assert!(platform_engine::instantiate_and_drop(rt, ch));
+        pooled.record(nanos(t.elapsed())).ok();
+    }
+    for _ in 0..n / 4 {
+        let t = Instant::now();
+        assert!(base.instantiate_and_drop(ch));
+        naive.record(nanos(t.elapsed())).ok();
+    }
+    (
+        pooled.value_at_quantile(0.5) as f64 / 1e3,
+        pooled.value_at_quantile(0.99) as f64 / 1e3,
+        naive.value_at_quantile(0.5) as f64 / 1e3,
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn median_figures(v: &[Figures]) -> Figures {
+    Figures {
+        evals_per_sec: median(v.iter().map(|f| f.evals_per_sec).collect()),
+        p50_us: median(v.iter().map(|f| f.p50_us).collect()),
+        p99_us: median(v.iter().map(|f| f.p99_us).collect()),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.runs >= 1 && args.seconds > 0.0 && args.payloads >= 1, "runs, seconds and payloads must be positive");
+    let machine = Machine::detect();
+    let shards_n = args.shards.unwrap_or(machine.cores).max(1);
+    let secs = Duration::from_secs_f64(args.seconds);
+    let examples: Vec<&Example> =
+        EXAMPLES.iter().filter(|e| args.challenge.is_empty() || args.challenge.iter().any(|c| c == e.name)).collect();
+    anyhow::ensure!(!examples.is_empty(), "no challenge matches {:?}", args.challenge);
+    println!("{}", machine.line());
+
+    let steps = (examples.len() * args.runs * 5) as u64;
+    let bar = ProgressBar::new(steps);
+    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").expect("valid template"));
+
+    let rt = Runtime::new(&EngineConfig { shards: 1, ..EngineConfig::default() })?;
+    let mut base = Baseline::new(&EngineConfig::default())?;
+    let mut rows = vec![];
+    for e in examples {
+        let ch = register(&rt, e)?;
+        base.add(&ch, e.wasm)?;
+        let payloads: Vec<Vec<u8>> = (0..args.payloads).map(|s| (e.sample_payload)(s)).collect();
+        let (mut native, mut naive, mut p1, mut pn, mut inst) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut fuel = 0;
+        for run in 1..=args.runs {
+            let step = |what: &str| {
+                bar.set_message(format!("{} run {run}/{}: {what}", e.name, args.runs));
+            };
+            step("native");
+            native.push(measure_native(e, &payloads, secs));
+            bar.inc(1);
+            step("naive");
+            naive.push(measure_naive(&base, &ch, &payloads, secs)?);
+            bar.inc(1);
+            step("pooled, 1 shard");
+            let (f, fu) = measure_pooled(1, e, &payloads, secs)?;
+            p1.push(f);
+            fuel = fu;
+            bar.inc(1);
+            step(&format!("pooled, {shards_n} shards"));
+            pn.push(measure_pooled(shards_n, e, &payloads, secs)?.0);
+            bar.inc(1);
+            step("instantiation");
+            inst.push(measure_instantiation(&rt, &base, &ch, 2000));
+            bar.inc(1);
+        }
+        let (native, naive, pooled_1, pooled_n) =
+            (median_figures(&native), median_figures(&naive), median_figures(&p1), median_figures(&pn));
+        rows.push(Row {
+            challenge: e.name,
+            native,
+            naive,
+            pooled_1,
+            pooled_n,
+            shards_n,
+            instantiate_pooled_p50_us: median(inst.iter().map(|i| i.0).collect()),
+            instantiate_pooled_p99_us: median(inst.iter().map(|i| i.1).collect()),
+            instantiate_naive_p50_us: median(inst.iter().map(|i| i.2).collect()),
+            wasm_over_native: native.evals_per_sec / pooled_1.evals_per_sec,
+            pooled_over_naive: pooled_1.evals_per_sec / naive.evals_per_sec,
+            scaling_efficiency: pooled_n.evals_per_sec / (shards_n as f64 * pooled_1.evals_per_sec),
+            fuel_per_eval: fuel,
+        });
+    }
+    bar.finish_and_clear();
+    print_table(&rows);
+    let report = Report { machine, seconds_per_measurement: args.seconds, runs: args.runs, rows };
+    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
+    let day = report.machine.when.get(..10).unwrap_or("unknown").to_string();
+    let path = args.out.join(format!("engine-{day}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("write {}", path.display()))?;
+    println!("results written to {}", path.display());
+    Ok(())
+}
+
+fn print_table(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<14} {:<12} {:>12} {:>10} {:>10}",
+        "challenge", "path", "evals/s", "p50 µs", "p99 µs"
+    );
+    for r in rows {
+        let lines = [
+            ("native", r.native),
+            ("naive", r.naive),
+            ("pooled ×1", r.pooled_1),
+            (&*format!("pooled ×{}", r.shards_n), r.pooled_n),
+        ];
+        for (path, f) in lines {
+            println!("{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1}", r.challenge, path, f.evals_per_sec, f.p50_us, f.p99_us);
+        }
+    }
+    println!();
+    println!(
+        "{:<14} {:>12} {:>12} {:>12} {:>11} {:>13} {:>8} {:>12}",
+        "challenge", "inst p50 µs", "inst p99 µs", "naive inst", "wasm÷native", "pooled÷naive", "E(n)", "fuel/eval"
+    );
+    for r in rows {
+        println!(
+            "{:<14} {:>12.1} {:>12.1} {:>12.1} {:>10.2}× {:>12.1}× {:>8.2} {:>12}",
+            r.challenge,
+            r.instantiate_pooled_p50_us,
+            r.instantiate_pooled_p99_us,
+            r.instantiate_naive_p50_us,
+            r.wasm_over_native,
+            r.pooled_over_naive,
+            r.scaling_efficiency,
+            r.fuel_per_eval
+        );
+    }
+    println!();
+    println!("wasm÷native: native evals/s ÷ pooled 1-shard evals/s (time ratio; lower is better).");
+    println!("pooled÷naive: pooled 1-shard evals/s ÷ naive evals/s. E(n): n-shard evals/s ÷ (n × 1-shard).");
+    println!("Latency: per-call time for native and naive; service time inside the shard for pooled.");
+}

@@ -1,0 +1,26 @@
+//! `bench`: Platform's benchmark harness. `bench engine` compares, side by side in one run,
+//! the pooled sharded engine, the naive path of the system we replace, and native code.
+
+mod engine;
+mod machine;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "bench", about = "Platform benchmarks: tables side by side with baselines, JSON beside them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Engine alone: pooled sharded vs naive (fresh linker + instance per call) vs native.
+    Engine(engine::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Engine(args) => engine::run(args),
+    }
+}
