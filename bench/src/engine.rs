@@ -60,7 +60,13 @@ struct Row {
     instantiate_pooled_p50_us: f64,
     instantiate_pooled_p99_us: f64,
     instantiate_naive_p50_us: f64,
-    wasm_over_native: f64,
+    /// Median time inside `platform_evaluate`, one evaluation at a time (naive path; the
+    /// same compiled code and configuration as the pooled path).
+    guest_call_p50_us: f64,
+    /// Same scoring code: guest call p50 ÷ native call p50.
+    wasm_over_native_compute: f64,
+    /// Whole evaluations: native evals/s ÷ pooled 1-shard evals/s.
+    wasm_over_native_end_to_end: f64,
     pooled_over_naive: f64,
     scaling_efficiency: f64,
     fuel_per_eval: u64,
@@ -113,8 +119,11 @@ fn measure_native(e: &Example, payloads: &[Vec<u8>], secs: Duration) -> Figures 
     figures(n, start.elapsed(), &h)
 }
 
-fn measure_naive(base: &Baseline, ch: &Arc<Challenge>, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<Figures> {
+/// Returns the figures and the median time inside the guest call (µs): the naive path runs
+/// one evaluation at a time, so its call time is the guest's compute time, uninterleaved.
+fn measure_naive(base: &Baseline, ch: &Arc<Challenge>, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<(Figures, f64)> {
     let mut h = hist();
+    let mut calls = hist();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < secs {
@@ -122,13 +131,15 @@ fn measure_naive(base: &Baseline, ch: &Arc<Challenge>, payloads: &[Vec<u8>], sec
         let t = Instant::now();
         let r = base.evaluate(&sub).context("baseline has the challenge")?;
         h.record(nanos(t.elapsed())).ok();
+        calls.record(r.call_nanos.max(1)).ok();
         anyhow::ensure!(r.result.outcome == Outcome::Scored, "naive: {:?}", r.result.outcome);
         n += 1;
     }
-    Ok(figures(n, start.elapsed(), &h))
+    Ok((figures(n, start.elapsed(), &h), calls.value_at_quantile(0.5) as f64 / 1e3))
 }
 
 /// Drive a sharded engine as fast as it accepts for `secs`; latency is service time.
+/// Returns the figures and the fuel per evaluation.
 fn measure_pooled(shards: usize, e: &Example, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<(Figures, u64)> {
     let cfg = EngineConfig { shards, ..EngineConfig::default() };
     let rt = Runtime::new(&cfg)?;
@@ -240,7 +251,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let ch = register(&rt, e)?;
         base.add(&ch, e.wasm)?;
         let payloads: Vec<Vec<u8>> = (0..args.payloads).map(|s| (e.sample_payload)(s)).collect();
-        let (mut native, mut naive, mut p1, mut pn, mut inst) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut native, mut naive, mut p1, mut pn, mut inst, mut call) = (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut fuel = 0;
         for run in 1..=args.runs {
             let step = |what: &str| {
@@ -250,7 +261,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             native.push(measure_native(e, &payloads, secs));
             bar.inc(1);
             step("naive");
-            naive.push(measure_naive(&base, &ch, &payloads, secs)?);
+            let (f, c) = measure_naive(&base, &ch, &payloads, secs)?;
+            naive.push(f);
+            call.push(c);
             bar.inc(1);
             step("pooled, 1 shard");
             let (f, fu) = measure_pooled(1, e, &payloads, secs)?;
@@ -266,6 +279,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         let (native, naive, pooled_1, pooled_n) =
             (median_figures(&native), median_figures(&naive), median_figures(&p1), median_figures(&pn));
+        let guest_call_p50_us = median(call);
         rows.push(Row {
             challenge: e.name,
             native,
@@ -276,7 +290,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             instantiate_pooled_p50_us: median(inst.iter().map(|i| i.0).collect()),
             instantiate_pooled_p99_us: median(inst.iter().map(|i| i.1).collect()),
             instantiate_naive_p50_us: median(inst.iter().map(|i| i.2).collect()),
-            wasm_over_native: native.evals_per_sec / pooled_1.evals_per_sec,
+            guest_call_p50_us,
+            wasm_over_native_compute: guest_call_p50_us / native.p50_us,
+            wasm_over_native_end_to_end: native.evals_per_sec / pooled_1.evals_per_sec,
             pooled_over_naive: pooled_1.evals_per_sec / naive.evals_per_sec,
             scaling_efficiency: pooled_n.evals_per_sec / (shards_n as f64 * pooled_1.evals_per_sec),
             fuel_per_eval: fuel,
@@ -312,24 +328,28 @@ fn print_table(rows: &[Row]) {
     }
     println!();
     println!(
-        "{:<14} {:>12} {:>12} {:>12} {:>11} {:>13} {:>8} {:>12}",
-        "challenge", "inst p50 µs", "inst p99 µs", "naive inst", "wasm÷native", "pooled÷naive", "E(n)", "fuel/eval"
+        "{:<14} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>6} {:>11}",
+        "challenge", "inst p50", "inst p99", "naive inst", "call p50", "w÷n call", "w÷n e2e", "pooled÷naive", "E(n)", "fuel/eval"
     );
     for r in rows {
         println!(
-            "{:<14} {:>12.1} {:>12.1} {:>12.1} {:>10.2}× {:>12.1}× {:>8.2} {:>12}",
+            "{:<14} {:>8.1}µ {:>8.1}µ {:>9.1}µ {:>8.1}µ {:>8.2}× {:>8.2}× {:>11.1}× {:>6.2} {:>11}",
             r.challenge,
             r.instantiate_pooled_p50_us,
             r.instantiate_pooled_p99_us,
             r.instantiate_naive_p50_us,
-            r.wasm_over_native,
+            r.guest_call_p50_us,
+            r.wasm_over_native_compute,
+            r.wasm_over_native_end_to_end,
             r.pooled_over_naive,
             r.scaling_efficiency,
             r.fuel_per_eval
         );
     }
     println!();
-    println!("wasm÷native: native evals/s ÷ pooled 1-shard evals/s (time ratio; lower is better).");
+    println!("inst: new store + instantiate + drop (pooled with InstancePre; naive: new linker, on-demand).");
+    println!("w÷n call: guest `platform_evaluate` p50 ÷ native call p50, the same scoring code (lower is better).");
+    println!("w÷n e2e: native evals/s ÷ pooled 1-shard evals/s, instantiation and queueing included.");
     println!("pooled÷naive: pooled 1-shard evals/s ÷ naive evals/s. E(n): n-shard evals/s ÷ (n × 1-shard).");
     println!("Latency: per-call time for native and naive; service time inside the shard for pooled.");
 }

@@ -86,7 +86,10 @@ impl Baseline {
             let len = i32::try_from(sub.payload.len()).map_err(|_| crate::result::Outcome::InvalidOutput)?;
             let ptr = alloc.call(&mut store, len).map_err(|e| eval::classify(&store, &e))?;
             eval::write_input(&mut store, memory, ptr, &sub.payload)?;
-            let packed = evaluate.call(&mut store, (ptr, len)).map_err(|e| eval::classify(&store, &e))?;
+            let start = std::time::Instant::now();
+            let called = evaluate.call(&mut store, (ptr, len));
+            store.data_mut().call_nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let packed = called.map_err(|e| eval::classify(&store, &e))?;
             eval::read_output(&store, memory, packed)
         })();
         (eval::finish(&store, &meta, output), store)

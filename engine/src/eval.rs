@@ -135,7 +135,10 @@ async fn call_async(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome
         Err(e) => return Err(classify(&p.store, &e)),
     };
     write_input(&mut p.store, p.memory, ptr, payload)?;
-    match p.evaluate.call_async(&mut p.store, (ptr, len)).await {
+    let start = std::time::Instant::now();
+    let called = p.evaluate.call_async(&mut p.store, (ptr, len)).await;
+    p.store.data_mut().call_nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    match called {
         Ok(packed) => read_output(&p.store, p.memory, packed),
         Err(e) => Err(classify(&p.store, &e)),
     }
@@ -231,6 +234,7 @@ pub(crate) fn report(result: EvalResult, store: &Store<HostState>, shard: usize,
         log: state.log.clone(),
         shard,
         service_nanos,
+        call_nanos: state.call_nanos,
         pooled_instance,
     }
 }

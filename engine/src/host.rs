@@ -128,6 +128,8 @@ pub(crate) struct HostState {
     pub log: Vec<u8>,
     pub log_max: usize,
     pub log_dropped_bytes: u64,
+    /// Wall time of the `platform_evaluate` call (local only, for reports).
+    pub call_nanos: u64,
 }
 
 impl HostState {
@@ -142,6 +144,7 @@ impl HostState {
             log: Vec::new(),
             log_max,
             log_dropped_bytes: 0,
+            call_nanos: 0,
         }
     }
 }

@@ -185,6 +185,9 @@ pub struct EvalReport {
     pub shard: usize,
     /// Time from taking the job to having the result, in nanoseconds (local only).
     pub service_nanos: u64,
+    /// Time inside the guest's `platform_evaluate` call, in nanoseconds (local only; 0 if
+    /// it was never called).
+    pub call_nanos: u64,
     /// Whether a pre-instantiated instance was used (false: instantiated inline).
     pub pooled_instance: bool,
 }
