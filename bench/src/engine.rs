@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use platform_challenges::{EXAMPLES, Example};
 use platform_engine::{
-    Baseline, Challenge, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, Outcome, Runtime,
-    ShardedEngine, Submission,
+    Baseline, Challenge, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext,
+    Outcome, Runtime, ShardedEngine, Submission,
 };
 use serde::Serialize;
 
@@ -81,12 +81,21 @@ struct Report {
 }
 
 fn policy() -> ChallengePolicy {
-    ChallengePolicy { fuel_limit: 2_000_000_000, ..ChallengePolicy::default() }
+    ChallengePolicy {
+        fuel_limit: 2_000_000_000,
+        ..ChallengePolicy::default()
+    }
 }
 
 fn register(rt: &Runtime, e: &Example) -> anyhow::Result<Arc<Challenge>> {
-    rt.register(ChallengeSpec { id: ChallengeId(e.id), name: e.name.into(), wasm: e.wasm.to_vec(), policy: policy(), data: vec![] })
-        .with_context(|| format!("register {}", e.name))
+    rt.register(ChallengeSpec {
+        id: ChallengeId(e.id),
+        name: e.name.into(),
+        wasm: e.wasm.to_vec(),
+        policy: policy(),
+        data: vec![],
+    })
+    .with_context(|| format!("register {}", e.name))
 }
 
 fn hist() -> Histogram<u64> {
@@ -121,27 +130,51 @@ fn measure_native(e: &Example, payloads: &[Vec<u8>], secs: Duration) -> Figures 
 
 /// Returns the figures and the median time inside the guest call (µs): the naive path runs
 /// one evaluation at a time, so its call time is the guest's compute time, uninterleaved.
-fn measure_naive(base: &Baseline, ch: &Arc<Challenge>, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<(Figures, f64)> {
+fn measure_naive(
+    base: &Baseline,
+    ch: &Arc<Challenge>,
+    payloads: &[Vec<u8>],
+    secs: Duration,
+) -> anyhow::Result<(Figures, f64)> {
     let mut h = hist();
     let mut calls = hist();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < secs {
-        let sub = Submission::new(ch.clone(), payloads[(n as usize) % payloads.len()].clone(), EvalContext::default());
+        let sub = Submission::new(
+            ch.clone(),
+            payloads[(n as usize) % payloads.len()].clone(),
+            EvalContext::default(),
+        );
         let t = Instant::now();
         let r = base.evaluate(&sub).context("baseline has the challenge")?;
         h.record(nanos(t.elapsed())).ok();
         calls.record(r.call_nanos.max(1)).ok();
-        anyhow::ensure!(r.result.outcome == Outcome::Scored, "naive: {:?}", r.result.outcome);
+        anyhow::ensure!(
+            r.result.outcome == Outcome::Scored,
+            "naive: {:?}",
+            r.result.outcome
+        );
         n += 1;
     }
-    Ok((figures(n, start.elapsed(), &h), calls.value_at_quantile(0.5) as f64 / 1e3))
+    Ok((
+        figures(n, start.elapsed(), &h),
+        calls.value_at_quantile(0.5) as f64 / 1e3,
+    ))
 }
 
 /// Drive a sharded engine as fast as it accepts for `secs`; latency is service time.
 /// Returns the figures and the fuel per evaluation.
-fn measure_pooled(shards: usize, e: &Example, payloads: &[Vec<u8>], secs: Duration) -> anyhow::Result<(Figures, u64)> {
-    let cfg = EngineConfig { shards, ..EngineConfig::default() };
+fn measure_pooled(
+    shards: usize,
+    e: &Example,
+    payloads: &[Vec<u8>],
+    secs: Duration,
+) -> anyhow::Result<(Figures, u64)> {
+    let cfg = EngineConfig {
+        shards,
+        ..EngineConfig::default()
+    };
     let rt = Runtime::new(&cfg)?;
     let ch = register(&rt, e)?;
     let engine = ShardedEngine::start(rt)?;
@@ -149,7 +182,11 @@ fn measure_pooled(shards: usize, e: &Example, payloads: &[Vec<u8>], secs: Durati
     // Distinct ids so submissions spread over shards like real traffic.
     let subs: Vec<Submission> = (0..1024u64)
         .map(|i| {
-            let mut s = Submission::new(ch.clone(), payloads[(i as usize) % payloads.len()].clone(), EvalContext::default());
+            let mut s = Submission::new(
+                ch.clone(),
+                payloads[(i as usize) % payloads.len()].clone(),
+                EvalContext::default(),
+            );
             s.id[..8].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
             s
         })
@@ -183,7 +220,11 @@ fn measure_pooled(shards: usize, e: &Example, payloads: &[Vec<u8>], secs: Durati
         }
         if let Some(s) = start {
             for r in &batch {
-                anyhow::ensure!(r.result.outcome == Outcome::Scored, "pooled: {:?}", r.result.outcome);
+                anyhow::ensure!(
+                    r.result.outcome == Outcome::Scored,
+                    "pooled: {:?}",
+                    r.result.outcome
+                );
                 h.record(r.service_nanos.max(1)).ok();
                 fuel = r.result.fuel_used;
             }
@@ -197,7 +238,12 @@ fn measure_pooled(shards: usize, e: &Example, payloads: &[Vec<u8>], secs: Durati
     }
 }
 
-fn measure_instantiation(rt: &Runtime, base: &Baseline, ch: &Challenge, n: usize) -> (f64, f64, f64) {
+fn measure_instantiation(
+    rt: &Runtime,
+    base: &Baseline,
+    ch: &Challenge,
+    n: usize,
+) -> (f64, f64, f64) {
     let mut pooled = hist();
     let mut naive = hist();
     for _ in 0..n {
@@ -231,27 +277,43 @@ fn median_figures(v: &[Figures]) -> Figures {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(args.runs >= 1 && args.seconds > 0.0 && args.payloads >= 1, "runs, seconds and payloads must be positive");
+    anyhow::ensure!(
+        args.runs >= 1 && args.seconds > 0.0 && args.payloads >= 1,
+        "runs, seconds and payloads must be positive"
+    );
     let machine = Machine::detect();
     let shards_n = args.shards.unwrap_or(machine.cores).max(1);
     let secs = Duration::from_secs_f64(args.seconds);
-    let examples: Vec<&Example> =
-        EXAMPLES.iter().filter(|e| args.challenge.is_empty() || args.challenge.iter().any(|c| c == e.name)).collect();
-    anyhow::ensure!(!examples.is_empty(), "no challenge matches {:?}", args.challenge);
+    let examples: Vec<&Example> = EXAMPLES
+        .iter()
+        .filter(|e| args.challenge.is_empty() || args.challenge.iter().any(|c| c == e.name))
+        .collect();
+    anyhow::ensure!(
+        !examples.is_empty(),
+        "no challenge matches {:?}",
+        args.challenge
+    );
     println!("{}", machine.line());
 
     let steps = (examples.len() * args.runs * 5) as u64;
     let bar = ProgressBar::new(steps);
-    bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
+            .expect("valid template"),
+    );
 
-    let rt = Runtime::new(&EngineConfig { shards: 1, ..EngineConfig::default() })?;
+    let rt = Runtime::new(&EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    })?;
     let mut base = Baseline::new(&EngineConfig::default())?;
     let mut rows = vec![];
     for e in examples {
         let ch = register(&rt, e)?;
         base.add(&ch, e.wasm)?;
         let payloads: Vec<Vec<u8>> = (0..args.payloads).map(|s| (e.sample_payload)(s)).collect();
-        let (mut native, mut naive, mut p1, mut pn, mut inst, mut call) = (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut native, mut naive, mut p1, mut pn, mut inst, mut call) =
+            (vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut fuel = 0;
         for run in 1..=args.runs {
             let step = |what: &str| {
@@ -277,8 +339,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             inst.push(measure_instantiation(&rt, &base, &ch, 2000));
             bar.inc(1);
         }
-        let (native, naive, pooled_1, pooled_n) =
-            (median_figures(&native), median_figures(&naive), median_figures(&p1), median_figures(&pn));
+        let (native, naive, pooled_1, pooled_n) = (
+            median_figures(&native),
+            median_figures(&naive),
+            median_figures(&p1),
+            median_figures(&pn),
+        );
         let guest_call_p50_us = median(call);
         rows.push(Row {
             challenge: e.name,
@@ -300,11 +366,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     print_table(&rows);
-    let report = Report { machine, seconds_per_measurement: args.seconds, runs: args.runs, rows };
+    let report = Report {
+        machine,
+        seconds_per_measurement: args.seconds,
+        runs: args.runs,
+        rows,
+    };
     std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let day = report.machine.when.get(..10).unwrap_or("unknown").to_string();
+    let day = report
+        .machine
+        .when
+        .get(..10)
+        .unwrap_or("unknown")
+        .to_string();
     let path = args.out.join(format!("engine-{day}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("write {}", path.display()))?;
     println!("results written to {}", path.display());
     Ok(())
 }
@@ -323,13 +400,25 @@ fn print_table(rows: &[Row]) {
             (&*format!("pooled ×{}", r.shards_n), r.pooled_n),
         ];
         for (path, f) in lines {
-            println!("{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1}", r.challenge, path, f.evals_per_sec, f.p50_us, f.p99_us);
+            println!(
+                "{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1}",
+                r.challenge, path, f.evals_per_sec, f.p50_us, f.p99_us
+            );
         }
     }
     println!();
     println!(
         "{:<14} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>6} {:>11}",
-        "challenge", "inst p50", "inst p99", "naive inst", "call p50", "w÷n call", "w÷n e2e", "pooled÷naive", "E(n)", "fuel/eval"
+        "challenge",
+        "inst p50",
+        "inst p99",
+        "naive inst",
+        "call p50",
+        "w÷n call",
+        "w÷n e2e",
+        "pooled÷naive",
+        "E(n)",
+        "fuel/eval"
     );
     for r in rows {
         println!(
@@ -347,9 +436,19 @@ fn print_table(rows: &[Row]) {
         );
     }
     println!();
-    println!("inst: new store + instantiate + drop (pooled with InstancePre; naive: new linker, on-demand).");
-    println!("w÷n call: guest `platform_evaluate` p50 ÷ native call p50, the same scoring code (lower is better).");
-    println!("w÷n e2e: native evals/s ÷ pooled 1-shard evals/s, instantiation and queueing included.");
-    println!("pooled÷naive: pooled 1-shard evals/s ÷ naive evals/s. E(n): n-shard evals/s ÷ (n × 1-shard).");
-    println!("Latency: per-call time for native and naive; service time inside the shard for pooled.");
+    println!(
+        "inst: new store + instantiate + drop (pooled with InstancePre; naive: new linker, on-demand)."
+    );
+    println!(
+        "w÷n call: guest `platform_evaluate` p50 ÷ native call p50, the same scoring code (lower is better)."
+    );
+    println!(
+        "w÷n e2e: native evals/s ÷ pooled 1-shard evals/s, instantiation and queueing included."
+    );
+    println!(
+        "pooled÷naive: pooled 1-shard evals/s ÷ naive evals/s. E(n): n-shard evals/s ÷ (n × 1-shard)."
+    );
+    println!(
+        "Latency: per-call time for native and naive; service time inside the shard for pooled."
+    );
 }

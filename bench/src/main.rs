@@ -7,7 +7,10 @@ mod machine;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "bench", about = "Platform benchmarks: tables side by side with baselines, JSON beside them")]
+#[command(
+    name = "bench",
+    about = "Platform benchmarks: tables side by side with baselines, JSON beside them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

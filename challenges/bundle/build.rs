@@ -4,21 +4,49 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const GUESTS: [&str; 3] = ["challenge-linear-model", "challenge-knapsack", "challenge-edit-distance"];
+const GUESTS: [&str; 3] = [
+    "challenge-linear-model",
+    "challenge-knapsack",
+    "challenge-edit-distance",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let root = manifest_dir.join("../..").canonicalize().expect("workspace root");
-    for dir in ["sdk", "challenges/linear-model", "challenges/knapsack", "challenges/edit-distance"] {
-        println!("cargo:rerun-if-changed={}", root.join(dir).join("src").display());
-        println!("cargo:rerun-if-changed={}", root.join(dir).join("Cargo.toml").display());
+    let root = manifest_dir
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root");
+    for dir in [
+        "sdk",
+        "challenges/linear-model",
+        "challenges/knapsack",
+        "challenges/edit-distance",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join(dir).join("src").display()
+        );
+        println!(
+            "cargo:rerun-if-changed={}",
+            root.join(dir).join("Cargo.toml").display()
+        );
     }
-    println!("cargo:rerun-if-changed={}", root.join(".cargo/config.toml").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join(".cargo/config.toml").display()
+    );
     let target_dir = root.join("target").join("wasm-guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--profile", "wasm", "--target", "wasm32-unknown-unknown", "--target-dir"])
+        .args([
+            "build",
+            "--profile",
+            "wasm",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for g in GUESTS {
         cmd.args(["-p", g]);
@@ -48,6 +76,10 @@ fn main() {
     for g in GUESTS {
         let file = out.join(format!("{}.wasm", g.replace('-', "_")));
         assert!(file.exists(), "missing {}", file.display());
-        println!("cargo:rustc-env=PLATFORM_WASM_{}={}", g.replace('-', "_").to_uppercase(), file.display());
+        println!(
+            "cargo:rustc-env=PLATFORM_WASM_{}={}",
+            g.replace('-', "_").to_uppercase(),
+            file.display()
+        );
     }
 }

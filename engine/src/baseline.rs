@@ -23,20 +23,27 @@ pub struct Baseline {
 
 impl std::fmt::Debug for Baseline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Baseline").field("modules", &self.modules.len()).finish_non_exhaustive()
+        f.debug_struct("Baseline")
+            .field("modules", &self.modules.len())
+            .finish_non_exhaustive()
     }
 }
 
 impl Baseline {
     /// An engine with the deterministic configuration and wasmtime's default allocator.
     pub fn new(cfg: &EngineConfig) -> Result<Baseline, EngineError> {
-        let engine = Engine::new(&deterministic_config(cfg)).map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
-        Ok(Baseline { engine, modules: BTreeMap::new() })
+        let engine = Engine::new(&deterministic_config(cfg))
+            .map_err(|e| EngineError::Wasmtime(format!("{e:#}")))?;
+        Ok(Baseline {
+            engine,
+            modules: BTreeMap::new(),
+        })
     }
 
     /// Compile `wasm` (the bytes `challenge` was registered with) for this engine.
     pub fn add(&mut self, challenge: &Challenge, wasm: &[u8]) -> Result<(), ModuleError> {
-        let module = Module::new(&self.engine, wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let module =
+            Module::new(&self.engine, wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
         self.modules.insert(challenge.module_hash, module);
         Ok(())
     }
@@ -54,14 +61,21 @@ impl Baseline {
     /// on-demand instantiation, drop. Returns false if the challenge was not added or
     /// instantiation failed.
     pub fn instantiate_and_drop(&self, challenge: &Challenge) -> bool {
-        let Some(module) = self.modules.get(&challenge.module_hash) else { return false };
+        let Some(module) = self.modules.get(&challenge.module_hash) else {
+            return false;
+        };
         let mut linker = Linker::new(&self.engine);
         host::define(&mut linker).expect("host functions are well-typed");
         let mut store = eval::new_store(&self.engine, challenge, 1 << 40, None);
         linker.instantiate(&mut store, module).is_ok()
     }
 
-    fn run(&self, module: &Module, challenge: &Arc<Challenge>, sub: &Submission) -> (EvalResult, wasmtime::Store<HostState>) {
+    fn run(
+        &self,
+        module: &Module,
+        challenge: &Arc<Challenge>,
+        sub: &Submission,
+    ) -> (EvalResult, wasmtime::Store<HostState>) {
         let meta = Meta {
             submission_id: sub.id,
             challenge_id: challenge.id,
@@ -82,13 +96,21 @@ impl Baseline {
         // As on the pooled path, the context is set after instantiation.
         eval::set_context(&mut store, sub.id, sub.context);
         let output = (|| {
-            let (memory, alloc, evaluate) = eval::exports(&mut store, &instance)?;
-            let len = i32::try_from(sub.payload.len()).map_err(|_| crate::result::Outcome::InvalidOutput)?;
-            let ptr = alloc.call(&mut store, len).map_err(|e| eval::classify(&store, &e))?;
+            let eval::Exports {
+                memory,
+                alloc,
+                evaluate,
+            } = eval::exports(&mut store, &instance)?;
+            let len = i32::try_from(sub.payload.len())
+                .map_err(|_| crate::result::Outcome::InvalidOutput)?;
+            let ptr = alloc
+                .call(&mut store, len)
+                .map_err(|e| eval::classify(&store, &e))?;
             eval::write_input(&mut store, memory, ptr, &sub.payload)?;
             let start = std::time::Instant::now();
             let called = evaluate.call(&mut store, (ptr, len));
-            store.data_mut().call_nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            store.data_mut().call_nanos =
+                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
             let packed = called.map_err(|e| eval::classify(&store, &e))?;
             eval::read_output(&store, memory, packed)
         })();

@@ -33,12 +33,19 @@ pub(crate) struct ArtifactCache {
 impl ArtifactCache {
     pub fn new(dir: &Path, engine_key: String) -> std::io::Result<Self> {
         fs::create_dir_all(dir)?;
-        Ok(ArtifactCache { dir: dir.to_path_buf(), engine_key })
+        Ok(ArtifactCache {
+            dir: dir.to_path_buf(),
+            engine_key,
+        })
     }
 
     /// Path of the entry for a module.
     pub fn path(&self, module_hash: &Hash32) -> PathBuf {
-        self.dir.join(format!("{}-{}.cwasm", hex::encode(module_hash), self.engine_key))
+        self.dir.join(format!(
+            "{}-{}.cwasm",
+            hex::encode(module_hash),
+            self.engine_key
+        ))
     }
 
     pub fn load(&self, module_hash: &Hash32) -> Lookup {
@@ -68,7 +75,9 @@ impl ArtifactCache {
         tmp.write_all(&sum)?;
         tmp.write_all(artifact)?;
         tmp.as_file().sync_all()?;
-        tmp.persist(self.path(module_hash)).map(drop).map_err(|e| e.error)
+        tmp.persist(self.path(module_hash))
+            .map(drop)
+            .map_err(|e| e.error)
     }
 }
 

@@ -23,7 +23,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field, problem: problem.into() }
+    ConfigError::Invalid {
+        field,
+        problem: problem.into(),
+    }
 }
 
 /// WebAssembly page size.
@@ -132,15 +135,21 @@ impl EngineConfig {
             return Err(invalid("queue_depth_max", "must be 1..=1048576"));
         }
         if self.instances_ready_per_challenge > 64 {
-            return Err(invalid("instances_ready_per_challenge", "must be at most 64"));
+            return Err(invalid(
+                "instances_ready_per_challenge",
+                "must be at most 64",
+            ));
         }
         if self.challenges_max == 0 || self.challenges_max > 1024 {
             return Err(invalid("challenges_max", "must be 1..=1024"));
         }
         if self.memory_max_bytes < WASM_PAGE_BYTES || self.memory_max_bytes > 4 << 30 {
-            return Err(invalid("memory_max_bytes", "must be between 64 KiB and 4 GiB"));
+            return Err(invalid(
+                "memory_max_bytes",
+                "must be between 64 KiB and 4 GiB",
+            ));
         }
-        if self.memory_max_bytes % WASM_PAGE_BYTES != 0 {
+        if !self.memory_max_bytes.is_multiple_of(WASM_PAGE_BYTES) {
             return Err(invalid("memory_max_bytes", "must be a multiple of 64 KiB"));
         }
         if self.module_max_bytes == 0 || self.module_max_bytes > 256 << 20 {
@@ -158,13 +167,18 @@ impl EngineConfig {
         if self.fuel_yield_interval == 0 {
             return Err(invalid("fuel_yield_interval", "must be positive"));
         }
-        if self.deadline_tick < Duration::from_millis(1) || self.deadline_tick > Duration::from_secs(1) {
+        if self.deadline_tick < Duration::from_millis(1)
+            || self.deadline_tick > Duration::from_secs(1)
+        {
             return Err(invalid("deadline_tick", "must be between 1ms and 1s"));
         }
         if self.io_memory_bytes < 64 << 10 {
             return Err(invalid("io_memory_bytes", "must be at least 64 KiB"));
         }
-        let valid = ValidEngineConfig { raw: self.clone(), shards };
+        let valid = ValidEngineConfig {
+            raw: self.clone(),
+            shards,
+        };
         if valid.instance_slots() > 100_000 {
             return Err(invalid(
                 "challenges_max",
@@ -217,17 +231,28 @@ impl ChallengePolicy {
         if self.fuel_limit == 0 {
             return Err(invalid("fuel_limit", "must be positive"));
         }
-        if self.memory_limit_bytes < WASM_PAGE_BYTES || self.memory_limit_bytes > engine.raw.memory_max_bytes {
+        if self.memory_limit_bytes < WASM_PAGE_BYTES
+            || self.memory_limit_bytes > engine.raw.memory_max_bytes
+        {
             return Err(invalid(
                 "memory_limit_bytes",
-                format!("must be between 64 KiB and the engine's memory_max_bytes ({})", engine.raw.memory_max_bytes),
+                format!(
+                    "must be between 64 KiB and the engine's memory_max_bytes ({})",
+                    engine.raw.memory_max_bytes
+                ),
             ));
         }
         if self.input_max_bytes == 0 || self.input_max_bytes >= self.memory_limit_bytes {
-            return Err(invalid("input_max_bytes", "must be positive and below memory_limit_bytes"));
+            return Err(invalid(
+                "input_max_bytes",
+                "must be positive and below memory_limit_bytes",
+            ));
         }
         if self.output_max_bytes < 8 {
-            return Err(invalid("output_max_bytes", "must be at least 8 (the score)"));
+            return Err(invalid(
+                "output_max_bytes",
+                "must be at least 8 (the score)",
+            ));
         }
         if self.deadline.is_zero() || self.deadline > Duration::from_secs(600) {
             return Err(invalid("deadline", "must be between 1ns and 10 minutes"));
@@ -258,19 +283,33 @@ mod tests {
 
     #[test]
     fn relations_are_checked() {
-        let cfg = EngineConfig { async_stack_bytes: 256 << 10, ..EngineConfig::default() };
+        let cfg = EngineConfig {
+            async_stack_bytes: 256 << 10,
+            ..EngineConfig::default()
+        };
         let err = cfg.validate().unwrap_err();
         assert!(err.to_string().contains("async_stack_bytes"), "{err}");
 
         let v = EngineConfig::default().validate().unwrap();
-        let policy = ChallengePolicy { memory_limit_bytes: 1 << 30, ..ChallengePolicy::default() };
-        assert!(policy.validate(&v).unwrap_err().to_string().contains("memory_limit_bytes"));
+        let policy = ChallengePolicy {
+            memory_limit_bytes: 1 << 30,
+            ..ChallengePolicy::default()
+        };
+        assert!(
+            policy
+                .validate(&v)
+                .unwrap_err()
+                .to_string()
+                .contains("memory_limit_bytes")
+        );
     }
 
     #[test]
     fn durations_and_host_functions_parse() {
-        let p: ChallengePolicy =
-            toml::from_str("deadline = \"250ms\"\nallowed_host_functions = [\"log\", \"sha256\"]\n").unwrap();
+        let p: ChallengePolicy = toml::from_str(
+            "deadline = \"250ms\"\nallowed_host_functions = [\"log\", \"sha256\"]\n",
+        )
+        .unwrap();
         assert_eq!(p.deadline, Duration::from_millis(250));
         assert_eq!(p.allowed_host_functions.len(), 2);
         let bad = toml::from_str::<ChallengePolicy>("allowed_host_functions = [\"open_socket\"]\n");

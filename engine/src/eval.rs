@@ -26,19 +26,26 @@ pub struct Submission {
 
 impl Submission {
     /// Convenience: a submission whose id is the sha256 of its payload.
-    pub fn new(challenge: Arc<Challenge>, payload: impl Into<Arc<[u8]>>, context: EvalContext) -> Submission {
+    pub fn new(
+        challenge: Arc<Challenge>,
+        payload: impl Into<Arc<[u8]>>,
+        context: EvalContext,
+    ) -> Submission {
         let payload = payload.into();
         let id = Sha256::digest(&payload).into();
-        Submission { id, challenge, payload, context }
+        Submission {
+            id,
+            challenge,
+            payload,
+            context,
+        }
     }
 }
 
 /// A fresh instance, made ahead of time, waiting for its one evaluation.
 pub(crate) struct Prepared {
     store: Store<HostState>,
-    memory: Memory,
-    alloc: TypedFunc<i32, i32>,
-    evaluate: TypedFunc<(i32, i32), i64>,
+    exports: Exports,
 }
 
 /// Instantiation failed: the evaluation that needs this instance gets `outcome`.
@@ -47,34 +54,72 @@ pub(crate) struct PrepareFailed {
     pub outcome: Outcome,
 }
 
-pub(crate) fn new_store(engine: &wasmtime::Engine, challenge: &Challenge, deadline_ticks: u64, yield_interval: Option<u64>) -> Store<HostState> {
+pub(crate) fn new_store(
+    engine: &wasmtime::Engine,
+    challenge: &Challenge,
+    deadline_ticks: u64,
+    yield_interval: Option<u64>,
+) -> Store<HostState> {
     let policy = &challenge.policy;
     let memory_limit = usize::try_from(policy.memory_limit_bytes).unwrap_or(usize::MAX);
     let log_max = usize::try_from(policy.log_max_bytes).unwrap_or(usize::MAX);
-    let mut store = Store::new(engine, HostState::new(challenge.data.clone(), memory_limit, log_max));
+    let mut store = Store::new(
+        engine,
+        HostState::new(challenge.data.clone(), memory_limit, log_max),
+    );
     store.limiter(|s| s);
     // Fuel is enabled on every engine we build, so these cannot fail.
-    store.set_fuel(policy.fuel_limit).expect("fuel metering is enabled");
+    store
+        .set_fuel(policy.fuel_limit)
+        .expect("fuel metering is enabled");
     if yield_interval.is_some() {
-        store.fuel_async_yield_interval(yield_interval).expect("fuel metering is enabled");
+        store
+            .fuel_async_yield_interval(yield_interval)
+            .expect("fuel metering is enabled");
     }
     store.set_epoch_deadline(deadline_ticks);
     store.epoch_deadline_trap();
     store
 }
 
-pub(crate) fn exports(store: &mut Store<HostState>, instance: &Instance) -> Result<(Memory, TypedFunc<i32, i32>, TypedFunc<(i32, i32), i64>), Outcome> {
+/// The ABI v1 exports of an instance.
+pub(crate) struct Exports {
+    pub memory: Memory,
+    pub alloc: TypedFunc<i32, i32>,
+    pub evaluate: TypedFunc<(i32, i32), i64>,
+}
+
+pub(crate) fn exports(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+) -> Result<Exports, Outcome> {
     // Registration checked these exports and their types; a failure here is an ABI break.
     let abi = Outcome::Trap(TrapKind::AbiViolation);
     let memory = instance.get_memory(&mut *store, EXPORT_MEMORY).ok_or(abi)?;
-    let alloc = instance.get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC).map_err(|_| abi)?;
-    let evaluate = instance.get_typed_func::<(i32, i32), i64>(&mut *store, EXPORT_EVALUATE).map_err(|_| abi)?;
-    Ok((memory, alloc, evaluate))
+    let alloc = instance
+        .get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC)
+        .map_err(|_| abi)?;
+    let evaluate = instance
+        .get_typed_func::<(i32, i32), i64>(&mut *store, EXPORT_EVALUATE)
+        .map_err(|_| abi)?;
+    Ok(Exports {
+        memory,
+        alloc,
+        evaluate,
+    })
 }
 
 /// Instantiate on the async path (pooled engine, fuel yields).
-pub(crate) async fn prepare(rt: &Runtime, challenge: &Challenge) -> Result<Prepared, PrepareFailed> {
-    let mut store = new_store(rt.engine(), challenge, rt.deadline_ticks(&challenge.policy), Some(rt.config().raw.fuel_yield_interval));
+pub(crate) async fn prepare(
+    rt: &Runtime,
+    challenge: &Challenge,
+) -> Result<Prepared, PrepareFailed> {
+    let mut store = new_store(
+        rt.engine(),
+        challenge,
+        rt.deadline_ticks(&challenge.policy),
+        Some(rt.config().raw.fuel_yield_interval),
+    );
     let instance = match challenge.pre.instantiate_async(&mut store).await {
         Ok(i) => i,
         Err(e) => {
@@ -83,20 +128,30 @@ pub(crate) async fn prepare(rt: &Runtime, challenge: &Challenge) -> Result<Prepa
         }
     };
     match exports(&mut store, &instance) {
-        Ok((memory, alloc, evaluate)) => Ok(Prepared { store, memory, alloc, evaluate }),
+        Ok(exports) => Ok(Prepared { store, exports }),
         Err(outcome) => Err(PrepareFailed { store, outcome }),
     }
 }
 
 /// Run one evaluation on a prepared instance (or report why preparing failed).
-pub(crate) async fn run(rt: &Runtime, prepared: Result<Prepared, PrepareFailed>, sub: &Submission) -> (EvalResult, Store<HostState>) {
+pub(crate) async fn run(
+    rt: &Runtime,
+    prepared: Result<Prepared, PrepareFailed>,
+    sub: &Submission,
+) -> (EvalResult, Store<HostState>) {
     let meta = Meta::of(sub);
     let mut p = match prepared {
         Ok(p) => p,
-        Err(failed) => return (finish(&failed.store, &meta, Err(failed.outcome)), failed.store),
+        Err(failed) => {
+            return (
+                finish(&failed.store, &meta, Err(failed.outcome)),
+                failed.store,
+            );
+        }
     };
     // The instance may have waited in the pool: the deadline counts from now.
-    p.store.set_epoch_deadline(rt.deadline_ticks(&sub.challenge.policy));
+    p.store
+        .set_epoch_deadline(rt.deadline_ticks(&sub.challenge.policy));
     set_context(&mut p.store, sub.id, sub.context);
     let output = call_async(&mut p, &sub.payload).await;
     let result = finish(&p.store, &meta, output);
@@ -130,21 +185,30 @@ impl<'a> Meta<'a> {
 
 async fn call_async(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome> {
     let len = i32::try_from(payload.len()).map_err(|_| Outcome::InvalidOutput)?;
-    let ptr = match p.alloc.call_async(&mut p.store, len).await {
+    let ptr = match p.exports.alloc.call_async(&mut p.store, len).await {
         Ok(ptr) => ptr,
         Err(e) => return Err(classify(&p.store, &e)),
     };
-    write_input(&mut p.store, p.memory, ptr, payload)?;
+    write_input(&mut p.store, p.exports.memory, ptr, payload)?;
     let start = std::time::Instant::now();
-    let called = p.evaluate.call_async(&mut p.store, (ptr, len)).await;
+    let called = p
+        .exports
+        .evaluate
+        .call_async(&mut p.store, (ptr, len))
+        .await;
     p.store.data_mut().call_nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
     match called {
-        Ok(packed) => read_output(&p.store, p.memory, packed),
+        Ok(packed) => read_output(&p.store, p.exports.memory, packed),
         Err(e) => Err(classify(&p.store, &e)),
     }
 }
 
-pub(crate) fn write_input(store: &mut Store<HostState>, memory: Memory, ptr: i32, payload: &[u8]) -> Result<(), Outcome> {
+pub(crate) fn write_input(
+    store: &mut Store<HostState>,
+    memory: Memory,
+    ptr: i32,
+    payload: &[u8],
+) -> Result<(), Outcome> {
     let start = u32::try_from(ptr).map_err(|_| Outcome::Trap(TrapKind::AbiViolation))? as usize;
     let data = memory.data_mut(store);
     let dst = start
@@ -155,17 +219,28 @@ pub(crate) fn write_input(store: &mut Store<HostState>, memory: Memory, ptr: i32
     Ok(())
 }
 
-pub(crate) fn read_output(store: &Store<HostState>, memory: Memory, packed: i64) -> Result<Vec<u8>, Outcome> {
+pub(crate) fn read_output(
+    store: &Store<HostState>,
+    memory: Memory,
+    packed: i64,
+) -> Result<Vec<u8>, Outcome> {
     let packed = packed as u64;
     let ptr = (packed >> 32) as usize;
     let len = (packed & 0xffff_ffff) as usize;
     let data = memory.data(store);
-    let out = ptr.checked_add(len).and_then(|end| data.get(ptr..end)).ok_or(Outcome::InvalidOutput)?;
+    let out = ptr
+        .checked_add(len)
+        .and_then(|end| data.get(ptr..end))
+        .ok_or(Outcome::InvalidOutput)?;
     Ok(out.to_vec())
 }
 
 /// Turn the output (or failure) into the agreed result.
-pub(crate) fn finish(store: &Store<HostState>, meta: &Meta<'_>, output: Result<Vec<u8>, Outcome>) -> EvalResult {
+pub(crate) fn finish(
+    store: &Store<HostState>,
+    meta: &Meta<'_>,
+    output: Result<Vec<u8>, Outcome>,
+) -> EvalResult {
     let policy = meta.policy;
     let remaining = store.get_fuel().unwrap_or(0);
     let fuel_used = policy.fuel_limit.saturating_sub(remaining);
@@ -213,7 +288,9 @@ pub(crate) fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Outcome
             T::IntegerDivisionByZero => Outcome::Trap(TrapKind::DivisionByZero),
             T::IntegerOverflow => Outcome::Trap(TrapKind::IntegerOverflow),
             T::BadConversionToInteger => Outcome::Trap(TrapKind::BadConversion),
-            T::TableOutOfBounds | T::IndirectCallToNull | T::BadSignature => Outcome::Trap(TrapKind::BadIndirectCall),
+            T::TableOutOfBounds | T::IndirectCallToNull | T::BadSignature => {
+                Outcome::Trap(TrapKind::BadIndirectCall)
+            }
             _ => Outcome::Trap(TrapKind::Other),
         };
     }
@@ -226,7 +303,13 @@ pub(crate) fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Outcome
 }
 
 /// Assemble the report for a finished evaluation.
-pub(crate) fn report(result: EvalResult, store: &Store<HostState>, shard: usize, service_nanos: u64, pooled_instance: bool) -> EvalReport {
+pub(crate) fn report(
+    result: EvalResult,
+    store: &Store<HostState>,
+    shard: usize,
+    service_nanos: u64,
+    pooled_instance: bool,
+) -> EvalReport {
     let state = store.data();
     EvalReport {
         result,

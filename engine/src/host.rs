@@ -75,7 +75,10 @@ impl HostCallCounts {
 
     /// Host functions called at least once, with counts.
     pub fn used(&self) -> impl Iterator<Item = (HostFn, u32)> + '_ {
-        HostFn::ALL.into_iter().map(|f| (f, self.get(f))).filter(|(_, n)| *n > 0)
+        HostFn::ALL
+            .into_iter()
+            .map(|f| (f, self.get(f)))
+            .filter(|(_, n)| *n > 0)
     }
 
     fn bump(&mut self, f: HostFn) {
@@ -150,15 +153,29 @@ impl HostState {
 }
 
 impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_limit_hit = true;
-            return Err(MemoryLimitHit { limit: self.memory_limit, desired }.into());
+            return Err(MemoryLimitHit {
+                limit: self.memory_limit,
+                desired,
+            }
+            .into());
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 
@@ -176,7 +193,11 @@ impl ResourceLimiter for HostState {
 }
 
 fn refuse(function: HostFn, reason: &'static str) -> wasmtime::Error {
-    HostTrap { function: function.import_name(), reason }.into()
+    HostTrap {
+        function: function.import_name(),
+        reason,
+    }
+    .into()
 }
 
 /// Count the call and charge `HOST_CALL_FUEL + bytes` fuel; out of fuel is a fuel trap.
@@ -198,17 +219,29 @@ fn memory(caller: &mut Caller<'_, HostState>, f: HostFn) -> wasmtime::Result<was
     }
 }
 
-fn range(ptr: i32, len: i32, mem_len: usize, f: HostFn) -> wasmtime::Result<std::ops::Range<usize>> {
+fn range(
+    ptr: i32,
+    len: i32,
+    mem_len: usize,
+    f: HostFn,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let start = u32::try_from(ptr).map_err(|_| refuse(f, "negative pointer"))? as usize;
     let len = u32::try_from(len).map_err(|_| refuse(f, "negative length"))? as usize;
-    let end = start.checked_add(len).ok_or_else(|| refuse(f, "range overflows"))?;
+    let end = start
+        .checked_add(len)
+        .ok_or_else(|| refuse(f, "range overflows"))?;
     if end > mem_len {
         return Err(refuse(f, "range out of bounds"));
     }
     Ok(start..end)
 }
 
-fn write_hash(caller: &mut Caller<'_, HostState>, f: HostFn, out: i32, value: Hash32) -> wasmtime::Result<()> {
+fn write_hash(
+    caller: &mut Caller<'_, HostState>,
+    f: HostFn,
+    out: i32,
+    value: Hash32,
+) -> wasmtime::Result<()> {
     enter(caller, f, 32)?;
     let mem = memory(caller, f)?;
     let r = range(out, 32, mem.data_size(&*caller), f)?;
@@ -219,24 +252,32 @@ fn write_hash(caller: &mut Caller<'_, HostState>, f: HostFn, out: i32, value: Ha
 /// Define every whitelisted host function in `linker`. Which ones a module may import is
 /// checked against its policy at registration.
 pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    linker.func_wrap(HOST_MODULE, HostFn::Log.import_name(), |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
-        let f = HostFn::Log;
-        enter(&mut caller, f, u64::try_from(len.max(0)).unwrap_or(0))?;
-        let mem = memory(&mut caller, f)?;
-        let r = range(ptr, len, mem.data_size(&caller), f)?;
-        let (bytes, state) = mem.data_and_store_mut(&mut caller);
-        let room = state.log_max.saturating_sub(state.log.len());
-        let take = room.min(r.len());
-        state.log.extend_from_slice(&bytes[r.start..r.start + take]);
-        state.log_dropped_bytes += (r.len() - take) as u64;
-        Ok(())
-    })?;
+    linker.func_wrap(
+        HOST_MODULE,
+        HostFn::Log.import_name(),
+        |mut caller: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let f = HostFn::Log;
+            enter(&mut caller, f, u64::try_from(len.max(0)).unwrap_or(0))?;
+            let mem = memory(&mut caller, f)?;
+            let r = range(ptr, len, mem.data_size(&caller), f)?;
+            let (bytes, state) = mem.data_and_store_mut(&mut caller);
+            let room = state.log_max.saturating_sub(state.log.len());
+            let take = room.min(r.len());
+            state.log.extend_from_slice(&bytes[r.start..r.start + take]);
+            state.log_dropped_bytes += (r.len() - take) as u64;
+            Ok(())
+        },
+    )?;
     linker.func_wrap(
         HOST_MODULE,
         HostFn::Sha256.import_name(),
         |mut caller: Caller<'_, HostState>, ptr: i32, len: i32, out: i32| {
             let f = HostFn::Sha256;
-            enter(&mut caller, f, u64::try_from(len.max(0)).unwrap_or(0).saturating_mul(2))?;
+            enter(
+                &mut caller,
+                f,
+                u64::try_from(len.max(0)).unwrap_or(0).saturating_mul(2),
+            )?;
             let mem = memory(&mut caller, f)?;
             let size = mem.data_size(&caller);
             let r = range(ptr, len, size, f)?;
@@ -247,10 +288,14 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    linker.func_wrap(HOST_MODULE, HostFn::DataLen.import_name(), |mut caller: Caller<'_, HostState>| {
-        enter(&mut caller, HostFn::DataLen, 0)?;
-        Ok(i32::try_from(caller.data().data.len()).unwrap_or(i32::MAX))
-    })?;
+    linker.func_wrap(
+        HOST_MODULE,
+        HostFn::DataLen.import_name(),
+        |mut caller: Caller<'_, HostState>| {
+            enter(&mut caller, HostFn::DataLen, 0)?;
+            Ok(i32::try_from(caller.data().data.len()).unwrap_or(i32::MAX))
+        },
+    )?;
     linker.func_wrap(
         HOST_MODULE,
         HostFn::DataRead.import_name(),
@@ -267,17 +312,29 @@ pub(crate) fn define(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(i32::try_from(n).unwrap_or(i32::MAX))
         },
     )?;
-    linker.func_wrap(HOST_MODULE, HostFn::Epoch.import_name(), |mut caller: Caller<'_, HostState>| {
-        enter(&mut caller, HostFn::Epoch, 0)?;
-        Ok(caller.data().ctx.epoch as i64)
-    })?;
-    linker.func_wrap(HOST_MODULE, HostFn::SubmissionId.import_name(), |mut caller: Caller<'_, HostState>, out: i32| {
-        let id = caller.data().submission_id;
-        write_hash(&mut caller, HostFn::SubmissionId, out, id)
-    })?;
-    linker.func_wrap(HOST_MODULE, HostFn::Seed.import_name(), |mut caller: Caller<'_, HostState>, out: i32| {
-        let seed = caller.data().ctx.seed;
-        write_hash(&mut caller, HostFn::Seed, out, seed)
-    })?;
+    linker.func_wrap(
+        HOST_MODULE,
+        HostFn::Epoch.import_name(),
+        |mut caller: Caller<'_, HostState>| {
+            enter(&mut caller, HostFn::Epoch, 0)?;
+            Ok(caller.data().ctx.epoch as i64)
+        },
+    )?;
+    linker.func_wrap(
+        HOST_MODULE,
+        HostFn::SubmissionId.import_name(),
+        |mut caller: Caller<'_, HostState>, out: i32| {
+            let id = caller.data().submission_id;
+            write_hash(&mut caller, HostFn::SubmissionId, out, id)
+        },
+    )?;
+    linker.func_wrap(
+        HOST_MODULE,
+        HostFn::Seed.import_name(),
+        |mut caller: Caller<'_, HostState>, out: i32| {
+            let seed = caller.data().ctx.seed;
+            write_hash(&mut caller, HostFn::Seed, out, seed)
+        },
+    )?;
     Ok(())
 }

@@ -25,7 +25,8 @@ pub use eval::Submission;
 pub use host::{EvalContext, HostCallCounts, HostFn};
 pub use result::{ChallengeId, EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
 pub use runtime::{
-    ABI_VERSION, ArtifactSource, CacheStats, Challenge, ChallengeSpec, EngineError, ModuleError, Runtime, WASMTIME_VERSION,
+    ABI_VERSION, ArtifactSource, CacheStats, Challenge, ChallengeSpec, EngineError, ModuleError,
+    Runtime, WASMTIME_VERSION,
 };
 pub use shard::{ShardedEngine, SubmitError};
 

@@ -23,20 +23,39 @@ pub const HOST_CALLS: &str = "platform_engine_host_calls_total";
 /// Histogram buckets (seconds) for `EVALUATION_DURATION`: 5 µs to 10 s. An exporter must
 /// use these so the series are histograms (summable across shards), not summaries.
 pub const DURATION_BUCKETS_SECONDS: &[f64] = &[
-    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
+    5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1,
+    0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Register descriptions with the installed recorder (if any).
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(EVALUATIONS, "Evaluations finished, by challenge and outcome.");
-    describe_histogram!(EVALUATION_DURATION, Unit::Seconds, "Service time of one evaluation.");
+    describe_counter!(
+        EVALUATIONS,
+        "Evaluations finished, by challenge and outcome."
+    );
+    describe_histogram!(
+        EVALUATION_DURATION,
+        Unit::Seconds,
+        "Service time of one evaluation."
+    );
     describe_counter!(FUEL_CONSUMED, "Wasm fuel consumed by evaluations.");
     describe_gauge!(QUEUE_DEPTH, "Submissions waiting in a shard's queue.");
-    describe_gauge!(POOL_READY, "Pre-instantiated instances ready in a shard's pools.");
-    describe_counter!(INLINE_INSTANTIATIONS, "Evaluations that instantiated inline (pool empty).");
-    describe_counter!(SUBMISSIONS_REJECTED, "Submissions refused by the engine, by reason.");
+    describe_gauge!(
+        POOL_READY,
+        "Pre-instantiated instances ready in a shard's pools."
+    );
+    describe_counter!(
+        INLINE_INSTANTIATIONS,
+        "Evaluations that instantiated inline (pool empty)."
+    );
+    describe_counter!(
+        SUBMISSIONS_REJECTED,
+        "Submissions refused by the engine, by reason."
+    );
     describe_counter!(MODULE_CACHE, "Compiled-artifact cache lookups, by result.");
-    describe_counter!(HOST_CALLS, "Host function calls made by guests, by function.");
+    describe_counter!(
+        HOST_CALLS,
+        "Host function calls made by guests, by function."
+    );
 }

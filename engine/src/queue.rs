@@ -20,7 +20,11 @@ pub(crate) struct Inbox<T> {
 
 impl<T> Inbox<T> {
     pub fn new(capacity: usize) -> Self {
-        Inbox { slots: ArrayQueue::new(capacity), waker: AtomicWaker::new(), closed: AtomicBool::new(false) }
+        Inbox {
+            slots: ArrayQueue::new(capacity),
+            waker: AtomicWaker::new(),
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Enqueue, or give the item back if the queue is full or closed.

@@ -85,8 +85,15 @@ impl Outcome {
     }
 
     /// Every value `as_str` can return, for registering metric series up front.
-    pub const LABELS: [&'static str; 7] =
-        ["scored", "out_of_fuel", "memory_limit", "trap", "timeout", "invalid_output", "aborted"];
+    pub const LABELS: [&'static str; 7] = [
+        "scored",
+        "out_of_fuel",
+        "memory_limit",
+        "trap",
+        "timeout",
+        "invalid_output",
+        "aborted",
+    ];
 
     /// True when every honest validator computes the same outcome from the same inputs.
     /// Timeouts depend on the wall clock and aborts on local resources: neither is agreed.

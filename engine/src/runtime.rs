@@ -3,14 +3,14 @@
 //! (validate → compile or load from cache → ABI check → `InstancePre`).
 
 use std::hash::Hasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::{
-    Config, Enabled, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module, OptLevel,
-    PoolingAllocationConfig, ValType,
+    Config, Enabled, Engine, ExternType, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    OptLevel, PoolingAllocationConfig, ValType,
 };
 
 use crate::cache::{ArtifactCache, Lookup};
@@ -192,7 +192,9 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("engine_key", &self.inner.engine_key).finish_non_exhaustive()
+        f.debug_struct("Runtime")
+            .field("engine_key", &self.inner.engine_key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -316,14 +318,21 @@ impl Runtime {
         let cfg = &self.inner.config;
         let size = spec.wasm.len() as u64;
         if size > cfg.raw.module_max_bytes {
-            return Err(ModuleError::TooLarge { size, max: cfg.raw.module_max_bytes });
+            return Err(ModuleError::TooLarge {
+                size,
+                max: cfg.raw.module_max_bytes,
+            });
         }
         spec.policy.validate(cfg)?;
         let wasm = wat::parse_bytes(&spec.wasm).map_err(|e| ModuleError::Invalid(e.to_string()))?;
         let module_hash: Hash32 = Sha256::digest(&spec.wasm).into();
         let (module, source) = self.load_module(&wasm, &module_hash)?;
         check_abi(&module, &spec.policy)?;
-        let pre = self.inner.linker.instantiate_pre(&module).map_err(|e| ModuleError::Link(format!("{e:#}")))?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| ModuleError::Link(format!("{e:#}")))?;
         tracing::info!(challenge = %spec.id, name = %spec.name, module = %hex::encode(module_hash), ?source, "challenge registered");
         Ok(Arc::new(Challenge {
             id: spec.id,
@@ -337,10 +346,15 @@ impl Runtime {
     }
 
     fn compile(&self, wasm: &[u8]) -> Result<Module, ModuleError> {
-        Module::from_binary(&self.inner.engine, wasm).map_err(|e| ModuleError::Invalid(format!("{e:#}")))
+        Module::from_binary(&self.inner.engine, wasm)
+            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))
     }
 
-    fn load_module(&self, wasm: &[u8], module_hash: &Hash32) -> Result<(Module, ArtifactSource), ModuleError> {
+    fn load_module(
+        &self,
+        wasm: &[u8],
+        module_hash: &Hash32,
+    ) -> Result<(Module, ArtifactSource), ModuleError> {
         let Some(cache) = &self.inner.cache else {
             return Ok((self.compile(wasm)?, ArtifactSource::Compiled));
         };
@@ -368,9 +382,17 @@ impl Runtime {
                 ArtifactSource::RecompiledCorrupt
             }
         };
-        let counter = if source == ArtifactSource::Compiled { &stats.misses } else { &stats.corrupt };
+        let counter = if source == ArtifactSource::Compiled {
+            &stats.misses
+        } else {
+            &stats.corrupt
+        };
         counter.fetch_add(1, Ordering::Relaxed);
-        let label = if source == ArtifactSource::Compiled { "miss" } else { "corrupt" };
+        let label = if source == ArtifactSource::Compiled {
+            "miss"
+        } else {
+            "corrupt"
+        };
         metrics::counter!(m::MODULE_CACHE, "result" => label).increment(1);
         let artifact = self
             .inner
@@ -391,53 +413,94 @@ impl Runtime {
 fn check_abi(module: &Module, policy: &ChallengePolicy) -> Result<(), ModuleError> {
     for import in module.imports() {
         if import.module() != HOST_MODULE {
-            return Err(ModuleError::UnknownImport { module: import.module().into(), name: import.name().into() });
+            return Err(ModuleError::UnknownImport {
+                module: import.module().into(),
+                name: import.name().into(),
+            });
         }
         let Some(f) = HostFn::from_import_name(import.name()) else {
-            return Err(ModuleError::UnknownImport { module: import.module().into(), name: import.name().into() });
+            return Err(ModuleError::UnknownImport {
+                module: import.module().into(),
+                name: import.name().into(),
+            });
         };
         if !policy.allowed_host_functions.contains(&f) {
             return Err(ModuleError::ForbiddenImport(f.import_name()));
         }
     }
-    let export = |name: &'static str| module.get_export(name).ok_or(ModuleError::MissingExport(name));
+    let export = |name: &'static str| {
+        module
+            .get_export(name)
+            .ok_or(ModuleError::MissingExport(name))
+    };
     match export(EXPORT_MEMORY)? {
         ExternType::Memory(mem) => {
             let initial = mem.minimum().saturating_mul(crate::config::WASM_PAGE_BYTES);
             if initial > policy.memory_limit_bytes {
-                return Err(ModuleError::InitialMemoryTooLarge { initial, limit: policy.memory_limit_bytes });
+                return Err(ModuleError::InitialMemoryTooLarge {
+                    initial,
+                    limit: policy.memory_limit_bytes,
+                });
             }
         }
-        _ => return Err(ModuleError::WrongExportType { name: EXPORT_MEMORY, expected: "memory" }),
+        _ => {
+            return Err(ModuleError::WrongExportType {
+                name: EXPORT_MEMORY,
+                expected: "memory",
+            });
+        }
     }
-    let func_type = |name: &'static str, params: &[ValType], results: &[ValType], expected: &'static str| {
-        let wrong = ModuleError::WrongExportType { name, expected };
-        match export(name)? {
-            ExternType::Func(f) => {
-                let p: Vec<_> = f.params().collect();
-                let r: Vec<_> = f.results().collect();
-                let same = |a: &[ValType], b: &[ValType]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y));
-                if same(&p, params) && same(&r, results) { Ok(()) } else { Err(wrong) }
+    let func_type =
+        |name: &'static str, params: &[ValType], results: &[ValType], expected: &'static str| {
+            let wrong = ModuleError::WrongExportType { name, expected };
+            match export(name)? {
+                ExternType::Func(f) => {
+                    let p: Vec<_> = f.params().collect();
+                    let r: Vec<_> = f.results().collect();
+                    let same = |a: &[ValType], b: &[ValType]| {
+                        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| ValType::eq(x, y))
+                    };
+                    if same(&p, params) && same(&r, results) {
+                        Ok(())
+                    } else {
+                        Err(wrong)
+                    }
+                }
+                _ => Err(wrong),
             }
-            _ => Err(wrong),
-        }
-    };
+        };
     func_type(EXPORT_ABI_MARKER, &[], &[], "func () -> ()")?;
-    func_type(EXPORT_ALLOC, &[ValType::I32], &[ValType::I32], "func (i32) -> i32")?;
-    func_type(EXPORT_EVALUATE, &[ValType::I32, ValType::I32], &[ValType::I64], "func (i32, i32) -> i64")?;
+    func_type(
+        EXPORT_ALLOC,
+        &[ValType::I32],
+        &[ValType::I32],
+        "func (i32) -> i32",
+    )?;
+    func_type(
+        EXPORT_EVALUATE,
+        &[ValType::I32, ValType::I32],
+        &[ValType::I64],
+        "func (i32, i32) -> i64",
+    )?;
     Ok(())
 }
 
 /// Advance the engine epoch every `tick` so deadlines fire. Stops when the runtime drops.
-fn spawn_epoch_ticker(engine: wasmtime::EngineWeak, tick: Duration, stop: Arc<AtomicBool>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("platform-epoch".into()).spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(tick);
-            match engine.upgrade() {
-                Some(e) => e.increment_epoch(),
-                None => return,
+fn spawn_epoch_ticker(
+    engine: wasmtime::EngineWeak,
+    tick: Duration,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("platform-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                match engine.upgrade() {
+                    Some(e) => e.increment_epoch(),
+                    None => return,
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }

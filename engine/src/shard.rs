@@ -99,12 +99,20 @@ impl ShardedEngine {
         let (tx, rx) = crossbeam_channel::bounded(outstanding_max);
         let shared = Arc::new(Shared {
             rt,
-            jobs: (0..shards).map(|_| Inbox::new(cfg.raw.queue_depth_max)).collect(),
+            jobs: (0..shards)
+                .map(|_| Inbox::new(cfg.raw.queue_depth_max))
+                .collect(),
             control: (0..shards).map(|_| Inbox::new(1024)).collect(),
             results: tx,
             next_shard_index: AtomicUsize::new(0),
         });
-        let placement = |pin: bool| if pin { PoolPlacement::MaxSpread(shards, None) } else { PoolPlacement::Unbound(shards) };
+        let placement = |pin: bool| {
+            if pin {
+                PoolPlacement::MaxSpread(shards, None)
+            } else {
+                PoolPlacement::Unbound(shards)
+            }
+        };
         let spawn = |placement: PoolPlacement| {
             let s = shared.clone();
             LocalExecutorPoolBuilder::new(placement)
@@ -121,7 +129,13 @@ impl ShardedEngine {
             }
             Err(e) => return Err(EngineError::Shards(e.to_string())),
         };
-        Ok(ShardedEngine { shared, results: rx, outstanding: AtomicUsize::new(0), outstanding_max, handles: Some(handles) })
+        Ok(ShardedEngine {
+            shared,
+            results: rx,
+            outstanding: AtomicUsize::new(0),
+            outstanding_max,
+            handles: Some(handles),
+        })
     }
 
     /// Number of shards.
@@ -152,17 +166,26 @@ impl ShardedEngine {
     fn try_submit(&self, sub: Submission) -> Result<(), SubmitError> {
         let max = sub.challenge.policy.input_max_bytes;
         if sub.payload.len() as u64 > max {
-            return Err(SubmitError::PayloadTooLarge { len: sub.payload.len(), max });
+            return Err(SubmitError::PayloadTooLarge {
+                len: sub.payload.len(),
+                max,
+            });
         }
         let admitted = self.outstanding.fetch_add(1, Ordering::AcqRel);
         if admitted >= self.outstanding_max {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(SubmitError::Saturated { outstanding: admitted });
+            return Err(SubmitError::Saturated {
+                outstanding: admitted,
+            });
         }
         let shard = self.route(&sub);
         if self.shared.jobs[shard].push(sub).is_err() {
             self.outstanding.fetch_sub(1, Ordering::AcqRel);
-            return Err(if self.handles.is_none() { SubmitError::ShuttingDown } else { SubmitError::QueueFull { shard } });
+            return Err(if self.handles.is_none() {
+                SubmitError::ShuttingDown
+            } else {
+                SubmitError::QueueFull { shard }
+            });
         }
         Ok(())
     }
@@ -212,7 +235,9 @@ impl ShardedEngine {
     }
 
     fn stop(&mut self) {
-        let Some(handles) = self.handles.take() else { return };
+        let Some(handles) = self.handles.take() else {
+            return;
+        };
         for inbox in &self.shared.jobs {
             inbox.close();
         }
@@ -282,26 +307,64 @@ impl Shard {
 
     fn update_gauges(&self) {
         self.ready_gauge.set(self.ready_total() as f64);
-        self.queue_gauge.set(self.shared.jobs[self.index].len() as f64);
+        self.queue_gauge
+            .set(self.shared.jobs[self.index].len() as f64);
     }
 
     /// Make sure a pool exists for this exact module; replace one for an older module.
     fn ensure_pool(&self, challenge: &Arc<Challenge>) {
         let mut pools = self.pools.borrow_mut();
-        let stale = pools.get(&challenge.id).is_some_and(|p| p.challenge.module_hash != challenge.module_hash);
+        let stale = pools
+            .get(&challenge.id)
+            .is_some_and(|p| p.challenge.module_hash != challenge.module_hash);
         if stale || !pools.contains_key(&challenge.id) {
             pools.insert(
                 challenge.id,
-                Pool { challenge: challenge.clone(), ready: VecDeque::new(), failing: false, metrics: ChallengeMetrics::new(challenge.id) },
+                Pool {
+                    challenge: challenge.clone(),
+                    ready: VecDeque::new(),
+                    failing: false,
+                    metrics: ChallengeMetrics::new(challenge.id),
+                },
             );
         }
     }
 
     fn take_ready(&self, challenge: &Arc<Challenge>) -> Option<Prepared> {
         self.ensure_pool(challenge);
-        let taken = self.pools.borrow_mut().get_mut(&challenge.id).and_then(|p| p.ready.pop_front());
+        let taken = self
+            .pools
+            .borrow_mut()
+            .get_mut(&challenge.id)
+            .and_then(|p| p.ready.pop_front());
         let _ = self.refill.try_send(());
         taken
+    }
+
+    /// Put a freshly made instance in its pool. Returns false when refilling should pause
+    /// (a local resource failure); a deterministic failure marks the pool as failing.
+    fn store_prepared(
+        &self,
+        challenge: &Arc<Challenge>,
+        made: Result<Prepared, eval::PrepareFailed>,
+    ) -> bool {
+        let mut pools = self.pools.borrow_mut();
+        // Retired or replaced while we were instantiating: drop the instance.
+        let Some(pool) = pools
+            .get_mut(&challenge.id)
+            .filter(|p| p.challenge.module_hash == challenge.module_hash)
+        else {
+            return true;
+        };
+        match made {
+            Ok(p) => pool.ready.push_back(p),
+            // Deterministic failure (e.g. the start function traps): every instance would
+            // fail the same way, so stop making them.
+            Err(f) if f.outcome.is_deterministic() => pool.failing = true,
+            // Local resource trouble (pool slots exhausted): try again on the next signal.
+            Err(_) => return false,
+        }
+        true
     }
 
     fn record(&self, report: &EvalReport) {
@@ -310,7 +373,9 @@ impl Shard {
             if let Some(c) = pool.metrics.by_outcome.get(report.result.outcome.as_str()) {
                 c.increment(1);
             }
-            pool.metrics.duration.record(report.service_nanos as f64 / 1e9);
+            pool.metrics
+                .duration
+                .record(report.service_nanos as f64 / 1e9);
             pool.metrics.fuel.increment(report.result.fuel_used);
         }
         for (f, n) in report.host_calls.used() {
@@ -342,15 +407,24 @@ async fn shard_main(shared: Arc<Shared>) {
     let tq_eval = ex.create_task_queue(Shares::Static(1000), Latency::NotImportant, "eval");
     let tq_background = ex.create_task_queue(Shares::Static(200), Latency::NotImportant, "refill");
 
-    let refill_task = glommio::spawn_local_into(refill_loop(shard.clone(), refill_rx, cfg.instances_ready_per_challenge), tq_background)
+    let refill_task = glommio::spawn_local_into(
+        refill_loop(shard.clone(), refill_rx, cfg.instances_ready_per_challenge),
+        tq_background,
+    )
+    .expect("task queue exists");
+    let control_task = glommio::spawn_local_into(control_loop(shard.clone()), tq_background)
         .expect("task queue exists");
-    let control_task = glommio::spawn_local_into(control_loop(shard.clone()), tq_background).expect("task queue exists");
 
     let in_flight = cfg.in_flight_per_shard as u64;
     let permits = Rc::new(Semaphore::new(in_flight));
     loop {
-        let permit = permits.acquire_static_permit(1).await.expect("semaphore is never closed");
-        let Some(sub) = shared.jobs[index].pop().await else { break };
+        let permit = permits
+            .acquire_static_permit(1)
+            .await
+            .expect("semaphore is never closed");
+        let Some(sub) = shared.jobs[index].pop().await else {
+            break;
+        };
         let s = shard.clone();
         glommio::spawn_local_into(
             async move {
@@ -363,7 +437,10 @@ async fn shard_main(shared: Arc<Shared>) {
         .detach();
     }
     // Drain: every admitted job reports before the shard exits.
-    permits.acquire(in_flight).await.expect("semaphore is never closed");
+    permits
+        .acquire(in_flight)
+        .await
+        .expect("semaphore is never closed");
     control_task.await;
     shard.stopping.set(true);
     // If the signal slot is already full the loop wakes anyway and sees `stopping`.
@@ -400,20 +477,9 @@ async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) 
                 .map(|p| p.challenge.clone());
             let Some(challenge) = next else { break };
             let made = eval::prepare(&shard.shared.rt, &challenge).await;
-            let mut pools = shard.pools.borrow_mut();
-            let Some(pool) = pools.get_mut(&challenge.id) else { continue };
-            if pool.challenge.module_hash != challenge.module_hash {
-                continue;
+            if !shard.store_prepared(&challenge, made) {
+                break;
             }
-            match made {
-                Ok(p) => pool.ready.push_back(p),
-                // Deterministic failure (e.g. the start function traps): every instance
-                // would fail the same way, so stop making them.
-                Err(f) if f.outcome.is_deterministic() => pool.failing = true,
-                // Local resource trouble (pool slots exhausted): try again on the next signal.
-                Err(_) => break,
-            }
-            drop(pools);
             shard.update_gauges();
             glommio::yield_if_needed().await;
         }

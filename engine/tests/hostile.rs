@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform_engine::{
-    ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, EvalReport, HostFn, ModuleError, Outcome,
-    Runtime, SCORE_SCALE, ShardedEngine, Submission, TrapKind, evaluate_blocking,
+    ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, EvalReport, HostFn,
+    ModuleError, Outcome, Runtime, SCORE_SCALE, ShardedEngine, Submission, TrapKind,
+    evaluate_blocking,
 };
 
 /// ABI v1 scaffolding around an `evaluate` body; `extra` adds imports, functions, a start.
@@ -34,26 +35,60 @@ fn returns_score(s: u64) -> String {
 }
 
 fn runtime() -> Runtime {
-    Runtime::new(&EngineConfig { shards: 2, pin_shards: false, ..EngineConfig::default() }).expect("engine")
+    Runtime::new(&EngineConfig {
+        shards: 2,
+        pin_shards: false,
+        ..EngineConfig::default()
+    })
+    .expect("engine")
 }
 
 fn policy() -> ChallengePolicy {
-    ChallengePolicy { fuel_limit: 5_000_000, memory_limit_bytes: 4 << 20, ..ChallengePolicy::default() }
+    ChallengePolicy {
+        fuel_limit: 5_000_000,
+        memory_limit_bytes: 4 << 20,
+        ..ChallengePolicy::default()
+    }
 }
 
-fn register(rt: &Runtime, id: u32, wat: &str, policy: ChallengePolicy) -> Result<Arc<platform_engine::Challenge>, ModuleError> {
-    rt.register(ChallengeSpec { id: ChallengeId(id), name: format!("hostile-{id}"), wasm: wat.as_bytes().to_vec(), policy, data: b"registered data".to_vec() })
+fn register(
+    rt: &Runtime,
+    id: u32,
+    wat: &str,
+    policy: ChallengePolicy,
+) -> Result<Arc<platform_engine::Challenge>, ModuleError> {
+    rt.register(ChallengeSpec {
+        id: ChallengeId(id),
+        name: format!("hostile-{id}"),
+        wasm: wat.as_bytes().to_vec(),
+        policy,
+        data: b"registered data".to_vec(),
+    })
 }
 
 fn eval(rt: &Runtime, wat: &str, policy: ChallengePolicy) -> EvalReport {
     let ch = register(rt, 1, wat, policy).expect("registers");
-    evaluate_blocking(rt, &Submission::new(ch, b"payload".to_vec(), EvalContext { epoch: 7, seed: [3; 32] }))
+    evaluate_blocking(
+        rt,
+        &Submission::new(
+            ch,
+            b"payload".to_vec(),
+            EvalContext {
+                epoch: 7,
+                seed: [3; 32],
+            },
+        ),
+    )
 }
 
 #[test]
 fn infinite_loop_runs_out_of_fuel_exactly() {
     let rt = runtime();
-    let r = eval(&rt, &module("", "(loop $l (br $l)) (i64.const 0)"), policy());
+    let r = eval(
+        &rt,
+        &module("", "(loop $l (br $l)) (i64.const 0)"),
+        policy(),
+    );
     assert_eq!(r.result.outcome, Outcome::OutOfFuel);
     assert_eq!(r.result.fuel_used, 5_000_000);
     assert_eq!(r.result.score, 0);
@@ -62,7 +97,8 @@ fn infinite_loop_runs_out_of_fuel_exactly() {
 #[test]
 fn memory_bomb_hits_the_memory_limit() {
     let rt = runtime();
-    let body = "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i64.const 0)";
+    let body =
+        "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i64.const 0)";
     let r = eval(&rt, &module("", body), policy());
     assert_eq!(r.result.outcome, Outcome::MemoryLimit);
 }
@@ -70,11 +106,20 @@ fn memory_bomb_hits_the_memory_limit() {
 #[test]
 fn unbounded_recursion_overflows_the_stack() {
     let rt = runtime();
-    let extra = "(func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))";
-    let r = eval(&rt, &module(extra, "(drop (call $down (i32.const 0))) (i64.const 0)"), policy());
+    let extra =
+        "(func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))";
+    let r = eval(
+        &rt,
+        &module(extra, "(drop (call $down (i32.const 0))) (i64.const 0)"),
+        policy(),
+    );
     assert_eq!(r.result.outcome, Outcome::Trap(TrapKind::StackOverflow));
     // Deterministic: the same module and input use the same fuel every time.
-    let again = eval(&rt, &module(extra, "(drop (call $down (i32.const 0))) (i64.const 0)"), policy());
+    let again = eval(
+        &rt,
+        &module(extra, "(drop (call $down (i32.const 0))) (i64.const 0)"),
+        policy(),
+    );
     assert_eq!(again.result, r.result);
 }
 
@@ -109,9 +154,15 @@ fn trap_in_start_function_is_a_trap_outcome() {
 fn guest_traps_map_to_kinds() {
     let rt = runtime();
     let div = "(drop (i32.div_s (i32.const 1) (i32.sub (local.get $len) (local.get $len)))) (i64.const 0)";
-    assert_eq!(eval(&rt, &module("", div), policy()).result.outcome, Outcome::Trap(TrapKind::DivisionByZero));
+    assert_eq!(
+        eval(&rt, &module("", div), policy()).result.outcome,
+        Outcome::Trap(TrapKind::DivisionByZero)
+    );
     let oob = "(drop (i32.load (i32.const 0x7ffffff0))) (i64.const 0)";
-    assert_eq!(eval(&rt, &module("", oob), policy()).result.outcome, Outcome::Trap(TrapKind::MemoryOutOfBounds));
+    assert_eq!(
+        eval(&rt, &module("", oob), policy()).result.outcome,
+        Outcome::Trap(TrapKind::MemoryOutOfBounds)
+    );
 }
 
 #[test]
@@ -149,7 +200,11 @@ fn host_functions_see_the_agreed_context_and_are_counted() {
 #[test]
 fn wall_clock_deadline_is_a_timeout_not_a_score() {
     let rt = runtime();
-    let p = ChallengePolicy { fuel_limit: u64::MAX / 2, deadline: Duration::from_millis(100), ..policy() };
+    let p = ChallengePolicy {
+        fuel_limit: u64::MAX / 2,
+        deadline: Duration::from_millis(100),
+        ..policy()
+    };
     let r = eval(&rt, &module("", "(loop $l (br $l)) (i64.const 0)"), p);
     assert_eq!(r.result.outcome, Outcome::Timeout);
     assert!(!r.result.outcome.is_deterministic());
@@ -159,9 +214,15 @@ fn wall_clock_deadline_is_a_timeout_not_a_score() {
 fn forbidden_and_unknown_imports_are_refused_at_registration() {
     let rt = runtime();
     let sha = r#"(import "platform" "sha256" (func (param i32 i32 i32)))"#;
-    let only_log = ChallengePolicy { allowed_host_functions: [HostFn::Log].into(), ..policy() };
+    let only_log = ChallengePolicy {
+        allowed_host_functions: [HostFn::Log].into(),
+        ..policy()
+    };
     let err = register(&rt, 9, &module(sha, "(i64.const 0)"), only_log).unwrap_err();
-    assert!(matches!(err, ModuleError::ForbiddenImport("sha256")), "{err}");
+    assert!(
+        matches!(err, ModuleError::ForbiddenImport("sha256")),
+        "{err}"
+    );
     assert!(err.to_string().contains("not allowed"), "{err}");
 
     let wasi = r#"(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))"#;
@@ -182,24 +243,49 @@ fn malformed_and_non_conforming_modules_are_refused_with_a_reason() {
     let no_eval = r#"(module (memory (export "memory") 1) (func (export "platform_abi_v1"))
         (func (export "platform_alloc") (param i32) (result i32) (i32.const 0)))"#;
     let err = register(&rt, 9, no_eval, policy()).unwrap_err();
-    assert!(matches!(err, ModuleError::MissingExport("platform_evaluate")), "{err}");
+    assert!(
+        matches!(err, ModuleError::MissingExport("platform_evaluate")),
+        "{err}"
+    );
 
     let wrong_type = module("", "(i64.const 0)").replace(
         r#"(func (export "platform_abi_v1"))"#,
         r#"(func (export "platform_abi_v1") (param i32))"#,
     );
     let err = register(&rt, 9, &wrong_type, policy()).unwrap_err();
-    assert!(matches!(err, ModuleError::WrongExportType { name: "platform_abi_v1", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            ModuleError::WrongExportType {
+                name: "platform_abi_v1",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
-    let big_memory = module("", "(i64.const 0)").replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") 1000)"#);
+    let big_memory = module("", "(i64.const 0)").replace(
+        r#"(memory (export "memory") 2)"#,
+        r#"(memory (export "memory") 1000)"#,
+    );
     let err = register(&rt, 9, &big_memory, policy()).unwrap_err();
-    assert!(matches!(err, ModuleError::InitialMemoryTooLarge { .. }), "{err}");
+    assert!(
+        matches!(err, ModuleError::InitialMemoryTooLarge { .. }),
+        "{err}"
+    );
 
-    let shared = module("", "(i64.const 0)").replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") 2 2 shared)"#);
+    let shared = module("", "(i64.const 0)").replace(
+        r#"(memory (export "memory") 2)"#,
+        r#"(memory (export "memory") 2 2 shared)"#,
+    );
     let err = register(&rt, 9, &shared, policy()).unwrap_err();
     assert!(matches!(err, ModuleError::Invalid(_)), "{err}");
 
-    let cfg = EngineConfig { module_max_bytes: 64, shards: 1, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        module_max_bytes: 64,
+        shards: 1,
+        ..EngineConfig::default()
+    };
     let small = Runtime::new(&cfg).unwrap();
     let err = register(&small, 9, &module("", "(i64.const 0)"), policy()).unwrap_err();
     assert!(matches!(err, ModuleError::TooLarge { .. }), "{err}");
@@ -210,9 +296,15 @@ fn sharded_engine_survives_every_hostile_module_and_keeps_serving() {
     let rt = runtime();
     let engine = ShardedEngine::start(rt.clone()).expect("shards start");
     let hostile = [
-        (module("", "(loop $l (br $l)) (i64.const 0)"), Outcome::OutOfFuel),
         (
-            module("", "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i64.const 0)"),
+            module("", "(loop $l (br $l)) (i64.const 0)"),
+            Outcome::OutOfFuel,
+        ),
+        (
+            module(
+                "",
+                "(loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) (i64.const 0)",
+            ),
             Outcome::MemoryLimit,
         ),
         (
@@ -222,8 +314,14 @@ fn sharded_engine_survives_every_hostile_module_and_keeps_serving() {
             ),
             Outcome::Trap(TrapKind::StackOverflow),
         ),
-        (module("", "(i64.const 0x7fff000000000010)"), Outcome::InvalidOutput),
-        (module("(func $boom unreachable) (start $boom)", &returns_score(1)), Outcome::Trap(TrapKind::Unreachable)),
+        (
+            module("", "(i64.const 0x7fff000000000010)"),
+            Outcome::InvalidOutput,
+        ),
+        (
+            module("(func $boom unreachable) (start $boom)", &returns_score(1)),
+            Outcome::Trap(TrapKind::Unreachable),
+        ),
         (module("", &returns_score(SCORE_SCALE / 2)), Outcome::Scored),
     ];
     let mut expected = std::collections::BTreeMap::new();
@@ -238,8 +336,13 @@ fn sharded_engine_survives_every_hostile_module_and_keeps_serving() {
     }
     let mut seen = 0;
     while seen < expected.len() {
-        let r = engine.recv_timeout(Duration::from_secs(30)).expect("every submission reports");
-        assert_eq!(Some(&r.result.outcome), expected.get(&r.result.submission_id));
+        let r = engine
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every submission reports");
+        assert_eq!(
+            Some(&r.result.outcome),
+            expected.get(&r.result.submission_id)
+        );
         if r.result.outcome == Outcome::Scored {
             assert_eq!(r.result.score, SCORE_SCALE / 2);
         }
@@ -253,27 +356,55 @@ fn sharded_engine_survives_every_hostile_module_and_keeps_serving() {
 fn oversized_payload_is_refused_at_submit() {
     let rt = runtime();
     let engine = ShardedEngine::start(rt.clone()).unwrap();
-    let p = ChallengePolicy { input_max_bytes: 16, ..policy() };
+    let p = ChallengePolicy {
+        input_max_bytes: 16,
+        ..policy()
+    };
     let ch = register(&rt, 1, &module("", &returns_score(1)), p).unwrap();
-    let err = engine.submit(Submission::new(ch, vec![0; 17], EvalContext::default())).unwrap_err();
-    assert_eq!(err, platform_engine::SubmitError::PayloadTooLarge { len: 17, max: 16 });
+    let err = engine
+        .submit(Submission::new(ch, vec![0; 17], EvalContext::default()))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        platform_engine::SubmitError::PayloadTooLarge { len: 17, max: 16 }
+    );
 }
 
 #[test]
 fn full_queue_is_an_error_value_not_growth() {
-    let cfg = EngineConfig { shards: 1, pin_shards: false, queue_depth_max: 2, in_flight_per_shard: 1, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        shards: 1,
+        pin_shards: false,
+        queue_depth_max: 2,
+        in_flight_per_shard: 1,
+        ..EngineConfig::default()
+    };
     let rt = Runtime::new(&cfg).unwrap();
     let engine = ShardedEngine::start(rt.clone()).unwrap();
     // Each evaluation spins until its fuel runs out, so the queue fills while it works.
-    let p = ChallengePolicy { fuel_limit: 2_000_000_000, ..policy() };
+    let p = ChallengePolicy {
+        fuel_limit: 2_000_000_000,
+        ..policy()
+    };
     let ch = register(&rt, 1, &module("", "(loop $l (br $l)) (i64.const 0)"), p).unwrap();
     let mut accepted = 0;
     let mut refused = 0;
     for n in 0..50u32 {
-        match engine.submit(Submission::new(ch.clone(), n.to_le_bytes().to_vec(), EvalContext::default())) {
+        match engine.submit(Submission::new(
+            ch.clone(),
+            n.to_le_bytes().to_vec(),
+            EvalContext::default(),
+        )) {
             Ok(()) => accepted += 1,
             Err(e) => {
-                assert!(matches!(e, platform_engine::SubmitError::QueueFull { shard: 0 } | platform_engine::SubmitError::Saturated { .. }), "{e}");
+                assert!(
+                    matches!(
+                        e,
+                        platform_engine::SubmitError::QueueFull { shard: 0 }
+                            | platform_engine::SubmitError::Saturated { .. }
+                    ),
+                    "{e}"
+                );
                 refused += 1;
             }
         }
@@ -282,7 +413,9 @@ fn full_queue_is_an_error_value_not_growth() {
     assert!(accepted <= 4, "accepted {accepted}");
     assert!(refused >= 46);
     for _ in 0..accepted {
-        let r = engine.recv_timeout(Duration::from_secs(60)).expect("accepted jobs report");
+        let r = engine
+            .recv_timeout(Duration::from_secs(60))
+            .expect("accepted jobs report");
         assert_eq!(r.result.outcome, Outcome::OutOfFuel);
     }
 }

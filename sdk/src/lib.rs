@@ -4,11 +4,12 @@
 //! `wasm32-unknown-unknown`, and nothing on other targets, so the same crate also builds
 //! natively (for tests and the benchmark's native column).
 //!
-//! ```ignore
+//! ```
 //! fn score(payload: &[u8]) -> platform_sdk::Evaluation {
 //!     platform_sdk::Evaluation::score(platform_sdk::ratio(payload.len() as u64, 100))
 //! }
 //! platform_sdk::export_challenge!(score);
+//! # assert_eq!(score(&[0; 50]).score, platform_sdk::SCORE_SCALE / 2);
 //! ```
 //!
 //! Rules a challenge must keep (the engine enforces what it can): no floats in the score
@@ -33,7 +34,10 @@ pub struct Evaluation {
 impl Evaluation {
     /// A score with no details; clamped to `SCORE_SCALE`.
     pub fn score(score: u64) -> Evaluation {
-        Evaluation { score: score.min(SCORE_SCALE), details: Vec::new() }
+        Evaluation {
+            score: score.min(SCORE_SCALE),
+            details: Vec::new(),
+        }
     }
 
     /// The zero score, for payloads that are malformed or invalid.
@@ -115,9 +119,13 @@ mod bump {
 
     impl Bump {
         fn claim(&self, start: usize, size: usize) -> *mut u8 {
-            let Some(end) = start.checked_add(size) else { return core::ptr::null_mut() };
+            let Some(end) = start.checked_add(size) else {
+                return core::ptr::null_mut();
+            };
             let have = core::arch::wasm32::memory_size(0) * PAGE;
-            if end > have && core::arch::wasm32::memory_grow(0, (end - have).div_ceil(PAGE)) == usize::MAX {
+            if end > have
+                && core::arch::wasm32::memory_grow(0, (end - have).div_ceil(PAGE)) == usize::MAX
+            {
                 return core::ptr::null_mut();
             }
             self.next.set(end);
@@ -195,7 +203,13 @@ pub mod host {
         {
             let mut out = [0u8; 32];
             // SAFETY: both ranges are valid guest memory for the duration of the call.
-            unsafe { imports::sha256(data.as_ptr() as i32, data.len() as i32, out.as_mut_ptr() as i32) };
+            unsafe {
+                imports::sha256(
+                    data.as_ptr() as i32,
+                    data.len() as i32,
+                    out.as_mut_ptr() as i32,
+                )
+            };
             out
         }
         #[cfg(not(target_arch = "wasm32"))]
@@ -322,7 +336,9 @@ macro_rules! export_challenge {
             pub extern "C" fn platform_evaluate(ptr: i32, len: i32) -> i64 {
                 // SAFETY: the host wrote exactly `len` bytes at `ptr`, a buffer obtained from
                 // `platform_alloc(len)` in this instance.
-                let input = unsafe { ::std::slice::from_raw_parts(ptr as usize as *const u8, len.max(0) as usize) };
+                let input = unsafe {
+                    ::std::slice::from_raw_parts(ptr as usize as *const u8, len.max(0) as usize)
+                };
                 let out = super::__PLATFORM_SCORE(input).encode();
                 let out_len = out.len() as u64;
                 let out_ptr = out.as_ptr() as usize as u64;
@@ -348,7 +364,10 @@ mod tests {
 
     #[test]
     fn encoding_is_score_then_details() {
-        let e = Evaluation { score: 5, details: vec![9, 9] };
+        let e = Evaluation {
+            score: 5,
+            details: vec![9, 9],
+        };
         assert_eq!(e.encode(), vec![5, 0, 0, 0, 0, 0, 0, 0, 9, 9]);
         assert_eq!(Evaluation::score(SCORE_SCALE * 2).score, SCORE_SCALE);
     }

@@ -3,14 +3,18 @@
 
 use platform_challenges::EXAMPLES;
 use platform_engine::{
-    ArtifactSource, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, Runtime, Submission,
-    evaluate_blocking,
+    ArtifactSource, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext,
+    Runtime, Submission, evaluate_blocking,
 };
 use std::sync::atomic::Ordering;
 
 fn runtime(dir: &std::path::Path) -> Runtime {
-    Runtime::new(&EngineConfig { shards: 1, artifact_cache_dir: Some(dir.to_path_buf()), ..EngineConfig::default() })
-        .expect("engine")
+    Runtime::new(&EngineConfig {
+        shards: 1,
+        artifact_cache_dir: Some(dir.to_path_buf()),
+        ..EngineConfig::default()
+    })
+    .expect("engine")
 }
 
 fn spec(i: usize) -> ChallengeSpec {
@@ -29,19 +33,36 @@ fn second_start_loads_from_disk_and_corruption_is_recompiled() {
     let dir = tempfile::tempdir().unwrap();
 
     let first = runtime(dir.path());
-    let compiled: Vec<_> = (0..EXAMPLES.len()).map(|i| first.register(spec(i)).unwrap()).collect();
-    assert!(compiled.iter().all(|c| c.source == ArtifactSource::Compiled));
+    let compiled: Vec<_> = (0..EXAMPLES.len())
+        .map(|i| first.register(spec(i)).unwrap())
+        .collect();
+    assert!(
+        compiled
+            .iter()
+            .all(|c| c.source == ArtifactSource::Compiled)
+    );
     assert_eq!(first.cache_stats().misses.load(Ordering::Relaxed), 3);
     let payload = (EXAMPLES[0].sample_payload)(1);
-    let expected = evaluate_blocking(&first, &Submission::new(compiled[0].clone(), payload.clone(), EvalContext::default()));
+    let expected = evaluate_blocking(
+        &first,
+        &Submission::new(compiled[0].clone(), payload.clone(), EvalContext::default()),
+    );
     drop(first);
 
     let second = runtime(dir.path());
-    let loaded: Vec<_> = (0..EXAMPLES.len()).map(|i| second.register(spec(i)).unwrap()).collect();
-    assert!(loaded.iter().all(|c| c.source == ArtifactSource::Cache), "{loaded:?}");
+    let loaded: Vec<_> = (0..EXAMPLES.len())
+        .map(|i| second.register(spec(i)).unwrap())
+        .collect();
+    assert!(
+        loaded.iter().all(|c| c.source == ArtifactSource::Cache),
+        "{loaded:?}"
+    );
     assert_eq!(second.cache_stats().hits.load(Ordering::Relaxed), 3);
     assert_eq!(second.cache_stats().misses.load(Ordering::Relaxed), 0);
-    let again = evaluate_blocking(&second, &Submission::new(loaded[0].clone(), payload.clone(), EvalContext::default()));
+    let again = evaluate_blocking(
+        &second,
+        &Submission::new(loaded[0].clone(), payload.clone(), EvalContext::default()),
+    );
     assert_eq!(again.result, expected.result);
     drop(second);
 
@@ -63,11 +84,17 @@ fn second_start_loads_from_disk_and_corruption_is_recompiled() {
     let recompiled = third.register(spec(0)).unwrap();
     assert_eq!(recompiled.source, ArtifactSource::RecompiledCorrupt);
     assert_eq!(third.cache_stats().corrupt.load(Ordering::Relaxed), 1);
-    let fixed = evaluate_blocking(&third, &Submission::new(recompiled, payload, EvalContext::default()));
+    let fixed = evaluate_blocking(
+        &third,
+        &Submission::new(recompiled, payload, EvalContext::default()),
+    );
     assert_eq!(fixed.result, expected.result);
     drop(third);
 
     // The rewritten entry is good again.
     let fourth = runtime(dir.path());
-    assert_eq!(fourth.register(spec(0)).unwrap().source, ArtifactSource::Cache);
+    assert_eq!(
+        fourth.register(spec(0)).unwrap().source,
+        ArtifactSource::Cache
+    );
 }

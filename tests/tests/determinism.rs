@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use platform_challenges::EXAMPLES;
 use platform_engine::{
-    Baseline, Challenge, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, EvalResult, Hash32,
-    Outcome, Runtime, ShardedEngine, Submission,
+    Baseline, Challenge, ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext,
+    EvalResult, Hash32, Outcome, Runtime, ShardedEngine, Submission,
 };
 use sha2::{Digest, Sha256};
 
@@ -17,7 +17,10 @@ use sha2::{Digest, Sha256};
 const PER_CHALLENGE: [usize; 3] = [500, 500, 200];
 
 fn policy() -> ChallengePolicy {
-    ChallengePolicy { fuel_limit: 200_000_000, ..ChallengePolicy::default() }
+    ChallengePolicy {
+        fuel_limit: 200_000_000,
+        ..ChallengePolicy::default()
+    }
 }
 
 fn register_all(rt: &Runtime) -> Vec<Arc<Challenge>> {
@@ -47,14 +50,25 @@ fn corpus() -> Vec<(usize, Vec<u8>, EvalContext)> {
                 payload.truncate(payload.len() / 2);
             }
             let seed: Hash32 = Sha256::digest(k.to_le_bytes()).into();
-            out.push((ci, payload, EvalContext { epoch: 42 + k % 3, seed }));
+            out.push((
+                ci,
+                payload,
+                EvalContext {
+                    epoch: 42 + k % 3,
+                    seed,
+                },
+            ));
         }
     }
     out
 }
 
 fn run_sharded(shards: usize) -> Vec<EvalResult> {
-    let cfg = EngineConfig { shards, pin_shards: false, ..EngineConfig::default() };
+    let cfg = EngineConfig {
+        shards,
+        pin_shards: false,
+        ..EngineConfig::default()
+    };
     let rt = Runtime::new(&cfg).expect("engine");
     let challenges = register_all(&rt);
     let engine = ShardedEngine::start(rt).expect("shards");
@@ -79,13 +93,21 @@ fn run_sharded(shards: usize) -> Vec<EvalResult> {
                 Err(_) => break,
             }
         }
-        let r = engine.recv_timeout(Duration::from_secs(60)).expect("reports arrive");
+        let r = engine
+            .recv_timeout(Duration::from_secs(60))
+            .expect("reports arrive");
         let i = index[&r.result.submission_id];
-        assert!(results[i].replace(r.result).is_none(), "one report per submission");
+        assert!(
+            results[i].replace(r.result).is_none(),
+            "one report per submission"
+        );
         received += 1;
     }
     engine.shutdown();
-    results.into_iter().map(|r| r.expect("all reported")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("all reported"))
+        .collect()
 }
 
 fn digest(results: &[EvalResult]) -> Vec<Hash32> {
@@ -104,13 +126,20 @@ fn identical_results_across_shard_counts_runs_baseline_and_native() {
     assert_eq!(digest(&two_a), digest(&two_b), "2 shards, run to run");
 
     // Every outcome is deterministic and the corpus exercises both scores and rejections.
-    assert!(one_a.iter().all(|r| r.outcome == Outcome::Scored), "examples never trap on this corpus");
+    assert!(
+        one_a.iter().all(|r| r.outcome == Outcome::Scored),
+        "examples never trap on this corpus"
+    );
     assert!(one_a.iter().any(|r| r.score == 0) && one_a.iter().any(|r| r.score > 0));
     assert!(one_a.iter().all(|r| r.fuel_used > 0));
 
     // The naive path (fresh linker, on-demand instance, sync calls) agrees bit for bit,
     // and the native build of the same scoring code gives the same scores.
-    let rt = Runtime::new(&EngineConfig { shards: 1, ..EngineConfig::default() }).unwrap();
+    let rt = Runtime::new(&EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    })
+    .unwrap();
     let challenges = register_all(&rt);
     let mut baseline = Baseline::new(&EngineConfig::default()).unwrap();
     for (c, e) in challenges.iter().zip(EXAMPLES.iter()) {
@@ -120,9 +149,18 @@ fn identical_results_across_shard_counts_runs_baseline_and_native() {
         let native = (EXAMPLES[ci].native)(&payload);
         let sub = Submission::new(challenges[ci].clone(), payload, ctx);
         let naive = baseline.evaluate(&sub).expect("challenge added");
-        assert_eq!(naive.result, one_a[i], "baseline differs at corpus item {i}");
-        assert_eq!(native.score, one_a[i].score, "native score differs at corpus item {i}");
+        assert_eq!(
+            naive.result, one_a[i],
+            "baseline differs at corpus item {i}"
+        );
+        assert_eq!(
+            native.score, one_a[i].score,
+            "native score differs at corpus item {i}"
+        );
         let native_output_hash: Hash32 = Sha256::digest(native.encode()).into();
-        assert_eq!(native_output_hash, one_a[i].output_hash, "native output differs at corpus item {i}");
+        assert_eq!(
+            native_output_hash, one_a[i].output_hash,
+            "native output differs at corpus item {i}"
+        );
     }
 }

@@ -57,7 +57,11 @@ mod tests {
         for e in EXAMPLES {
             assert_eq!(&e.wasm[..4], b"\0asm", "{}", e.name);
             for export in ["platform_abi_v1", "platform_alloc", "platform_evaluate"] {
-                assert!(e.wasm.windows(export.len()).any(|w| w == export.as_bytes()), "{} lacks {export}", e.name);
+                assert!(
+                    e.wasm.windows(export.len()).any(|w| w == export.as_bytes()),
+                    "{} lacks {export}",
+                    e.name
+                );
             }
         }
     }

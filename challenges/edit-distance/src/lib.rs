@@ -50,7 +50,10 @@ pub fn levenshtein(a: &[u8], b: &[u8]) -> u32 {
 
 /// Score a payload; empty, oversized or non-`ACGT` payloads score 0.
 pub fn evaluate(payload: &[u8]) -> Evaluation {
-    if payload.is_empty() || payload.len() > PAYLOAD_MAX || !payload.iter().all(|c| ALPHABET.contains(c)) {
+    if payload.is_empty()
+        || payload.len() > PAYLOAD_MAX
+        || !payload.iter().all(|c| ALPHABET.contains(c))
+    {
         return Evaluation::reject();
     }
     let d = levenshtein(payload, &REFERENCE);
@@ -105,7 +108,10 @@ mod tests {
     fn mutated_samples_score_below_one() {
         for seed in 0..4 {
             let s = evaluate(&sample_payload(seed)).score;
-            assert!(s > 500_000_000 && s < platform_sdk::SCORE_SCALE, "{seed}: {s}");
+            assert!(
+                s > 500_000_000 && s < platform_sdk::SCORE_SCALE,
+                "{seed}: {s}"
+            );
         }
     }
 }

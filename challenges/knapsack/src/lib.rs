@@ -74,7 +74,9 @@ pub fn sample_payload(seed: u64) -> Vec<u8> {
     order.sort_by(|&a, &b| {
         let (wa, va) = INSTANCE[a];
         let (wb, vb) = INSTANCE[b];
-        (u64::from(vb) * u64::from(wa)).cmp(&(u64::from(va) * u64::from(wb))).then(a.cmp(&b))
+        (u64::from(vb) * u64::from(wa))
+            .cmp(&(u64::from(va) * u64::from(wb)))
+            .then(a.cmp(&b))
     });
     let skip_one_in = 2 + rng.below(30);
     let mut bits = vec![0u8; PAYLOAD_BYTES];
@@ -120,7 +122,10 @@ mod tests {
     fn greedy_samples_score_high_but_not_above_one() {
         for seed in 0..16 {
             let s = evaluate(&sample_payload(seed)).score;
-            assert!(s > 500_000_000 && s <= platform_sdk::SCORE_SCALE, "{seed}: {s}");
+            assert!(
+                s > 500_000_000 && s <= platform_sdk::SCORE_SCALE,
+                "{seed}: {s}"
+            );
         }
     }
 }

@@ -49,7 +49,7 @@ const DATA: ([[i16; FEATURES]; SAMPLES], [bool; SAMPLES]) = {
             acc += TRUTH[f] as i64 * v;
             f += 1;
         }
-        let noisy = splitmix(&mut s) % 20 == 0;
+        let noisy = splitmix(&mut s).is_multiple_of(20);
         y[n] = (acc >= 0) != noisy;
         n += 1;
     }
@@ -74,7 +74,11 @@ pub fn evaluate(payload: &[u8]) -> Evaluation {
         w[i] = i32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
     }
     let (xs, ys) = &DATA;
-    let correct = xs.iter().zip(ys.iter()).filter(|(x, y)| predict(&w, x) == **y).count();
+    let correct = xs
+        .iter()
+        .zip(ys.iter())
+        .filter(|(x, y)| predict(&w, x) == **y)
+        .count();
     let mut e = Evaluation::score(ratio(correct as u64, SAMPLES as u64));
     e.details = (correct as u32).to_le_bytes().to_vec();
     e
@@ -87,9 +91,12 @@ pub fn sample_payload(seed: u64) -> Vec<u8> {
     TRUTH
         .iter()
         .flat_map(|w| {
-            let delta = rng.below(2 * noise as u64) as i64 - noise;
-            (i64::from(*w) + delta).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
-        }.to_le_bytes())
+            {
+                let delta = rng.below(2 * noise as u64) as i64 - noise;
+                (i64::from(*w) + delta).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+            }
+            .to_le_bytes()
+        })
         .collect()
 }
 
@@ -114,7 +121,9 @@ mod tests {
 
     #[test]
     fn samples_spread_over_scores() {
-        let scores: Vec<u64> = (0..32).map(|s| evaluate(&sample_payload(s)).score).collect();
+        let scores: Vec<u64> = (0..32)
+            .map(|s| evaluate(&sample_payload(s)).score)
+            .collect();
         assert!(scores.iter().any(|s| *s > 800_000_000));
         assert!(scores.iter().min() != scores.iter().max());
     }
