@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# One-time setup on a fresh machine with rustup: the wasm32 target the example challenges
+# compile to, and the components CI uses. Idempotent.
+set -euo pipefail
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
+    exit 1
+fi
+rustup target add wasm32-unknown-unknown
+rustup component add clippy rustfmt >/dev/null 2>&1 || echo "setup: clippy/rustfmt not installable; lint steps will be skipped" >&2
+
+# glommio needs io_uring (kernel >= 5.8) and locked memory for its rings.
+if [ "$(ulimit -l)" != "unlimited" ] && [ "$(ulimit -l)" -lt 1024 ]; then
+    echo "setup: warning: ulimit -l is $(ulimit -l) KiB; glommio shards need at least 1024 KiB" >&2
+fi

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: set up, then run every test in the workspace (unit tests, the hostile
+# module suite, the determinism corpus, the artifact-cache test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo test --workspace --locked "$@"
