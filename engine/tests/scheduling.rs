@@ -1,0 +1,66 @@
+//! Scheduling behaviour of the shards: a long evaluation yields to its shard on fuel, so a
+//! short one submitted after it on the same shard finishes first.
+
+use std::time::Duration;
+
+use platform_engine::{
+    ChallengeId, ChallengePolicy, ChallengeSpec, EngineConfig, EvalContext, Outcome, Runtime,
+    ShardedEngine, Submission,
+};
+
+const SPIN: &str = r#"(module
+    (memory (export "memory") 1)
+    (func (export "platform_abi_v1"))
+    (func (export "platform_alloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "platform_evaluate") (param $ptr i32) (param $len i32) (result i64)
+        (local $n i64)
+        ;; first payload byte 1: spin ~forever (until fuel runs out); otherwise score at once
+        (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 1))
+            (then (loop $l (local.set $n (i64.add (local.get $n) (i64.const 1))) (br $l))))
+        (i64.store (i32.const 0) (i64.const 7))
+        (i64.const 8)))"#;
+
+#[test]
+fn a_long_evaluation_does_not_starve_a_short_one_on_the_same_shard() {
+    let cfg = EngineConfig {
+        shards: 1,
+        pin_shards: false,
+        in_flight_per_shard: 2,
+        fuel_yield_interval: 10_000,
+        ..EngineConfig::default()
+    };
+    let rt = Runtime::new(&cfg).unwrap();
+    let policy = ChallengePolicy {
+        fuel_limit: 3_000_000_000,
+        deadline: Duration::from_secs(120),
+        ..ChallengePolicy::default()
+    };
+    let ch = rt
+        .register(ChallengeSpec {
+            id: ChallengeId(1),
+            name: "spin".into(),
+            wasm: SPIN.as_bytes().to_vec(),
+            policy,
+            data: vec![],
+        })
+        .unwrap();
+    let engine = ShardedEngine::start(rt).unwrap();
+    let long = Submission::new(ch.clone(), vec![1u8], EvalContext::default());
+    let short = Submission::new(ch, vec![2u8], EvalContext::default());
+    engine.submit(long.clone()).unwrap();
+    engine.submit(short.clone()).unwrap();
+    let first = engine
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a report");
+    let second = engine
+        .recv_timeout(Duration::from_secs(120))
+        .expect("a report");
+    assert_eq!(
+        first.result.submission_id, short.id,
+        "the short evaluation must not wait for the long one"
+    );
+    assert_eq!(first.result.outcome, Outcome::Scored);
+    assert_eq!(second.result.submission_id, long.id);
+    assert_eq!(second.result.outcome, Outcome::OutOfFuel);
+    assert_eq!(second.result.fuel_used, 3_000_000_000);
+}
