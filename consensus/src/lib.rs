@@ -1,8 +1,22 @@
-//! Stake-weighted PBFT for Platform (issue #3 builds the replica state machine, crash-safe
-//! votes in redb and the seeded fault simulation). Today it holds the quorum rule every
-//! other part of the protocol is built on.
+//! Stake-weighted PBFT for Platform, as a pure state machine ([`Replica`]): events and the
+//! current time in, actions out. Votes are signed with sr25519 hotkeys over domain-separated
+//! canonical bytes, made durable before they are sent ([`Storage`], [`RedbStore`]), and
+//! committed on a quorum certificate of strictly more than 2/3 of the power.
 //!
 //! Invariants: consensus never opens a socket, spawns a thread, reads the wall clock or draws
-//! randomness; time and messages come in as events.
+//! randomness; it never sends a vote it has not made durable, and never signs two different
+//! votes for one `(kind, height, view)`, across restarts too.
 
+pub mod codec;
+pub mod crypto;
+pub mod message;
 pub mod quorum;
+pub mod replica;
+pub mod store;
+pub mod types;
+
+pub use crypto::{Kind, Signer};
+pub use message::{Certificate, Decision, Message, Prepared, Proposal, ViewChange, Vote};
+pub use replica::{Action, Config, Event, Replica, Stats};
+pub use store::{MemStore, Recorded, RedbStore, Storage, StoreError};
+pub use types::{Domain, Hash32, Height, PublicKey, Signature, Validator, ValidatorSet, View};

@@ -98,7 +98,7 @@ fn evaluations_are_counted_by_challenge_and_outcome() {
                         .iter()
                         .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
             })
-            .map(|(_, _, _, value)| value.clone())
+            .map(|(_, _, _, value)| value)
             .collect::<Vec<_>>()
     };
     let counter = |name: &str, labels: &[(&str, &str)]| -> u64 {
