@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod message;
 pub mod quorum;
 pub mod replica;
+pub mod sim;
 pub mod store;
 pub mod types;
 

@@ -151,7 +151,12 @@ pub struct Stats {
     pub refused_conflicting_votes: u64,
     /// View changes started by this replica.
     pub view_changes: u64,
+    /// Messages for views too far ahead (beyond `VIEW_WINDOW`) or values too large.
+    pub out_of_bounds: u64,
 }
+
+/// Views ahead of ours we keep messages for; beyond, a peer could make us store without bound.
+pub const VIEW_WINDOW: View = 64;
 
 /// Why the replica could not start.
 #[derive(Debug, thiserror::Error)]
@@ -450,6 +455,18 @@ impl<S: Storage> Replica<S> {
         }
         if h > self.height {
             self.buffer_future(m);
+            return;
+        }
+        let view = match &m {
+            Message::Proposal(p) => p.view,
+            Message::Vote(v) => v.view,
+            Message::ViewChange(vc) => vc.view,
+            Message::SyncRequest { .. } | Message::SyncResponse(_) => 0,
+        };
+        let too_large =
+            matches!(&m, Message::Proposal(p) if p.value.len() > crate::codec::VALUE_MAX_BYTES);
+        if view > self.view.saturating_add(VIEW_WINDOW) || too_large {
+            self.stats.out_of_bounds += 1;
             return;
         }
         match m {
