@@ -1,6 +1,7 @@
 //! `bench`: Platform's benchmark harness. `bench engine` compares, side by side in one run,
 //! the pooled sharded engine, the naive path of the system we replace, and native code.
 
+mod consensus;
 mod engine;
 mod machine;
 
@@ -20,10 +21,13 @@ struct Cli {
 enum Command {
     /// Engine alone: pooled sharded vs naive (fresh linker + instance per call) vs native.
     Engine(engine::Args),
+    /// PBFT in the deterministic simulation: decisions/s, messages, bytes and hops per decision.
+    Consensus(consensus::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Engine(args) => engine::run(args),
+        Command::Consensus(args) => consensus::run(args),
     }
 }

@@ -471,7 +471,11 @@ impl Sim {
                     self.apply(i, None, actions);
                 }
             }
-            while let Some(entry) = self.net.first_entry() {
+            // With zero latency a whole run happens at one instant: stop when done.
+            while !self.done() {
+                let Some(entry) = self.net.first_entry() else {
+                    break;
+                };
                 if entry.key().0 > self.now {
                     break;
                 }
