@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use platform_consensus::sim::{Scenario, Sim};
 use serde::Serialize;
 
@@ -127,16 +126,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "protocol cost (n² signature checks per phase, redb writes) on one core, not one node's."
     );
     let report = Report { machine, rows };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let day = report
-        .machine
-        .when
-        .get(..10)
-        .unwrap_or("unknown")
-        .to_string();
-    let path = args.out.join(format!("consensus-{day}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("write {}", path.display()))?;
-    println!("results written to {}", path.display());
-    Ok(())
+    crate::machine::write_results(&args.out, "consensus", &report.machine, &report)
 }

@@ -394,18 +394,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs: args.runs,
         rows,
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("create {}", args.out.display()))?;
-    let day = report
-        .machine
-        .when
-        .get(..10)
-        .unwrap_or("unknown")
-        .to_string();
-    let path = args.out.join(format!("engine-{day}.json"));
-    std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
-        .with_context(|| format!("write {}", path.display()))?;
-    println!("results written to {}", path.display());
-    Ok(())
+    crate::machine::write_results(&args.out, "engine", &report.machine, &report)
 }
 
 fn print_table(rows: &[Row]) {

@@ -1,5 +1,9 @@
-//! What a benchmark ran on: cores, CPU, kernel, commit. Printed with every table.
+//! What a benchmark ran on (cores, CPU, kernel, commit), printed with every table, and the
+//! JSON results file written beside it.
 
+use std::path::Path;
+
+use anyhow::Context as _;
 use serde::Serialize;
 
 /// Facts about the machine and build, recorded beside every result.
@@ -52,4 +56,20 @@ impl Machine {
             self.cores, self.cpu, self.kernel, self.commit, self.profile, self.when
         )
     }
+}
+
+/// Write `report` as `<dir>/<name>-<YYYY-MM-DD>.json` (the day the machine line records).
+pub fn write_results(
+    dir: &Path,
+    name: &str,
+    machine: &Machine,
+    report: &impl Serialize,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let day = machine.when.get(..10).unwrap_or("unknown");
+    let path = dir.join(format!("{name}-{day}.json"));
+    std::fs::write(&path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    println!("results written to {}", path.display());
+    Ok(())
 }

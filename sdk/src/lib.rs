@@ -64,6 +64,16 @@ pub fn ratio(num: u64, den: u64) -> u64 {
     u64::try_from(v).unwrap_or(u64::MAX).min(SCORE_SCALE)
 }
 
+/// One SplitMix64 step: advance `state` and return 64 random bits. A `const fn`, so
+/// challenges can generate embedded datasets at compile time.
+pub const fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A small deterministic generator (SplitMix64) for challenges that derive data from a seed.
 #[derive(Clone, Debug)]
 pub struct SplitMix64(u64);
@@ -77,11 +87,7 @@ impl SplitMix64 {
     /// Next 64 random bits.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        splitmix64(&mut self.0)
     }
 
     /// Uniform value in `0..n` (n > 0), by rejection-free multiply-shift.

@@ -4,7 +4,7 @@
 //! Payload: up to 2,048 bytes over `ACGT`. Score: `1 − distance / max(len)`, integer maths;
 //! about 3 million dynamic-programming cells per evaluation.
 
-use platform_sdk::{Evaluation, SplitMix64, ratio};
+use platform_sdk::{Evaluation, SplitMix64, ratio, splitmix64};
 
 /// Length of the hidden reference.
 pub const REFERENCE_LEN: usize = 1536;
@@ -13,21 +13,13 @@ pub const PAYLOAD_MAX: usize = 2048;
 
 const ALPHABET: [u8; 4] = *b"ACGT";
 
-const fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// The hidden reference sequence.
 pub const REFERENCE: [u8; REFERENCE_LEN] = {
     let mut r = [0u8; REFERENCE_LEN];
     let mut s = 0x0065_6469_7464_6973u64;
     let mut i = 0;
     while i < REFERENCE_LEN {
-        r[i] = ALPHABET[(splitmix(&mut s) % 4) as usize];
+        r[i] = ALPHABET[(splitmix64(&mut s) % 4) as usize];
         i += 1;
     }
     r

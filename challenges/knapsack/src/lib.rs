@@ -4,20 +4,12 @@
 //! Payload: a 32-byte bitset (bit `i` of byte `i / 8`, least significant first) selecting
 //! items. Score: total value ÷ the proven optimum if the selection fits the capacity, else 0.
 
-use platform_sdk::{Evaluation, SplitMix64, ratio};
+use platform_sdk::{Evaluation, SplitMix64, ratio, splitmix64};
 
 /// Items in the instance.
 pub const ITEMS: usize = 256;
 /// Payload size in bytes.
 pub const PAYLOAD_BYTES: usize = ITEMS / 8;
-
-const fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
 
 /// (weight, value) per item, both in 1..=1000, values correlated with weights (hard instances).
 pub const INSTANCE: [(u32, u32); ITEMS] = {
@@ -25,8 +17,8 @@ pub const INSTANCE: [(u32, u32); ITEMS] = {
     let mut s = 0x6b6e_6170_7361_636bu64;
     let mut i = 0;
     while i < ITEMS {
-        let w = 1 + (splitmix(&mut s) % 1000) as u32;
-        let v = w + (splitmix(&mut s) % 100) as u32;
+        let w = 1 + (splitmix64(&mut s) % 1000) as u32;
+        let v = w + (splitmix64(&mut s) % 100) as u32;
         items[i] = (w, if v > 1000 { 1000 } else { v });
         i += 1;
     }

@@ -3,7 +3,7 @@
 //! Payload: 17 little-endian `i32` (16 weights then a bias, Q16.16 fixed point), 68 bytes.
 //! Score: classification accuracy on 1,024 embedded samples, integer maths only.
 
-use platform_sdk::{Evaluation, SplitMix64, ratio};
+use platform_sdk::{Evaluation, SplitMix64, ratio, splitmix64};
 
 /// Features per sample.
 pub const FEATURES: usize = 16;
@@ -14,21 +14,13 @@ pub const PAYLOAD_BYTES: usize = (FEATURES + 1) * 4;
 
 const SEED: u64 = 0x5eed_11ea_4000_0001;
 
-const fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Hidden model the labels come from (Q16.16), bias last.
 const TRUTH: [i32; FEATURES + 1] = {
     let mut w = [0i32; FEATURES + 1];
     let mut s = SEED;
     let mut i = 0;
     while i <= FEATURES {
-        w[i] = (splitmix(&mut s) % 131_072) as i32 - 65_536;
+        w[i] = (splitmix64(&mut s) % 131_072) as i32 - 65_536;
         i += 1;
     }
     w
@@ -44,12 +36,12 @@ const DATA: ([[i16; FEATURES]; SAMPLES], [bool; SAMPLES]) = {
         let mut acc: i64 = TRUTH[FEATURES] as i64 * 1024;
         let mut f = 0;
         while f < FEATURES {
-            let v = (splitmix(&mut s) % 2048) as i64 - 1024;
+            let v = (splitmix64(&mut s) % 2048) as i64 - 1024;
             x[n][f] = v as i16;
             acc += TRUTH[f] as i64 * v;
             f += 1;
         }
-        let noisy = splitmix(&mut s).is_multiple_of(20);
+        let noisy = splitmix64(&mut s).is_multiple_of(20);
         y[n] = (acc >= 0) != noisy;
         n += 1;
     }
