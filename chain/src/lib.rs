@@ -4,7 +4,10 @@
 //! Invariants: chain never decides weights, it submits what consensus committed; nothing
 //! outside this crate sees a subxt type.
 //!
-//! Today it holds the facts of the SubtensorModule pallet the rest is built against.
+//! Today it holds the facts of the SubtensorModule pallet, SDK-exact weight normalisation and
+//! the commit-reveal v2 commit hash.
+
+pub mod weights;
 
 /// SubtensorModule pallet facts from the runtime metadata (see `../shared/chain/README.md`).
 pub mod pallet {
