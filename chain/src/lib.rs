@@ -4,10 +4,177 @@
 //! Invariants: chain never decides weights, it submits what consensus committed; nothing
 //! outside this crate sees a subxt type.
 //!
-//! Today it holds the facts of the SubtensorModule pallet, SDK-exact weight normalisation and
-//! the commit-reveal v2 commit hash.
+//! Today it holds the [`Chain`] interface, the simulated subtensor ([`sim::SimChain`]) with
+//! the pallet's weight checks, SDK-exact weight normalisation and the commit-reveal v2 hash.
+//! The subxt-backed client against a real node is still to come (issue #5).
 
+pub mod sim;
 pub mod weights;
+
+/// A block number and its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockInfo {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: [u8; 32],
+}
+
+/// One neuron of a subnet's metagraph.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Neuron {
+    /// Uid in the subnet.
+    pub uid: u16,
+    /// Hotkey (sr25519 public key).
+    pub hotkey: [u8; 32],
+    /// Stake backing the hotkey on this subnet (rao).
+    pub stake: u64,
+    /// May set weights on others.
+    pub validator_permit: bool,
+}
+
+/// A subnet's neurons as of a block: every validator derives the same set from it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metagraph {
+    /// Subnet.
+    pub netuid: u16,
+    /// The block it was read at.
+    pub block: BlockInfo,
+    /// Neurons in uid order.
+    pub neurons: Vec<Neuron>,
+}
+
+/// Hyperparameters that matter for setting weights.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hyperparams {
+    /// Blocks per epoch (minus one, as the pallet counts).
+    pub tempo: u16,
+    /// Weights must be committed then revealed.
+    pub commit_reveal_enabled: bool,
+    /// Epochs between a commit and its reveal.
+    pub commit_reveal_period: u64,
+    /// Minimum `version_key` accepted (0: any).
+    pub weights_version_key: u64,
+    /// Blocks between two weight updates of one neuron.
+    pub weights_rate_limit: u64,
+    /// Fewest uids in a weight vector (self-weights excepted).
+    pub min_allowed_weights: u16,
+    /// Largest normalised weight (65535: no limit).
+    pub max_weight_limit: u16,
+}
+
+/// SubtensorModule errors, by the pallet's own names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PalletError {
+    /// `SubnetNotExists`
+    #[error("SubnetNotExists")]
+    SubnetNotExists,
+    /// `HotKeyNotRegisteredInSubNet`
+    #[error("HotKeyNotRegisteredInSubNet")]
+    HotKeyNotRegisteredInSubNet,
+    /// `NotEnoughStakeToSetWeights`
+    #[error("NotEnoughStakeToSetWeights")]
+    NotEnoughStakeToSetWeights,
+    /// `IncorrectWeightVersionKey`
+    #[error("IncorrectWeightVersionKey")]
+    IncorrectWeightVersionKey,
+    /// `SettingWeightsTooFast`
+    #[error("SettingWeightsTooFast")]
+    SettingWeightsTooFast,
+    /// `NeuronNoValidatorPermit`
+    #[error("NeuronNoValidatorPermit")]
+    NeuronNoValidatorPermit,
+    /// `DuplicateUids`
+    #[error("DuplicateUids")]
+    DuplicateUids,
+    /// `UidVecContainInvalidOne`
+    #[error("UidVecContainInvalidOne")]
+    UidVecContainInvalidOne,
+    /// `UidsLengthExceedUidsInSubNet`
+    #[error("UidsLengthExceedUidsInSubNet")]
+    UidsLengthExceedUidsInSubNet,
+    /// `WeightVecNotEqualSize`
+    #[error("WeightVecNotEqualSize")]
+    WeightVecNotEqualSize,
+    /// `WeightVecLengthIsLow`
+    #[error("WeightVecLengthIsLow")]
+    WeightVecLengthIsLow,
+    /// `MaxWeightExceeded`
+    #[error("MaxWeightExceeded")]
+    MaxWeightExceeded,
+    /// `CommitRevealEnabled`
+    #[error("CommitRevealEnabled")]
+    CommitRevealEnabled,
+    /// `CommitRevealDisabled`
+    #[error("CommitRevealDisabled")]
+    CommitRevealDisabled,
+    /// `NoWeightsCommitFound`
+    #[error("NoWeightsCommitFound")]
+    NoWeightsCommitFound,
+    /// `InvalidRevealCommitHashNotMatch`
+    #[error("InvalidRevealCommitHashNotMatch")]
+    InvalidRevealCommitHashNotMatch,
+    /// `RevealTooEarly`
+    #[error("RevealTooEarly")]
+    RevealTooEarly,
+    /// `ExpiredWeightCommit`
+    #[error("ExpiredWeightCommit")]
+    ExpiredWeightCommit,
+    /// `TooManyUnrevealedCommits`
+    #[error("TooManyUnrevealedCommits")]
+    TooManyUnrevealedCommits,
+    /// Another pallet error, by name.
+    #[error("{0}")]
+    Other(&'static str),
+}
+
+/// Why a chain call failed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChainError {
+    /// The pallet rejected the call.
+    #[error("SubtensorModule::{0}")]
+    Pallet(#[from] PalletError),
+    /// The connection to the node failed (real client only).
+    #[error("chain connection: {0}")]
+    Connection(String),
+}
+
+/// What the validator needs from Bittensor. Implemented by the simulated chain; the
+/// subxt-backed client (issue #5) implements the same interface.
+pub trait Chain {
+    /// Latest block.
+    fn current_block(&self) -> Result<BlockInfo, ChainError>;
+    /// A subnet's metagraph at the current block.
+    fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError>;
+    /// A subnet's weight-related hyperparameters.
+    fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError>;
+    /// `set_weights` (commit-reveal off).
+    fn set_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError>;
+    /// `commit_weights` with a v2 hash (see [`weights::commit_hash`]).
+    fn commit_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        hash: [u8; 32],
+    ) -> Result<(), ChainError>;
+    /// `reveal_weights` for an earlier commit.
+    fn reveal_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError>;
+}
 
 /// SubtensorModule pallet facts from the runtime metadata (see `../shared/chain/README.md`).
 pub mod pallet {
