@@ -315,6 +315,7 @@ pub(crate) fn report(
         result,
         host_calls: state.host_calls,
         log: state.log.clone(),
+        log_dropped_bytes: state.log_dropped_bytes,
         shard,
         service_nanos,
         call_nanos: state.call_nanos,

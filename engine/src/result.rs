@@ -188,6 +188,8 @@ pub struct EvalReport {
     pub host_calls: HostCallCounts,
     /// Bounded guest log output (`platform.log`).
     pub log: Vec<u8>,
+    /// Guest log bytes dropped beyond the policy's `log_max_bytes`.
+    pub log_dropped_bytes: u64,
     /// Shard that ran it (local only).
     pub shard: usize,
     /// Time from taking the job to having the result, in nanoseconds (local only).

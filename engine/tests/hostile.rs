@@ -191,6 +191,7 @@ fn host_functions_see_the_agreed_context_and_are_counted() {
     assert_eq!(r.result.outcome, Outcome::Scored);
     assert_eq!(r.result.score, 7 * 1000 + 15);
     assert_eq!(r.log, b"registered data");
+    assert_eq!(r.log_dropped_bytes, 0);
     assert_eq!(r.host_calls.get(HostFn::Epoch), 1);
     assert_eq!(r.host_calls.get(HostFn::DataRead), 1);
     assert_eq!(r.host_calls.get(HostFn::Log), 1);
@@ -418,4 +419,24 @@ fn full_queue_is_an_error_value_not_growth() {
             .expect("accepted jobs report");
         assert_eq!(r.result.outcome, Outcome::OutOfFuel);
     }
+}
+
+#[test]
+fn guest_log_is_bounded_and_the_rest_counted() {
+    let rt = runtime();
+    let extra = r#"(import "platform" "data_read" (func $read (param i32 i32 i32) (result i32)))
+                   (import "platform" "log" (func $log (param i32 i32)))"#;
+    let body = r#"(call $log (i32.const 64) (call $read (i32.const 0) (i32.const 64) (i32.const 100)))
+        (i64.store (i32.const 0) (i64.const 1)) (i64.const 8)"#;
+    let r = eval(
+        &rt,
+        &module(extra, body),
+        ChallengePolicy {
+            log_max_bytes: 4,
+            ..policy()
+        },
+    );
+    assert_eq!(r.result.outcome, Outcome::Scored);
+    assert_eq!(r.log, b"regi");
+    assert_eq!(r.log_dropped_bytes, 11);
 }
