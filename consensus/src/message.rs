@@ -305,11 +305,13 @@ impl Proposal {
                     "view change for another height or view",
                 ));
             }
-            vc.verify(domain, set)?;
+            // Membership and uniqueness first: cheap checks before any signature work, so a
+            // justification padded with copies costs at most one verification per member.
             let i = set.index_of(&vc.signer).ok_or(Invalid::UnknownSigner)?;
             if !seen.insert(i) {
                 return Err(Invalid::DuplicateSigner);
             }
+            vc.verify(domain, set)?;
             power += u128::from(set.power(i));
         }
         if !is_quorum(power, set.total_power()) {
