@@ -391,3 +391,87 @@ impl Message {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::Validator;
+
+    const D: Domain = Domain {
+        netuid: 1,
+        epoch: 2,
+    };
+
+    fn setup(n: u8) -> (Vec<Signer>, ValidatorSet) {
+        let signers: Vec<Signer> = (1..=n).map(|i| Signer::from_seed(&[i; 32])).collect();
+        let set = ValidatorSet::new(
+            signers
+                .iter()
+                .map(|s| Validator {
+                    hotkey: s.public(),
+                    stake: 10,
+                })
+                .collect(),
+            None,
+        )
+        .unwrap();
+        (signers, set)
+    }
+
+    #[test]
+    fn certificates_need_distinct_known_valid_signers_with_quorum() {
+        let (signers, set) = setup(4);
+        let sign = |s: &Signer| {
+            (
+                s.public(),
+                s.sign(&signing_bytes(D, Kind::Commit, 1, 0, &[5; 32])),
+            )
+        };
+        let cert = |sigs: Vec<(PublicKey, Signature)>| Certificate {
+            kind: Kind::Commit,
+            height: 1,
+            view: 0,
+            digest: [5; 32],
+            signatures: sigs,
+        };
+        assert_eq!(
+            cert(signers[..3].iter().map(sign).collect()).verify(D, &set),
+            Ok(())
+        );
+        assert_eq!(
+            cert(signers[..2].iter().map(sign).collect()).verify(D, &set),
+            Err(Invalid::NoQuorum)
+        );
+        let mut dup: Vec<_> = signers[..2].iter().map(sign).collect();
+        dup.push(sign(&signers[0]));
+        assert_eq!(cert(dup).verify(D, &set), Err(Invalid::DuplicateSigner));
+        let outsider = Signer::from_seed(&[99; 32]);
+        let mut unknown: Vec<_> = signers[..2].iter().map(sign).collect();
+        unknown.push(sign(&outsider));
+        assert_eq!(cert(unknown).verify(D, &set), Err(Invalid::UnknownSigner));
+        let mut forged: Vec<_> = signers[..3].iter().map(sign).collect();
+        forged[1].1.0[0] ^= 1;
+        assert_eq!(cert(forged).verify(D, &set), Err(Invalid::BadSignature));
+    }
+
+    #[test]
+    fn a_justification_padded_with_one_view_change_is_refused() {
+        let (signers, set) = setup(4);
+        let vc = ViewChange::sign(&signers[0], D, 1, 1, None);
+        let padded = Proposal::sign(
+            &signers[1],
+            D,
+            1,
+            1,
+            b"v".to_vec(),
+            vec![vc.clone(), vc.clone(), vc],
+        );
+        assert_eq!(padded.verify(D, &set), Err(Invalid::DuplicateSigner));
+        let quorum: Vec<ViewChange> = signers[..3]
+            .iter()
+            .map(|s| ViewChange::sign(s, D, 1, 1, None))
+            .collect();
+        let good = Proposal::sign(&signers[1], D, 1, 1, b"v".to_vec(), quorum);
+        assert_eq!(good.verify(D, &set), Ok(()));
+    }
+}
