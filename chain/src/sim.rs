@@ -167,12 +167,7 @@ impl SimChain {
         if uids.len() != values.len() {
             return Err(E::WeightVecNotEqualSize.into());
         }
-        let me = s
-            .neurons
-            .iter()
-            .find(|n| &n.hotkey == hotkey)
-            .cloned()
-            .ok_or(ChainError::Pallet(E::HotKeyNotRegisteredInSubNet))?;
+        let me = s.neuron(hotkey)?.clone();
         if me.stake < s.genesis.min_stake_to_set_weights {
             return Err(E::NotEnoughStakeToSetWeights.into());
         }
@@ -219,6 +214,16 @@ impl SimChain {
         );
         s.last_update.insert(me.uid, block);
         Ok(())
+    }
+}
+
+impl Subnet {
+    /// The neuron registered under `hotkey`, or the pallet's error.
+    fn neuron(&self, hotkey: &[u8; 32]) -> Result<&Neuron, ChainError> {
+        self.neurons
+            .iter()
+            .find(|n| &n.hotkey == hotkey)
+            .ok_or(ChainError::Pallet(PalletError::HotKeyNotRegisteredInSubNet))
     }
 }
 
@@ -286,12 +291,7 @@ impl Chain for SimChain {
         if !s.genesis.hyperparams.commit_reveal_enabled {
             return Err(PalletError::CommitRevealDisabled.into());
         }
-        let uid = s
-            .neurons
-            .iter()
-            .find(|n| &n.hotkey == hotkey)
-            .map(|n| n.uid)
-            .ok_or(ChainError::Pallet(PalletError::HotKeyNotRegisteredInSubNet))?;
+        let uid = s.neuron(hotkey)?.uid;
         let commits = s.commits.entry(uid).or_default();
         if commits.len() >= MAX_UNREVEALED_COMMITS {
             return Err(PalletError::TooManyUnrevealedCommits.into());
@@ -315,12 +315,7 @@ impl Chain for SimChain {
             return Err(PalletError::CommitRevealDisabled.into());
         }
         let reveal_period = s.genesis.hyperparams.commit_reveal_period.max(1);
-        let uid = s
-            .neurons
-            .iter()
-            .find(|n| &n.hotkey == hotkey)
-            .map(|n| n.uid)
-            .ok_or(ChainError::Pallet(PalletError::HotKeyNotRegisteredInSubNet))?;
+        let uid = s.neuron(hotkey)?.uid;
         let commits = s
             .commits
             .get(&uid)
