@@ -542,10 +542,7 @@ impl<S: Storage> Replica<S> {
             return;
         }
         if let Err(e) = p.verify(self.cfg.domain, &self.set) {
-            match e {
-                crate::message::Invalid::BadSignature => self.stats.bad_signature += 1,
-                _ => self.stats.invalid += 1,
-            }
+            self.count_invalid(&e);
             return;
         }
         let (view, digest, value) = (p.view, p.digest(), p.value.clone());
@@ -569,6 +566,13 @@ impl<S: Storage> Replica<S> {
         }
         self.ask_validation(view, digest, value);
         self.check_quorums(view, digest);
+    }
+
+    fn count_invalid(&mut self, e: &crate::message::Invalid) {
+        match e {
+            crate::message::Invalid::BadSignature => self.stats.bad_signature += 1,
+            _ => self.stats.invalid += 1,
+        }
     }
 
     fn ask_validation(&mut self, view: View, digest: Hash32, value: Vec<u8>) {
@@ -805,10 +809,7 @@ impl<S: Storage> Replica<S> {
             return;
         }
         if let Err(e) = vc.verify(self.cfg.domain, &self.set) {
-            match e {
-                crate::message::Invalid::BadSignature => self.stats.bad_signature += 1,
-                _ => self.stats.invalid += 1,
-            }
+            self.count_invalid(&e);
             return;
         }
         let view = vc.view;
