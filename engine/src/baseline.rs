@@ -53,7 +53,7 @@ impl Baseline {
         let start = std::time::Instant::now();
         let module = self.modules.get(&sub.challenge.module_hash)?;
         let (result, store) = self.run(module, &sub.challenge, sub);
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let nanos = eval::nanos_since(start);
         Some(eval::report(result, &store, 0, nanos, false))
     }
 
@@ -109,8 +109,7 @@ impl Baseline {
             eval::write_input(&mut store, memory, ptr, &sub.payload)?;
             let start = std::time::Instant::now();
             let called = evaluate.call(&mut store, (ptr, len));
-            store.data_mut().call_nanos =
-                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            store.data_mut().call_nanos = eval::nanos_since(start);
             let packed = called.map_err(|e| eval::classify(&store, &e))?;
             eval::read_output(&store, memory, packed)
         })();

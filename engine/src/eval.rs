@@ -11,6 +11,11 @@ use crate::host::{EvalContext, HostState, HostTrap, MemoryLimitHit};
 use crate::result::{EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
 use crate::runtime::{Challenge, EXPORT_ALLOC, EXPORT_EVALUATE, EXPORT_MEMORY, Runtime};
 
+/// Nanoseconds since `start`, saturating (local timing facts for reports).
+pub(crate) fn nanos_since(start: std::time::Instant) -> u64 {
+    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A submission to evaluate.
 #[derive(Clone, Debug)]
 pub struct Submission {
@@ -196,7 +201,7 @@ async fn call_async(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome
         .evaluate
         .call_async(&mut p.store, (ptr, len))
         .await;
-    p.store.data_mut().call_nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    p.store.data_mut().call_nanos = nanos_since(start);
     match called {
         Ok(packed) => read_output(&p.store, p.exports.memory, packed),
         Err(e) => Err(classify(&p.store, &e)),

@@ -38,7 +38,7 @@ pub fn evaluate_blocking(rt: &Runtime, sub: &Submission) -> EvalReport {
         let start = std::time::Instant::now();
         let prepared = eval::prepare(rt, &sub.challenge).await;
         let (result, store) = eval::run(rt, prepared, sub).await;
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let nanos = eval::nanos_since(start);
         eval::report(result, &store, 0, nanos, false)
     })
 }

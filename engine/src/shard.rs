@@ -192,19 +192,19 @@ impl ShardedEngine {
 
     /// Fill every shard's pool for `challenge` ahead of its first submission.
     pub fn warm(&self, challenge: &Arc<Challenge>) {
-        for inbox in &self.shared.control {
-            let mut msg = Control::Warm(challenge.clone());
-            while let Err(back) = inbox.push(msg) {
-                msg = back;
-                std::thread::yield_now();
-            }
-        }
+        self.broadcast_control(|| Control::Warm(challenge.clone()));
     }
 
     /// Drop every shard's pool for a challenge (deactivated or retired).
     pub fn retire(&self, id: ChallengeId) {
+        self.broadcast_control(|| Control::Retire(id));
+    }
+
+    /// Deliver a control message to every shard. Control queues are drained promptly and
+    /// messages are rare, so a full queue is waited out rather than reported.
+    fn broadcast_control(&self, make: impl Fn() -> Control) {
         for inbox in &self.shared.control {
-            let mut msg = Control::Retire(id);
+            let mut msg = make();
             while let Err(back) = inbox.push(msg) {
                 msg = back;
                 std::thread::yield_now();
@@ -456,7 +456,7 @@ async fn run_job(shard: &Shard, sub: Submission) {
         None => (eval::prepare(rt, &sub.challenge).await, false),
     };
     let (result, store) = eval::run(rt, prepared, &sub).await;
-    let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let nanos = eval::nanos_since(start);
     let report = eval::report(result, &store, shard.index, nanos, pooled);
     shard.record(&report);
     // Capacity covers every admitted job, so this only fails if the receiver is gone.
