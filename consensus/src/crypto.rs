@@ -1,9 +1,7 @@
 //! sr25519 signing and verification (schnorrkel, Substrate's expansion), and the canonical,
 //! domain-separated bytes every consensus signature covers.
 
-use rand_chacha::ChaCha20Rng;
-use rand_chacha::rand_core::SeedableRng;
-use schnorrkel::{ExpansionMode, Keypair, MiniSecretKey, signing_context};
+use platform_keys::Keypair;
 use sha2::{Digest, Sha256};
 
 use crate::types::{Domain, Hash32, Height, PublicKey, Signature, View};
@@ -61,38 +59,28 @@ impl Signer {
     /// From a 32-byte mini secret (a Bittensor hotkey's `secretSeed`), expanded the way
     /// Substrate does, so the public key equals the hotkey's ss58 account.
     pub fn from_seed(seed: &[u8; 32]) -> Signer {
-        let mini = MiniSecretKey::from_bytes(seed).expect("32 bytes is a valid mini secret");
         Signer {
-            keypair: mini.expand_to_keypair(ExpansionMode::Ed25519),
+            keypair: Keypair::from_seed(seed),
         }
     }
 
     /// The public key.
     pub fn public(&self) -> PublicKey {
-        PublicKey(self.keypair.public.to_bytes())
+        PublicKey(self.keypair.public())
     }
 
     /// Sign a message. The nonce randomness is derived from the message (and mixed with the
     /// secret by schnorrkel), so signing is deterministic: replays of a seeded simulation
     /// produce identical bytes.
     pub fn sign(&self, message: &[u8]) -> Signature {
-        let rng = ChaCha20Rng::from_seed(Sha256::digest(message).into());
-        let t = schnorrkel::context::attach_rng(signing_context(CONTEXT).bytes(message), rng);
-        Signature(self.keypair.sign(t).to_bytes())
+        Signature(self.keypair.sign(CONTEXT, message))
     }
 }
 
 /// Verify an sr25519 signature under the consensus context. Malformed keys or signatures
 /// are simply invalid.
 pub fn verify(key: &PublicKey, message: &[u8], sig: &Signature) -> bool {
-    let Ok(pk) = schnorrkel::PublicKey::from_bytes(&key.0) else {
-        return false;
-    };
-    let Ok(sig) = schnorrkel::Signature::from_bytes(&sig.0) else {
-        return false;
-    };
-    pk.verify(signing_context(CONTEXT).bytes(message), &sig)
-        .is_ok()
+    platform_keys::verify(CONTEXT, &key.0, message, &sig.0)
 }
 
 /// Digest of a proposed value, domain-separated from every other hash.
