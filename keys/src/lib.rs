@@ -156,7 +156,11 @@ struct HotkeyFile {
     secret_seed: String,
     #[serde(rename = "publicKey", default, skip_serializing_if = "Option::is_none")]
     public_key: Option<String>,
-    #[serde(rename = "ss58Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ss58Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     ss58_address: Option<String>,
 }
 
@@ -236,13 +240,15 @@ mod tests {
         let kp = Keypair::from_seed(&[9; 32]);
         let path = dir.path().join("hot");
         std::fs::write(&path, kp.to_hotkey_file_json()).unwrap();
-        assert_eq!(Keypair::from_hotkey_file(&path).unwrap().public(), kp.public());
+        assert_eq!(
+            Keypair::from_hotkey_file(&path).unwrap().public(),
+            kp.public()
+        );
 
         let other = Keypair::from_seed(&[8; 32]);
-        let forged = kp.to_hotkey_file_json().replace(
-            &ss58_encode(&kp.public()),
-            &ss58_encode(&other.public()),
-        );
+        let forged = kp
+            .to_hotkey_file_json()
+            .replace(&ss58_encode(&kp.public()), &ss58_encode(&other.public()));
         std::fs::write(&path, forged).unwrap();
         let err = Keypair::from_hotkey_file(&path).unwrap_err().to_string();
         assert!(err.contains("ss58Address does not match"), "{err}");

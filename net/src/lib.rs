@@ -1,21 +1,49 @@
-//! Platform's libp2p mesh (issue #4 builds it: a swarm on its own thread, validated
-//! gossipsub, PeerId-to-hotkey binding, Kademlia records and module transfer).
+//! Platform's libp2p mesh: a swarm on its own OS thread carrying submissions, evaluation
+//! results, consensus messages and challenge modules between validators and from miners.
 //!
-//! Invariants: no libp2p type appears in this crate's public API; the rest of the system sees
-//! typed, verified messages on bounded channels; net carries messages, it never decides.
+//! - TCP + noise + yamux and QUIC; identify; ping; connection limits; a block list.
+//! - gossipsub with application validation before forwarding: every message is a signed
+//!   [`Envelope`] checked for size, structure, topic, freshness, replay, author, signature
+//!   and payload; accept, reject (the peer is penalised) or ignore, with a counted reason.
+//! - PeerId-to-hotkey binding: each side sends a record signed by its hotkey naming its
+//!   PeerId on connection; a record that does not verify gets the peer refused.
+//! - Kademlia records (submissions, evaluation batches, checkpoints) keyed by content hash,
+//!   and blobs (modules, large bodies) fetched by request-response from providers, hashes
+//!   verified.
 //!
-//! Today it holds the gossip topic names, which are part of the wire contract.
+//! Invariants: no libp2p type appears in this crate's public API; the rest of the system
+//! sees typed, verified messages on bounded channels; the net thread never blocks on the
+//! application (a full event queue drops and counts); net carries messages, it never decides.
 
-/// Gossipsub topics, versioned: a change of encoding gets a new topic name.
+mod api;
+mod codec;
+pub mod config;
+pub mod miner;
+mod node;
+mod protect;
+pub mod stats;
+pub mod wire;
+
+pub use api::{
+    Delivery, Hostile, Identity, Net, NetError, NetEvent, NetHandle, Options, PayloadCheck,
+    PeerInfo,
+};
+pub use config::{ConfigError, NetConfig, TopicLimits, ValidNetConfig};
+pub use stats::{NetStats, Reason};
+pub use wire::{Envelope, Hash32, Hotkey, RecordKind, Submission, SubmitAck, Topic, WireError};
+
+/// Gossipsub topic names, versioned: a change of encoding gets a new topic name.
 pub mod topics {
+    use crate::wire::Topic;
+
     /// Miners' signed submissions.
-    pub const SUBMISSIONS: &str = "/platform/submissions/1";
+    pub const SUBMISSIONS: &str = Topic::Submissions.name();
     /// Validators' signed evaluation-result batches.
-    pub const EVALUATIONS: &str = "/platform/evaluations/1";
+    pub const EVALUATIONS: &str = Topic::Evaluations.name();
     /// PBFT proposals, votes and view changes.
-    pub const CONSENSUS: &str = "/platform/consensus/1";
+    pub const CONSENSUS: &str = Topic::Consensus.name();
     /// Owner-signed challenge lifecycle announcements.
-    pub const CHALLENGES: &str = "/platform/challenges/1";
+    pub const CHALLENGES: &str = Topic::Challenges.name();
 
     /// Every topic a validator subscribes to.
     pub const ALL: [&str; 4] = [SUBMISSIONS, EVALUATIONS, CONSENSUS, CHALLENGES];

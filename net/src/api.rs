@@ -1,0 +1,473 @@
+//! The public face of the net thread: start it, send it commands through a cheap handle
+//! (bounded crossbeam channel plus a wake-up), read its typed events. No libp2p type here.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use libp2p::Multiaddr;
+use platform_keys::Keypair;
+use tokio::sync::Notify;
+
+use crate::config::{NetConfig, ValidNetConfig};
+use crate::node::run;
+use crate::stats::{Counters, NetStats};
+use crate::wire::{Envelope, Hash32, Hotkey, RecordKind, Topic, now_ms};
+
+/// Who this node is: the hotkey it signs with and the key of its libp2p PeerId.
+pub struct Identity {
+    /// The validator's (or miner's) hotkey.
+    pub hotkey: Keypair,
+    /// Secret of the ed25519 libp2p node key (persist it to keep the PeerId).
+    pub node_key: [u8; 32],
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity")
+            .field("hotkey", &self.hotkey)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A check of a topic's payload beyond what net knows (for example "decodes as a consensus
+/// message"), run on the net thread before a message is accepted. It must be cheap.
+pub type PayloadCheck = Arc<dyn Fn(&Envelope) -> Result<(), String> + Send + Sync>;
+
+/// Misbehaviour, for tests of peer protection only: a validator never sets it.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default)]
+pub struct Hostile {
+    /// Present this hotkey in the binding record, signed with our own key.
+    pub claim_hotkey: Option<Hotkey>,
+    /// Serve blobs with a flipped byte.
+    pub corrupt_blobs: bool,
+}
+
+/// What to start a node with besides its config.
+#[derive(Default)]
+pub struct Options {
+    /// Extra payload checks by topic.
+    pub checks: HashMap<Topic, PayloadCheck>,
+    /// Who may publish on each topic (`None` or absent: any author with a valid signature).
+    pub authors: HashMap<Topic, HashSet<Hotkey>>,
+    #[doc(hidden)]
+    pub hostile: Hostile,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("checks", &self.checks.keys().collect::<Vec<_>>())
+            .field("authors", &self.authors.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a net operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NetError {
+    /// The net thread could not start.
+    #[error("net failed to start: {0}")]
+    Start(String),
+    /// The net thread has stopped.
+    #[error("net thread stopped")]
+    Stopped,
+    /// The command queue is full.
+    #[error("net command queue full")]
+    Busy,
+    /// Larger than the limit.
+    #[error("{what} of {len} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// What.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The same bytes were published within the replay window.
+    #[error("duplicate: these bytes were already published")]
+    Duplicate,
+    /// No peer is subscribed to the topic.
+    #[error("no connected peer subscribes to the topic")]
+    NoPeers,
+    /// Not found in the network.
+    #[error("not found")]
+    NotFound,
+    /// No answer in time.
+    #[error("timed out")]
+    Timeout,
+    /// A bad address.
+    #[error("bad address {0}")]
+    Address(String),
+    /// Refused by a peer, or an invalid value refused locally.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// A libp2p operation failed.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An accepted gossip message (or a submission a miner delivered to this node).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message id: sha256 of the envelope bytes.
+    pub id: Hash32,
+    /// The topic.
+    pub topic: Topic,
+    /// The verified author.
+    pub author: Hotkey,
+    /// The author's timestamp.
+    pub issued_at_ms: u64,
+    /// The payload.
+    pub payload: Vec<u8>,
+    /// The envelope bytes as received (to relay or store).
+    pub envelope: Vec<u8>,
+    /// The peer it came from (a PeerId in base58).
+    pub via_peer: String,
+}
+
+/// What the net thread reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetEvent {
+    /// A validated message.
+    Message(Delivery),
+    /// A peer proved it runs a hotkey.
+    PeerBound {
+        /// The PeerId.
+        peer: String,
+        /// Its hotkey.
+        hotkey: Hotkey,
+    },
+    /// A peer's last connection closed.
+    PeerLeft {
+        /// The PeerId.
+        peer: String,
+        /// Its hotkey, if it was bound.
+        hotkey: Option<Hotkey>,
+    },
+}
+
+/// A connected peer, as seen from this node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerInfo {
+    /// PeerId in base58.
+    pub peer: String,
+    /// The hotkey it proved, if any.
+    pub hotkey: Option<Hotkey>,
+    /// Its gossipsub score.
+    pub gossip_score: Option<f64>,
+    /// Its penalty points.
+    pub penalty: f64,
+    /// The topics it subscribes to.
+    pub topics: Vec<Topic>,
+}
+
+pub(crate) type Reply<T> = Sender<Result<T, NetError>>;
+
+pub(crate) enum Command {
+    Publish {
+        topic: Topic,
+        bytes: Vec<u8>,
+        reply: Reply<Hash32>,
+    },
+    SetAuthors {
+        topic: Topic,
+        authors: Option<HashSet<Hotkey>>,
+    },
+    Provide {
+        bytes: Vec<u8>,
+        reply: Reply<Hash32>,
+    },
+    Fetch {
+        hash: Hash32,
+        reply: Reply<Vec<u8>>,
+    },
+    PutRecord {
+        kind: RecordKind,
+        bytes: Vec<u8>,
+        reply: Reply<Hash32>,
+    },
+    GetRecord {
+        kind: RecordKind,
+        hash: Hash32,
+        reply: Reply<Vec<u8>>,
+    },
+    Dial {
+        addr: Multiaddr,
+    },
+    Peers {
+        reply: Reply<Vec<PeerInfo>>,
+    },
+    Shutdown,
+}
+
+pub(crate) struct Shared {
+    pub(crate) counters: Counters,
+    pub(crate) peer_id: String,
+    pub(crate) listen: Mutex<Vec<String>>,
+}
+
+/// A cheap, cloneable handle to a running net thread.
+#[derive(Clone)]
+pub struct NetHandle {
+    tx: Sender<Command>,
+    wake: Arc<Notify>,
+    shared: Arc<Shared>,
+    hotkey: Arc<Keypair>,
+    config: Arc<NetConfig>,
+}
+
+impl std::fmt::Debug for NetHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetHandle")
+            .field("peer_id", &self.shared.peer_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running net thread: its handle, its events, and the thread itself (joined on drop).
+pub struct Net {
+    handle: NetHandle,
+    events: Receiver<NetEvent>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net").field("handle", &self.handle).finish()
+    }
+}
+
+impl Net {
+    /// Start the net thread: listen, subscribe, dial the bootstrap peers. Returns once every
+    /// listener is bound (or fails).
+    pub fn start(
+        config: ValidNetConfig,
+        identity: Identity,
+        options: Options,
+    ) -> Result<Net, NetError> {
+        let cfg = config.config.clone();
+        let (cmd_tx, cmd_rx) = crossbeam_channel::bounded(cfg.command_queue);
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded(cfg.event_queue);
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let wake = Arc::new(Notify::new());
+        let node_key = libp2p::identity::Keypair::ed25519_from_bytes(identity.node_key)
+            .map_err(|e| NetError::Start(format!("node key: {e}")))?;
+        let peer_id = node_key.public().to_peer_id();
+        let shared = Arc::new(Shared {
+            counters: Counters::default(),
+            peer_id: peer_id.to_base58(),
+            listen: Mutex::new(Vec::new()),
+        });
+        let hotkey = Arc::new(identity.hotkey);
+        let (w, s, h) = (wake.clone(), shared.clone(), hotkey.clone());
+        let thread = std::thread::Builder::new()
+            .name("platform-net".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(NetError::Start(format!("runtime: {e}"))));
+                        return;
+                    }
+                };
+                rt.block_on(run(
+                    config, node_key, h, options, s, cmd_rx, w, ev_tx, ready_tx,
+                ));
+            })
+            .map_err(|e| NetError::Start(format!("thread: {e}")))?;
+        let handle = NetHandle {
+            tx: cmd_tx,
+            wake,
+            shared,
+            hotkey,
+            config: Arc::new(cfg),
+        };
+        let mut net = Net {
+            handle,
+            events: ev_rx,
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(net),
+            Ok(Err(e)) => {
+                net.join();
+                Err(e)
+            }
+            Err(_) => {
+                net.join();
+                Err(NetError::Start("net thread exited during start".into()))
+            }
+        }
+    }
+
+    /// A handle to send commands from any thread.
+    pub fn handle(&self) -> NetHandle {
+        self.handle.clone()
+    }
+
+    /// Validated messages and peer events.
+    pub fn events(&self) -> &Receiver<NetEvent> {
+        &self.events
+    }
+
+    /// Stop the net thread and wait for it.
+    pub fn shutdown(mut self) {
+        self.join();
+    }
+
+    fn join(&mut self) {
+        let _ = self.handle.tx.try_send(Command::Shutdown);
+        self.handle.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.join();
+    }
+}
+
+impl NetHandle {
+    fn send(&self, cmd: Command) -> Result<(), NetError> {
+        self.tx.try_send(cmd).map_err(|e| match e {
+            TrySendError::Full(_) => NetError::Busy,
+            TrySendError::Disconnected(_) => NetError::Stopped,
+        })?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn call<T>(
+        &self,
+        wait: Duration,
+        cmd: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<T, NetError> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(cmd(tx))?;
+        match rx.recv_timeout(wait) {
+            Ok(r) => r,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(NetError::Timeout),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(NetError::Stopped),
+        }
+    }
+
+    fn short_wait(&self) -> Duration {
+        self.config.request_timeout
+    }
+
+    /// This node's PeerId (base58).
+    pub fn peer_id(&self) -> String {
+        self.shared.peer_id.clone()
+    }
+
+    /// This node's hotkey.
+    pub fn hotkey(&self) -> Hotkey {
+        self.hotkey.public()
+    }
+
+    /// The addresses it listens on, each ending in `/p2p/PEER_ID` (dialable as given).
+    pub fn listen_addrs(&self) -> Vec<String> {
+        self.shared
+            .listen
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Counters of this node.
+    pub fn stats(&self) -> NetStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Sign `payload` with this node's hotkey and publish it. Returns the message id.
+    pub fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<Hash32, NetError> {
+        let limit = self.config.max_payload_bytes.of(topic);
+        if payload.len() > limit {
+            return Err(NetError::TooLarge {
+                what: "payload",
+                len: payload.len(),
+                limit,
+            });
+        }
+        let env = Envelope::sign(&self.hotkey, topic, now_ms(), payload);
+        self.publish_raw(topic, env.encode())
+    }
+
+    /// Publish envelope bytes as they are (a relayed, already-signed envelope). Peers
+    /// validate them like any other message.
+    pub fn publish_raw(&self, topic: Topic, bytes: Vec<u8>) -> Result<Hash32, NetError> {
+        self.call(self.short_wait(), |reply| Command::Publish {
+            topic,
+            bytes,
+            reply,
+        })
+    }
+
+    /// Allow only these authors on `topic` (`None`: any author with a valid signature).
+    pub fn set_authors(
+        &self,
+        topic: Topic,
+        authors: Option<HashSet<Hotkey>>,
+    ) -> Result<(), NetError> {
+        self.send(Command::SetAuthors { topic, authors })
+    }
+
+    /// Serve a blob by its sha256 and announce this node as a provider in the DHT. Returns
+    /// the hash once the announcement is done (or failed for want of peers: it is still
+    /// served to whoever asks).
+    pub fn provide(&self, bytes: Vec<u8>) -> Result<Hash32, NetError> {
+        self.call(self.config.fetch_timeout, |reply| Command::Provide {
+            bytes,
+            reply,
+        })
+    }
+
+    /// Fetch a blob by sha256 from its providers (or, failing those, any connected peer),
+    /// verifying the hash of what arrives.
+    pub fn fetch(&self, hash: Hash32) -> Result<Vec<u8>, NetError> {
+        self.call(
+            self.config.fetch_timeout + Duration::from_secs(1),
+            |reply| Command::Fetch { hash, reply },
+        )
+    }
+
+    /// Store a signed envelope in the DHT under `kind | sha256(bytes)`. Returns the hash.
+    pub fn put_record(&self, kind: RecordKind, bytes: Vec<u8>) -> Result<Hash32, NetError> {
+        self.call(
+            self.config.fetch_timeout + Duration::from_secs(1),
+            |reply| Command::PutRecord { kind, bytes, reply },
+        )
+    }
+
+    /// Get a record from the DHT by kind and content hash, verified.
+    pub fn get_record(&self, kind: RecordKind, hash: Hash32) -> Result<Vec<u8>, NetError> {
+        self.call(
+            self.config.fetch_timeout + Duration::from_secs(1),
+            |reply| Command::GetRecord { kind, hash, reply },
+        )
+    }
+
+    /// Dial a multiaddr (ending in `/p2p/PEER_ID` to know whom to expect).
+    pub fn dial(&self, addr: &str) -> Result<(), NetError> {
+        let addr = addr
+            .parse()
+            .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
+        self.send(Command::Dial { addr })
+    }
+
+    /// The connected peers.
+    pub fn peers(&self) -> Result<Vec<PeerInfo>, NetError> {
+        self.call(self.short_wait(), |reply| Command::Peers { reply })
+    }
+}

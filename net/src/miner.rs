@@ -1,0 +1,157 @@
+//! The miner client: sign a submission with a miner hotkey and deliver it to a validator
+//! over `/platform/rpc/1`; the validator checks it, gossips it and answers with its id or
+//! the reason it refused it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, noise, tcp, yamux};
+use platform_keys::Keypair;
+
+use crate::api::NetError;
+use crate::codec::{PROTOCOL, RpcCodec};
+use crate::wire::{ENVELOPE_OVERHEAD, Request, Response, Submission, SubmitAck, now_ms};
+
+/// Deliver signed envelope bytes to the validator at `addr` (a multiaddr ending in
+/// `/p2p/PEER_ID`) and wait for its answer.
+pub fn deliver(addr: &str, envelope: Vec<u8>, timeout: Duration) -> Result<SubmitAck, NetError> {
+    let addr: Multiaddr = addr
+        .parse()
+        .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
+    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+        return Err(NetError::Address(format!(
+            "{addr} must end in /p2p/PEER_ID"
+        )));
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| NetError::Other(format!("runtime: {e}")))?;
+    rt.block_on(async move {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| NetError::Other(e.to_string()))?
+            .with_behaviour(|_| {
+                request_response::Behaviour::with_codec(
+                    RpcCodec {
+                        max_request: envelope.len() + 16,
+                        max_response: 1024,
+                    },
+                    [(PROTOCOL, ProtocolSupport::Outbound)],
+                    request_response::Config::default().with_request_timeout(timeout),
+                )
+            })
+            .map_err(|e| NetError::Other(e.to_string()))?
+            .build();
+        swarm
+            .dial(addr.clone())
+            .map_err(|e| NetError::Other(format!("dial {addr}: {e}")))?;
+        let rid = swarm
+            .behaviour_mut()
+            .send_request(&peer, Request::Submit(envelope));
+        let wait = async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) if request_id == rid => {
+                        return match response {
+                            Response::Submit(ack) => Ok(ack),
+                            _ => Err(NetError::Other("unexpected response".into())),
+                        };
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        error,
+                        ..
+                    }) if request_id == rid => {
+                        return Err(NetError::Other(format!("submit to {addr}: {error}")));
+                    }
+                    _ => {}
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| NetError::Timeout)?
+    })
+}
+
+/// Sign `submission` as `miner` and deliver it to the validator at `addr`.
+pub fn submit(
+    addr: &str,
+    miner: &Keypair,
+    submission: &Submission,
+    timeout: Duration,
+) -> Result<SubmitAck, NetError> {
+    let env = submission.sign(miner, now_ms());
+    deliver(addr, env.encode(), timeout)
+}
+
+/// `submit`: sign a payload with a miner hotkey and send it to a validator.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// The validator's address, a multiaddr ending in /p2p/PEER_ID (its log and `status`
+    /// print it).
+    #[arg(long)]
+    pub to: String,
+    /// The miner's Bittensor hotkey file (JSON with `secretSeed`).
+    #[arg(long, conflicts_with = "seed")]
+    pub hotkey_file: Option<PathBuf>,
+    /// The miner's secret seed as hex, instead of a hotkey file.
+    #[arg(long)]
+    pub seed: Option<String>,
+    /// The challenge id.
+    #[arg(long)]
+    pub challenge: u32,
+    /// The epoch the submission is for.
+    #[arg(long)]
+    pub epoch: u64,
+    /// The file holding the payload.
+    #[arg(long)]
+    pub payload: PathBuf,
+    /// How long to wait for the validator's answer.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Run `submit`: prints the accepted id, or fails with the validator's reason.
+pub fn run_submit(args: &SubmitArgs) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let miner = match (&args.hotkey_file, &args.seed) {
+        (Some(f), _) => Keypair::from_hotkey_file(f)?,
+        (None, Some(s)) => Keypair::from_seed_hex(s)?,
+        (None, None) => anyhow::bail!("give --hotkey-file or --seed"),
+    };
+    let body = std::fs::read(&args.payload)
+        .with_context(|| format!("reading {}", args.payload.display()))?;
+    let limit = crate::NetConfig::default().max_payload_bytes.submissions - ENVELOPE_OVERHEAD;
+    if body.len() > limit {
+        anyhow::bail!(
+            "payload of {} bytes exceeds the gossip limit of {limit}",
+            body.len()
+        );
+    }
+    let submission = Submission {
+        challenge: args.challenge,
+        epoch: args.epoch,
+        body,
+    };
+    match submit(&args.to, &miner, &submission, args.timeout)? {
+        SubmitAck::Accepted(id) => Ok(hex::encode(id)),
+        SubmitAck::Rejected(reason) => anyhow::bail!("the validator refused it: {reason}"),
+    }
+}

@@ -1,0 +1,1179 @@
+//! The net thread: a libp2p swarm on its own OS thread and its own single-threaded tokio
+//! runtime, driven by commands on a bounded crossbeam channel and reporting typed events on
+//! another. Every message from a peer is checked here (size, structure, topic, freshness,
+//! replay, author, signature, payload) before gossipsub may forward it.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
+use libp2p::kad;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, identify, noise,
+    ping, tcp, yamux,
+};
+use platform_keys::Keypair;
+use tokio::sync::Notify;
+
+use crate::api::{
+    Command, Delivery, Hostile, NetError, NetEvent, Options, PayloadCheck, PeerInfo, Reply, Shared,
+};
+use crate::codec::{PROTOCOL, RpcCodec};
+use crate::config::{NetConfig, ValidNetConfig};
+use crate::protect::{BlobCache, Bucket, Penalty, SeenCache};
+use crate::stats::{self, Counters, Reason};
+use crate::wire::{
+    Binding, ENVELOPE_OVERHEAD, Envelope, Hash32, Hotkey, RecordKind, Request, Response,
+    Submission, SubmitAck, Topic, now_ms, sha256,
+};
+
+/// Penalty points for a message or record that breaks the rules.
+const INVALID_POINTS: f64 = 10.0;
+/// Penalty points for a message above the peer's rate.
+const RATE_POINTS: f64 = 1.0;
+/// Replay-cache capacity (ids).
+const SEEN_CAPACITY: usize = 1 << 20;
+/// How often the net thread does its housekeeping.
+const TICK: Duration = Duration::from_millis(250);
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    kad: kad::Behaviour<MemoryStore>,
+    rpc: request_response::Behaviour<RpcCodec>,
+}
+
+fn build_behaviour(key: &libp2p::identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, String> {
+    let peer_id = key.public().to_peer_id();
+    let gcfg = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| MessageId::from(sha256(&m.data).to_vec()))
+        .max_transmit_size(cfg.max_message_bytes)
+        .heartbeat_interval(cfg.heartbeat)
+        .mesh_n(cfg.mesh_n)
+        .mesh_n_low(cfg.mesh_n_low)
+        .mesh_n_high(cfg.mesh_n_high)
+        .mesh_outbound_min(cfg.mesh_outbound_min)
+        .flood_publish(true)
+        .duplicate_cache_time(cfg.max_message_age + cfg.max_clock_skew)
+        .build()
+        .map_err(|e| format!("gossipsub config: {e}"))?;
+    let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gcfg)
+        .map_err(|e| format!("gossipsub: {e}"))?;
+    let mut params = gossipsub::PeerScoreParams {
+        app_specific_weight: 1.0,
+        // Validators share hosts in devnets; identity comes from hotkey bindings.
+        ip_colocation_factor_weight: 0.0,
+        ..Default::default()
+    };
+    for t in Topic::ALL {
+        params.topics.insert(
+            IdentTopic::new(t.name()).hash(),
+            gossipsub::TopicScoreParams {
+                topic_weight: 1.0,
+                // Low-traffic topics: no penalty for few deliveries.
+                mesh_message_deliveries_weight: 0.0,
+                mesh_failure_penalty_weight: 0.0,
+                invalid_message_deliveries_weight: -10.0,
+                invalid_message_deliveries_decay: 0.99,
+                ..Default::default()
+            },
+        );
+    }
+    gossipsub
+        .with_peer_score(params, gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| format!("gossipsub scoring: {e}"))?;
+
+    let mut kcfg = kad::Config::new(StreamProtocol::new("/platform/kad/1"));
+    kcfg.set_record_filtering(kad::StoreInserts::FilterBoth);
+    kcfg.set_max_packet_size(cfg.max_record_bytes + 4096);
+    kcfg.set_query_timeout(cfg.fetch_timeout);
+    let store = MemoryStore::with_config(
+        peer_id,
+        MemoryStoreConfig {
+            max_records: cfg.max_records,
+            max_value_bytes: cfg.max_record_bytes,
+            max_providers_per_key: 64,
+            max_provided_keys: cfg.max_records,
+        },
+    );
+    let mut kad = kad::Behaviour::with_config(peer_id, store, kcfg);
+    kad.set_mode(Some(kad::Mode::Server));
+
+    let codec = RpcCodec {
+        max_request: cfg.max_payload_bytes.submissions + ENVELOPE_OVERHEAD + 256,
+        max_response: cfg.max_blob_bytes + 16,
+    };
+    let rpc = request_response::Behaviour::with_codec(
+        codec,
+        [(PROTOCOL, ProtocolSupport::Full)],
+        request_response::Config::default().with_request_timeout(cfg.request_timeout),
+    );
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_established_per_peer(Some(cfg.max_connections_per_peer))
+        .with_max_pending_incoming(Some(cfg.max_pending_incoming));
+    Ok(Behaviour {
+        blocked: Default::default(),
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(
+            identify::Config::new("/platform/1".into(), key.public())
+                .with_agent_version(format!("platform/{}", env!("CARGO_PKG_VERSION"))),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        gossipsub,
+        kad,
+        rpc,
+    })
+}
+
+struct PeerState {
+    hotkey: Option<Hotkey>,
+    messages: Bucket,
+    requests: Bucket,
+    penalty: Penalty,
+}
+
+struct Fetch {
+    waiters: Vec<Reply<Vec<u8>>>,
+    candidates: VecDeque<PeerId>,
+    tried: HashSet<PeerId>,
+    in_flight: bool,
+    providers_done: bool,
+    deadline: Instant,
+}
+
+enum KadOp {
+    Provide(Hash32, Reply<Hash32>),
+    Providers(Hash32),
+    Put(Hash32, Reply<Hash32>),
+    Get(Hash32, Option<Reply<Vec<u8>>>),
+}
+
+enum Outbound {
+    Hello,
+    Blob(Hash32),
+}
+
+struct Node {
+    swarm: Swarm<Behaviour>,
+    cfg: NetConfig,
+    shared: Arc<Shared>,
+    events: Sender<NetEvent>,
+    binding: Vec<u8>,
+    checks: HashMap<Topic, PayloadCheck>,
+    authors: HashMap<Topic, HashSet<Hotkey>>,
+    hostile: Hostile,
+    peers: HashMap<PeerId, PeerState>,
+    bans: VecDeque<(Instant, PeerId)>,
+    seen: SeenCache,
+    blobs: BlobCache,
+    fetches: HashMap<Hash32, Fetch>,
+    kad_ops: HashMap<kad::QueryId, KadOp>,
+    outbound: HashMap<OutboundRequestId, Outbound>,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    last_redial: Instant,
+    last_kad_bootstrap: Option<Instant>,
+}
+
+fn blob_key(hash: &Hash32) -> kad::RecordKey {
+    let mut k = Vec::with_capacity(33);
+    k.push(b'b');
+    k.extend_from_slice(hash);
+    kad::RecordKey::new(&k)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run(
+    config: ValidNetConfig,
+    key: libp2p::identity::Keypair,
+    hotkey: Arc<Keypair>,
+    options: Options,
+    shared: Arc<Shared>,
+    commands: Receiver<Command>,
+    wake: Arc<Notify>,
+    events: Sender<NetEvent>,
+    ready: Sender<Result<(), NetError>>,
+) {
+    let mut node = match Node::new(&config, key, &hotkey, options, shared, events).await {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    node.dial_bootstrap();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            ev = node.swarm.select_next_some() => node.on_swarm_event(ev),
+            _ = wake.notified() => {
+                while let Ok(cmd) = commands.try_recv() {
+                    if matches!(cmd, Command::Shutdown) {
+                        return;
+                    }
+                    node.on_command(cmd);
+                }
+            }
+            _ = tick.tick() => node.housekeeping(),
+        }
+    }
+}
+
+impl Node {
+    async fn new(
+        config: &ValidNetConfig,
+        key: libp2p::identity::Keypair,
+        hotkey: &Keypair,
+        options: Options,
+        shared: Arc<Shared>,
+        events: Sender<NetEvent>,
+    ) -> Result<Node, NetError> {
+        let cfg = config.config.clone();
+        let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
+        let b = cfg.clone();
+        let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| start(&e))?
+            .with_quic()
+            .with_behaviour(|k| {
+                build_behaviour(k, &b).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
+            .map_err(|e| start(&e))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_connection_timeout))
+            .build();
+        for t in Topic::ALL {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&IdentTopic::new(t.name()))
+                .map_err(|e| start(&e))?;
+        }
+        let mut listeners = HashSet::new();
+        for addr in &config.listen {
+            let id = swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Start(format!("listen on {addr}: {e}")))?;
+            listeners.insert(id);
+        }
+        // Wait until every listener has an address.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let peer_id = *swarm.local_peer_id();
+        let mut bound = HashSet::new();
+        let mut addrs = Vec::new();
+        while bound.len() < listeners.len() {
+            let ev = tokio::time::timeout_at(deadline, swarm.select_next_some())
+                .await
+                .map_err(|_| NetError::Start("listeners did not bind within 10s".into()))?;
+            match ev {
+                SwarmEvent::NewListenAddr {
+                    listener_id,
+                    address,
+                } => {
+                    bound.insert(listener_id);
+                    addrs.push(format!("{address}/p2p/{peer_id}"));
+                }
+                SwarmEvent::ListenerError { error, .. } => {
+                    return Err(NetError::Start(format!("listener: {error}")));
+                }
+                SwarmEvent::ListenerClosed { reason, .. } => {
+                    return Err(NetError::Start(format!("listener closed: {reason:?}")));
+                }
+                _ => {}
+            }
+        }
+        if let Ok(mut l) = shared.listen.lock() {
+            *l = addrs;
+        }
+        let bootstrap = config
+            .bootstrap
+            .iter()
+            .filter_map(|a| match a.iter().last() {
+                Some(libp2p::multiaddr::Protocol::P2p(p)) => Some((p, a.clone())),
+                _ => None,
+            })
+            .collect();
+        let own_hotkey = options.hostile.claim_hotkey.unwrap_or(hotkey.public());
+        let mut binding = Binding::sign(hotkey, peer_id.to_bytes(), now_ms());
+        binding.hotkey = own_hotkey;
+        tracing::info!(peer = %peer_id, "net started");
+        Ok(Node {
+            swarm,
+            seen: SeenCache::new(cfg.max_message_age + cfg.max_clock_skew, SEEN_CAPACITY),
+            blobs: BlobCache::new(cfg.blob_cache_bytes),
+            cfg,
+            shared,
+            events,
+            binding: binding.encode(),
+            checks: options.checks,
+            authors: options.authors,
+            hostile: options.hostile,
+            peers: HashMap::new(),
+            bans: VecDeque::new(),
+            fetches: HashMap::new(),
+            kad_ops: HashMap::new(),
+            outbound: HashMap::new(),
+            bootstrap,
+            last_redial: Instant::now(),
+            last_kad_bootstrap: None,
+        })
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.shared.counters
+    }
+
+    fn emit(&self, ev: NetEvent) {
+        if let Err(TrySendError::Full(_)) = self.events.try_send(ev) {
+            self.counters().event_dropped();
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        let connected: HashSet<PeerId> = self.swarm.connected_peers().copied().collect();
+        for (peer, addr) in self.bootstrap.clone() {
+            if !connected.contains(&peer) {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .add_address(&peer, addr.clone());
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::debug!(%addr, "dial: {e}");
+                }
+            }
+        }
+        self.last_redial = Instant::now();
+    }
+
+    fn housekeeping(&mut self) {
+        let now = Instant::now();
+        while let Some((until, peer)) = self.bans.front().copied() {
+            if until > now {
+                break;
+            }
+            self.bans.pop_front();
+            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+        }
+        let expired: Vec<Hash32> = self
+            .fetches
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in expired {
+            self.finish_fetch(&h, Err(NetError::Timeout));
+        }
+        if now.duration_since(self.last_redial) >= Duration::from_secs(5) {
+            self.dial_bootstrap();
+        }
+        let due = self
+            .last_kad_bootstrap
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(30));
+        if due && self.swarm.connected_peers().next().is_some() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+            self.last_kad_bootstrap = Some(now);
+        }
+        let validators = self.peers.values().filter(|p| p.hotkey.is_some()).count();
+        metrics::gauge!(stats::names::PEERS, "role" => "validator").set(validators as f64);
+        metrics::gauge!(stats::names::PEERS, "role" => "other")
+            .set((self.peers.len() - validators) as f64);
+    }
+
+    fn penalise(&mut self, peer: PeerId, points: f64) {
+        let now = Instant::now();
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let total = state.penalty.add(points, now);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(&peer, -total);
+        if total >= self.cfg.ban_threshold {
+            self.ban(peer, "penalty threshold");
+        }
+    }
+
+    fn ban(&mut self, peer: PeerId, why: &str) {
+        tracing::warn!(%peer, why, "banning peer");
+        let b = self.swarm.behaviour_mut();
+        if b.blocked.block_peer(peer) {
+            self.shared.counters.ban();
+            self.bans
+                .push_back((Instant::now() + self.cfg.ban_duration, peer));
+        }
+        let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Publish {
+                topic,
+                bytes,
+                reply,
+            } => {
+                let r = self.publish(topic, bytes);
+                let _ = reply.send(r);
+            }
+            Command::SetAuthors { topic, authors } => match authors {
+                Some(a) => {
+                    self.authors.insert(topic, a);
+                }
+                None => {
+                    self.authors.remove(&topic);
+                }
+            },
+            Command::Provide { bytes, reply } => self.provide(bytes, reply),
+            Command::Fetch { hash, reply } => self.fetch(hash, reply),
+            Command::PutRecord { kind, bytes, reply } => self.put_record(kind, bytes, reply),
+            Command::GetRecord { kind, hash, reply } => {
+                let q = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .get_record(kind.key(&hash).into());
+                self.kad_ops.insert(q, KadOp::Get(hash, Some(reply)));
+            }
+            Command::Dial { addr } => {
+                if let Some(libp2p::multiaddr::Protocol::P2p(p)) = addr.iter().last() {
+                    self.swarm.behaviour_mut().kad.add_address(&p, addr.clone());
+                }
+                if let Err(e) = self.swarm.dial(addr.clone()) {
+                    tracing::warn!(%addr, "dial: {e}");
+                }
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(Ok(self.peer_infos()));
+            }
+            Command::Shutdown => {}
+        }
+    }
+
+    fn peer_infos(&self) -> Vec<PeerInfo> {
+        let gs = &self.swarm.behaviour().gossipsub;
+        let topics: HashMap<PeerId, Vec<Topic>> = gs
+            .all_peers()
+            .map(|(p, ts)| {
+                let ts = Topic::ALL
+                    .into_iter()
+                    .filter(|t| ts.contains(&&IdentTopic::new(t.name()).hash()))
+                    .collect();
+                (*p, ts)
+            })
+            .collect();
+        let now = Instant::now();
+        let mut out: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(p, s)| PeerInfo {
+                peer: p.to_base58(),
+                hotkey: s.hotkey,
+                gossip_score: gs.peer_score(p),
+                penalty: s.penalty.clone().add(0.0, now),
+                topics: topics.get(p).cloned().unwrap_or_default(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer.cmp(&b.peer));
+        out
+    }
+
+    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) -> Result<Hash32, NetError> {
+        let limit = self.cfg.max_message_bytes;
+        if bytes.len() > limit {
+            return Err(NetError::TooLarge {
+                what: "message",
+                len: bytes.len(),
+                limit,
+            });
+        }
+        let id = sha256(&bytes);
+        let len = bytes.len();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(topic.name()), bytes)
+        {
+            Ok(_) => {
+                self.seen.insert(id, Instant::now());
+                self.counters().message(topic, "out", "sent", len);
+                Ok(id)
+            }
+            Err(gossipsub::PublishError::Duplicate) => Err(NetError::Duplicate),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(NetError::NoPeers),
+            Err(gossipsub::PublishError::MessageTooLarge) => Err(NetError::TooLarge {
+                what: "message",
+                len,
+                limit,
+            }),
+            Err(e) => Err(NetError::Other(format!("publish: {e}"))),
+        }
+    }
+
+    /// Every check of an envelope short of replay and rate: size, structure, topic,
+    /// freshness, author, signature, payload.
+    fn check_envelope(&self, bytes: &[u8], topic: Topic, fresh: bool) -> Result<Envelope, Reason> {
+        if bytes.len() > self.cfg.max_payload_bytes.of(topic) + ENVELOPE_OVERHEAD {
+            return Err(Reason::Oversized);
+        }
+        let env = Envelope::decode(bytes).map_err(|_| Reason::Malformed)?;
+        if env.topic != topic {
+            return Err(Reason::WrongTopic);
+        }
+        if fresh {
+            let now = now_ms();
+            let age = self.cfg.max_message_age.as_millis() as u64;
+            let skew = self.cfg.max_clock_skew.as_millis() as u64;
+            if env.issued_at_ms.saturating_add(age) < now {
+                return Err(Reason::Stale);
+            }
+            if env.issued_at_ms > now.saturating_add(skew) {
+                return Err(Reason::Future);
+            }
+        }
+        if let Some(allowed) = self.authors.get(&topic)
+            && !allowed.contains(&env.author)
+        {
+            return Err(Reason::UnknownAuthor);
+        }
+        if !env.verify() {
+            return Err(Reason::BadSignature);
+        }
+        if topic == Topic::Submissions && Submission::decode(&env.payload).is_err() {
+            return Err(Reason::InvalidPayload);
+        }
+        if let Some(check) = self.checks.get(&topic)
+            && let Err(e) = check(&env)
+        {
+            tracing::debug!(topic = topic.label(), "payload refused: {e}");
+            return Err(Reason::InvalidPayload);
+        }
+        Ok(env)
+    }
+
+    fn refuse(&mut self, peer: PeerId, reason: Reason) {
+        self.counters().reject(reason);
+        if reason.penalises() {
+            self.penalise(peer, INVALID_POINTS);
+        } else if reason == Reason::RateLimited {
+            self.penalise(peer, RATE_POINTS);
+        }
+    }
+
+    fn on_gossip(&mut self, source: PeerId, msg_id: MessageId, msg: gossipsub::Message) {
+        let now = Instant::now();
+        let len = msg.data.len();
+        let topic = Topic::from_name(msg.topic.as_str());
+        let verdict = (|| {
+            let topic = topic.ok_or(Reason::WrongTopic)?;
+            if let Some(p) = self.peers.get_mut(&source)
+                && !p
+                    .messages
+                    .take(self.cfg.peer_message_rate, self.cfg.peer_message_burst, now)
+            {
+                return Err(Reason::RateLimited);
+            }
+            let id = sha256(&msg.data);
+            if self.seen.contains(&id) {
+                return Err(Reason::Replay);
+            }
+            let env = self.check_envelope(&msg.data, topic, true)?;
+            Ok((topic, id, env))
+        })();
+        let label = topic.unwrap_or(Topic::Consensus);
+        match verdict {
+            Ok((topic, id, env)) => {
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&msg_id, &source, MessageAcceptance::Accept);
+                self.seen.insert(id, now);
+                self.counters().message(topic, "in", "accept", len);
+                self.emit(NetEvent::Message(Delivery {
+                    id,
+                    topic,
+                    author: env.author,
+                    issued_at_ms: env.issued_at_ms,
+                    payload: env.payload,
+                    envelope: msg.data,
+                    via_peer: source.to_base58(),
+                }));
+            }
+            Err(reason) => {
+                let (acceptance, verdict) = if reason.penalises() {
+                    (MessageAcceptance::Reject, "reject")
+                } else {
+                    (MessageAcceptance::Ignore, "ignore")
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&msg_id, &source, acceptance);
+                self.counters().message(label, "in", verdict, len);
+                tracing::debug!(peer = %source, reason = reason.label(), "gossip refused");
+                self.refuse(source, reason);
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
+        match ev {
+            SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                if endpoint.is_dialer() {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 {
+                    let now = Instant::now();
+                    self.peers.insert(
+                        peer_id,
+                        PeerState {
+                            hotkey: None,
+                            messages: Bucket::new(self.cfg.peer_message_burst, now),
+                            requests: Bucket::new(self.cfg.peer_request_burst, now),
+                            penalty: Penalty::new(now),
+                        },
+                    );
+                    let rid = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_request(&peer_id, Request::Hello(self.binding.clone()));
+                    self.outbound.insert(rid, Outbound::Hello);
+                    if self.bootstrap.iter().any(|(p, _)| *p == peer_id) {
+                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(state) = self.peers.remove(&peer_id) {
+                    self.emit(NetEvent::PeerLeft {
+                        peer: peer_id.to_base58(),
+                        hotkey: state.hotkey,
+                    });
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                tracing::debug!("incoming connection failed: {error}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_behaviour(&mut self, ev: BehaviourEvent) {
+        match ev {
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_gossip(propagation_source, message_id, message),
+            BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages,
+            }) => {
+                let n = failed_messages.priority + failed_messages.non_priority;
+                metrics::counter!(stats::names::SLOW_PEER_DROPS).increment(n as u64);
+                tracing::debug!(peer = %peer_id, n, "slow peer: messages dropped");
+            }
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr);
+                }
+            }
+            BehaviourEvent::Kad(ev) => self.on_kad(ev),
+            BehaviourEvent::Rpc(ev) => self.on_rpc(ev),
+            _ => {}
+        }
+    }
+
+    fn on_kad(&mut self, ev: kad::Event) {
+        match ev {
+            kad::Event::RoutingUpdated { peer, .. }
+                // Validators are few: connect to every one the DHT finds.
+                if !self.swarm.is_connected(&peer) => {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => match self.check_record(record.key.as_ref(), &record.value) {
+                Ok(_) => {
+                    if let Err(e) = self.swarm.behaviour_mut().kad.store_mut().put(record) {
+                        tracing::debug!("dht store full: {e}");
+                        stats::dht("store", "full");
+                    } else {
+                        stats::dht("store", "ok");
+                    }
+                }
+                Err(reason) => {
+                    stats::dht("store", "refused");
+                    self.refuse(source, reason);
+                }
+            },
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => self.on_query(id, result, step.last),
+            _ => {}
+        }
+    }
+
+    /// A DHT record must be `kind | sha256(value)` with a signed envelope as its value.
+    fn check_record(&self, key: &[u8], value: &[u8]) -> Result<Hash32, Reason> {
+        if value.len() > self.cfg.max_record_bytes {
+            return Err(Reason::Oversized);
+        }
+        let (_, hash) = RecordKind::parse_key(key).map_err(|_| Reason::Malformed)?;
+        if sha256(value) != hash {
+            return Err(Reason::HashMismatch);
+        }
+        let env = Envelope::decode(value).map_err(|_| Reason::Malformed)?;
+        if !env.verify() {
+            return Err(Reason::BadSignature);
+        }
+        Ok(hash)
+    }
+
+    fn on_query(&mut self, id: kad::QueryId, result: kad::QueryResult, last: bool) {
+        let Some(op) = self.kad_ops.remove(&id) else {
+            return;
+        };
+        let op = match (op, result) {
+            (KadOp::Provide(hash, reply), kad::QueryResult::StartProviding(r)) => {
+                stats::dht("provide", if r.is_ok() { "ok" } else { "no_peers" });
+                let _ = reply.send(Ok(hash));
+                None
+            }
+            (KadOp::Providers(hash), kad::QueryResult::GetProviders(r)) => {
+                let local = *self.swarm.local_peer_id();
+                if let Some(f) = self.fetches.get_mut(&hash) {
+                    match r {
+                        Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) => {
+                            for p in providers {
+                                if p != local && !f.tried.contains(&p) && !f.candidates.contains(&p)
+                                {
+                                    f.candidates.push_back(p);
+                                }
+                            }
+                        }
+                        _ => f.providers_done = true,
+                    }
+                    if last {
+                        f.providers_done = true;
+                    }
+                    stats::dht("providers", "ok");
+                }
+                self.advance_fetch(&hash);
+                (!last).then_some(KadOp::Providers(hash))
+            }
+            (KadOp::Put(hash, reply), kad::QueryResult::PutRecord(r)) => {
+                let r = match r {
+                    Ok(_) => {
+                        stats::dht("put", "ok");
+                        Ok(hash)
+                    }
+                    Err(e) => {
+                        stats::dht("put", "error");
+                        Err(NetError::Other(format!("dht put: {e}")))
+                    }
+                };
+                let _ = reply.send(r);
+                None
+            }
+            (KadOp::Get(hash, reply), kad::QueryResult::GetRecord(r)) => {
+                let mut reply = reply;
+                if let Ok(kad::GetRecordOk::FoundRecord(rec)) = &r
+                    && reply.is_some()
+                {
+                    match self.check_record(rec.record.key.as_ref(), &rec.record.value) {
+                        Ok(h) if h == hash => {
+                            stats::dht("get", "ok");
+                            if let Some(reply) = reply.take() {
+                                let _ = reply.send(Ok(rec.record.value.clone()));
+                            }
+                            if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                                q.finish();
+                            }
+                        }
+                        Ok(_) | Err(_) => {
+                            self.counters().reject(Reason::HashMismatch);
+                            if let Some(p) = rec.peer {
+                                self.penalise(p, INVALID_POINTS);
+                            }
+                        }
+                    }
+                }
+                if last || r.is_err() {
+                    if let Some(reply) = reply.take() {
+                        stats::dht("get", "not_found");
+                        let _ = reply.send(Err(NetError::NotFound));
+                    }
+                    None
+                } else {
+                    Some(KadOp::Get(hash, reply))
+                }
+            }
+            (op, _) => Some(op),
+        };
+        if let Some(op) = op
+            && !last
+        {
+            self.kad_ops.insert(id, op);
+        }
+    }
+
+    fn provide(&mut self, bytes: Vec<u8>, reply: Reply<Hash32>) {
+        if bytes.len() > self.cfg.max_blob_bytes {
+            let _ = reply.send(Err(NetError::TooLarge {
+                what: "blob",
+                len: bytes.len(),
+                limit: self.cfg.max_blob_bytes,
+            }));
+            return;
+        }
+        let hash = sha256(&bytes);
+        self.store_blob(hash, bytes);
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(blob_key(&hash))
+        {
+            Ok(q) => {
+                self.kad_ops.insert(q, KadOp::Provide(hash, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Other(format!("dht provide: {e}"))));
+            }
+        }
+    }
+
+    fn store_blob(&mut self, hash: Hash32, bytes: Vec<u8>) {
+        for old in self.blobs.insert(hash, bytes) {
+            self.swarm
+                .behaviour_mut()
+                .kad
+                .stop_providing(&blob_key(&old));
+        }
+    }
+
+    fn fetch(&mut self, hash: Hash32, reply: Reply<Vec<u8>>) {
+        if let Some(b) = self.blobs.get(&hash) {
+            let _ = reply.send(Ok(b.clone()));
+            return;
+        }
+        if let Some(f) = self.fetches.get_mut(&hash) {
+            f.waiters.push(reply);
+            return;
+        }
+        let q = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .get_providers(blob_key(&hash));
+        self.kad_ops.insert(q, KadOp::Providers(hash));
+        self.fetches.insert(
+            hash,
+            Fetch {
+                waiters: vec![reply],
+                candidates: VecDeque::new(),
+                tried: HashSet::new(),
+                in_flight: false,
+                providers_done: false,
+                deadline: Instant::now() + self.cfg.fetch_timeout,
+            },
+        );
+    }
+
+    /// Ask the next candidate, or, when providers are exhausted, every connected peer not
+    /// yet asked; fail when no one is left.
+    fn advance_fetch(&mut self, hash: &Hash32) {
+        let connected: Vec<PeerId> = self.peers.keys().copied().collect();
+        let Some(f) = self.fetches.get_mut(hash) else {
+            return;
+        };
+        if f.in_flight {
+            return;
+        }
+        if f.candidates.is_empty() && f.providers_done {
+            for p in connected {
+                if !f.tried.contains(&p) {
+                    f.candidates.push_back(p);
+                }
+            }
+        }
+        match f.candidates.pop_front() {
+            Some(peer) => {
+                f.tried.insert(peer);
+                f.in_flight = true;
+                let rid = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_request(&peer, Request::Blob(*hash));
+                self.outbound.insert(rid, Outbound::Blob(*hash));
+            }
+            None if f.providers_done => self.finish_fetch(hash, Err(NetError::NotFound)),
+            None => {}
+        }
+    }
+
+    fn finish_fetch(&mut self, hash: &Hash32, result: Result<Vec<u8>, NetError>) {
+        if let Some(f) = self.fetches.remove(hash) {
+            stats::request(
+                "blob",
+                "out",
+                match &result {
+                    Ok(_) => "ok",
+                    Err(NetError::Timeout) => "timeout",
+                    Err(_) => "not_found",
+                },
+            );
+            for w in f.waiters {
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    fn put_record(&mut self, kind: RecordKind, bytes: Vec<u8>, reply: Reply<Hash32>) {
+        let hash = sha256(&bytes);
+        if let Err(reason) = self.check_record(&kind.key(&hash), &bytes) {
+            let _ = reply.send(Err(NetError::Rejected(reason.label().into())));
+            return;
+        }
+        let record = kad::Record::new(kind.key(&hash), bytes);
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(record, kad::Quorum::One)
+        {
+            Ok(q) => {
+                self.kad_ops.insert(q, KadOp::Put(hash, reply));
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Other(format!("dht put: {e}"))));
+            }
+        }
+    }
+
+    fn bind(&mut self, peer: PeerId, bytes: &[u8]) {
+        let ok = Binding::decode(bytes)
+            .ok()
+            .filter(|b| b.verify_for(&peer.to_bytes()));
+        match ok {
+            Some(b) => {
+                if let Some(state) = self.peers.get_mut(&peer)
+                    && state.hotkey.is_none()
+                {
+                    state.hotkey = Some(b.hotkey);
+                    self.emit(NetEvent::PeerBound {
+                        peer: peer.to_base58(),
+                        hotkey: b.hotkey,
+                    });
+                }
+            }
+            None => {
+                self.counters().reject(Reason::BadBinding);
+                self.ban(peer, "invalid hotkey binding");
+            }
+        }
+    }
+
+    fn on_rpc(&mut self, ev: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.on_request(peer, request, channel),
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match (self.outbound.remove(&request_id), response) {
+                (Some(Outbound::Hello), Response::Hello(bytes)) => {
+                    stats::request("hello", "out", "ok");
+                    self.bind(peer, &bytes);
+                }
+                (Some(Outbound::Blob(hash)), Response::Blob(blob)) => {
+                    if let Some(f) = self.fetches.get_mut(&hash) {
+                        f.in_flight = false;
+                    }
+                    match blob {
+                        Some(b) if b.len() <= self.cfg.max_blob_bytes && sha256(&b) == hash => {
+                            self.store_blob(hash, b.clone());
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .kad
+                                .start_providing(blob_key(&hash));
+                            self.finish_fetch(&hash, Ok(b));
+                        }
+                        Some(_) => {
+                            tracing::warn!(%peer, "blob does not match its hash");
+                            self.refuse(peer, Reason::HashMismatch);
+                            self.advance_fetch(&hash);
+                        }
+                        None => self.advance_fetch(&hash),
+                    }
+                }
+                (Some(_), _) => {
+                    self.refuse(peer, Reason::Malformed);
+                }
+                (None, _) => {}
+            },
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => match self.outbound.remove(&request_id) {
+                Some(Outbound::Blob(hash)) => {
+                    stats::request("blob", "out", "failed");
+                    if let Some(f) = self.fetches.get_mut(&hash) {
+                        f.in_flight = false;
+                    }
+                    self.advance_fetch(&hash);
+                }
+                Some(Outbound::Hello) => {
+                    tracing::debug!("hello failed: {error}");
+                    stats::request("hello", "out", "failed");
+                }
+                None => {}
+            },
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound request failed: {error}");
+                stats::request("any", "in", "failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request, channel: ResponseChannel<Response>) {
+        let now = Instant::now();
+        let kind = request.label();
+        let allowed = self.peers.get_mut(&peer).is_none_or(|p| {
+            p.requests
+                .take(self.cfg.peer_request_rate, self.cfg.peer_request_burst, now)
+        });
+        if !allowed {
+            stats::request(kind, "in", "rate_limited");
+            self.refuse(peer, Reason::RateLimited);
+            return; // dropping the channel answers nothing; the requester times out
+        }
+        let response = match request {
+            Request::Hello(bytes) => {
+                self.bind(peer, &bytes);
+                if !self.swarm.is_connected(&peer) {
+                    return;
+                }
+                Response::Hello(self.binding.clone())
+            }
+            Request::Blob(hash) => {
+                let mut blob = self.blobs.get(&hash).cloned();
+                if self.hostile.corrupt_blobs
+                    && let Some(b) = blob.as_mut()
+                    && let Some(x) = b.first_mut()
+                {
+                    *x ^= 0xff;
+                }
+                Response::Blob(blob)
+            }
+            Request::Submit(bytes) => Response::Submit(self.accept_submission(peer, bytes, now)),
+        };
+        stats::request(kind, "in", "ok");
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_response(channel, response);
+    }
+
+    /// A miner's submission: checked like gossip, then delivered here and gossiped.
+    fn accept_submission(&mut self, peer: PeerId, bytes: Vec<u8>, now: Instant) -> SubmitAck {
+        let id = sha256(&bytes);
+        if self.seen.contains(&id) {
+            self.counters().reject(Reason::Replay);
+            return SubmitAck::Rejected(Reason::Replay.label().into());
+        }
+        let env = match self.check_envelope(&bytes, Topic::Submissions, true) {
+            Ok(env) => env,
+            Err(reason) => {
+                self.refuse(peer, reason);
+                return SubmitAck::Rejected(reason.label().into());
+            }
+        };
+        self.seen.insert(id, now);
+        let len = bytes.len();
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(Topic::Submissions.name()), bytes.clone())
+        {
+            Ok(_) => self
+                .counters()
+                .message(Topic::Submissions, "out", "sent", len),
+            Err(e) => tracing::debug!("submission not gossiped: {e}"),
+        }
+        self.counters().submission_accepted();
+        self.counters()
+            .message(Topic::Submissions, "in", "accept", len);
+        self.emit(NetEvent::Message(Delivery {
+            id,
+            topic: Topic::Submissions,
+            author: env.author,
+            issued_at_ms: env.issued_at_ms,
+            payload: env.payload,
+            envelope: bytes,
+            via_peer: peer.to_base58(),
+        }));
+        SubmitAck::Accepted(id)
+    }
+}

@@ -1,0 +1,223 @@
+//! What the net thread counts: every verdict and every rejection reason, both as `metrics`
+//! series (`platform_net_*`) for the node's exporter and as per-instance counters the
+//! application (and tests) can read with [`crate::NetHandle::stats`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::wire::Topic;
+
+/// Metric names (all `platform_net_*`).
+pub mod names {
+    /// Gauge: connected peers, by `role` (validator = bound to a hotkey, other).
+    pub const PEERS: &str = "platform_net_peers";
+    /// Counter: gossip messages by `topic`, `direction` (in, out) and `verdict`.
+    pub const MESSAGES: &str = "platform_net_messages_total";
+    /// Counter: gossip payload bytes by `topic` and `direction`.
+    pub const MESSAGE_BYTES: &str = "platform_net_message_bytes_total";
+    /// Counter: refused input by `reason`.
+    pub const REJECTED: &str = "platform_net_rejected_total";
+    /// Counter: DHT operations by `op` and `outcome`.
+    pub const DHT: &str = "platform_net_dht_operations_total";
+    /// Counter: request-response exchanges by `kind`, `direction` and `outcome`.
+    pub const REQUESTS: &str = "platform_net_requests_total";
+    /// Counter: peers disconnected and refused for misbehaviour.
+    pub const BANS: &str = "platform_net_bans_total";
+    /// Counter: events the application did not take in time (its queue was full).
+    pub const EVENTS_DROPPED: &str = "platform_net_events_dropped_total";
+    /// Counter: messages gossipsub dropped because a peer was too slow to take them.
+    pub const SLOW_PEER_DROPS: &str = "platform_net_slow_peer_drops_total";
+}
+
+/// Why input was refused. Every variant is a bounded label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(usize)]
+pub enum Reason {
+    /// Bytes that do not decode.
+    Malformed,
+    /// A signature that does not verify.
+    BadSignature,
+    /// Larger than the topic's or the protocol's limit.
+    Oversized,
+    /// Published on a topic that does not match its envelope, or an unknown topic.
+    WrongTopic,
+    /// A payload the topic's check refused (does not decode as what the topic carries).
+    InvalidPayload,
+    /// An author not allowed to publish on the topic.
+    UnknownAuthor,
+    /// Older than the replay window.
+    Stale,
+    /// Stamped too far in the future.
+    Future,
+    /// Seen before within the replay window.
+    Replay,
+    /// Above the peer's rate limit.
+    RateLimited,
+    /// A PeerId-to-hotkey binding that does not verify.
+    BadBinding,
+    /// A blob or record whose bytes do not hash to what was asked for.
+    HashMismatch,
+}
+
+impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 12] = [
+        Reason::Malformed,
+        Reason::BadSignature,
+        Reason::Oversized,
+        Reason::WrongTopic,
+        Reason::InvalidPayload,
+        Reason::UnknownAuthor,
+        Reason::Stale,
+        Reason::Future,
+        Reason::Replay,
+        Reason::RateLimited,
+        Reason::BadBinding,
+        Reason::HashMismatch,
+    ];
+
+    /// The label value.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Reason::Malformed => "malformed",
+            Reason::BadSignature => "bad_signature",
+            Reason::Oversized => "oversized",
+            Reason::WrongTopic => "wrong_topic",
+            Reason::InvalidPayload => "invalid_payload",
+            Reason::UnknownAuthor => "unknown_author",
+            Reason::Stale => "stale",
+            Reason::Future => "future",
+            Reason::Replay => "replay",
+            Reason::RateLimited => "rate_limited",
+            Reason::BadBinding => "bad_binding",
+            Reason::HashMismatch => "hash_mismatch",
+        }
+    }
+
+    /// Whether the message itself is invalid (reject: gossipsub scores its sender down
+    /// and it costs penalty points) or merely not wanted now (ignore: a replay, an old
+    /// message, an author the set does not know yet, a peer over its rate; a rate
+    /// overrun still costs a point).
+    pub const fn penalises(self) -> bool {
+        !matches!(
+            self,
+            Reason::Stale
+                | Reason::Future
+                | Reason::Replay
+                | Reason::UnknownAuthor
+                | Reason::RateLimited
+        )
+    }
+}
+
+/// A snapshot of one node's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Refusals by reason (indexed like [`Reason::ALL`]).
+    pub rejected: [u64; 12],
+    /// Gossip messages accepted and delivered to the application.
+    pub delivered: u64,
+    /// Gossip messages this node published.
+    pub published: u64,
+    /// Peers banned.
+    pub bans: u64,
+    /// Events dropped because the application's queue was full.
+    pub events_dropped: u64,
+    /// Submissions accepted from miners over request-response.
+    pub submissions_accepted: u64,
+}
+
+impl NetStats {
+    /// Refusals for one reason.
+    pub fn rejected(&self, reason: Reason) -> u64 {
+        self.rejected[reason as usize]
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    rejected: [AtomicU64; 12],
+    delivered: AtomicU64,
+    published: AtomicU64,
+    bans: AtomicU64,
+    events_dropped: AtomicU64,
+    submissions_accepted: AtomicU64,
+}
+
+impl Counters {
+    pub fn reject(&self, reason: Reason) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::REJECTED, "reason" => reason.label()).increment(1);
+    }
+
+    pub fn message(
+        &self,
+        topic: Topic,
+        direction: &'static str,
+        verdict: &'static str,
+        bytes: usize,
+    ) {
+        metrics::counter!(names::MESSAGES, "topic" => topic.label(), "direction" => direction, "verdict" => verdict)
+            .increment(1);
+        metrics::counter!(names::MESSAGE_BYTES, "topic" => topic.label(), "direction" => direction)
+            .increment(bytes as u64);
+        match (direction, verdict) {
+            ("in", "accept") => self.delivered.fetch_add(1, Ordering::Relaxed),
+            ("out", "sent") => self.published.fetch_add(1, Ordering::Relaxed),
+            _ => 0,
+        };
+    }
+
+    pub fn ban(&self) {
+        self.bans.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::BANS).increment(1);
+    }
+
+    pub fn event_dropped(&self) {
+        self.events_dropped.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(names::EVENTS_DROPPED).increment(1);
+    }
+
+    pub fn submission_accepted(&self) {
+        self.submissions_accepted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> NetStats {
+        let mut rejected = [0; 12];
+        for (slot, c) in rejected.iter_mut().zip(&self.rejected) {
+            *slot = c.load(Ordering::Relaxed);
+        }
+        NetStats {
+            rejected,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            published: self.published.load(Ordering::Relaxed),
+            bans: self.bans.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            submissions_accepted: self.submissions_accepted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) fn dht(op: &'static str, outcome: &'static str) {
+    metrics::counter!(names::DHT, "op" => op, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn request(kind: &'static str, direction: &'static str, outcome: &'static str) {
+    metrics::counter!(names::REQUESTS, "kind" => kind, "direction" => direction, "outcome" => outcome)
+        .increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_indexed_in_order_and_labelled_uniquely() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut labels: Vec<_> = Reason::ALL.iter().map(|r| r.label()).collect();
+        labels.sort_unstable();
+        labels.dedup();
+        assert_eq!(labels.len(), Reason::ALL.len());
+    }
+}

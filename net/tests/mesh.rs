@@ -1,0 +1,513 @@
+//! Real libp2p nodes on loopback, each on its own net thread, in one test process. Every
+//! wait is on a condition with a deadline.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use platform_keys::Keypair;
+use platform_net::wire::{Envelope, Submission, Topic, now_ms, sha256};
+use platform_net::{
+    Hostile, Identity, Net, NetConfig, NetError, NetEvent, Options, Reason, RecordKind, SubmitAck,
+};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn identity(i: u8) -> Identity {
+    Identity {
+        hotkey: Keypair::from_seed(&[i; 32]),
+        node_key: [i.wrapping_add(100); 32],
+    }
+}
+
+fn start(i: u8, cfg: NetConfig, bootstrap: Option<&Net>, options: Options) -> Net {
+    let mut cfg = cfg;
+    if let Some(b) = bootstrap {
+        cfg.bootstrap = vec![b.handle().listen_addrs()[0].clone()];
+    }
+    Net::start(cfg.validate().unwrap(), identity(i), options).unwrap()
+}
+
+/// Wait until every node is connected to `n - 1` others, bound to their hotkeys, and sees
+/// them subscribed to every topic.
+fn wait_for_mesh(nodes: &[Net]) {
+    for (i, n) in nodes.iter().enumerate() {
+        wait_until(&format!("node {i} to see the mesh"), || {
+            let peers = n.handle().peers().unwrap();
+            peers.len() >= nodes.len() - 1
+                && peers
+                    .iter()
+                    .filter(|p| p.hotkey.is_some() && p.topics.len() == Topic::ALL.len())
+                    .count()
+                    >= nodes.len() - 1
+        });
+    }
+}
+
+/// Collects events per node.
+struct Inbox {
+    got: Vec<Vec<NetEvent>>,
+}
+
+impl Inbox {
+    fn new(n: usize) -> Inbox {
+        Inbox {
+            got: vec![Vec::new(); n],
+        }
+    }
+    fn drain(&mut self, nodes: &[Net]) {
+        for (i, n) in nodes.iter().enumerate() {
+            while let Ok(ev) = n.events().try_recv() {
+                self.got[i].push(ev);
+            }
+        }
+    }
+    fn count(&self, node: usize, id: &[u8; 32]) -> usize {
+        self.got[node]
+            .iter()
+            .filter(|e| matches!(e, NetEvent::Message(d) if &d.id == id))
+            .count()
+    }
+    fn wait_delivered(&mut self, nodes: &[Net], to: &[usize], id: &[u8; 32]) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            self.drain(nodes);
+            if to.iter().all(|&i| self.count(i, id) >= 1) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "message not delivered to all of {to:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn mesh_of_five_delivers_once_refuses_bad_input_and_shares_records() {
+    let cfg = NetConfig::loopback();
+    let mut nodes = vec![start(0, cfg.clone(), None, Options::default())];
+    for i in 1..5 {
+        let n = start(i, cfg.clone(), Some(&nodes[0]), Options::default());
+        nodes.push(n);
+    }
+    wait_for_mesh(&nodes);
+    let mut inbox = Inbox::new(nodes.len());
+    inbox.drain(&nodes);
+
+    // A message published at one node reaches every other node exactly once.
+    let id = nodes[1]
+        .handle()
+        .publish(Topic::Evaluations, b"batch-1".to_vec())
+        .unwrap();
+    inbox.wait_delivered(&nodes, &[0, 2, 3, 4], &id);
+    let sentinel = nodes[3]
+        .handle()
+        .publish(Topic::Evaluations, b"batch-2".to_vec())
+        .unwrap();
+    inbox.wait_delivered(&nodes, &[0, 1, 2, 4], &sentinel);
+    for i in [0, 2, 3, 4] {
+        assert_eq!(inbox.count(i, &id), 1, "node {i} got it once");
+    }
+    assert_eq!(
+        inbox.count(1, &id),
+        0,
+        "the publisher does not get its own message"
+    );
+    let d = inbox.got[2]
+        .iter()
+        .find_map(|e| match e {
+            NetEvent::Message(d) if d.id == id => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(d.author, Keypair::from_seed(&[1; 32]).public());
+    assert_eq!(d.payload, b"batch-1");
+    assert_eq!(sha256(&d.envelope), id);
+
+    // Republishing the same bytes is refused as a duplicate, even by another node.
+    assert_eq!(
+        nodes[2]
+            .handle()
+            .publish_raw(Topic::Evaluations, d.envelope.clone()),
+        Err(NetError::Duplicate)
+    );
+
+    // A message with a bad signature is dropped everywhere and its sender's score falls.
+    let mut forged = Envelope::sign(
+        &Keypair::from_seed(&[3; 32]),
+        Topic::Consensus,
+        now_ms(),
+        b"vote".to_vec(),
+    );
+    forged.signature[7] ^= 1;
+    let bad_id = nodes[3]
+        .handle()
+        .publish_raw(Topic::Consensus, forged.encode())
+        .unwrap();
+    let sender = nodes[3].handle().peer_id();
+    for (i, n) in nodes.iter().enumerate().filter(|(i, _)| *i != 3) {
+        wait_until(&format!("node {i} to count the bad signature"), || {
+            n.handle().stats().rejected(Reason::BadSignature) >= 1
+        });
+        wait_until(&format!("node {i} to score the sender down"), || {
+            n.handle()
+                .peers()
+                .unwrap()
+                .iter()
+                .any(|p| p.peer == sender && p.gossip_score.is_some_and(|s| s < 0.0))
+        });
+    }
+    // An oversized message is refused: by the sender's own API, and by every receiver when
+    // it is pushed raw.
+    let limit = cfg.max_payload_bytes.submissions;
+    assert!(matches!(
+        nodes[2]
+            .handle()
+            .publish(Topic::Submissions, vec![0; limit + 1]),
+        Err(NetError::TooLarge { .. })
+    ));
+    let big = Envelope::sign(
+        &Keypair::from_seed(&[2; 32]),
+        Topic::Submissions,
+        now_ms(),
+        Submission {
+            challenge: 1,
+            epoch: 1,
+            body: vec![7; limit + 10],
+        }
+        .encode(),
+    );
+    let big_id = nodes[2]
+        .handle()
+        .publish_raw(Topic::Submissions, big.encode())
+        .unwrap();
+    for (i, n) in nodes.iter().enumerate().filter(|(i, _)| *i != 2) {
+        wait_until(&format!("node {i} to refuse the oversized message"), || {
+            n.handle().stats().rejected(Reason::Oversized) >= 1
+        });
+    }
+    // A stale message is ignored.
+    let stale = Envelope::sign(
+        &Keypair::from_seed(&[4; 32]),
+        Topic::Evaluations,
+        now_ms() - 3_600_000,
+        b"old".to_vec(),
+    );
+    nodes[4]
+        .handle()
+        .publish_raw(Topic::Evaluations, stale.encode())
+        .unwrap();
+    wait_until("node 0 to ignore the stale message", || {
+        nodes[0].handle().stats().rejected(Reason::Stale) >= 1
+    });
+    // Nothing refused ever reached an application.
+    let after = nodes[1]
+        .handle()
+        .publish(Topic::Evaluations, b"batch-3".to_vec())
+        .unwrap();
+    inbox.wait_delivered(&nodes, &[0, 2, 3, 4], &after);
+    for i in 0..nodes.len() {
+        assert_eq!(inbox.count(i, &bad_id), 0);
+        assert_eq!(inbox.count(i, &big_id), 0);
+        assert_eq!(inbox.count(i, &stale.id()), 0);
+    }
+
+    // DHT: put at one node, get at another; a wrong hash is not found.
+    let record = Envelope::sign(
+        &Keypair::from_seed(&[1; 32]),
+        Topic::Evaluations,
+        now_ms(),
+        b"evaluation batch record".to_vec(),
+    )
+    .encode();
+    let h = nodes[1]
+        .handle()
+        .put_record(RecordKind::EvaluationBatch, record.clone())
+        .unwrap();
+    assert_eq!(h, sha256(&record));
+    assert_eq!(
+        nodes[4]
+            .handle()
+            .get_record(RecordKind::EvaluationBatch, h)
+            .unwrap(),
+        record
+    );
+    assert_eq!(
+        nodes[3].handle().get_record(RecordKind::Checkpoint, h),
+        Err(NetError::NotFound),
+        "the kind is part of the key"
+    );
+    assert!(matches!(
+        nodes[1]
+            .handle()
+            .put_record(RecordKind::Checkpoint, b"not an envelope".to_vec()),
+        Err(NetError::Rejected(_))
+    ));
+
+    // A node that joins late fetches a module by hash and verifies it.
+    let module: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mh = nodes[0].handle().provide(module.clone()).unwrap();
+    let late = start(9, cfg.clone(), Some(&nodes[2]), Options::default());
+    let fetched = late.handle().fetch(mh).unwrap();
+    assert_eq!(sha256(&fetched), mh);
+    assert_eq!(fetched, module);
+    assert_eq!(late.handle().fetch([0xee; 32]), Err(NetError::NotFound));
+
+    for n in &nodes {
+        assert_eq!(n.handle().stats().bans, 0, "honest peers are never banned");
+    }
+}
+
+#[test]
+fn a_peer_presenting_another_validators_hotkey_is_refused() {
+    let cfg = NetConfig::loopback();
+    let honest = start(20, cfg.clone(), None, Options::default());
+    let victim = Keypair::from_seed(&[21; 32]).public();
+    let impostor = start(
+        22,
+        cfg.clone(),
+        Some(&honest),
+        Options {
+            hostile: Hostile {
+                claim_hotkey: Some(victim),
+                ..Hostile::default()
+            },
+            ..Options::default()
+        },
+    );
+    wait_until("the honest node to refuse the binding", || {
+        honest.handle().stats().rejected(Reason::BadBinding) >= 1
+    });
+    wait_until("the impostor to be cut off", || {
+        honest.handle().peers().unwrap().is_empty()
+    });
+    assert_eq!(honest.handle().stats().bans, 1);
+    while let Ok(ev) = honest.events().try_recv() {
+        assert!(
+            !matches!(ev, NetEvent::PeerBound { hotkey, .. } if hotkey == victim),
+            "the forged hotkey was never bound"
+        );
+    }
+    // A genuine validator still binds.
+    let good = start(23, cfg, Some(&honest), Options::default());
+    let key = Keypair::from_seed(&[23; 32]).public();
+    wait_until("the genuine validator to bind", || {
+        honest
+            .handle()
+            .peers()
+            .unwrap()
+            .iter()
+            .any(|p| p.peer == good.handle().peer_id() && p.hotkey == Some(key))
+    });
+    drop(impostor);
+}
+
+#[test]
+fn miner_submissions_are_checked_gossiped_and_replays_refused() {
+    let cfg = NetConfig::loopback();
+    let a = start(30, cfg.clone(), None, Options::default());
+    let b = start(31, cfg.clone(), Some(&a), Options::default());
+    let nodes = [a, b];
+    wait_for_mesh(&nodes);
+    let miner = Keypair::from_seed(&[39; 32]);
+    let s = Submission {
+        challenge: 2,
+        epoch: 5,
+        body: b"my answer".to_vec(),
+    };
+    let addr = nodes[0].handle().listen_addrs()[0].clone();
+    let env = s.sign(&miner, now_ms()).encode();
+    let ack = platform_net::miner::deliver(&addr, env.clone(), WAIT).unwrap();
+    let SubmitAck::Accepted(id) = ack else {
+        panic!("refused: {ack:?}")
+    };
+    let mut inbox = Inbox::new(2);
+    inbox.wait_delivered(&nodes, &[0, 1], &id);
+    let d = inbox.got[1]
+        .iter()
+        .find_map(|e| match e {
+            NetEvent::Message(d) => Some(d.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(d.author, miner.public());
+    assert_eq!(Submission::decode(&d.payload).unwrap(), s);
+
+    // The same signed bytes again: a replay.
+    assert_eq!(
+        platform_net::miner::deliver(&addr, env, WAIT).unwrap(),
+        SubmitAck::Rejected("replay".into())
+    );
+    // A wrong signature, a payload that is not a submission, garbage.
+    let mut bad = s.sign(&miner, now_ms());
+    bad.signature[0] ^= 1;
+    assert_eq!(
+        platform_net::miner::deliver(&addr, bad.encode(), WAIT).unwrap(),
+        SubmitAck::Rejected("bad_signature".into())
+    );
+    let not_sub = Envelope::sign(&miner, Topic::Submissions, now_ms(), b"??".to_vec());
+    assert_eq!(
+        platform_net::miner::deliver(&addr, not_sub.encode(), WAIT).unwrap(),
+        SubmitAck::Rejected("invalid_payload".into())
+    );
+    assert_eq!(
+        platform_net::miner::deliver(&addr, vec![1, 2, 3], WAIT).unwrap(),
+        SubmitAck::Rejected("malformed".into())
+    );
+    let stats = nodes[0].handle().stats();
+    assert_eq!(stats.submissions_accepted, 1);
+    assert_eq!(stats.rejected(Reason::Replay), 1);
+
+    // The CLI entry does the same from a hotkey file.
+    let dir = tempfile_dir();
+    let key = dir.join("hotkey");
+    std::fs::write(&key, miner.to_hotkey_file_json()).unwrap();
+    let payload = dir.join("payload.bin");
+    std::fs::write(&payload, b"cli answer").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_platform-miner"))
+        .args(["--to", &addr, "--challenge", "2", "--epoch", "5"])
+        .arg("--hotkey-file")
+        .arg(&key)
+        .arg("--payload")
+        .arg(&payload)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let id = hex_id(printed.trim());
+    inbox.wait_delivered(&nodes, &[0, 1], &id);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_corrupt_provider_is_caught_and_an_honest_one_serves() {
+    let cfg = NetConfig::loopback();
+    let liar = start(
+        40,
+        cfg.clone(),
+        None,
+        Options {
+            hostile: Hostile {
+                corrupt_blobs: true,
+                ..Hostile::default()
+            },
+            ..Options::default()
+        },
+    );
+    let fetcher = start(41, cfg.clone(), Some(&liar), Options::default());
+    let nodes = [liar, fetcher];
+    wait_for_mesh(&nodes);
+    let blob = b"wasm module bytes".repeat(1000);
+    let h = nodes[0].handle().provide(blob.clone()).unwrap();
+    assert_eq!(nodes[1].handle().fetch(h), Err(NetError::NotFound));
+    assert!(nodes[1].handle().stats().rejected(Reason::HashMismatch) >= 1);
+
+    let honest = start(42, cfg, Some(&nodes[1]), Options::default());
+    honest.handle().provide(blob.clone()).unwrap();
+    assert_eq!(nodes[1].handle().fetch(h).unwrap(), blob);
+}
+
+#[test]
+fn a_flooding_peer_is_rate_limited_then_banned() {
+    let strict = NetConfig {
+        peer_message_rate: 5.0,
+        peer_message_burst: 10.0,
+        ban_threshold: 30.0,
+        ..NetConfig::loopback()
+    };
+    let victim = start(50, strict, None, Options::default());
+    let flooder = start(51, NetConfig::loopback(), Some(&victim), Options::default());
+    let nodes = [victim, flooder];
+    wait_for_mesh(&nodes);
+    let h = nodes[1].handle();
+    for i in 0..200u32 {
+        match h.publish(Topic::Evaluations, i.to_le_bytes().to_vec()) {
+            Ok(_) | Err(NetError::NoPeers) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    wait_until("the victim to ban the flooder", || {
+        nodes[0].handle().stats().bans == 1
+    });
+    let s = nodes[0].handle().stats();
+    assert!(s.rejected(Reason::RateLimited) >= 30, "{s:?}");
+    assert!(s.delivered < 200, "{s:?}");
+    wait_until("the flooder to be disconnected", || {
+        nodes[0].handle().peers().unwrap().is_empty()
+    });
+}
+
+#[test]
+fn quic_transport_carries_gossip() {
+    let cfg = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/udp/0/quic-v1".into()],
+        ..NetConfig::loopback()
+    };
+    let a = start(60, cfg.clone(), None, Options::default());
+    assert!(a.handle().listen_addrs()[0].contains("/quic-v1/"));
+    let b = start(61, cfg, Some(&a), Options::default());
+    let nodes = [a, b];
+    wait_for_mesh(&nodes);
+    let id = nodes[0]
+        .handle()
+        .publish(Topic::Challenges, b"announce".to_vec())
+        .unwrap();
+    Inbox::new(2).wait_delivered(&nodes, &[1], &id);
+}
+
+#[test]
+fn only_allowed_authors_are_accepted_on_a_restricted_topic() {
+    let cfg = NetConfig::loopback();
+    let validators: HashSet<_> = [70u8, 71]
+        .map(|i| Keypair::from_seed(&[i; 32]).public())
+        .into();
+    let opts = || Options {
+        authors: HashMap::from([(Topic::Consensus, validators.clone())]),
+        ..Options::default()
+    };
+    let a = start(70, cfg.clone(), None, opts());
+    let b = start(71, cfg.clone(), Some(&a), opts());
+    let outsider = start(72, cfg, Some(&a), Options::default());
+    let nodes = [a, b, outsider];
+    wait_for_mesh(&nodes);
+    nodes[2]
+        .handle()
+        .publish(Topic::Consensus, b"not a validator".to_vec())
+        .unwrap();
+    wait_until("the outsider's vote to be ignored", || {
+        nodes[0].handle().stats().rejected(Reason::UnknownAuthor) >= 1
+    });
+    let id = nodes[1]
+        .handle()
+        .publish(Topic::Consensus, b"validator vote".to_vec())
+        .unwrap();
+    Inbox::new(3).wait_delivered(&nodes, &[0, 2], &id);
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("platform-net-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn hex_id(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    assert_eq!(s.len(), 64, "{s}");
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    out
+}
