@@ -4,6 +4,7 @@
 mod consensus;
 mod engine;
 mod machine;
+mod net;
 
 use clap::{Parser, Subcommand};
 
@@ -23,11 +24,14 @@ enum Command {
     Engine(engine::Args),
     /// PBFT in the deterministic simulation: decisions/s, messages, bytes and hops per decision.
     Consensus(consensus::Args),
+    /// The libp2p mesh on loopback: messages/s and delivery latency, signed and validated.
+    Net(net::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Engine(args) => engine::run(args),
         Command::Consensus(args) => consensus::run(args),
+        Command::Net(args) => net::run(args),
     }
 }

@@ -86,7 +86,15 @@ fn build_behaviour(key: &libp2p::identity::Keypair, cfg: &NetConfig) -> Result<B
                 // Low-traffic topics: no penalty for few deliveries.
                 mesh_message_deliveries_weight: 0.0,
                 mesh_failure_penalty_weight: 0.0,
-                invalid_message_deliveries_weight: -10.0,
+                // Positive terms stay small (at most ~10.1 in all) so that one invalid
+                // message (-50, squared count) always puts its sender below zero.
+                time_in_mesh_weight: 0.01,
+                time_in_mesh_quantum: Duration::from_secs(1),
+                time_in_mesh_cap: 10.0,
+                first_message_deliveries_weight: 0.1,
+                first_message_deliveries_decay: 0.9,
+                first_message_deliveries_cap: 100.0,
+                invalid_message_deliveries_weight: -50.0,
                 invalid_message_deliveries_decay: 0.99,
                 ..Default::default()
             },

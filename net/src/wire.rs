@@ -708,6 +708,44 @@ mod tests {
     }
 
     #[test]
+    fn random_and_mutated_bytes_never_panic_a_decoder() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let valid = [
+            Envelope::sign(&key(), Topic::Evaluations, 9, vec![1; 50]).encode(),
+            Binding::sign(&key(), vec![3; 38], 4).encode(),
+            Request::Submit(vec![1; 20]).encode(),
+            Response::Blob(Some(vec![2; 20])).encode(),
+        ];
+        for i in 0..50_000 {
+            let bytes: Vec<u8> = if i % 2 == 0 {
+                let len = (next() % 200) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            } else {
+                let mut b = valid[i % valid.len()].clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() as usize) % b.len();
+                    b[at] = next() as u8;
+                }
+                b.truncate(b.len() - (next() % 3) as usize);
+                b
+            };
+            let _ = Envelope::decode(&bytes).map(|e| e.verify());
+            let _ = Submission::decode(&bytes);
+            let _ = Binding::decode(&bytes).map(|b| b.verify_for(&[3; 38]));
+            let _ = Request::decode(&bytes);
+            let _ = Response::decode(&bytes);
+            let _ = RecordKind::parse_key(&bytes);
+        }
+    }
+
+    #[test]
     fn record_keys() {
         let k = RecordKind::Checkpoint.key(&[5; 32]);
         assert_eq!(

@@ -190,7 +190,9 @@ fn mesh_of_five_delivers_once_refuses_bad_input_and_shares_records() {
         .handle()
         .publish_raw(Topic::Submissions, big.encode())
         .unwrap();
-    for (i, n) in nodes.iter().enumerate().filter(|(i, _)| *i != 2) {
+    // (Node 3 sent an invalid message: its score is now below the publish threshold, so
+    // nothing is published to it directly any more.)
+    for (i, n) in nodes.iter().enumerate().filter(|(i, _)| *i != 2 && *i != 3) {
         wait_until(&format!("node {i} to refuse the oversized message"), || {
             n.handle().stats().rejected(Reason::Oversized) >= 1
         });
@@ -208,6 +210,32 @@ fn mesh_of_five_delivers_once_refuses_bad_input_and_shares_records() {
         .unwrap();
     wait_until("node 0 to ignore the stale message", || {
         nodes[0].handle().stats().rejected(Reason::Stale) >= 1
+    });
+    // Garbage and envelopes on the wrong topic are rejected with their reasons. (Few per
+    // sender: after three invalid messages gossipsub graylists a peer and reads nothing
+    // more from it.)
+    for (i, junk) in [vec![1, 2, 3, 4, 5], vec![0xff; 500]]
+        .into_iter()
+        .enumerate()
+    {
+        nodes[4]
+            .handle()
+            .publish_raw(Topic::Evaluations, [junk, vec![i as u8]].concat())
+            .unwrap();
+    }
+    let misfiled = Envelope::sign(
+        &Keypair::from_seed(&[4; 32]),
+        Topic::Consensus,
+        now_ms(),
+        b"vote".to_vec(),
+    );
+    nodes[1]
+        .handle()
+        .publish_raw(Topic::Evaluations, misfiled.encode())
+        .unwrap();
+    wait_until("node 0 to reject garbage and a misfiled envelope", || {
+        let s = nodes[0].handle().stats();
+        s.rejected(Reason::Malformed) >= 2 && s.rejected(Reason::WrongTopic) >= 1
     });
     // Nothing refused ever reached an application.
     let after = nodes[1]

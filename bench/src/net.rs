@@ -1,0 +1,234 @@
+//! `bench net`: the libp2p mesh on loopback. N validators (net threads in this process,
+//! sharing this machine's cores), one publishing signed envelopes as fast as the mesh
+//! delivers them with a bounded window in flight; every other node validates (signature
+//! included) and receives. Reports messages/s delivered to all, p50/p99 publish-to-delivery
+//! latency, and, beside it, what sr25519 verification alone allows on one core: the ceiling
+//! the validation of every message puts on one net thread.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use platform_keys::Keypair;
+use platform_net::wire::{Envelope, Topic, now_ms};
+use platform_net::{Identity, Net, NetConfig, NetEvent, Options, TopicLimits};
+use serde::Serialize;
+
+use crate::machine::Machine;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Validators in the mesh.
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Payload sizes in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1024, 65536])]
+    sizes: Vec<usize>,
+    /// Messages per size.
+    #[arg(long, default_value_t = 4000)]
+    messages: usize,
+    /// Messages in flight (published, not yet at every node): 1 gives unloaded latency, a
+    /// larger window throughput.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![1, 64])]
+    windows: Vec<usize>,
+    /// Directory for the JSON results.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    payload_bytes: usize,
+    window: usize,
+    messages: usize,
+    delivered_to_all: usize,
+    messages_per_sec: f64,
+    mib_per_sec_per_receiver: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    nodes: usize,
+    verify_per_sec_one_core: f64,
+    rows: Vec<Row>,
+}
+
+fn mesh(n: usize) -> anyhow::Result<Vec<Net>> {
+    let cfg = NetConfig {
+        max_message_bytes: 256 * 1024,
+        max_payload_bytes: TopicLimits {
+            evaluations: 128 * 1024,
+            ..TopicLimits::default()
+        },
+        peer_message_rate: 1e9,
+        peer_message_burst: 1e9,
+        event_queue: 1 << 16,
+        ..NetConfig::loopback()
+    };
+    let mut nodes: Vec<Net> = Vec::new();
+    for i in 0..n {
+        let mut c = cfg.clone();
+        if let Some(first) = nodes.first() {
+            c.bootstrap = vec![first.handle().listen_addrs()[0].clone()];
+        }
+        let id = Identity {
+            hotkey: Keypair::from_seed(&[i as u8 + 1; 32]),
+            node_key: [i as u8 + 101; 32],
+        };
+        nodes.push(Net::start(c.validate()?, id, Options::default())?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n_ in &nodes {
+        loop {
+            let ready = n_
+                .handle()
+                .peers()?
+                .iter()
+                .filter(|p| p.hotkey.is_some() && p.topics.contains(&Topic::Evaluations))
+                .count();
+            if ready >= n - 1 {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "mesh did not form in 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(nodes)
+}
+
+fn verify_rate() -> f64 {
+    let key = Keypair::from_seed(&[9; 32]);
+    let env = Envelope::sign(&key, Topic::Evaluations, now_ms(), vec![0; 1024]);
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < Duration::from_millis(500) {
+        assert!(env.verify());
+        n += 1;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+fn run_size(nodes: &[Net], size: usize, count: usize, window: usize) -> anyhow::Result<Row> {
+    let receivers = nodes.len() - 1;
+    let publisher = nodes[0].handle();
+    let mut sent_at: HashMap<u64, Instant> = HashMap::new();
+    let mut got: HashMap<u64, usize> = HashMap::new();
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut complete = 0usize;
+    let mut next = 0u64;
+    let start = Instant::now();
+    let mut last_progress = Instant::now();
+    while complete < count {
+        while (next as usize) < count && sent_at.len() - complete < window {
+            let mut payload = vec![0u8; size];
+            payload[..8].copy_from_slice(&next.to_le_bytes());
+            payload[8..16].copy_from_slice(&(size as u64).to_le_bytes());
+            publisher
+                .publish(Topic::Evaluations, payload)
+                .with_context(|| format!("publish {next}"))?;
+            sent_at.insert(next, Instant::now());
+            next += 1;
+        }
+        let mut any = false;
+        for n in &nodes[1..] {
+            while let Ok(ev) = n.events().try_recv() {
+                if let NetEvent::Message(d) = ev {
+                    let seq = u64::from_le_bytes(d.payload[..8].try_into()?);
+                    let tag = u64::from_le_bytes(d.payload[8..16].try_into()?);
+                    if tag != size as u64 {
+                        continue;
+                    }
+                    let at = sent_at[&seq];
+                    hist.record(at.elapsed().as_micros() as u64)?;
+                    let c = got.entry(seq).or_default();
+                    *c += 1;
+                    if *c == receivers {
+                        complete += 1;
+                    }
+                    any = true;
+                }
+            }
+        }
+        if any {
+            last_progress = Instant::now();
+        } else {
+            anyhow::ensure!(
+                last_progress.elapsed() < Duration::from_secs(10),
+                "no delivery for 10 s: {complete}/{count} complete"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    Ok(Row {
+        payload_bytes: size,
+        window,
+        messages: count,
+        delivered_to_all: complete,
+        messages_per_sec: count as f64 / secs,
+        mib_per_sec_per_receiver: (count * size) as f64 / secs / (1024.0 * 1024.0),
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        max_ms: hist.max() as f64 / 1000.0,
+    })
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    anyhow::ensure!(args.nodes >= 2, "need at least 2 nodes");
+    anyhow::ensure!(
+        args.sizes.iter().all(|s| (16..=128 * 1024).contains(s)),
+        "sizes must be 16 B to 128 KiB"
+    );
+    let machine = Machine::detect();
+    println!("{}", machine.line());
+    let nodes = mesh(args.nodes)?;
+    let verify = verify_rate();
+    let mut rows = Vec::new();
+    anyhow::ensure!(
+        args.windows.iter().all(|w| *w >= 1),
+        "windows must be at least 1"
+    );
+    for &window in &args.windows {
+        for &size in &args.sizes {
+            rows.push(run_size(&nodes, size, args.messages, window)?);
+        }
+    }
+    println!();
+    println!(
+        "net: {} validators on loopback (one process, {} cores shared), signed + validated",
+        args.nodes, machine.cores
+    );
+    println!(
+        "{:>9} {:>7} {:>8} {:>10} {:>12} {:>9} {:>9} {:>9}",
+        "payload", "window", "msgs", "msgs/s", "MiB/s/recv", "p50 ms", "p99 ms", "max ms"
+    );
+    for r in &rows {
+        println!(
+            "{:>9} {:>7} {:>8} {:>10.0} {:>12.1} {:>9.2} {:>9.2} {:>9.2}",
+            r.payload_bytes,
+            r.window,
+            r.messages,
+            r.messages_per_sec,
+            r.mib_per_sec_per_receiver,
+            r.p50_ms,
+            r.p99_ms,
+            r.max_ms
+        );
+    }
+    println!(
+        "sr25519 verify alone, one core: {verify:.0}/s (each receiver verifies every message once)"
+    );
+    let report = Report {
+        machine,
+        nodes: args.nodes,
+        verify_per_sec_one_core: verify,
+        rows,
+    };
+    crate::machine::write_results(&args.out, "net", &report.machine, &report)
+}
