@@ -31,38 +31,111 @@ pub enum WeightsError {
 
 /// Normalise integer weights for uids the way the Python SDK does before `set_weights`:
 /// max-upscale to 65535 with round-half-to-even, zeros dropped, order kept. All-zero input
-/// gives empty vectors (the SDK's behaviour).
+/// gives empty vectors (the SDK's behaviour). Weights must be at most 2^53 (exact in f64).
 pub fn normalize_for_emit(
     uids: &[u16],
     weights: &[u64],
 ) -> Result<(Vec<u16>, Vec<u16>), WeightsError> {
-    if uids.len() != weights.len() {
+    check_shape(uids, weights.len())?;
+    let floats: Vec<f64> = weights.iter().map(|&w| w as f64).collect();
+    Ok(normalize_floats(uids, &floats))
+}
+
+fn check_shape(uids: &[u16], weights: usize) -> Result<(), WeightsError> {
+    if uids.len() != weights {
         return Err(WeightsError::LengthMismatch {
             uids: uids.len(),
-            weights: weights.len(),
+            weights,
         });
     }
     let mut seen = std::collections::BTreeSet::new();
     if let Some(dup) = uids.iter().find(|u| !seen.insert(**u)) {
         return Err(WeightsError::DuplicateUid(*dup));
     }
-    let max = weights.iter().copied().max().unwrap_or(0);
-    if max == 0 {
-        return Ok((vec![], vec![]));
+    Ok(())
+}
+
+/// The SDK's `normalize` on floats: `round((w / max) * 65535)`, zeros dropped.
+fn normalize_floats(uids: &[u16], weights: &[f64]) -> (Vec<u16>, Vec<u16>) {
+    let top = weights.iter().copied().fold(0.0f64, f64::max);
+    if top == 0.0 {
+        return (vec![], vec![]);
     }
-    let max = max as f64;
     let mut out_uids = Vec::with_capacity(uids.len());
     let mut out_vals = Vec::with_capacity(uids.len());
     for (&uid, &w) in uids.iter().zip(weights) {
-        let v = ((w as f64 / max) * f64::from(U16_MAX)).round_ties_even();
-        // 0 ≤ w ≤ max, so 0 ≤ v ≤ 65535 exactly: the cast cannot truncate.
+        let v = ((w / top) * f64::from(U16_MAX)).round_ties_even();
+        // 0 ≤ w ≤ top, so 0 ≤ v ≤ 65535 exactly: the cast cannot truncate.
         let v = v as u16;
         if v != 0 {
             out_uids.push(uid);
             out_vals.push(v);
         }
     }
-    Ok((out_uids, out_vals))
+    (out_uids, out_vals)
+}
+
+/// The SDK's `clip_to_max_weight(weights, limit)`: normalise to sum 1 with no element above
+/// `limit`, redistributing the clipped mass by a cutoff. The same IEEE operations in the
+/// same order as the Python (3.11, whose `sum` adds left to right), so results are
+/// bit-identical. `None` for empty or all-zero input (the SDK raises).
+pub fn clip_to_max_weight(weights: &[u64], limit: f64) -> Option<Vec<f64>> {
+    let n = weights.len();
+    // Python: float(sum(ints)) — an exact integer sum, rounded once.
+    let total = weights.iter().map(|&w| u128::from(w)).sum::<u128>() as f64;
+    if n == 0 || total <= 0.0 {
+        return None;
+    }
+    if n as f64 * limit <= 1.0 {
+        return Some(vec![1.0 / n as f64; n]);
+    }
+    let mut estimation: Vec<f64> = weights.iter().map(|&w| w as f64 / total).collect();
+    estimation.sort_by(f64::total_cmp);
+    if estimation[n - 1] <= limit {
+        return Some(weights.iter().map(|&w| w as f64 / total).collect());
+    }
+    const EPSILON: f64 = 1e-7;
+    let mut cumsum = Vec::with_capacity(n);
+    let mut acc = 0.0f64;
+    for (i, e) in estimation.iter().enumerate() {
+        acc = if i == 0 { *e } else { acc + e };
+        cumsum.push(acc);
+    }
+    let n_values = estimation
+        .iter()
+        .enumerate()
+        .filter(|(i, e)| *e / ((n - i - 1) as f64 * *e + cumsum[*i] + EPSILON) < limit)
+        .count();
+    // n * limit > 1 and the largest estimate exceeds the limit, so the smallest estimate
+    // passes the test and n_values ≥ 1.
+    let n_values = n_values.max(1);
+    let cutoff_scale =
+        (limit * cumsum[n_values - 1] - EPSILON) / (1.0 - limit * (n - n_values) as f64);
+    let cutoff = cutoff_scale * total;
+    let clipped: Vec<f64> = weights.iter().map(|&w| (w as f64).min(cutoff)).collect();
+    let clipped_total = clipped.iter().fold(0.0f64, |a, w| a + w);
+    Some(clipped.iter().map(|w| w / clipped_total).collect())
+}
+
+/// What the SDK's `SetWeights` does to weights before submitting them: clip to the
+/// subnet's `max_weight_limit` (when below 65535, unless the only weight is the
+/// validator's own uid), then normalise. Integer weights in, chain values out.
+pub fn conform(
+    uids: &[u16],
+    weights: &[u64],
+    max_weight_limit: u16,
+    self_uid: Option<u16>,
+) -> Result<(Vec<u16>, Vec<u16>), WeightsError> {
+    check_shape(uids, weights.len())?;
+    let is_self_weight = self_uid.is_some_and(|s| uids == [s]);
+    if !is_self_weight && max_weight_limit < U16_MAX {
+        let limit = f64::from(max_weight_limit) / f64::from(U16_MAX);
+        return Ok(match clip_to_max_weight(weights, limit) {
+            Some(floats) => normalize_floats(uids, &floats),
+            None => (vec![], vec![]),
+        });
+    }
+    normalize_for_emit(uids, weights)
 }
 
 /// Commit-reveal v2 commit hash:
@@ -117,6 +190,31 @@ mod tests {
         assert_eq!(
             h,
             hex32("0x4ee856165f83e43763e9b6f848574df3fb823bdfe08910858f9d17d96b317bbc")
+        );
+    }
+
+    #[test]
+    fn clipping_caps_the_largest_share() {
+        // Already within the limit: just sum-normalised.
+        let w = clip_to_max_weight(&[1, 1, 1, 1], 0.5).unwrap();
+        assert_eq!(w, vec![0.25; 4]);
+        // One dominant weight is cut to the limit (up to the SDK's epsilon).
+        let w = clip_to_max_weight(&[100, 1, 1, 1], 0.4).unwrap();
+        let max = w.iter().copied().fold(0.0, f64::max);
+        assert!(max <= 0.4 + 1e-6 && max > 0.39, "{w:?}");
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        // A limit no distribution meets: uniform.
+        assert_eq!(clip_to_max_weight(&[5, 1], 0.4).unwrap(), vec![0.5, 0.5]);
+        assert_eq!(clip_to_max_weight(&[0, 0], 0.4), None);
+        assert_eq!(clip_to_max_weight(&[], 0.4), None);
+        // conform: clipping then max-upscale; the validator's own single uid is exempt.
+        let (u, v) = conform(&[0, 1, 2, 3], &[100, 1, 1, 1], 26214, None).unwrap();
+        assert_eq!(u, vec![0, 1, 2, 3]);
+        assert_eq!(v[0], 65535);
+        assert!(v[1] > 1000, "clipped mass went to the others: {v:?}");
+        assert_eq!(
+            conform(&[5], &[9], 100, Some(5)).unwrap(),
+            (vec![5], vec![65535])
         );
     }
 

@@ -10,7 +10,10 @@ use platform_net::stats::names;
 use platform_net::wire::{Envelope, Topic, now_ms};
 use platform_net::{Identity, Net, NetConfig, Options, RecordKind};
 
-fn series(s: &Snapshotter) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// (name, labels, value) of one series.
+type Series = (String, Vec<(String, String)>, f64);
+
+fn series(s: &Snapshotter) -> Vec<Series> {
     s.snapshot()
         .into_vec()
         .into_iter()
@@ -30,7 +33,7 @@ fn series(s: &Snapshotter) -> Vec<(String, Vec<(String, String)>, f64)> {
         .collect()
 }
 
-fn has(all: &[(String, Vec<(String, String)>, f64)], name: &str, label: (&str, &str)) -> bool {
+fn has(all: &[Series], name: &str, label: (&str, &str)) -> bool {
     all.iter().any(|(n, ls, v)| {
         n == name && *v > 0.0 && ls.iter().any(|(k, val)| k == label.0 && val == label.1)
     })
