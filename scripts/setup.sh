@@ -2,6 +2,7 @@
 # One-time setup on a fresh machine with rustup: the wasm32 target the example challenges
 # compile to, and the components CI uses. Idempotent.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found; install Rust with rustup (https://rustup.rs) first" >&2
@@ -13,4 +14,15 @@ rustup component add clippy rustfmt >/dev/null 2>&1 || echo "setup: clippy/rustf
 # glommio needs io_uring (kernel >= 5.8) and locked memory for its rings.
 if [ "$(ulimit -l)" != "unlimited" ] && [ "$(ulimit -l)" -lt 1024 ]; then
     echo "setup: warning: ulimit -l is $(ulimit -l) KiB; glommio shards need at least 1024 KiB" >&2
+fi
+
+# Independent verifiers (Python packages from PyPI) for the chain crate's tests, in a
+# virtual environment inside the checkout (ignored by git).
+if command -v python3 >/dev/null 2>&1; then
+    if [ ! -x .venv/bin/python ]; then
+        python3 -m venv .venv
+    fi
+    .venv/bin/pip install --quiet --disable-pip-version-check -r chain/tests/verifiers/requirements.txt
+else
+    echo "setup: python3 not found; the chain verifier tests will be skipped" >&2
 fi

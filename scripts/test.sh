@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# CI must not skip the independent verifiers: a missing environment is a failure.
+export PLATFORM_REQUIRE_VERIFIERS=1
 cargo test --workspace --locked "$@"
