@@ -8,7 +8,9 @@
 //! the pallet's weight checks, SDK-exact weight normalisation and the commit-reveal v2 hash.
 //! The subxt-backed client against a real node is still to come (issue #5).
 
+pub mod extrinsic;
 pub mod sim;
+pub mod timelock;
 pub mod weights;
 
 /// A block number and its hash.
@@ -137,6 +139,15 @@ pub enum ChainError {
     /// The connection to the node failed (real client only).
     #[error("chain connection: {0}")]
     Connection(String),
+    /// Metadata that does not decode or lacks what is needed.
+    #[error("chain metadata: {0}")]
+    Metadata(String),
+    /// A call or extrinsic that could not be encoded.
+    #[error("encoding a call: {0}")]
+    Encode(String),
+    /// A key that could not be read.
+    #[error("key: {0}")]
+    Key(String),
 }
 
 /// What the validator needs from Bittensor. Implemented by the simulated chain; the

@@ -55,7 +55,10 @@ fn cases() -> Vec<Case> {
         c(vec![0, 1, 2], vec![1 << 52, (1 << 52) - 1, 3], 65535),
     ];
     let mut s = 42u64;
-    for (i, limit) in [65535u16, 65535, 32768, 6553, 655, 30000].into_iter().enumerate() {
+    for (i, limit) in [65535u16, 65535, 32768, 6553, 655, 30000]
+        .into_iter()
+        .enumerate()
+    {
         let n = 256;
         let uids: Vec<u16> = (0..n as u16).collect();
         let weights: Vec<u64> = (0..n)
@@ -87,7 +90,10 @@ fn conform_matches_the_python_sdk() {
     for (i, (c, s)) in cases.iter().zip(&sdk).enumerate() {
         let ours = conform(&c.uids, &c.weights, c.limit, c.self_uid).unwrap();
         if s.get("error").is_some() {
-            assert!(ours.0.is_empty(), "case {i}: SDK refused ({s}), we gave {ours:?}");
+            assert!(
+                ours.0.is_empty(),
+                "case {i}: SDK refused ({s}), we gave {ours:?}"
+            );
             continue;
         }
         let uids: Vec<u16> = serde_json::from_value(s[0].clone()).unwrap();

@@ -1,0 +1,210 @@
+//! SubtensorModule calls and extrinsics built by subxt from real Bittensor metadata
+//! (`../shared/chain`), checked byte for byte and by independent code: `scalecodec` +
+//! `py-sr25519-bindings` decode our signed extrinsic and verify its signature;
+//! `bittensor-drand` decrypts our timelocked commit with drand's round-1000 signature.
+
+mod common;
+
+use parity_scale_codec::Encode;
+use platform_chain::extrinsic::{
+    ChainParams, ChainSigner, RuntimeMetadata, WeightsCall, call_data, sign_offline,
+};
+use platform_chain::pallet;
+use platform_chain::timelock::{self, WeightsTlockPayload};
+use serde_json::{Value, json};
+
+const ALICE: &str = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
+/// Bittensor finney's genesis hash.
+const FINNEY_GENESIS: &str = "2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
+const ROUND_1000: &str = "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
+
+fn metadata(file: &str) -> Option<RuntimeMetadata> {
+    let dir = common::shared_chain()?;
+    let bytes = std::fs::read(dir.join(file)).unwrap();
+    Some(RuntimeMetadata::from_scale(&bytes).unwrap())
+}
+
+fn calls() -> Vec<(WeightsCall, &'static str, u8, Vec<u8>)> {
+    let uids = vec![0u16, 1, 2];
+    let values = vec![65535u16, 32768, 1];
+    let salt = vec![1u16, 2, 3, 4, 5, 6, 7, 8];
+    vec![
+        (
+            WeightsCall::SetWeights {
+                netuid: 1,
+                uids: uids.clone(),
+                values: values.clone(),
+                version_key: 42,
+            },
+            "070001000c0000010002000cffff008001002a00000000000000",
+            pallet::SET_WEIGHTS,
+            (1u16, uids.clone(), values.clone(), 42u64).encode(),
+        ),
+        (
+            WeightsCall::CommitWeights {
+                netuid: 1,
+                hash: [0xab; 32],
+            },
+            "07600100abababababababababababababababababababababababababababababababab",
+            pallet::COMMIT_WEIGHTS,
+            (1u16, [0xabu8; 32]).encode(),
+        ),
+        (
+            WeightsCall::RevealWeights {
+                netuid: 1,
+                uids: uids.clone(),
+                values: values.clone(),
+                salt: salt.clone(),
+                version_key: 42,
+            },
+            "076101000c0000010002000cffff0080010020010002000300040005000600070008002a00000000000000",
+            pallet::REVEAL_WEIGHTS,
+            (1u16, uids, values, salt, 42u64).encode(),
+        ),
+        (
+            WeightsCall::CommitTimelocked {
+                netuid: 1,
+                commit: vec![1, 2, 3],
+                reveal_round: 1000,
+                commit_reveal_version: 4,
+            },
+            "077101000c010203e8030000000000000400",
+            pallet::COMMIT_TIMELOCKED_WEIGHTS,
+            (1u16, vec![1u8, 2, 3], 1000u64, 4u16).encode(),
+        ),
+    ]
+}
+
+#[test]
+fn golden_call_bytes_from_finney_metadata() {
+    let Some(md) = metadata("finney_2026-04-21.scale") else {
+        return;
+    };
+    assert_eq!(md.runtime_version().unwrap(), (393, 1));
+    for (call, golden, index, args) in calls() {
+        let bytes = call_data(&md, &call).unwrap();
+        assert_eq!(hex::encode(&bytes), golden, "{}", call.name());
+        // The same bytes by hand: pallet index, call index, SCALE of the arguments.
+        let mut by_hand = vec![pallet::INDEX, index];
+        by_hand.extend(args);
+        assert_eq!(bytes, by_hand, "{}", call.name());
+    }
+    // A call the runtime does not have, or arguments of the wrong shape, are errors.
+    assert!(!md.has_call("set_weightz"));
+    assert!(md.has_call("commit_timelocked_weights"));
+}
+
+#[test]
+fn signed_set_weights_verifies_with_scalecodec_and_sr25519() {
+    let Some(md) = metadata("mainnet_v14_2025-11.scale") else {
+        return;
+    };
+    let Some(py) = common::python() else { return };
+    let (spec_version, transaction_version) = md.runtime_version().unwrap();
+    let mut genesis = [0u8; 32];
+    hex::decode_to_slice(FINNEY_GENESIS, &mut genesis).unwrap();
+    let params = ChainParams {
+        genesis_hash: genesis,
+        spec_version,
+        transaction_version,
+    };
+    let alice = ChainSigner::from_uri("//Alice").unwrap();
+    assert_eq!(hex::encode(alice.public()), ALICE);
+    let (call, ..) = calls().remove(0);
+    let ext = sign_offline(&md, params, &alice, 7, &call).unwrap();
+
+    let req = json!({
+        "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
+        "extrinsic": hex::encode(&ext.bytes),
+        "genesis_hash": FINNEY_GENESIS,
+        "spec_version": spec_version,
+        "transaction_version": transaction_version,
+    });
+    let out: Value = serde_json::from_str(&common::run_verifier(
+        &py,
+        "extrinsic.py",
+        &[],
+        &req.to_string(),
+    ))
+    .unwrap();
+    assert_eq!(out["address"], format!("0x{ALICE}"));
+    assert_eq!(out["call_module"], "SubtensorModule");
+    assert_eq!(out["call_function"], "set_weights");
+    assert_eq!(
+        out["args"],
+        json!({"netuid": 1, "dests": [0, 1, 2], "weights": [65535, 32768, 1], "version_key": 42})
+    );
+    assert_eq!(out["nonce"], 7);
+    assert_eq!(
+        out["payload"],
+        hex::encode(&ext.signer_payload),
+        "same signing payload"
+    );
+    assert_eq!(out["signature_valid"], true);
+
+    // A flipped byte in the signature no longer verifies (the check can fail).
+    let mut bad = ext.bytes.clone();
+    bad[40] ^= 1; // inside the 64-byte signature, after length, version, address
+    let req = json!({
+        "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
+        "extrinsic": hex::encode(&bad),
+        "genesis_hash": FINNEY_GENESIS,
+        "spec_version": spec_version,
+        "transaction_version": transaction_version,
+    });
+    let out: Value = serde_json::from_str(&common::run_verifier(
+        &py,
+        "extrinsic.py",
+        &[],
+        &req.to_string(),
+    ))
+    .unwrap();
+    assert_eq!(out["signature_valid"], false);
+}
+
+#[test]
+fn timelocked_commit_decrypts_with_bittensor_drand() {
+    let Some(py) = common::python() else { return };
+    let payload = WeightsTlockPayload {
+        hotkey: hex::decode(ALICE).unwrap(),
+        uids: vec![0, 1, 2, 7],
+        values: vec![65535, 32768, 1, 12],
+        version_key: 42,
+    };
+    let commit = timelock::encrypt(&payload, 1000).unwrap();
+    let req =
+        json!({"commit": hex::encode(&commit), "reveal_round": 1000, "signature": ROUND_1000});
+    let out: Value = serde_json::from_str(&common::run_verifier(
+        &py,
+        "timelock.py",
+        &["decrypt"],
+        &req.to_string(),
+    ))
+    .unwrap();
+    assert_eq!(
+        out,
+        json!({"hotkey": ALICE, "uids": [0, 1, 2, 7], "values": [65535, 32768, 1, 12],
+               "version_key": 42})
+    );
+}
+
+#[test]
+fn bittensor_drand_commits_decrypt_with_ours() {
+    let Some(py) = common::python() else { return };
+    let payload = WeightsTlockPayload {
+        hotkey: hex::decode(ALICE).unwrap(),
+        uids: vec![3, 4],
+        values: vec![65535, 9],
+        version_key: 7,
+    };
+    let req = json!({"plaintext": hex::encode(payload.encode()), "reveal_round": 1000});
+    let out: Value = serde_json::from_str(&common::run_verifier(
+        &py,
+        "timelock.py",
+        &["encrypt"],
+        &req.to_string(),
+    ))
+    .unwrap();
+    let commit = hex::decode(out["commit"].as_str().unwrap()).unwrap();
+    assert_eq!(timelock::decrypt(&commit, ROUND_1000).unwrap(), payload);
+}
