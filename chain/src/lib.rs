@@ -10,6 +10,7 @@
 
 pub mod extrinsic;
 pub mod sim;
+pub mod subtensor;
 pub mod timelock;
 pub mod weights;
 
@@ -148,6 +149,13 @@ pub enum ChainError {
     /// A key that could not be read.
     #[error("key: {0}")]
     Key(String),
+    /// The node answered with bytes that do not decode as what was asked for.
+    #[error("malformed answer: {0}")]
+    Malformed(String),
+    /// The chain refused the extrinsic with an error this crate has no variant for
+    /// (`Pallet::Name`).
+    #[error("dispatch error: {0}")]
+    Dispatch(String),
 }
 
 /// What the validator needs from Bittensor. Implemented by the simulated chain; the
@@ -175,6 +183,16 @@ pub trait Chain {
         netuid: u16,
         hash: [u8; 32],
     ) -> Result<(), ChainError>;
+    /// `commit_timelocked_weights`: a drand-timelocked commit (see [`timelock`]) that the
+    /// chain reveals itself at `reveal_round`.
+    fn commit_timelocked_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError>;
     /// `reveal_weights` for an earlier commit.
     fn reveal_weights(
         &mut self,
@@ -185,6 +203,36 @@ pub trait Chain {
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError>;
+}
+
+impl PalletError {
+    /// Every named variant.
+    pub const ALL: [PalletError; 19] = [
+        PalletError::SubnetNotExists,
+        PalletError::HotKeyNotRegisteredInSubNet,
+        PalletError::NotEnoughStakeToSetWeights,
+        PalletError::IncorrectWeightVersionKey,
+        PalletError::SettingWeightsTooFast,
+        PalletError::NeuronNoValidatorPermit,
+        PalletError::DuplicateUids,
+        PalletError::UidVecContainInvalidOne,
+        PalletError::UidsLengthExceedUidsInSubNet,
+        PalletError::WeightVecNotEqualSize,
+        PalletError::WeightVecLengthIsLow,
+        PalletError::MaxWeightExceeded,
+        PalletError::CommitRevealEnabled,
+        PalletError::CommitRevealDisabled,
+        PalletError::NoWeightsCommitFound,
+        PalletError::InvalidRevealCommitHashNotMatch,
+        PalletError::RevealTooEarly,
+        PalletError::ExpiredWeightCommit,
+        PalletError::TooManyUnrevealedCommits,
+    ];
+
+    /// The variant with the pallet's error name, if this crate names it.
+    pub fn from_name(name: &str) -> Option<PalletError> {
+        PalletError::ALL.into_iter().find(|p| p.to_string() == name)
+    }
 }
 
 /// SubtensorModule pallet facts from the runtime metadata (see `../shared/chain/README.md`).

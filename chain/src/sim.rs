@@ -45,6 +45,9 @@ struct Subnet {
     last_update: BTreeMap<u16, u64>,
     weights: BTreeMap<u16, Vec<(u16, u16)>>,
     commits: BTreeMap<u16, Vec<Commit>>,
+    /// Timelocked commits by uid: (reveal round, ciphertext). The simulation holds no drand
+    /// signatures, so it keeps them for inspection and never reveals them.
+    timelocked: BTreeMap<u16, Vec<(u64, Vec<u8>)>>,
 }
 
 /// The simulated chain.
@@ -70,6 +73,7 @@ impl SimChain {
                 last_update: BTreeMap::new(),
                 weights: BTreeMap::new(),
                 commits: BTreeMap::new(),
+                timelocked: BTreeMap::new(),
             };
             for (hotkey, stake) in &g.neurons {
                 let uid = s.neurons.len() as u16;
@@ -297,6 +301,38 @@ impl Chain for SimChain {
             return Err(PalletError::TooManyUnrevealedCommits.into());
         }
         commits.push(Commit { hash, epoch });
+        Ok(())
+    }
+
+    fn commit_timelocked_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        commit: &[u8],
+        reveal_round: u64,
+        _commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        let s = self
+            .subnets
+            .get_mut(&netuid)
+            .ok_or(ChainError::Pallet(PalletError::SubnetNotExists))?;
+        if !s.genesis.hyperparams.commit_reveal_enabled {
+            return Err(PalletError::CommitRevealDisabled.into());
+        }
+        if commit.len() > crate::timelock::MAX_COMMIT_BYTES {
+            // A BoundedVec<u8, 5000> longer than its bound does not even decode.
+            return Err(ChainError::Encode(format!(
+                "commit of {} bytes exceeds {}",
+                commit.len(),
+                crate::timelock::MAX_COMMIT_BYTES
+            )));
+        }
+        let uid = s.neuron(hotkey)?.uid;
+        let list = s.timelocked.entry(uid).or_default();
+        if list.len() >= MAX_UNREVEALED_COMMITS {
+            return Err(PalletError::TooManyUnrevealedCommits.into());
+        }
+        list.push((reveal_round, commit.to_vec()));
         Ok(())
     }
 
