@@ -10,6 +10,7 @@
 
 pub mod extrinsic;
 pub mod sim;
+pub mod submit;
 pub mod subtensor;
 pub mod timelock;
 pub mod weights;
@@ -132,7 +133,7 @@ pub enum PalletError {
 }
 
 /// Why a chain call failed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChainError {
     /// The pallet rejected the call.
     #[error("SubtensorModule::{0}")]
@@ -149,6 +150,9 @@ pub enum ChainError {
     /// A key that could not be read.
     #[error("key: {0}")]
     Key(String),
+    /// The local pending-commit store failed.
+    #[error("pending-commit store: {0}")]
+    Store(String),
     /// The node answered with bytes that do not decode as what was asked for.
     #[error("malformed answer: {0}")]
     Malformed(String),
