@@ -14,6 +14,7 @@ pub mod submit;
 pub mod subtensor;
 pub mod timelock;
 pub mod weights;
+pub mod yuma;
 
 /// A block number and its hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
