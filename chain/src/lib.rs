@@ -1,12 +1,17 @@
-//! Platform's link to Bittensor (issue #5 builds it: a `Chain` trait, the subxt-backed
-//! `subtensor` client and the in-process simulated chain).
+//! Platform's link to Bittensor.
+//!
+//! - [`Chain`]: what a validator needs (block, metagraph at a block, weight hyperparameters,
+//!   `set_weights`, hash commit-reveal, timelocked commits), with typed pallet errors.
+//! - [`subtensor::Subtensor`]: subxt 0.51 against a node URL, dynamic calls and storage
+//!   reads from the node's own metadata, reconnecting RPC, dispatch errors by pallet name.
+//! - [`sim::SimChain`]: a deterministic simulated subtensor with the pallet's weight checks.
+//! - [`extrinsic`]: weight calls and offline-signed extrinsics; [`timelock`]: drand-timelocked
+//!   commits; [`weights`]: SDK-exact clipping and normalisation, the v2 commit hash;
+//!   [`submit::WeightSubmitter`]: set / commit / reveal as the subnet requires, pending hash
+//!   commits durable in redb; [`yuma`]: a preview of the chain's incentive computation.
 //!
 //! Invariants: chain never decides weights, it submits what consensus committed; nothing
 //! outside this crate sees a subxt type.
-//!
-//! Today it holds the [`Chain`] interface, the simulated subtensor ([`sim::SimChain`]) with
-//! the pallet's weight checks, SDK-exact weight normalisation and the commit-reveal v2 hash.
-//! The subxt-backed client against a real node is still to come (issue #5).
 
 pub mod extrinsic;
 pub mod sim;
@@ -163,8 +168,8 @@ pub enum ChainError {
     Dispatch(String),
 }
 
-/// What the validator needs from Bittensor. Implemented by the simulated chain; the
-/// subxt-backed client (issue #5) implements the same interface.
+/// What the validator needs from Bittensor. Implemented by the simulated chain and by the
+/// subxt-backed [`subtensor::Subtensor`].
 pub trait Chain {
     /// Latest block.
     fn current_block(&self) -> Result<BlockInfo, ChainError>;
