@@ -1,0 +1,430 @@
+//! The epoch result, computed by every validator from the agreed inputs alone: integer
+//! arithmetic, canonical order, so every validator gets the same bytes whatever order the
+//! inputs arrived in and however many cores evaluated them.
+//!
+//! Rules (also in `docs/epoch.md`):
+//! 1. Only reports from validators of the epoch's set count. A validator that reports two
+//!    different scores for one (challenge, miner) is flagged and both reports are dropped.
+//!    A report without a score (the evaluation timed out or was aborted locally) abstains.
+//! 2. Per (challenge, miner): the stake-weighted lower median of the reported scores — sort
+//!    by (score, validator hotkey), take the first score at which the cumulative stake
+//!    reaches half the reporting stake (`2 × cumulative ≥ reporting`). It counts only if the
+//!    reporting validators hold a strict majority of the set's stake (`2 × reporting >
+//!    total`). Validators whose score differs from it are flagged (evaluation is
+//!    deterministic: any difference is a fault).
+//! 3. Per challenge, miners' weights by the challenge's rule: `Proportional` (weight =
+//!    agreed score) or `WinnerTakesAll` (the highest score gets 1; ties share).
+//! 4. Challenges combine by emission share: each challenge's weights are scaled to
+//!    `share × 10^12 / Σ weights` (floor, u128) and summed per miner uid. Miners not in the
+//!    metagraph get nothing.
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
+
+/// A hotkey's public key.
+pub type Hotkey = [u8; 32];
+
+/// Fixed-point scale of combined weights.
+pub const WEIGHT_SCALE: u128 = 1_000_000_000_000;
+
+/// A member of the epoch's validator set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Validator {
+    /// Its hotkey.
+    pub hotkey: Hotkey,
+    /// Its voting stake.
+    pub stake: u64,
+}
+
+/// How a challenge turns agreed scores into weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightRule {
+    /// Weight proportional to the agreed score.
+    Proportional,
+    /// The best agreed score takes the challenge's share (ties share it).
+    WinnerTakesAll,
+}
+
+/// An active challenge of the epoch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    /// Challenge id.
+    pub id: u32,
+    /// Share of emission (relative to the other challenges' shares).
+    pub emission_share: u32,
+    /// Its weight rule.
+    pub rule: WeightRule,
+}
+
+/// One validator's result for one miner's counted submission to one challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Report {
+    /// Who reports.
+    pub validator: Hotkey,
+    /// The challenge.
+    pub challenge: u32,
+    /// The miner.
+    pub miner: Hotkey,
+    /// Fixed-point score (`SCORE_SCALE` = 1.0), or `None` to abstain.
+    pub score: Option<u64>,
+}
+
+/// Everything the result depends on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EpochInput {
+    /// The epoch number.
+    pub epoch: u64,
+    /// The validator set (from the metagraph at the pinned block).
+    pub validators: Vec<Validator>,
+    /// Active challenges.
+    pub challenges: Vec<Challenge>,
+    /// Miner hotkey → uid (from the same metagraph).
+    pub miners: BTreeMap<Hotkey, u16>,
+    /// Every report in the agreed input set.
+    pub reports: Vec<Report>,
+}
+
+/// Why a validator was flagged.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Flag {
+    /// It reported a score other than the agreed one.
+    Disagrees {
+        /// Its score.
+        reported: u64,
+        /// The agreed score.
+        agreed: u64,
+    },
+    /// It reported two different scores for the same pair.
+    Conflicting,
+}
+
+/// A flagged (validator, challenge, miner).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Flagged {
+    /// The validator.
+    pub validator: Hotkey,
+    /// The challenge.
+    pub challenge: u32,
+    /// The miner.
+    pub miner: Hotkey,
+    /// Why.
+    pub flag: Flag,
+}
+
+/// The epoch's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochResult {
+    /// Agreed score per (challenge, miner).
+    pub scores: BTreeMap<(u32, Hotkey), u64>,
+    /// Combined weight per miner uid (uid order; zero weights omitted).
+    pub weights: Vec<(u16, u64)>,
+    /// Flagged validators, sorted.
+    pub flagged: Vec<Flagged>,
+    /// sha256 of the canonical encoding of epoch, scores and weights: what consensus votes on.
+    pub digest: [u8; 32],
+}
+
+/// Compute the epoch result (see the module's rules).
+pub fn compute(input: &EpochInput) -> EpochResult {
+    let stake: BTreeMap<Hotkey, u64> = input
+        .validators
+        .iter()
+        .map(|v| (v.hotkey, v.stake))
+        .collect();
+    let total: u128 = stake.values().map(|s| u128::from(*s)).sum();
+    let mut flagged = Vec::new();
+
+    // (challenge, miner) → validator → distinct scores it reported.
+    let mut by_pair: BTreeMap<(u32, Hotkey), BTreeMap<Hotkey, Vec<u64>>> = BTreeMap::new();
+    for r in &input.reports {
+        let (Some(score), true) = (r.score, stake.contains_key(&r.validator)) else {
+            continue;
+        };
+        let v = by_pair
+            .entry((r.challenge, r.miner))
+            .or_default()
+            .entry(r.validator)
+            .or_default();
+        if !v.contains(&score) {
+            v.push(score);
+        }
+    }
+
+    let mut scores = BTreeMap::new();
+    for ((challenge, miner), reports) in by_pair {
+        let mut votes: Vec<(u64, Hotkey, u64)> = Vec::new();
+        for (validator, s) in reports {
+            if s.len() > 1 {
+                flagged.push(Flagged {
+                    validator,
+                    challenge,
+                    miner,
+                    flag: Flag::Conflicting,
+                });
+                continue;
+            }
+            votes.push((s[0], validator, stake[&validator]));
+        }
+        let reporting: u128 = votes.iter().map(|v| u128::from(v.2)).sum();
+        if reporting * 2 <= total || reporting == 0 {
+            continue;
+        }
+        votes.sort_unstable();
+        let mut cum = 0u128;
+        let agreed = votes
+            .iter()
+            .find(|(_, _, s)| {
+                cum += u128::from(*s);
+                cum * 2 >= reporting
+            })
+            .map(|v| v.0)
+            .expect("reporting > 0: the cumulative stake reaches half");
+        for (score, validator, _) in &votes {
+            if *score != agreed {
+                flagged.push(Flagged {
+                    validator: *validator,
+                    challenge,
+                    miner,
+                    flag: Flag::Disagrees {
+                        reported: *score,
+                        agreed,
+                    },
+                });
+            }
+        }
+        scores.insert((challenge, miner), agreed);
+    }
+
+    let mut combined: BTreeMap<u16, u128> = BTreeMap::new();
+    let mut challenges = input.challenges.clone();
+    challenges.sort_by_key(|c| c.id);
+    challenges.dedup_by_key(|c| c.id);
+    for c in &challenges {
+        let mut w: Vec<(u16, u128)> = scores
+            .range((c.id, [0; 32])..=(c.id, [0xff; 32]))
+            .filter_map(|((_, miner), s)| input.miners.get(miner).map(|uid| (*uid, u128::from(*s))))
+            .collect();
+        if c.rule == WeightRule::WinnerTakesAll {
+            let best = w.iter().map(|x| x.1).max().unwrap_or(0);
+            w = w
+                .into_iter()
+                .map(|(uid, s)| (uid, u128::from(s == best && best > 0)))
+                .collect();
+        }
+        let sum: u128 = w.iter().map(|x| x.1).sum();
+        if sum == 0 {
+            continue;
+        }
+        for (uid, x) in w {
+            *combined.entry(uid).or_default() +=
+                u128::from(c.emission_share) * WEIGHT_SCALE * x / sum;
+        }
+    }
+    let weights: Vec<(u16, u64)> = combined
+        .into_iter()
+        .filter(|(_, w)| *w > 0)
+        .map(|(uid, w)| (uid, u64::try_from(w).unwrap_or(u64::MAX)))
+        .collect();
+    flagged.sort();
+
+    let mut h = Sha256::new();
+    h.update(b"platform/epoch-result/v1");
+    h.update(input.epoch.to_le_bytes());
+    h.update((scores.len() as u64).to_le_bytes());
+    for ((c, m), s) in &scores {
+        h.update(c.to_le_bytes());
+        h.update(m);
+        h.update(s.to_le_bytes());
+    }
+    h.update((weights.len() as u64).to_le_bytes());
+    for (uid, w) in &weights {
+        h.update(uid.to_le_bytes());
+        h.update(w.to_le_bytes());
+    }
+    EpochResult {
+        scores,
+        weights,
+        flagged,
+        digest: h.finalize().into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn k(i: u8) -> Hotkey {
+        [i; 32]
+    }
+
+    fn input() -> EpochInput {
+        EpochInput {
+            epoch: 9,
+            validators: vec![
+                Validator {
+                    hotkey: k(1),
+                    stake: 100,
+                },
+                Validator {
+                    hotkey: k(2),
+                    stake: 100,
+                },
+                Validator {
+                    hotkey: k(3),
+                    stake: 100,
+                },
+                Validator {
+                    hotkey: k(4),
+                    stake: 100,
+                },
+            ],
+            challenges: vec![
+                Challenge {
+                    id: 1,
+                    emission_share: 3,
+                    rule: WeightRule::Proportional,
+                },
+                Challenge {
+                    id: 2,
+                    emission_share: 1,
+                    rule: WeightRule::WinnerTakesAll,
+                },
+            ],
+            miners: [(k(50), 0u16), (k(51), 1), (k(52), 2)]
+                .into_iter()
+                .collect(),
+            reports: Vec::new(),
+        }
+    }
+
+    fn report(v: u8, c: u32, m: u8, s: u64) -> Report {
+        Report {
+            validator: k(v),
+            challenge: c,
+            miner: k(m),
+            score: Some(s),
+        }
+    }
+
+    #[test]
+    fn agreed_scores_weights_and_flags() {
+        let mut i = input();
+        for v in 1..=4 {
+            i.reports.push(report(v, 1, 50, 600));
+            i.reports.push(report(v, 1, 51, 200));
+            i.reports.push(report(v, 2, 52, 900));
+        }
+        // Validator 4 disagrees on one pair; the stake-weighted median still holds.
+        i.reports.push(report(4, 2, 50, 950));
+        i.reports
+            .retain(|r| !(r.validator == k(4) && r.challenge == 1 && r.miner == k(51)));
+        i.reports.push(report(4, 1, 51, 999));
+        let r = compute(&i);
+        assert_eq!(r.scores[&(1, k(50))], 600);
+        assert_eq!(r.scores[&(1, k(51))], 200);
+        assert_eq!(
+            r.scores.get(&(2, k(50))),
+            None,
+            "one validator is not a majority"
+        );
+        assert_eq!(
+            r.flagged,
+            vec![Flagged {
+                validator: k(4),
+                challenge: 1,
+                miner: k(51),
+                flag: Flag::Disagrees {
+                    reported: 999,
+                    agreed: 200
+                }
+            }]
+        );
+        // Challenge 1 (share 3): 600:200 → 3/4 and 1/4 of 3; challenge 2 (share 1): uid 2 wins.
+        assert_eq!(
+            r.weights,
+            vec![
+                (0, (3 * WEIGHT_SCALE * 600 / 800) as u64),
+                (1, (3 * WEIGHT_SCALE * 200 / 800) as u64),
+                (2, WEIGHT_SCALE as u64),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_inputs_in_any_order_give_the_same_digest() {
+        let mut i = input();
+        for v in 1..=4u8 {
+            for m in 50..=52u8 {
+                i.reports
+                    .push(report(v, 1, m, u64::from(m) * 10 + u64::from(v % 2)));
+            }
+        }
+        let a = compute(&i);
+        let mut x = 0x1234_5678u64;
+        for _ in 0..20 {
+            // Fisher–Yates with a fixed LCG: a different order each round.
+            for j in (1..i.reports.len()).rev() {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                i.reports.swap(j, (x >> 33) as usize % (j + 1));
+            }
+            i.validators.reverse();
+            i.challenges.reverse();
+            assert_eq!(compute(&i), a);
+        }
+        let mut other = i.clone();
+        other.epoch += 1;
+        assert_ne!(
+            compute(&other).digest,
+            a.digest,
+            "the epoch is part of the digest"
+        );
+    }
+
+    #[test]
+    fn outsiders_abstainers_and_equivocators() {
+        let mut i = input();
+        i.reports.push(report(9, 1, 50, 1)); // not a validator: ignored
+        for v in 1..=3 {
+            i.reports.push(report(v, 1, 50, 500));
+        }
+        i.reports.push(Report {
+            validator: k(4),
+            challenge: 1,
+            miner: k(50),
+            score: None,
+        });
+        i.reports.push(report(3, 1, 51, 10));
+        i.reports.push(report(3, 1, 51, 11)); // conflicting
+        i.reports.push(report(1, 1, 51, 10));
+        i.reports.push(report(2, 1, 51, 10));
+        let r = compute(&i);
+        assert_eq!(r.scores[&(1, k(50))], 500);
+        // Validator 3 equivocated on (1, 51): flagged and dropped, which leaves validators 1
+        // and 2 holding exactly half the stake: not a majority, no score.
+        assert_eq!(r.scores.get(&(1, k(51))), None);
+        assert_eq!(
+            r.flagged,
+            vec![Flagged {
+                validator: k(3),
+                challenge: 1,
+                miner: k(51),
+                flag: Flag::Conflicting
+            }]
+        );
+    }
+
+    #[test]
+    fn weighted_median_uses_stake() {
+        let mut i = input();
+        i.validators[0].stake = 1000; // validator 1 dominates
+        i.reports.push(report(1, 1, 50, 7));
+        i.reports.push(report(2, 1, 50, 9));
+        i.reports.push(report(3, 1, 50, 9));
+        let r = compute(&i);
+        assert_eq!(r.scores[&(1, k(50))], 7);
+        assert_eq!(r.flagged.len(), 2);
+    }
+}

@@ -1,0 +1,7 @@
+//! The Platform validator node (issue #6 builds it out): the deterministic epoch result and,
+//! as they arrive, the pieces that wire engine, net, consensus, chain and store together.
+//!
+//! Invariants: the epoch result depends only on the agreed inputs (never on arrival order,
+//! core count or local time); integer arithmetic only in anything agreed.
+
+pub mod epoch;
