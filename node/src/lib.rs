@@ -4,4 +4,5 @@
 //! Invariants: the epoch result depends only on the agreed inputs (never on arrival order,
 //! core count or local time); integer arithmetic only in anything agreed.
 
+pub mod config;
 pub mod epoch;

@@ -15,7 +15,11 @@ fn keys_new_then_inspect_round_trips_and_never_overwrites() {
     let path = dir.path().join("wallets/w/hotkeys/h");
     let p = path.to_str().unwrap();
     let out = platform(&["keys", "new", p]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let ss58 = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(ss58.len(), 48, "{ss58}");
 
@@ -28,9 +32,14 @@ fn keys_new_then_inspect_round_trips_and_never_overwrites() {
     assert_eq!(platform_keys::ss58_encode(&kp.public()), ss58);
 
     let again = platform(&["keys", "new", p]);
-    assert!(!again.status.success(), "an existing key is never overwritten");
+    assert!(
+        !again.status.success(),
+        "an existing key is never overwritten"
+    );
     assert_eq!(
-        platform_keys::Keypair::from_hotkey_file(&path).unwrap().public(),
+        platform_keys::Keypair::from_hotkey_file(&path)
+            .unwrap()
+            .public(),
         kp.public()
     );
 

@@ -1,0 +1,356 @@
+//! The node's configuration file: typed sections with defaults, unknown keys refused,
+//! values and relations checked with messages that name the setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use platform_engine::EngineConfig;
+use platform_net::NetConfig;
+use serde::{Deserialize, Serialize};
+
+/// A whole node config file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Identity, subnet and storage.
+    pub node: NodeSection,
+    /// The evaluation engine.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// The libp2p mesh.
+    #[serde(default)]
+    pub net: NetConfig,
+    /// PBFT timing.
+    #[serde(default)]
+    pub consensus: ConsensusSection,
+    /// Where weights go.
+    pub chain: ChainSection,
+    /// The Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[node]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Where redb files, the node key and the audit log live.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The validator's Bittensor hotkey file (JSON with `secretSeed`).
+    #[serde(default)]
+    pub hotkey_file: Option<PathBuf>,
+    /// A hex seed instead of a hotkey file: for devnets only.
+    #[serde(default)]
+    pub hotkey_seed: Option<String>,
+    /// The subnet.
+    pub netuid: u16,
+    /// SS58 address of the subnet owner, whose signature registry changes need.
+    pub subnet_owner: String,
+    /// Length of an evaluation epoch.
+    #[serde(with = "humantime_serde", default = "default_epoch")]
+    pub epoch: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+
+fn default_epoch() -> Duration {
+    Duration::from_secs(360)
+}
+
+/// `[consensus]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsensusSection {
+    /// Timeout of a round's first view.
+    #[serde(with = "humantime_serde")]
+    pub view_timeout: Duration,
+    /// Cap on the view timeout as it doubles.
+    #[serde(with = "humantime_serde")]
+    pub view_timeout_max: Duration,
+    /// Checkpoint every this many decisions.
+    pub checkpoint_interval: u64,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        ConsensusSection {
+            view_timeout: Duration::from_secs(2),
+            view_timeout_max: Duration::from_secs(60),
+            checkpoint_interval: 16,
+        }
+    }
+}
+
+/// `[chain]`: the simulated chain (devnets) or a subtensor node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ChainSection {
+    /// The in-process simulated subtensor.
+    Sim {
+        /// Blocks per epoch of the simulated subnet.
+        #[serde(default = "default_tempo")]
+        tempo: u16,
+        /// Whether the simulated subnet requires commit-reveal.
+        #[serde(default)]
+        commit_reveal: bool,
+    },
+    /// A real subtensor node.
+    Subtensor {
+        /// `ws://` or `wss://` URL.
+        url: String,
+        /// Each request gives up after this.
+        #[serde(with = "humantime_serde", default = "default_request_timeout")]
+        request_timeout: Duration,
+        /// `timelocked` (commit-reveal v4, the default) or `hash` (v2).
+        #[serde(default)]
+        commit_mode: CommitModeName,
+        /// Seconds per block (12 on finney), to place timelock reveal rounds.
+        #[serde(default = "default_block_seconds")]
+        block_seconds: u64,
+    },
+}
+
+fn default_tempo() -> u16 {
+    99
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_block_seconds() -> u64 {
+    12
+}
+
+/// How to commit when the subnet has commit-reveal on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitModeName {
+    /// drand-timelocked commits the chain reveals itself.
+    #[default]
+    Timelocked,
+    /// Hash commits this node reveals.
+    Hash,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address of the `/metrics` HTTP endpoint.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9615)),
+        }
+    }
+}
+
+/// A bad setting, named.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (unknown keys included).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value or relation is out of range.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// The setting.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+fn invalid(field: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+impl NodeConfig {
+    /// Read and check a config file.
+    pub fn load(path: &std::path::Path) -> Result<NodeConfig, ConfigError> {
+        let p = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: p.clone(),
+            source,
+        })?;
+        NodeConfig::parse(&text, &p)
+    }
+
+    /// Parse and check config text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<NodeConfig, ConfigError> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            message: e.to_string(),
+        })?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// Check every value and relation.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let n = &self.node;
+        match (&n.hotkey_file, &n.hotkey_seed) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "node.hotkey_file",
+                    "give hotkey_file or hotkey_seed, not both",
+                ));
+            }
+            (None, None) => return Err(invalid("node.hotkey_file", "a hotkey is required")),
+            (None, Some(seed)) => {
+                platform_keys::Keypair::from_seed_hex(seed)
+                    .map_err(|e| invalid("node.hotkey_seed", e.to_string()))?;
+            }
+            (Some(_), None) => {}
+        }
+        platform_keys::ss58_decode(&n.subnet_owner)
+            .map_err(|e| invalid("node.subnet_owner", e.to_string()))?;
+        if n.epoch < Duration::from_secs(5) {
+            return Err(invalid("node.epoch", "must be at least 5s"));
+        }
+        self.engine
+            .validate()
+            .map_err(|e| invalid("engine", e.to_string()))?;
+        self.net
+            .clone()
+            .validate()
+            .map_err(|e| invalid("net", e.to_string()))?;
+        let c = &self.consensus;
+        if c.view_timeout.is_zero() || c.view_timeout > c.view_timeout_max {
+            return Err(invalid(
+                "consensus.view_timeout",
+                "must be more than zero and at most view_timeout_max",
+            ));
+        }
+        if c.view_timeout * 3 > n.epoch {
+            return Err(invalid(
+                "consensus.view_timeout",
+                format!(
+                    "three view timeouts ({:?}) must fit in an epoch ({:?})",
+                    c.view_timeout * 3,
+                    n.epoch
+                ),
+            ));
+        }
+        if c.checkpoint_interval == 0 {
+            return Err(invalid(
+                "consensus.checkpoint_interval",
+                "must be at least 1",
+            ));
+        }
+        match &self.chain {
+            ChainSection::Sim { tempo, .. } => {
+                if *tempo == 0 {
+                    return Err(invalid("chain.tempo", "must be at least 1"));
+                }
+            }
+            ChainSection::Subtensor {
+                url,
+                request_timeout,
+                block_seconds,
+                ..
+            } => {
+                if !(url.starts_with("ws://") || url.starts_with("wss://")) {
+                    return Err(invalid(
+                        "chain.url",
+                        format!("{url:?} is not a ws:// or wss:// URL"),
+                    ));
+                }
+                if request_timeout.is_zero() {
+                    return Err(invalid("chain.request_timeout", "must be more than zero"));
+                }
+                if *block_seconds == 0 {
+                    return Err(invalid("chain.block_seconds", "must be at least 1"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OWNER: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+
+    fn base() -> String {
+        format!(
+            "[node]\nhotkey_seed = \"0x{}\"\nnetuid = 1\nsubnet_owner = \"{OWNER}\"\nepoch = \"30s\"\n\n[chain]\nmode = \"sim\"\n",
+            "11".repeat(32)
+        )
+    }
+
+    #[test]
+    fn the_smallest_config_takes_defaults() {
+        let c = NodeConfig::parse(&base(), "t").unwrap();
+        assert_eq!(c.node.data_dir, PathBuf::from("data"));
+        assert_eq!(c.engine, EngineConfig::default());
+        assert_eq!(
+            c.chain,
+            ChainSection::Sim {
+                tempo: 99,
+                commit_reveal: false
+            }
+        );
+    }
+
+    #[test]
+    fn bad_lines_name_the_setting() {
+        let cases = [
+            (
+                base().replace("netuid = 1", "netuid = 1\nnetuidd = 2"),
+                "unknown field `netuidd`",
+            ),
+            (base().replace(OWNER, "5Grwva"), "node.subnet_owner"),
+            (
+                base().replace("epoch = \"30s\"", "epoch = \"3s\""),
+                "node.epoch",
+            ),
+            (
+                base() + "\n[consensus]\nview_timeout = \"20s\"\n",
+                "consensus.view_timeout",
+            ),
+            (
+                base().replace("mode = \"sim\"", "mode = \"subtensor\"\nurl = \"http://x\""),
+                "chain.url",
+            ),
+            (
+                base().replace("mode = \"sim\"", "mode = \"moon\""),
+                "unknown variant `moon`",
+            ),
+            (base() + "\n[net]\nmesh_n_low = 9\n", "net.mesh_n"),
+            (base() + "\n[engine]\nin_flight_per_shard = 0\n", "engine"),
+            (
+                base().replace("hotkey_seed", "hotkey_file = \"h\"\nhotkey_seed"),
+                "not both",
+            ),
+        ];
+        for (text, expect) in cases {
+            let e = NodeConfig::parse(&text, "t").unwrap_err().to_string();
+            assert!(e.contains(expect), "{e:?} should mention {expect:?}");
+        }
+    }
+}
