@@ -4,8 +4,11 @@ use platform_node::config::{ChainSection, NodeConfig};
 
 #[test]
 fn example_validator_config_is_valid() {
-    let c = NodeConfig::parse(include_str!("../../config/validator.toml"), "validator.toml")
-        .unwrap();
+    let c = NodeConfig::parse(
+        include_str!("../../config/validator.toml"),
+        "validator.toml",
+    )
+    .unwrap();
     assert!(matches!(c.chain, ChainSection::Subtensor { .. }));
     assert!(c.node.hotkey_file.is_some());
 }

@@ -1,0 +1,442 @@
+//! The node's durable state under `data/`: one redb file holding challenge modules by hash,
+//! the registry, the submissions index, evaluation results, an append-only audit log of
+//! evaluations, and small counters. Every write is one redb transaction: a node killed at
+//! any moment reopens to the last committed transaction, never a torn one.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use sha2::{Digest, Sha256};
+
+/// Module bytes by sha256.
+const MODULES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("modules");
+/// Registry entries by challenge id (encoded by the registry).
+const REGISTRY: TableDefinition<u32, &[u8]> = TableDefinition::new("registry");
+/// The counted submission per (epoch, challenge, miner): its id.
+const SUBMISSIONS: TableDefinition<(u64, u32, &[u8; 32]), &[u8; 32]> =
+    TableDefinition::new("submissions");
+/// Signed submission envelopes by id.
+const BODIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("submission_bodies");
+/// Canonical evaluation records by (epoch, submission id).
+const RESULTS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("results");
+/// The audit log: sequence number → record.
+const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// Named counters (last committed epoch, …).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed (disk full, corrupt file, …).
+    #[error("store: {0}")]
+    Db(String),
+    /// Bytes that do not match the hash they are stored under.
+    #[error("store: module bytes do not hash to {0}")]
+    HashMismatch(String),
+    /// A record that does not decode.
+    #[error("store: corrupt {0} record")]
+    Corrupt(&'static str),
+}
+
+fn db(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// One evaluation, as the audit log keeps it (fixed layout, 129 bytes, little endian).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    /// Epoch.
+    pub epoch: u64,
+    /// Challenge id.
+    pub challenge: u32,
+    /// sha256 of the module that ran.
+    pub module_hash: [u8; 32],
+    /// sha256 of the input (the submission body).
+    pub input_hash: [u8; 32],
+    /// Submission id.
+    pub submission: [u8; 32],
+    /// Outcome code (the engine's outcome as a stable small integer).
+    pub outcome: u8,
+    /// Score (fixed point).
+    pub score: u64,
+    /// Fuel used.
+    pub fuel: u64,
+    /// Host calls made.
+    pub host_calls: u32,
+}
+
+const AUDIT_LEN: usize = 8 + 4 + 32 + 32 + 32 + 1 + 8 + 8 + 4;
+
+impl AuditRecord {
+    fn encode(&self) -> [u8; AUDIT_LEN] {
+        let mut b = [0u8; AUDIT_LEN];
+        let mut at = 0;
+        let mut put = |x: &[u8]| {
+            b[at..at + x.len()].copy_from_slice(x);
+            at += x.len();
+        };
+        put(&self.epoch.to_le_bytes());
+        put(&self.challenge.to_le_bytes());
+        put(&self.module_hash);
+        put(&self.input_hash);
+        put(&self.submission);
+        put(&[self.outcome]);
+        put(&self.score.to_le_bytes());
+        put(&self.fuel.to_le_bytes());
+        put(&self.host_calls.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<AuditRecord> {
+        if b.len() != AUDIT_LEN {
+            return None;
+        }
+        let arr = |r: std::ops::Range<usize>| -> [u8; 32] { b[r].try_into().expect("32") };
+        Some(AuditRecord {
+            epoch: u64::from_le_bytes(b[0..8].try_into().ok()?),
+            challenge: u32::from_le_bytes(b[8..12].try_into().ok()?),
+            module_hash: arr(12..44),
+            input_hash: arr(44..76),
+            submission: arr(76..108),
+            outcome: b[108],
+            score: u64::from_le_bytes(b[109..117].try_into().ok()?),
+            fuel: u64::from_le_bytes(b[117..125].try_into().ok()?),
+            host_calls: u32::from_le_bytes(b[125..129].try_into().ok()?),
+        })
+    }
+}
+
+/// What [`Store::record_submission`] did with a submission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// It is the miner's counted submission for this challenge and epoch.
+    New,
+    /// It replaced the counted one (it sorts first by the rule).
+    Replaced,
+    /// The counted one stays.
+    Kept,
+}
+
+/// The node's redb store.
+pub struct Store {
+    db: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Open or create the store file.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let d = Database::create(path).map_err(db)?;
+        let tx = d.begin_write().map_err(db)?;
+        tx.open_table(MODULES).map_err(db)?;
+        tx.open_table(REGISTRY).map_err(db)?;
+        tx.open_table(SUBMISSIONS).map_err(db)?;
+        tx.open_table(BODIES).map_err(db)?;
+        tx.open_table(RESULTS).map_err(db)?;
+        tx.open_table(AUDIT).map_err(db)?;
+        tx.open_table(META).map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(Store { db: d })
+    }
+
+    /// Store a module under its sha256, checking `expected` when given.
+    pub fn put_module(
+        &self,
+        bytes: &[u8],
+        expected: Option<&[u8; 32]>,
+    ) -> Result<[u8; 32], StoreError> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(e) = expected
+            && *e != hash
+        {
+            return Err(StoreError::HashMismatch(hex::encode(e)));
+        }
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(MODULES)
+            .map_err(db)?
+            .insert(&hash, bytes)
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(hash)
+    }
+
+    /// A module's bytes, re-verified against their hash.
+    pub fn module(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MODULES).map_err(db)?;
+        let Some(v) = t.get(hash).map_err(db)? else {
+            return Ok(None);
+        };
+        let bytes = v.value().to_vec();
+        if <[u8; 32]>::from(Sha256::digest(&bytes)) != *hash {
+            return Err(StoreError::HashMismatch(hex::encode(hash)));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Set a registry entry.
+    pub fn put_registry(&self, challenge: u32, entry: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(REGISTRY)
+            .map_err(db)?
+            .insert(challenge, entry)
+            .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Every registry entry, by challenge id.
+    pub fn registry(&self) -> Result<Vec<(u32, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(REGISTRY).map_err(db)?;
+        t.iter()
+            .map_err(db)?
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())).map_err(db))
+            .collect()
+    }
+
+    /// Record a miner's submission. The counted one per (epoch, challenge, miner) is the one
+    /// with the smallest id (sha256 of the signed envelope): a rule every validator applies
+    /// to the same set with the same result, whatever order submissions arrived in.
+    pub fn record_submission(
+        &self,
+        epoch: u64,
+        challenge: u32,
+        miner: &[u8; 32],
+        id: &[u8; 32],
+        envelope: &[u8],
+    ) -> Result<Counted, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let counted = {
+            let mut subs = tx.open_table(SUBMISSIONS).map_err(db)?;
+            let current = subs
+                .get((epoch, challenge, miner))
+                .map_err(db)?
+                .map(|v| *v.value());
+            let counted = match current {
+                None => Counted::New,
+                Some(c) if *id < c => Counted::Replaced,
+                Some(_) => Counted::Kept,
+            };
+            if counted != Counted::Kept {
+                subs.insert((epoch, challenge, miner), id).map_err(db)?;
+            }
+            counted
+        };
+        tx.open_table(BODIES)
+            .map_err(db)?
+            .insert(id, envelope)
+            .map_err(db)?;
+        tx.commit().map_err(db)?;
+        Ok(counted)
+    }
+
+    /// The counted submissions of an epoch: (challenge, miner, id), in key order.
+    pub fn counted_submissions(
+        &self,
+        epoch: u64,
+    ) -> Result<Vec<(u32, [u8; 32], [u8; 32])>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(SUBMISSIONS).map_err(db)?;
+        t.range((epoch, 0, &[0u8; 32])..=(epoch, u32::MAX, &[0xffu8; 32]))
+            .map_err(db)?
+            .map(|r| {
+                r.map(|(k, v)| {
+                    let (_, c, m) = k.value();
+                    (c, *m, *v.value())
+                })
+                .map_err(db)
+            })
+            .collect()
+    }
+
+    /// A submission's signed envelope.
+    pub fn submission_body(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(BODIES).map_err(db)?;
+        Ok(t.get(id).map_err(db)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Store an evaluation's canonical record and append it to the audit log, atomically.
+    /// Returns the audit sequence number.
+    pub fn record_result(
+        &self,
+        epoch: u64,
+        submission: &[u8; 32],
+        canonical: &[u8],
+        audit: &AuditRecord,
+    ) -> Result<u64, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let seq = {
+            tx.open_table(RESULTS)
+                .map_err(db)?
+                .insert((epoch, submission), canonical)
+                .map_err(db)?;
+            let mut log = tx.open_table(AUDIT).map_err(db)?;
+            let seq = log.last().map_err(db)?.map_or(0, |(k, _)| k.value() + 1);
+            log.insert(seq, audit.encode().as_slice()).map_err(db)?;
+            seq
+        };
+        tx.commit().map_err(db)?;
+        Ok(seq)
+    }
+
+    /// A stored canonical evaluation record.
+    pub fn result(&self, epoch: u64, submission: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(RESULTS).map_err(db)?;
+        Ok(t.get((epoch, submission))
+            .map_err(db)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Audit records from sequence number `from` on.
+    pub fn audit_from(&self, from: u64) -> Result<Vec<(u64, AuditRecord)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(AUDIT).map_err(db)?;
+        t.range(from..)
+            .map_err(db)?
+            .map(|r| {
+                let (k, v) = r.map_err(db)?;
+                let rec = AuditRecord::decode(v.value()).ok_or(StoreError::Corrupt("audit"))?;
+                Ok((k.value(), rec))
+            })
+            .collect()
+    }
+
+    /// A named counter.
+    pub fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(META).map_err(db)?;
+        Ok(t.get(key).map_err(db)?.map(|v| v.value()))
+    }
+
+    /// Set a named counter.
+    pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        tx.open_table(META)
+            .map_err(db)?
+            .insert(key, value)
+            .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit(i: u8) -> AuditRecord {
+        AuditRecord {
+            epoch: 3,
+            challenge: 1,
+            module_hash: [i; 32],
+            input_hash: [i + 1; 32],
+            submission: [i + 2; 32],
+            outcome: 0,
+            score: 500_000_000,
+            fuel: 12_345,
+            host_calls: 7,
+        }
+    }
+
+    #[test]
+    fn everything_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let h = {
+            let s = Store::open(&path).unwrap();
+            let h = s.put_module(&module, None).unwrap();
+            assert!(
+                s.put_module(b"other", Some(&h)).is_err(),
+                "a wrong hash is refused"
+            );
+            s.put_registry(1, b"entry-1").unwrap();
+            assert_eq!(
+                s.record_submission(3, 1, &[9; 32], &[5; 32], b"env5")
+                    .unwrap(),
+                Counted::New
+            );
+            assert_eq!(
+                s.record_result(3, &[5; 32], &[1; 128], &audit(1)).unwrap(),
+                0
+            );
+            assert_eq!(
+                s.record_result(3, &[6; 32], &[2; 128], &audit(2)).unwrap(),
+                1
+            );
+            s.set_meta("last_committed_epoch", 2).unwrap();
+            h
+        };
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.module(&h).unwrap(), Some(module));
+        assert_eq!(s.registry().unwrap(), vec![(1, b"entry-1".to_vec())]);
+        assert_eq!(
+            s.counted_submissions(3).unwrap(),
+            vec![(1, [9; 32], [5; 32])]
+        );
+        assert_eq!(s.submission_body(&[5; 32]).unwrap(), Some(b"env5".to_vec()));
+        assert_eq!(s.result(3, &[5; 32]).unwrap(), Some(vec![1; 128]));
+        assert_eq!(s.meta("last_committed_epoch").unwrap(), Some(2));
+        // The audit log continues where it stopped.
+        assert_eq!(
+            s.record_result(3, &[7; 32], &[3; 128], &audit(3)).unwrap(),
+            2
+        );
+        let log = s.audit_from(1).unwrap();
+        assert_eq!(log.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(log[0].1, audit(2));
+    }
+
+    #[test]
+    fn the_counted_submission_is_the_smallest_id_in_any_arrival_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = [[7u8; 32], [3; 32], [9; 32]];
+        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+            let s = Store::open(&dir.path().join(format!("{order:?}.redb"))).unwrap();
+            for i in order {
+                s.record_submission(1, 4, &[1; 32], &ids[i], b"e").unwrap();
+            }
+            assert_eq!(
+                s.counted_submissions(1).unwrap(),
+                vec![(4, [1; 32], [3; 32])]
+            );
+        }
+        let s = Store::open(&dir.path().join("x.redb")).unwrap();
+        assert_eq!(
+            s.record_submission(1, 4, &[1; 32], &[7; 32], b"e").unwrap(),
+            Counted::New
+        );
+        assert_eq!(
+            s.record_submission(1, 4, &[1; 32], &[3; 32], b"e").unwrap(),
+            Counted::Replaced
+        );
+        assert_eq!(
+            s.record_submission(1, 4, &[1; 32], &[9; 32], b"e").unwrap(),
+            Counted::Kept
+        );
+        assert!(s.counted_submissions(2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_corrupted_module_is_detected_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("m.redb")).unwrap();
+        // Write bytes under a hash they do not have, bypassing put_module's check.
+        let tx = s.db.begin_write().unwrap();
+        tx.open_table(MODULES)
+            .unwrap()
+            .insert(&[1u8; 32], &b"junk"[..])
+            .unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(
+            s.module(&[1; 32]),
+            Err(StoreError::HashMismatch(_))
+        ));
+    }
+}
