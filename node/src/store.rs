@@ -117,6 +117,9 @@ pub enum Counted {
     Kept,
 }
 
+/// A counted submission: (challenge, miner hotkey, submission id).
+pub type CountedSubmission = (u32, [u8; 32], [u8; 32]);
+
 /// The node's redb store.
 pub struct Store {
     db: Database,
@@ -236,10 +239,7 @@ impl Store {
     }
 
     /// The counted submissions of an epoch: (challenge, miner, id), in key order.
-    pub fn counted_submissions(
-        &self,
-        epoch: u64,
-    ) -> Result<Vec<(u32, [u8; 32], [u8; 32])>, StoreError> {
+    pub fn counted_submissions(&self, epoch: u64) -> Result<Vec<CountedSubmission>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = tx.open_table(SUBMISSIONS).map_err(db)?;
         t.range((epoch, 0, &[0u8; 32])..=(epoch, u32::MAX, &[0xffu8; 32]))
