@@ -6,4 +6,5 @@
 
 pub mod config;
 pub mod epoch;
+pub mod registry;
 pub mod store;

@@ -1,0 +1,389 @@
+//! The challenge registry: challenge metadata changed only by changes the subnet owner signs,
+//! applied only once consensus has committed them. Changes are SCALE-encoded (canonical for
+//! these types) and signed with the owner's sr25519 key under the `platform/registry/v1`
+//! context; a strictly increasing nonce makes every change usable once.
+
+use std::collections::BTreeMap;
+
+use parity_scale_codec::{Decode, Encode};
+use platform_keys::Keypair;
+
+use crate::epoch::WeightRule;
+
+/// Signing context of registry changes.
+pub const REGISTRY_CONTEXT: &[u8] = b"platform/registry/v1";
+/// Longest challenge name.
+pub const NAME_MAX: usize = 64;
+/// Largest encoded change accepted.
+pub const CHANGE_MAX_BYTES: usize = 4096;
+
+/// The runtime limits a challenge runs under (the engine's policy, as agreed).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Limits {
+    /// Fuel per evaluation.
+    pub fuel: u64,
+    /// Linear memory ceiling, bytes.
+    pub memory_bytes: u64,
+    /// Largest input, bytes.
+    pub input_bytes: u32,
+    /// Largest output, bytes.
+    pub output_bytes: u32,
+}
+
+/// Weight rule, encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Rule {
+    /// See [`WeightRule::Proportional`].
+    Proportional,
+    /// See [`WeightRule::WinnerTakesAll`].
+    WinnerTakesAll,
+}
+
+impl From<Rule> for WeightRule {
+    fn from(r: Rule) -> WeightRule {
+        match r {
+            Rule::Proportional => WeightRule::Proportional,
+            Rule::WinnerTakesAll => WeightRule::WinnerTakesAll,
+        }
+    }
+}
+
+/// A challenge's metadata.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ChallengeMeta {
+    /// Challenge id.
+    pub id: u32,
+    /// Human name.
+    pub name: String,
+    /// Version, increasing with every update.
+    pub version: u32,
+    /// sha256 of the WASM module.
+    pub module_hash: [u8; 32],
+    /// Runtime limits.
+    pub limits: Limits,
+    /// Share of emission relative to other active challenges.
+    pub emission_share: u32,
+    /// How scores become weights.
+    pub rule: Rule,
+}
+
+/// A registry change.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Change {
+    /// Add a new challenge (inactive until activated).
+    Publish(ChallengeMeta),
+    /// Replace a challenge's metadata with a higher version.
+    Update(ChallengeMeta),
+    /// Start evaluating and weighting a challenge.
+    Activate(u32),
+    /// Stop evaluating and weighting a challenge.
+    Deactivate(u32),
+}
+
+/// A change with its nonce and the owner's signature.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SignedChange {
+    /// The change.
+    pub change: Change,
+    /// Strictly greater than every nonce applied before.
+    pub nonce: u64,
+    /// sr25519 signature over `SCALE(change, nonce)`.
+    pub signature: [u8; 64],
+}
+
+impl SignedChange {
+    /// Sign a change as the owner.
+    pub fn sign(owner: &Keypair, change: Change, nonce: u64) -> SignedChange {
+        let signature = owner.sign(REGISTRY_CONTEXT, &(&change, nonce).encode());
+        SignedChange {
+            change,
+            nonce,
+            signature,
+        }
+    }
+}
+
+/// Why a change was refused (each a counted reason).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Bytes that do not decode, or too many of them.
+    #[error("malformed change")]
+    Malformed,
+    /// Not signed by the subnet owner.
+    #[error("not signed by the subnet owner")]
+    BadSignature,
+    /// A nonce at or below the last one applied.
+    #[error("nonce {0} already used")]
+    Replay(u64),
+    /// A change to a challenge that does not exist.
+    #[error("no challenge {0}")]
+    Unknown(u32),
+    /// Publishing an id that exists.
+    #[error("challenge {0} already exists")]
+    Exists(u32),
+    /// An update whose version does not increase.
+    #[error("version {new} is not above {current}")]
+    Version {
+        /// Current version.
+        current: u32,
+        /// Proposed version.
+        new: u32,
+    },
+    /// Metadata out of range.
+    #[error("invalid metadata: {0}")]
+    Invalid(&'static str),
+}
+
+impl RegistryError {
+    /// A label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RegistryError::Malformed => "malformed",
+            RegistryError::BadSignature => "bad_signature",
+            RegistryError::Replay(_) => "replay",
+            RegistryError::Unknown(_) => "unknown_challenge",
+            RegistryError::Exists(_) => "exists",
+            RegistryError::Version { .. } => "version",
+            RegistryError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+/// A registered challenge.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Entry {
+    /// Its metadata.
+    pub meta: ChallengeMeta,
+    /// Whether it is evaluated and weighted.
+    pub active: bool,
+}
+
+/// The registry's state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registry {
+    owner: [u8; 32],
+    entries: BTreeMap<u32, Entry>,
+    last_nonce: u64,
+}
+
+fn check_meta(m: &ChallengeMeta) -> Result<(), RegistryError> {
+    if m.name.is_empty() || m.name.len() > NAME_MAX {
+        return Err(RegistryError::Invalid("name must be 1 to 64 bytes"));
+    }
+    if m.limits.fuel == 0 || m.limits.memory_bytes == 0 || m.limits.output_bytes == 0 {
+        return Err(RegistryError::Invalid("limits must be positive"));
+    }
+    if m.emission_share == 0 {
+        return Err(RegistryError::Invalid("emission share must be positive"));
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// An empty registry governed by `owner`.
+    pub fn new(owner: [u8; 32]) -> Registry {
+        Registry {
+            owner,
+            entries: BTreeMap::new(),
+            last_nonce: 0,
+        }
+    }
+
+    /// Decode and check a change received from the network: size, structure, owner's
+    /// signature, fresh nonce, and that it would apply. Nothing changes until [`Self::apply`].
+    pub fn verify(&self, bytes: &[u8]) -> Result<SignedChange, RegistryError> {
+        if bytes.len() > CHANGE_MAX_BYTES {
+            return Err(RegistryError::Malformed);
+        }
+        let mut input = bytes;
+        let sc = SignedChange::decode(&mut input).map_err(|_| RegistryError::Malformed)?;
+        if !input.is_empty() {
+            return Err(RegistryError::Malformed);
+        }
+        if !platform_keys::verify(
+            REGISTRY_CONTEXT,
+            &self.owner,
+            &(&sc.change, sc.nonce).encode(),
+            &sc.signature,
+        ) {
+            return Err(RegistryError::BadSignature);
+        }
+        self.clone().apply_unchecked(&sc)?;
+        Ok(sc)
+    }
+
+    /// Apply a change consensus committed (verified again: a committed change is still
+    /// checked, never trusted).
+    pub fn apply(&mut self, bytes: &[u8]) -> Result<SignedChange, RegistryError> {
+        let sc = self.verify(bytes)?;
+        self.apply_unchecked(&sc)?;
+        Ok(sc)
+    }
+
+    fn apply_unchecked(&mut self, sc: &SignedChange) -> Result<(), RegistryError> {
+        if sc.nonce <= self.last_nonce {
+            return Err(RegistryError::Replay(sc.nonce));
+        }
+        match &sc.change {
+            Change::Publish(m) => {
+                check_meta(m)?;
+                if self.entries.contains_key(&m.id) {
+                    return Err(RegistryError::Exists(m.id));
+                }
+                self.entries.insert(
+                    m.id,
+                    Entry {
+                        meta: m.clone(),
+                        active: false,
+                    },
+                );
+            }
+            Change::Update(m) => {
+                check_meta(m)?;
+                let e = self
+                    .entries
+                    .get_mut(&m.id)
+                    .ok_or(RegistryError::Unknown(m.id))?;
+                if m.version <= e.meta.version {
+                    return Err(RegistryError::Version {
+                        current: e.meta.version,
+                        new: m.version,
+                    });
+                }
+                e.meta = m.clone();
+            }
+            Change::Activate(id) | Change::Deactivate(id) => {
+                let e = self
+                    .entries
+                    .get_mut(id)
+                    .ok_or(RegistryError::Unknown(*id))?;
+                e.active = matches!(sc.change, Change::Activate(_));
+            }
+        }
+        self.last_nonce = sc.nonce;
+        Ok(())
+    }
+
+    /// The active challenges, by id.
+    pub fn active(&self) -> impl Iterator<Item = &ChallengeMeta> {
+        self.entries.values().filter(|e| e.active).map(|e| &e.meta)
+    }
+
+    /// Every entry, by id.
+    pub fn entries(&self) -> &BTreeMap<u32, Entry> {
+        &self.entries
+    }
+
+    /// The last nonce applied.
+    pub fn last_nonce(&self) -> u64 {
+        self.last_nonce
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner() -> Keypair {
+        Keypair::from_seed(&[42; 32])
+    }
+
+    fn meta(id: u32, version: u32) -> ChallengeMeta {
+        ChallengeMeta {
+            id,
+            name: format!("challenge-{id}"),
+            version,
+            module_hash: [id as u8; 32],
+            limits: Limits {
+                fuel: 1_000_000,
+                memory_bytes: 1 << 24,
+                input_bytes: 65536,
+                output_bytes: 64,
+            },
+            emission_share: 1,
+            rule: Rule::Proportional,
+        }
+    }
+
+    fn signed(change: Change, nonce: u64) -> Vec<u8> {
+        SignedChange::sign(&owner(), change, nonce).encode()
+    }
+
+    #[test]
+    fn owner_signed_lifecycle() {
+        let mut r = Registry::new(owner().public());
+        r.apply(&signed(Change::Publish(meta(1, 1)), 1)).unwrap();
+        assert_eq!(r.active().count(), 0, "published challenges start inactive");
+        r.apply(&signed(Change::Activate(1), 2)).unwrap();
+        assert_eq!(r.active().map(|m| m.id).collect::<Vec<_>>(), vec![1]);
+        r.apply(&signed(Change::Update(meta(1, 2)), 3)).unwrap();
+        assert_eq!(r.active().next().unwrap().version, 2);
+        assert_eq!(
+            r.apply(&signed(Change::Update(meta(1, 2)), 4)),
+            Err(RegistryError::Version { current: 2, new: 2 })
+        );
+        r.apply(&signed(Change::Deactivate(1), 5)).unwrap();
+        assert_eq!(r.active().count(), 0);
+        assert_eq!(r.last_nonce(), 5);
+    }
+
+    #[test]
+    fn forged_replayed_and_malformed_changes_are_refused_and_change_nothing() {
+        let mut r = Registry::new(owner().public());
+        let before = r.clone();
+        let other = Keypair::from_seed(&[1; 32]);
+        let forged = SignedChange::sign(&other, Change::Publish(meta(1, 1)), 1).encode();
+        assert_eq!(r.apply(&forged), Err(RegistryError::BadSignature));
+        let mut unsigned = SignedChange::sign(&owner(), Change::Publish(meta(1, 1)), 1);
+        unsigned.signature = [0; 64];
+        assert_eq!(
+            r.apply(&unsigned.encode()),
+            Err(RegistryError::BadSignature)
+        );
+        assert_eq!(r.apply(&[1, 2, 3]), Err(RegistryError::Malformed));
+        assert_eq!(
+            r.apply(&vec![0; CHANGE_MAX_BYTES + 1]),
+            Err(RegistryError::Malformed)
+        );
+        assert_eq!(r, before);
+
+        let publish = signed(Change::Publish(meta(1, 1)), 7);
+        r.apply(&publish).unwrap();
+        assert_eq!(r.apply(&publish), Err(RegistryError::Replay(7)));
+        assert_eq!(
+            r.apply(&signed(Change::Activate(9), 8)),
+            Err(RegistryError::Unknown(9))
+        );
+        assert_eq!(
+            r.apply(&signed(Change::Publish(meta(1, 1)), 9)),
+            Err(RegistryError::Exists(1))
+        );
+        let mut bad = meta(2, 1);
+        bad.name = String::new();
+        assert!(matches!(
+            r.apply(&signed(Change::Publish(bad), 10)),
+            Err(RegistryError::Invalid(_))
+        ));
+        // Trailing bytes after a valid change.
+        let mut long = signed(Change::Activate(1), 11);
+        long.push(0);
+        assert_eq!(r.apply(&long), Err(RegistryError::Malformed));
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let r = Registry::new(owner().public());
+        let valid = signed(Change::Publish(meta(3, 1)), 1);
+        let mut x = 7u64;
+        for i in 0..20_000usize {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut b = valid.clone();
+            let at = (x >> 33) as usize % b.len();
+            b[at] ^= (x >> 8) as u8 | 1;
+            b.truncate(b.len() - i % 3);
+            assert!(r.verify(&b).is_err() || b == valid);
+        }
+    }
+}
