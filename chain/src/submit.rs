@@ -192,12 +192,16 @@ impl WeightSubmitter {
         }
         match self.mode {
             CommitMode::Timelocked { block_seconds } => {
-                let reveal_blocks =
+                // The reveal is due `commit_reveal_period` epochs of `tempo` blocks ahead;
+                // a drand round at about that wall-clock time. (The SDK derives the round
+                // from the subnet's epoch position; this approximation can land a round
+                // earlier or later by up to one epoch.)
+                let reveal_secs =
                     u64::from(hp.tempo) * hp.commit_reveal_period.max(1) * block_seconds;
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_secs());
-                let reveal_round = timelock::round_at(now + reveal_blocks);
+                let reveal_round = timelock::round_at(now + reveal_secs);
                 let commit = timelock::encrypt(
                     &WeightsTlockPayload {
                         hotkey: self.hotkey.to_vec(),
