@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod epoch;
+pub mod exporter;
 pub mod registry;
 pub mod store;

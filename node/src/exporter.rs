@@ -1,0 +1,162 @@
+//! The `/metrics` endpoint: the `metrics` facade's Prometheus recorder (no tokio, no hyper:
+//! nothing async runs beside the shards) rendered on demand by one small HTTP thread.
+//! Histograms get explicit buckets; `platform_build_info` carries the version.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Why the exporter could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExporterError {
+    /// The listen address could not be bound.
+    #[error("metrics: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Bucket configuration refused, or a recorder is already installed.
+    #[error("metrics: {0}")]
+    Setup(String),
+}
+
+/// A running exporter; stops its thread on drop.
+pub struct Exporter {
+    addr: SocketAddr,
+    handle: PrometheusHandle,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exporter")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+/// Histogram buckets by metric name.
+pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
+    vec![(
+        platform_engine::metrics::EVALUATION_DURATION,
+        platform_engine::metrics::DURATION_BUCKETS_SECONDS,
+    )]
+}
+
+impl Exporter {
+    /// Install the global recorder and serve `GET /metrics` on `listen`.
+    pub fn install(listen: SocketAddr) -> Result<Exporter, ExporterError> {
+        let mut builder = PrometheusBuilder::new();
+        for (name, b) in buckets() {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(name.to_string()), b)
+                .map_err(|e| ExporterError::Setup(e.to_string()))?;
+        }
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder)
+            .map_err(|e| ExporterError::Setup(format!("recorder already installed: {e}")))?;
+        metrics::gauge!("platform_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        let listener = TcpListener::bind(listen).map_err(|source| ExporterError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ExporterError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (h, s) = (handle.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("platform-metrics".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if s.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    if let Ok(c) = conn {
+                        serve(c, &h);
+                    }
+                }
+            })
+            .map_err(|e| ExporterError::Setup(format!("thread: {e}")))?;
+        Ok(Exporter {
+            addr,
+            handle,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (the port is chosen by the OS when the config says 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The current exposition text.
+    pub fn render(&self) -> String {
+        self.handle.run_upkeep();
+        self.handle.render()
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One request: `GET /metrics` gets the exposition; anything else 404 or 405. Slow or
+/// oversized requests are dropped; nothing a client sends can stop the thread.
+fn serve(stream: TcpStream, handle: &PrometheusHandle) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut line = String::new();
+    if reader.by_ref().take(8192).read_line(&mut line).is_err() {
+        return;
+    }
+    // Drain the headers (bounded) so the client sees a clean response.
+    let mut header = String::new();
+    for _ in 0..100 {
+        header.clear();
+        match reader.by_ref().take(8192).read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header == "\r\n" || header == "\n" => break,
+            Ok(_) => {}
+        }
+    }
+    let mut parts = line.split_whitespace();
+    let (status, body) = match (parts.next(), parts.next()) {
+        (Some("GET"), Some("/metrics")) => {
+            handle.run_upkeep();
+            ("200 OK", handle.render())
+        }
+        (Some("GET"), Some(_)) => ("404 Not Found", "not found: try /metrics\n".to_string()),
+        _ => ("405 Method Not Allowed", "GET /metrics\n".to_string()),
+    };
+    let mut out = stream;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = out.flush();
+}
