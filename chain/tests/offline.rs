@@ -18,6 +18,11 @@ const ALICE: &str = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56
 const FINNEY_GENESIS: &str = "2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
 const ROUND_1000: &str = "b44679b9a59af2ec876b1a6b1ad52ea9b1615fc3982b19576350f93447cb1125e342b73a8dd2bacbe47e4b6b63ed5e39";
 
+/// Run a verifier script on a JSON request; its JSON answer.
+fn verify(py: &std::path::PathBuf, script: &str, args: &[&str], req: &Value) -> Value {
+    serde_json::from_str(&common::run_verifier(py, script, args, &req.to_string())).unwrap()
+}
+
 fn metadata(file: &str) -> Option<RuntimeMetadata> {
     let dir = common::shared_chain()?;
     let bytes = std::fs::read(dir.join(file)).unwrap();
@@ -113,20 +118,17 @@ fn signed_set_weights_verifies_with_scalecodec_and_sr25519() {
     let (call, ..) = calls().remove(0);
     let ext = sign_offline(&md, params, &alice, 7, &call).unwrap();
 
-    let req = json!({
-        "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
-        "extrinsic": hex::encode(&ext.bytes),
-        "genesis_hash": FINNEY_GENESIS,
-        "spec_version": spec_version,
-        "transaction_version": transaction_version,
-    });
-    let out: Value = serde_json::from_str(&common::run_verifier(
-        &py,
-        "extrinsic.py",
-        &[],
-        &req.to_string(),
-    ))
-    .unwrap();
+    let request = |extrinsic: &[u8]| {
+        json!({
+            "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
+            "extrinsic": hex::encode(extrinsic),
+            "genesis_hash": FINNEY_GENESIS,
+            "spec_version": spec_version,
+            "transaction_version": transaction_version,
+        })
+    };
+    let req = request(&ext.bytes);
+    let out = verify(&py, "extrinsic.py", &[], &req);
     assert_eq!(out["address"], format!("0x{ALICE}"));
     assert_eq!(out["call_module"], "SubtensorModule");
     assert_eq!(out["call_function"], "set_weights");
@@ -145,20 +147,8 @@ fn signed_set_weights_verifies_with_scalecodec_and_sr25519() {
     // A flipped byte in the signature no longer verifies (the check can fail).
     let mut bad = ext.bytes.clone();
     bad[40] ^= 1; // inside the 64-byte signature, after length, version, address
-    let req = json!({
-        "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
-        "extrinsic": hex::encode(&bad),
-        "genesis_hash": FINNEY_GENESIS,
-        "spec_version": spec_version,
-        "transaction_version": transaction_version,
-    });
-    let out: Value = serde_json::from_str(&common::run_verifier(
-        &py,
-        "extrinsic.py",
-        &[],
-        &req.to_string(),
-    ))
-    .unwrap();
+    let req = request(&bad);
+    let out = verify(&py, "extrinsic.py", &[], &req);
     assert_eq!(out["signature_valid"], false);
 }
 
@@ -174,13 +164,7 @@ fn timelocked_commit_decrypts_with_bittensor_drand() {
     let commit = timelock::encrypt(&payload, 1000).unwrap();
     let req =
         json!({"commit": hex::encode(&commit), "reveal_round": 1000, "signature": ROUND_1000});
-    let out: Value = serde_json::from_str(&common::run_verifier(
-        &py,
-        "timelock.py",
-        &["decrypt"],
-        &req.to_string(),
-    ))
-    .unwrap();
+    let out = verify(&py, "timelock.py", &["decrypt"], &req);
     assert_eq!(
         out,
         json!({"hotkey": ALICE, "uids": [0, 1, 2, 7], "values": [65535, 32768, 1, 12],
@@ -198,13 +182,7 @@ fn bittensor_drand_commits_decrypt_with_ours() {
         version_key: 7,
     };
     let req = json!({"plaintext": hex::encode(payload.encode()), "reveal_round": 1000});
-    let out: Value = serde_json::from_str(&common::run_verifier(
-        &py,
-        "timelock.py",
-        &["encrypt"],
-        &req.to_string(),
-    ))
-    .unwrap();
+    let out = verify(&py, "timelock.py", &["encrypt"], &req);
     let commit = hex::decode(out["commit"].as_str().unwrap()).unwrap();
     assert_eq!(timelock::decrypt(&commit, ROUND_1000).unwrap(), payload);
 }
