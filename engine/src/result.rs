@@ -172,6 +172,21 @@ impl EvalResult {
         record.as_bytes().to_vec()
     }
 
+    /// The agreed score in a canonical encoding: `Some(score)` for deterministic outcomes
+    /// (0 for anything but `Scored`), `None` for outcomes never agreed on (timeouts,
+    /// aborts) and for bytes that are not a canonical record.
+    pub fn agreed_score(canonical: &[u8]) -> Option<u64> {
+        if canonical.len() != 128 || canonical[0..4] != RESULT_ENCODING_VERSION.to_le_bytes() {
+            return None;
+        }
+        let outcome = canonical[120];
+        // Codes of `Outcome::code`: 5 = timeout, 7 = aborted; 1..=7 are defined.
+        if !(1..=7).contains(&outcome) || outcome == 5 || outcome == 7 {
+            return None;
+        }
+        Some(u64::from_le_bytes(canonical[104..112].try_into().ok()?))
+    }
+
     /// sha256 of the canonical encoding.
     pub fn hash(&self) -> Hash32 {
         Sha256::digest(self.canonical_bytes()).into()
@@ -226,6 +241,26 @@ mod tests {
         assert_eq!(&bytes[112..120], &12345u64.to_le_bytes());
         assert_eq!(bytes[120], 4);
         assert_eq!(bytes[121], TrapKind::StackOverflow as u8);
+    }
+
+    #[test]
+    fn agreed_score_reads_the_canonical_record() {
+        let mut r = sample();
+        r.outcome = Outcome::Scored;
+        r.score = 123_456;
+        assert_eq!(
+            EvalResult::agreed_score(&r.canonical_bytes()),
+            Some(123_456)
+        );
+        r.outcome = Outcome::Timeout;
+        assert_eq!(EvalResult::agreed_score(&r.canonical_bytes()), None);
+        r.outcome = Outcome::Aborted;
+        assert_eq!(EvalResult::agreed_score(&r.canonical_bytes()), None);
+        assert_eq!(
+            EvalResult::agreed_score(&sample().canonical_bytes()),
+            Some(0)
+        );
+        assert_eq!(EvalResult::agreed_score(b"short"), None);
     }
 
     #[test]

@@ -64,6 +64,11 @@ impl Clone for Keypair {
 }
 
 impl Keypair {
+    /// The 32-byte mini secret (to build a chain signer from the same key). Secret: never log it.
+    pub fn secret_seed(&self) -> &[u8; 32] {
+        &self.seed
+    }
+
     /// From a 32-byte mini secret (a Bittensor hotkey file's `secretSeed`), expanded as
     /// Substrate does, so the public key equals the account's.
     pub fn from_seed(seed: &[u8; 32]) -> Keypair {

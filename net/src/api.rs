@@ -66,6 +66,14 @@ impl std::fmt::Debug for Options {
     }
 }
 
+/// The libp2p peer id (base58) a node key gives: lets a devnet write every validator's
+/// bootstrap address before any of them starts.
+pub fn peer_id_of(node_key: [u8; 32]) -> Result<String, NetError> {
+    libp2p::identity::Keypair::ed25519_from_bytes(node_key)
+        .map(|k| k.public().to_peer_id().to_base58())
+        .map_err(|e| NetError::Start(format!("node key: {e}")))
+}
+
 /// Why a net operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum NetError {

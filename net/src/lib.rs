@@ -26,7 +26,7 @@ pub mod wire;
 
 pub use api::{
     Delivery, Hostile, Identity, Net, NetError, NetEvent, NetHandle, Options, PayloadCheck,
-    PeerInfo,
+    PeerInfo, peer_id_of,
 };
 pub use config::{ConfigError, NetConfig, TopicLimits, ValidNetConfig};
 pub use stats::{NetStats, Reason};

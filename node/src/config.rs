@@ -97,6 +97,12 @@ pub enum ChainSection {
         /// Whether the simulated subnet requires commit-reveal.
         #[serde(default)]
         commit_reveal: bool,
+        /// Wall-clock time per simulated block.
+        #[serde(with = "humantime_serde", default = "default_block_time")]
+        block_time: Duration,
+        /// The subnet's neurons at genesis, in uid order (validators have stake).
+        #[serde(default)]
+        neurons: Vec<SimNeuron>,
     },
     /// A real subtensor node.
     Subtensor {
@@ -112,6 +118,21 @@ pub enum ChainSection {
         #[serde(default = "default_block_seconds")]
         block_seconds: u64,
     },
+}
+
+/// A neuron of the simulated subnet's genesis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimNeuron {
+    /// SS58 hotkey.
+    pub hotkey: String,
+    /// Stake (validators need some; miners have none).
+    #[serde(default)]
+    pub stake: u64,
+}
+
+fn default_block_time() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_tempo() -> u16 {
@@ -261,9 +282,35 @@ impl NodeConfig {
             ));
         }
         match &self.chain {
-            ChainSection::Sim { tempo, .. } => {
+            ChainSection::Sim {
+                tempo,
+                block_time,
+                neurons,
+                ..
+            } => {
                 if *tempo == 0 {
                     return Err(invalid("chain.tempo", "must be at least 1"));
+                }
+                if block_time.is_zero() {
+                    return Err(invalid("chain.block_time", "must be more than zero"));
+                }
+                let mut seen = std::collections::BTreeSet::new();
+                for (i, nrn) in neurons.iter().enumerate() {
+                    let key = platform_keys::ss58_decode(&nrn.hotkey).map_err(|e| {
+                        invalid(&format!("chain.neurons[{i}].hotkey"), e.to_string())
+                    })?;
+                    if !seen.insert(key) {
+                        return Err(invalid(
+                            &format!("chain.neurons[{i}].hotkey"),
+                            "appears twice",
+                        ));
+                    }
+                }
+                if !neurons.iter().any(|n| n.stake > 0) {
+                    return Err(invalid(
+                        "chain.neurons",
+                        "the simulated subnet needs at least one validator with stake",
+                    ));
                 }
             }
             ChainSection::Subtensor {
@@ -298,7 +345,7 @@ mod tests {
 
     fn base() -> String {
         format!(
-            "[node]\nhotkey_seed = \"0x{}\"\nnetuid = 1\nsubnet_owner = \"{OWNER}\"\nepoch = \"30s\"\n\n[chain]\nmode = \"sim\"\n",
+            "[node]\nhotkey_seed = \"0x{}\"\nnetuid = 1\nsubnet_owner = \"{OWNER}\"\nepoch = \"30s\"\n\n[chain]\nmode = \"sim\"\nneurons = [{{ hotkey = \"{OWNER}\", stake = 1000 }}]\n",
             "11".repeat(32)
         )
     }
@@ -312,7 +359,12 @@ mod tests {
             c.chain,
             ChainSection::Sim {
                 tempo: 99,
-                commit_reveal: false
+                commit_reveal: false,
+                block_time: Duration::from_secs(1),
+                neurons: vec![SimNeuron {
+                    hotkey: OWNER.into(),
+                    stake: 1000
+                }],
             }
         );
     }
@@ -334,7 +386,11 @@ mod tests {
                 "consensus.view_timeout",
             ),
             (
-                base().replace("mode = \"sim\"", "mode = \"subtensor\"\nurl = \"http://x\""),
+                base()
+                    .split("neurons")
+                    .next()
+                    .unwrap()
+                    .replace("mode = \"sim\"", "mode = \"subtensor\"\nurl = \"http://x\""),
                 "chain.url",
             ),
             (
@@ -342,6 +398,11 @@ mod tests {
                 "unknown variant `moon`",
             ),
             (base() + "\n[net]\nmesh_n_low = 9\n", "net.mesh_n"),
+            (base().replace("stake = 1000", "stake = 0"), "chain.neurons"),
+            (
+                base().replace("mode = \"sim\"", "mode = \"sim\"\nblock_time = \"0s\""),
+                "chain.block_time",
+            ),
             (base() + "\n[engine]\nin_flight_per_shard = 0\n", "engine"),
             (
                 base().replace("hotkey_seed", "hotkey_file = \"h\"\nhotkey_seed"),

@@ -27,6 +27,18 @@ pub enum ExporterError {
     Setup(String),
 }
 
+/// Largest request body the API reads (a challenge post carries a module).
+pub const BODY_MAX_BYTES: usize = 32 << 20;
+
+/// What the node serves beside `/metrics`: `GET /status` (JSON) and `POST /challenge` (an
+/// owner-signed registry change; anyone may relay one, only the owner's signature counts).
+pub trait Api: Send + Sync + 'static {
+    /// The status document.
+    fn status(&self) -> String;
+    /// Handle a challenge post; `Ok` text or `Err` reason.
+    fn post_challenge(&self, body: Vec<u8>) -> Result<String, String>;
+}
+
 /// A running exporter; stops its thread on drop.
 pub struct Exporter {
     addr: SocketAddr,
@@ -54,6 +66,14 @@ pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
 impl Exporter {
     /// Install the global recorder and serve `GET /metrics` on `listen`.
     pub fn install(listen: SocketAddr) -> Result<Exporter, ExporterError> {
+        Exporter::install_with_api(listen, None)
+    }
+
+    /// [`Exporter::install`], also serving `api`.
+    pub fn install_with_api(
+        listen: SocketAddr,
+        api: Option<Arc<dyn Api>>,
+    ) -> Result<Exporter, ExporterError> {
         let mut builder = PrometheusBuilder::new();
         for (name, b) in buckets() {
             builder = builder
@@ -85,7 +105,7 @@ impl Exporter {
                         break;
                     }
                     if let Ok(c) = conn {
-                        serve(c, &h);
+                        serve(c, &h, api.as_deref());
                     }
                 }
             })
@@ -120,9 +140,10 @@ impl Drop for Exporter {
     }
 }
 
-/// One request: `GET /metrics` gets the exposition; anything else 404 or 405. Slow or
-/// oversized requests are dropped; nothing a client sends can stop the thread.
-fn serve(stream: TcpStream, handle: &PrometheusHandle) {
+/// One request: `GET /metrics` gets the exposition, `GET /status` and `POST /challenge` go
+/// to the API; anything else 404 or 405. Slow or oversized requests are dropped; nothing a
+/// client sends can stop the thread.
+fn serve(stream: TcpStream, handle: &PrometheusHandle, api: Option<&dyn Api>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut reader = BufReader::new(match stream.try_clone() {
@@ -135,27 +156,59 @@ fn serve(stream: TcpStream, handle: &PrometheusHandle) {
     }
     // Drain the headers (bounded) so the client sees a clean response.
     let mut header = String::new();
+    let mut content_length = 0usize;
     for _ in 0..100 {
         header.clear();
         match reader.by_ref().take(8192).read_line(&mut header) {
             Ok(0) | Err(_) => break,
             Ok(_) if header == "\r\n" || header == "\n" => break,
-            Ok(_) => {}
+            Ok(_) => {
+                if let Some((k, v)) = header.split_once(':')
+                    && k.trim().eq_ignore_ascii_case("content-length")
+                {
+                    content_length = v.trim().parse().unwrap_or(usize::MAX);
+                }
+            }
         }
     }
     let mut parts = line.split_whitespace();
-    let (status, body) = match (parts.next(), parts.next()) {
-        (Some("GET"), Some("/metrics")) => {
+    let text = "text/plain; version=0.0.4; charset=utf-8";
+    let (status, ctype, body) = match (parts.next(), parts.next(), api) {
+        (Some("GET"), Some("/metrics"), _) => {
             handle.run_upkeep();
-            ("200 OK", handle.render())
+            ("200 OK", text, handle.render())
         }
-        (Some("GET"), Some(_)) => ("404 Not Found", "not found: try /metrics\n".to_string()),
-        _ => ("405 Method Not Allowed", "GET /metrics\n".to_string()),
+        (Some("GET"), Some("/status"), Some(api)) => ("200 OK", "application/json", api.status()),
+        (Some("POST"), Some("/challenge"), Some(api)) => {
+            if content_length > BODY_MAX_BYTES {
+                (
+                    "413 Payload Too Large",
+                    text,
+                    "body too large\n".to_string(),
+                )
+            } else {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+                let mut body = vec![0u8; content_length];
+                match reader.read_exact(&mut body) {
+                    Err(_) => ("400 Bad Request", text, "short body\n".to_string()),
+                    Ok(()) => match api.post_challenge(body) {
+                        Ok(m) => ("200 OK", text, m + "\n"),
+                        Err(m) => ("400 Bad Request", text, m + "\n"),
+                    },
+                }
+            }
+        }
+        (Some("GET"), Some(_), _) => (
+            "404 Not Found",
+            text,
+            "not found: try /metrics\n".to_string(),
+        ),
+        _ => ("405 Method Not Allowed", text, "GET /metrics\n".to_string()),
     };
     let mut out = stream;
     let _ = write!(
         out,
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = out.flush();

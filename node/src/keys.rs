@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use platform_keys::{Keypair, ss58_encode};
 
-#[derive(clap::Subcommand)]
+#[derive(clap::Subcommand, Debug)]
 pub enum KeysCommand {
     /// Create a new hotkey file (refuses to overwrite one).
     New {

@@ -4,8 +4,15 @@
 //! Invariants: the epoch result depends only on the agreed inputs (never on arrival order,
 //! core count or local time); integer arithmetic only in anything agreed.
 
+pub mod app;
+pub mod chainsvc;
+pub mod cli;
 pub mod config;
+pub mod devnet;
 pub mod epoch;
 pub mod exporter;
+pub mod http;
+mod keys;
+pub mod msg;
 pub mod registry;
 pub mod store;

@@ -189,6 +189,24 @@ impl Registry {
         }
     }
 
+    /// Rebuild a registry from stored entries (encoded [`Entry`]s) and its last nonce.
+    pub fn restore(
+        owner: [u8; 32],
+        entries: &[(u32, Vec<u8>)],
+        last_nonce: u64,
+    ) -> Result<Registry, RegistryError> {
+        let mut r = Registry::new(owner);
+        for (id, bytes) in entries {
+            let e = Entry::decode(&mut bytes.as_slice()).map_err(|_| RegistryError::Malformed)?;
+            if e.meta.id != *id {
+                return Err(RegistryError::Malformed);
+            }
+            r.entries.insert(*id, e);
+        }
+        r.last_nonce = last_nonce;
+        Ok(r)
+    }
+
     /// Decode and check a change received from the network: size, structure, owner's
     /// signature, fresh nonce, and that it would apply. Nothing changes until [`Self::apply`].
     pub fn verify(&self, bytes: &[u8]) -> Result<SignedChange, RegistryError> {

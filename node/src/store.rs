@@ -23,6 +23,17 @@ const RESULTS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// Named counters (last committed epoch, …).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Signed evaluation batches by (epoch, author hotkey): the first one seen per author.
+const BATCHES: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("batches");
+/// Committed epoch results by epoch (encoded by the node).
+const EPOCHS: TableDefinition<u64, &[u8]> = TableDefinition::new("epochs");
+
+/// Meta key: the last consensus height whose decision was applied.
+pub const META_APPLIED_HEIGHT: &str = "applied_height";
+/// Meta key: the registry's last applied nonce.
+pub const META_REGISTRY_NONCE: &str = "registry_nonce";
+/// Meta key: the last committed epoch.
+pub const META_LAST_EPOCH: &str = "last_epoch";
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +131,22 @@ pub enum Counted {
 /// A counted submission: (challenge, miner hotkey, submission id).
 pub type CountedSubmission = (u32, [u8; 32], [u8; 32]);
 
+/// A kept batch: (epoch, author, signed envelope).
+pub type BatchRow = (u64, [u8; 32], Vec<u8>);
+
+/// Everything one committed decision changes, written together.
+#[derive(Debug)]
+pub struct AppliedDecision<'a> {
+    /// Consensus height.
+    pub height: u64,
+    /// The epoch and its encoded result record, when the decision carried one.
+    pub epoch: Option<(u64, &'a [u8])>,
+    /// Registry entries changed, encoded.
+    pub registry: &'a [(u32, Vec<u8>)],
+    /// The registry's last nonce after the decision.
+    pub registry_nonce: u64,
+}
+
 /// The node's redb store.
 pub struct Store {
     db: Database,
@@ -143,6 +170,8 @@ impl Store {
         tx.open_table(RESULTS).map_err(db)?;
         tx.open_table(AUDIT).map_err(db)?;
         tx.open_table(META).map_err(db)?;
+        tx.open_table(BATCHES).map_err(db)?;
+        tx.open_table(EPOCHS).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: d })
     }
@@ -315,6 +344,84 @@ impl Store {
         Ok(t.get(key).map_err(db)?.map(|v| v.value()))
     }
 
+    /// Keep an author's signed batch for an epoch unless one is already kept (the first
+    /// wins: a validator's batch for an epoch never changes). Returns the kept envelope.
+    pub fn put_batch(
+        &self,
+        epoch: u64,
+        author: &[u8; 32],
+        envelope: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let kept = {
+            let mut t = tx.open_table(BATCHES).map_err(db)?;
+            let existing = t
+                .get((epoch, author))
+                .map_err(db)?
+                .map(|v| v.value().to_vec());
+            match existing {
+                Some(e) => e,
+                None => {
+                    t.insert((epoch, author), envelope).map_err(db)?;
+                    envelope.to_vec()
+                }
+            }
+        };
+        tx.commit().map_err(db)?;
+        Ok(kept)
+    }
+
+    /// The batches kept for epochs `from..`, as (epoch, author, envelope).
+    pub fn batches_from(&self, from: u64) -> Result<Vec<BatchRow>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(BATCHES).map_err(db)?;
+        t.range((from, &[0u8; 32])..)
+            .map_err(db)?
+            .map(|r| {
+                let (k, v) = r.map_err(db)?;
+                let (e, a) = k.value();
+                Ok((e, *a, v.value().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Apply one committed decision in one transaction: the epoch's result record, the
+    /// registry entries it changed, the registry nonce, and the applied height. A node
+    /// killed at any moment has either all of it or none, and re-applies from consensus.
+    pub fn apply_decision(&self, d: &AppliedDecision<'_>) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            if let Some((epoch, record)) = d.epoch {
+                tx.open_table(EPOCHS)
+                    .map_err(db)?
+                    .insert(epoch, record)
+                    .map_err(db)?;
+            }
+            let mut reg = tx.open_table(REGISTRY).map_err(db)?;
+            for (id, entry) in d.registry {
+                reg.insert(*id, entry.as_slice()).map_err(db)?;
+            }
+            let mut meta = tx.open_table(META).map_err(db)?;
+            meta.insert(META_APPLIED_HEIGHT, d.height).map_err(db)?;
+            meta.insert(META_REGISTRY_NONCE, d.registry_nonce)
+                .map_err(db)?;
+            if let Some((epoch, _)) = d.epoch {
+                meta.insert(META_LAST_EPOCH, epoch).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+
+    /// Committed epoch records from `from` on, in epoch order.
+    pub fn epochs_from(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(EPOCHS).map_err(db)?;
+        t.range(from..)
+            .map_err(db)?
+            .map(|r| r.map(|(k, v)| (k.value(), v.value().to_vec())).map_err(db))
+            .collect()
+    }
+
     /// Set a named counter.
     pub fn set_meta(&self, key: &str, value: u64) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
@@ -342,6 +449,35 @@ mod tests {
             fuel: 12_345,
             host_calls: 7,
         }
+    }
+
+    #[test]
+    fn first_batch_per_author_wins_and_decisions_apply_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(s.put_batch(5, &[1; 32], b"first").unwrap(), b"first");
+            assert_eq!(s.put_batch(5, &[1; 32], b"second").unwrap(), b"first");
+            s.put_batch(6, &[2; 32], b"other").unwrap();
+            s.apply_decision(&AppliedDecision {
+                height: 3,
+                epoch: Some((5, b"result")),
+                registry: &[(9, b"entry".to_vec())],
+                registry_nonce: 77,
+            })
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let rows = s.batches_from(5).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0], (5, [1; 32], b"first".to_vec()));
+        assert_eq!(s.batches_from(6).unwrap().len(), 1);
+        assert_eq!(s.epochs_from(0).unwrap(), vec![(5, b"result".to_vec())]);
+        assert_eq!(s.registry().unwrap(), vec![(9, b"entry".to_vec())]);
+        assert_eq!(s.meta(META_APPLIED_HEIGHT).unwrap(), Some(3));
+        assert_eq!(s.meta(META_REGISTRY_NONCE).unwrap(), Some(77));
+        assert_eq!(s.meta(META_LAST_EPOCH).unwrap(), Some(5));
     }
 
     #[test]

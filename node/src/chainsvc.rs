@@ -1,0 +1,203 @@
+//! The chain client thread: owns the [`Chain`] (the simulated subtensor or a subxt client)
+//! and the [`WeightSubmitter`], so slow or failing chain calls never stall consensus. It
+//! takes committed weights over a channel, submits them, reveals due commits, and publishes
+//! what it did for `status` and metrics.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use platform_chain::sim::{SimChain, SubnetGenesis};
+use platform_chain::submit::{Submitted, WeightSubmitter};
+use platform_chain::{Chain, ChainError, Hyperparams, Metagraph};
+
+/// A committed epoch's weights to submit.
+#[derive(Clone, Debug)]
+pub struct WeightsJob {
+    /// The epoch.
+    pub epoch: u64,
+    /// Uids.
+    pub uids: Vec<u16>,
+    /// Integer weights (any scale; conformed by the submitter).
+    pub weights: Vec<u64>,
+}
+
+/// What the chain thread last did (for `status`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ChainStatus {
+    /// Latest block seen.
+    pub block: u64,
+    /// Last epoch whose weights were submitted.
+    pub last_epoch: Option<u64>,
+    /// What happened to it.
+    pub last_outcome: String,
+    /// What the chain holds as this validator's weights (uid, u16 value), where readable.
+    pub onchain_weights: Vec<(u16, u16)>,
+    /// Submissions that failed.
+    pub errors: u64,
+}
+
+/// The simulated subnet for `[chain] mode = "sim"`: every validator building it from the
+/// same config gets the same chain.
+pub fn sim_chain(
+    netuid: u16,
+    tempo: u16,
+    commit_reveal: bool,
+    neurons: &[([u8; 32], u64)],
+) -> SimChain {
+    SimChain::new(
+        [0x5a; 32],
+        vec![SubnetGenesis {
+            netuid,
+            hyperparams: Hyperparams {
+                tempo,
+                commit_reveal_enabled: commit_reveal,
+                commit_reveal_period: 1,
+                weights_version_key: 0,
+                weights_rate_limit: 1,
+                min_allowed_weights: 1,
+                max_weight_limit: u16::MAX,
+            },
+            max_uids: 256,
+            max_validators: 64,
+            min_stake_to_set_weights: 1,
+            neurons: neurons.to_vec(),
+        }],
+    )
+}
+
+/// The chain a node talks to.
+#[allow(clippy::large_enum_variant)]
+pub enum Backend {
+    /// The simulated subtensor, producing a block every `block_time`.
+    Sim {
+        /// The chain.
+        chain: SimChain,
+        /// Wall-clock time per block.
+        block_time: Duration,
+    },
+    /// A subtensor node.
+    Subtensor(platform_chain::subtensor::Subtensor),
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Backend::Sim { .. } => "Backend::Sim",
+            Backend::Subtensor(_) => "Backend::Subtensor",
+        })
+    }
+}
+
+impl Backend {
+    /// The chain.
+    pub fn chain(&mut self) -> &mut dyn Chain {
+        match self {
+            Backend::Sim { chain, .. } => chain,
+            Backend::Subtensor(c) => c,
+        }
+    }
+}
+
+/// Run the chain thread until `jobs` closes.
+pub fn run(
+    mut backend: Backend,
+    mut submitter: WeightSubmitter,
+    netuid: u16,
+    hotkey: [u8; 32],
+    jobs: Receiver<WeightsJob>,
+    status: Arc<Mutex<ChainStatus>>,
+) {
+    let start = Instant::now();
+    let mut blocks_made = 0u64;
+    loop {
+        match jobs.recv_timeout(Duration::from_millis(200)) {
+            Ok(job) => {
+                let r = submitter.submit(backend.chain(), job.epoch, &job.uids, &job.weights);
+                let outcome = match &r {
+                    Ok(Submitted::Set { uids, .. }) => format!("set {} weights", uids.len()),
+                    Ok(Submitted::Timelocked { reveal_round }) => {
+                        format!("timelocked commit, reveal at drand round {reveal_round}")
+                    }
+                    Ok(Submitted::Committed { .. }) => "hash commit".to_string(),
+                    Ok(Submitted::Nothing) => "nothing to set (all weights zero)".to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                let label = match &r {
+                    Ok(_) => "ok",
+                    Err(e) => error_label(e),
+                };
+                metrics::counter!("platform_chain_weight_submissions_total", "result" => label)
+                    .increment(1);
+                if r.is_err() {
+                    tracing::warn!(epoch = job.epoch, "weights not submitted: {outcome}");
+                } else {
+                    tracing::info!(epoch = job.epoch, "weights: {outcome}");
+                }
+                let onchain = read_own_weights(&backend, netuid, &hotkey);
+                let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+                s.last_epoch = Some(job.epoch);
+                s.last_outcome = outcome;
+                s.errors += u64::from(r.is_err());
+                if let Some(w) = onchain {
+                    s.onchain_weights = w;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        if let Backend::Sim { chain, block_time } = &mut backend {
+            let due = (start.elapsed().as_nanos() / block_time.as_nanos().max(1)) as u64;
+            if due > blocks_made {
+                chain.advance(due - blocks_made);
+                blocks_made = due;
+            }
+        }
+        if let Err(e) = submitter.reveal_due(backend.chain()) {
+            tracing::debug!("reveal: {e}");
+        }
+        if let Ok(b) = backend.chain().current_block() {
+            status.lock().unwrap_or_else(|p| p.into_inner()).block = b.number;
+            metrics::gauge!("platform_chain_block").set(b.number as f64);
+        }
+    }
+}
+
+fn error_label(e: &ChainError) -> &'static str {
+    match e {
+        ChainError::Pallet(_) | ChainError::Dispatch(_) => "refused",
+        ChainError::Connection(_) => "connection",
+        _ => "error",
+    }
+}
+
+/// What a simulated chain holds as our weights (a subtensor client reads no weights back).
+fn read_own_weights(backend: &Backend, netuid: u16, hotkey: &[u8; 32]) -> Option<Vec<(u16, u16)>> {
+    let Backend::Sim { chain: sim, .. } = backend else {
+        return None;
+    };
+    let uid = sim
+        .metagraph(netuid)
+        .ok()?
+        .neurons
+        .iter()
+        .find(|n| n.hotkey == *hotkey)?
+        .uid;
+    sim.weights_of(netuid, uid).map(<[_]>::to_vec)
+}
+
+/// Hotkey → uid.
+pub type Uids = std::collections::BTreeMap<[u8; 32], u16>;
+
+/// The validator set and miner uids a metagraph gives: (hotkey, stake) of permit holders,
+/// and every neuron's hotkey → uid.
+pub fn split_metagraph(m: &Metagraph) -> (Vec<([u8; 32], u64)>, Uids) {
+    let validators = m
+        .neurons
+        .iter()
+        .filter(|n| n.validator_permit && n.stake > 0)
+        .map(|n| (n.hotkey, n.stake))
+        .collect();
+    let uids = m.neurons.iter().map(|n| (n.hotkey, n.uid)).collect();
+    (validators, uids)
+}

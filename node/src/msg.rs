@@ -1,0 +1,162 @@
+//! What validators exchange besides consensus messages (SCALE, canonical for these types):
+//! evaluation batches (the payload of signed `Evaluations` envelopes), the value consensus
+//! decides per epoch, the record of a committed epoch, and an owner's challenge post.
+
+use parity_scale_codec::{Decode, Encode};
+
+/// Largest number of entries in one batch (bounded: the decoder never allocates beyond it).
+pub const BATCH_ENTRIES_MAX: usize = 100_000;
+/// Largest number of batches or registry changes one epoch value may name.
+pub const VALUE_ITEMS_MAX: usize = 4096;
+
+/// One validator's result for a counted submission.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BatchEntry {
+    /// Challenge id.
+    pub challenge: u32,
+    /// Miner hotkey.
+    pub miner: [u8; 32],
+    /// The counted submission's id.
+    pub submission: [u8; 32],
+    /// Agreed score, or `None` (abstain: not evaluated in time, or a non-agreed outcome).
+    pub score: Option<u64>,
+}
+
+/// A validator's results for one epoch (signed as an `Evaluations` envelope).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Batch {
+    /// The epoch.
+    pub epoch: u64,
+    /// Its entries, sorted by (challenge, miner).
+    pub entries: Vec<BatchEntry>,
+}
+
+/// What consensus decides at each height: an epoch's inputs and result, plus the registry
+/// changes that take effect after it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct EpochValue {
+    /// The epoch.
+    pub epoch: u64,
+    /// Ids (sha256 of the signed envelope) of the batches that are the epoch's input, sorted,
+    /// at most one per validator.
+    pub batches: Vec<[u8; 32]>,
+    /// Owner-signed registry changes, in nonce order, applied after the epoch's result.
+    pub changes: Vec<Vec<u8>>,
+    /// `epoch::compute(...).digest` over those batches.
+    pub digest: [u8; 32],
+}
+
+/// A committed epoch, as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct EpochRecord {
+    /// Consensus height that committed it.
+    pub height: u64,
+    /// The result digest.
+    pub digest: [u8; 32],
+    /// Combined weights (uid, value).
+    pub weights: Vec<(u16, u64)>,
+    /// Number of (challenge, miner) pairs with an agreed score.
+    pub scored: u32,
+    /// Number of reports in the input.
+    pub reports: u32,
+    /// Validators flagged for disagreeing.
+    pub flagged: u32,
+}
+
+/// An owner's challenge change as `platform challenge` sends it to a validator's API: the
+/// signed change and, for publish/update, the module bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct ChallengePost {
+    /// SCALE-encoded `SignedChange`.
+    pub change: Vec<u8>,
+    /// The module, when the change names a new one.
+    pub module: Option<Vec<u8>>,
+}
+
+/// Decode exactly: the whole input, nothing left over.
+pub fn decode_exact<T: Decode>(bytes: &[u8]) -> Option<T> {
+    let mut input = bytes;
+    let v = T::decode(&mut input).ok()?;
+    input.is_empty().then_some(v)
+}
+
+impl Batch {
+    /// Decode a batch payload, refusing oversized or unsorted ones.
+    pub fn decode_checked(bytes: &[u8]) -> Option<Batch> {
+        let b: Batch = decode_exact(bytes)?;
+        let sorted = b
+            .entries
+            .windows(2)
+            .all(|w| (w[0].challenge, w[0].miner) < (w[1].challenge, w[1].miner));
+        (b.entries.len() <= BATCH_ENTRIES_MAX && sorted).then_some(b)
+    }
+}
+
+impl EpochValue {
+    /// Decode a proposed value, refusing oversized or non-canonical ones.
+    pub fn decode_checked(bytes: &[u8]) -> Option<EpochValue> {
+        let v: EpochValue = decode_exact(bytes)?;
+        let sorted = v.batches.windows(2).all(|w| w[0] < w[1]);
+        (v.batches.len() <= VALUE_ITEMS_MAX && v.changes.len() <= VALUE_ITEMS_MAX && sorted)
+            .then_some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_and_non_canonical_ones_are_refused() {
+        let v = EpochValue {
+            epoch: 9,
+            batches: vec![[1; 32], [2; 32]],
+            changes: vec![vec![1, 2, 3]],
+            digest: [7; 32],
+        };
+        assert_eq!(EpochValue::decode_checked(&v.encode()), Some(v.clone()));
+        let mut unsorted = v.clone();
+        unsorted.batches.reverse();
+        assert_eq!(EpochValue::decode_checked(&unsorted.encode()), None);
+        let mut trailing = v.encode();
+        trailing.push(0);
+        assert_eq!(EpochValue::decode_checked(&trailing), None);
+        let b = Batch {
+            epoch: 1,
+            entries: vec![
+                BatchEntry {
+                    challenge: 1,
+                    miner: [1; 32],
+                    submission: [0; 32],
+                    score: Some(5),
+                },
+                BatchEntry {
+                    challenge: 1,
+                    miner: [1; 32],
+                    submission: [1; 32],
+                    score: None,
+                },
+            ],
+        };
+        assert_eq!(Batch::decode_checked(&b.encode()), None, "duplicate pair");
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..2000usize {
+            let bytes: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = EpochValue::decode_checked(&bytes);
+            let _ = Batch::decode_checked(&bytes);
+            let _ = decode_exact::<ChallengePost>(&bytes);
+            let _ = decode_exact::<EpochRecord>(&bytes);
+        }
+    }
+}
