@@ -26,3 +26,19 @@ if command -v python3 >/dev/null 2>&1; then
 else
     echo "setup: python3 not found; the chain verifier tests will be skipped" >&2
 fi
+
+# Prometheus tooling for the observability tests: `promtool check metrics` on a live node and
+# a real Prometheus server scraping a devnet (Debian's `prometheus` package ships both).
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+    if command -v apt-get >/dev/null 2>&1; then
+        $SUDO apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null \
+            || echo "setup: could not install prometheus; the observability test will fail under CI" >&2
+        # The package may start a system service; the tests run their own server.
+        $SUDO systemctl stop prometheus >/dev/null 2>&1 || true
+    else
+        echo "setup: apt-get not found; install promtool and prometheus for the observability test" >&2
+    fi
+fi

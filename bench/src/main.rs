@@ -1,7 +1,10 @@
 //! `bench`: Platform's benchmark harness. `bench engine` compares, side by side in one run,
-//! the pooled sharded engine, the naive path of the system we replace, and native code.
+//! the pooled sharded engine, the naive path of the system we replace, and native code;
+//! `bench consensus` and `bench net` measure those layers alone; `bench devnet` loads the
+//! whole system.
 
 mod consensus;
+mod devnet;
 mod engine;
 mod machine;
 mod net;
@@ -26,6 +29,9 @@ enum Command {
     Consensus(consensus::Args),
     /// The libp2p mesh on loopback: messages/s and delivery latency, signed and validated.
     Net(net::Args),
+    /// The whole system: a devnet of validator processes under miner load; throughput,
+    /// submission-to-committed-result latency, refusals, memory.
+    Devnet(devnet::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +39,6 @@ fn main() -> anyhow::Result<()> {
         Command::Engine(args) => engine::run(args),
         Command::Consensus(args) => consensus::run(args),
         Command::Net(args) => net::run(args),
+        Command::Devnet(args) => devnet::run(args),
     }
 }

@@ -58,4 +58,19 @@ pub fn describe() {
         HOST_CALLS,
         "Host function calls made by guests, by function."
     );
+    // Series that exist from the start (zeros, not absence, before the first event).
+    for reason in [
+        "queue_full",
+        "saturated",
+        "payload_too_large",
+        "shutting_down",
+    ] {
+        metrics::counter!(SUBMISSIONS_REJECTED, "reason" => reason).increment(0);
+    }
+    for result in ["hit", "miss", "corrupt"] {
+        metrics::counter!(MODULE_CACHE, "result" => result).increment(0);
+    }
+    for f in crate::host::HostFn::ALL {
+        metrics::counter!(HOST_CALLS, "function" => f.import_name()).increment(0);
+    }
 }

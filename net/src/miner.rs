@@ -18,19 +18,41 @@ use crate::wire::{ENVELOPE_OVERHEAD, Request, Response, Submission, SubmitAck, n
 /// Deliver signed envelope bytes to the validator at `addr` (a multiaddr ending in
 /// `/p2p/PEER_ID`) and wait for its answer.
 pub fn deliver(addr: &str, envelope: Vec<u8>, timeout: Duration) -> Result<SubmitAck, NetError> {
-    let addr: Multiaddr = addr
-        .parse()
-        .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
-    let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
-        return Err(NetError::Address(format!(
-            "{addr} must end in /p2p/PEER_ID"
-        )));
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| NetError::Other(format!("runtime: {e}")))?;
-    rt.block_on(async move {
+    MinerClient::connect(addr, timeout)?.submit(envelope)
+}
+
+type Pending = (
+    Vec<u8>,
+    crossbeam_channel::Sender<Result<SubmitAck, NetError>>,
+);
+
+/// A miner's connection to one validator, kept open for many submissions (load tools,
+/// miners that submit often): one libp2p swarm on its own thread, requests pipelined.
+#[derive(Debug)]
+pub struct MinerClient {
+    tx: Option<tokio::sync::mpsc::UnboundedSender<Pending>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    timeout: Duration,
+}
+
+impl MinerClient {
+    /// Start a client for the validator at `addr` (ending in `/p2p/PEER_ID`); it dials on
+    /// the first submission. Each submission gets an answer within `timeout`.
+    pub fn connect(addr: &str, timeout: Duration) -> Result<MinerClient, NetError> {
+        let addr: Multiaddr = addr
+            .parse()
+            .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
+        let Some(libp2p::multiaddr::Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(NetError::Address(format!(
+                "{addr} must end in /p2p/PEER_ID"
+            )));
+        };
+        let max_request =
+            crate::NetConfig::default().max_payload_bytes.submissions + ENVELOPE_OVERHEAD + 16;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| NetError::Other(format!("runtime: {e}")))?;
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -42,7 +64,7 @@ pub fn deliver(addr: &str, envelope: Vec<u8>, timeout: Duration) -> Result<Submi
             .with_behaviour(|_| {
                 request_response::Behaviour::with_codec(
                     RpcCodec {
-                        max_request: envelope.len() + 16,
+                        max_request,
                         max_response: 1024,
                     },
                     [(PROTOCOL, ProtocolSupport::Outbound)],
@@ -50,44 +72,86 @@ pub fn deliver(addr: &str, envelope: Vec<u8>, timeout: Duration) -> Result<Submi
                 )
             })
             .map_err(|e| NetError::Other(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
-        swarm
-            .dial(addr.clone())
-            .map_err(|e| NetError::Other(format!("dial {addr}: {e}")))?;
-        let rid = swarm
-            .behaviour_mut()
-            .send_request(&peer, Request::Submit(envelope));
-        let wait = async {
-            loop {
-                match swarm.select_next_some().await {
-                    SwarmEvent::Behaviour(request_response::Event::Message {
-                        message:
-                            request_response::Message::Response {
-                                request_id,
-                                response,
+        swarm.add_peer_address(peer, addr.clone());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+        let thread = std::thread::Builder::new()
+            .name("platform-miner".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let mut waiting = std::collections::HashMap::new();
+                    loop {
+                        tokio::select! {
+                            cmd = rx.recv() => match cmd {
+                                Some((env, reply)) => {
+                                    let id = swarm.behaviour_mut().send_request(&peer, Request::Submit(env));
+                                    waiting.insert(id, reply);
+                                }
+                                None => break,
                             },
-                        ..
-                    }) if request_id == rid => {
-                        return match response {
-                            Response::Submit(ack) => Ok(ack),
-                            _ => Err(NetError::Other("unexpected response".into())),
-                        };
+                            ev = swarm.select_next_some() => match ev {
+                                SwarmEvent::Behaviour(request_response::Event::Message {
+                                    message: request_response::Message::Response { request_id, response },
+                                    ..
+                                }) => {
+                                    if let Some(r) = waiting.remove(&request_id) {
+                                        let _ = r.send(match response {
+                                            Response::Submit(ack) => Ok(ack),
+                                            _ => Err(NetError::Other("unexpected response".into())),
+                                        });
+                                    }
+                                }
+                                SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                                    request_id, error, ..
+                                }) => {
+                                    if let Some(r) = waiting.remove(&request_id) {
+                                        let _ = r.send(Err(NetError::Other(format!("submit to {addr}: {error}"))));
+                                    }
+                                }
+                                _ => {}
+                            },
+                        }
                     }
-                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
-                        request_id,
-                        error,
-                        ..
-                    }) if request_id == rid => {
-                        return Err(NetError::Other(format!("submit to {addr}: {error}")));
-                    }
-                    _ => {}
-                }
-            }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
+                });
+            })
+            .map_err(|e| NetError::Other(format!("thread: {e}")))?;
+        Ok(MinerClient {
+            tx: Some(tx),
+            thread: Some(thread),
+            timeout,
+        })
+    }
+
+    /// Send signed envelope bytes; the answer arrives on the returned channel.
+    pub fn send(
+        &self,
+        envelope: Vec<u8>,
+    ) -> crossbeam_channel::Receiver<Result<SubmitAck, NetError>> {
+        let (reply, rx) = crossbeam_channel::bounded(1);
+        if let Some(tx) = &self.tx
+            && let Err(e) = tx.send((envelope, reply))
+        {
+            let _ = e.0.1.send(Err(NetError::Stopped));
+        }
+        rx
+    }
+
+    /// Send signed envelope bytes and wait for the validator's answer.
+    pub fn submit(&self, envelope: Vec<u8>) -> Result<SubmitAck, NetError> {
+        self.send(envelope)
+            .recv_timeout(self.timeout + Duration::from_secs(1))
             .map_err(|_| NetError::Timeout)?
-    })
+    }
+}
+
+impl Drop for MinerClient {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Sign `submission` as `miner` and deliver it to the validator at `addr`.

@@ -26,6 +26,36 @@ pub mod names {
     pub const EVENTS_DROPPED: &str = "platform_net_events_dropped_total";
     /// Counter: messages gossipsub dropped because a peer was too slow to take them.
     pub const SLOW_PEER_DROPS: &str = "platform_net_slow_peer_drops_total";
+
+    /// Register help text and units with the installed recorder (if any).
+    pub fn describe() {
+        use metrics::{Unit, describe_counter, describe_gauge};
+        describe_gauge!(PEERS, "Connected peers, by role.");
+        describe_counter!(
+            MESSAGES,
+            "Gossip messages, by topic, direction and verdict."
+        );
+        describe_counter!(
+            MESSAGE_BYTES,
+            Unit::Bytes,
+            "Gossip payload bytes, by topic and direction."
+        );
+        describe_counter!(REJECTED, "Refused input, by reason.");
+        describe_counter!(DHT, "DHT operations, by op and outcome.");
+        describe_counter!(
+            REQUESTS,
+            "Request-response exchanges, by kind, direction and outcome."
+        );
+        describe_counter!(BANS, "Peers banned for misbehaviour.");
+        describe_counter!(
+            EVENTS_DROPPED,
+            "Events the application did not take in time."
+        );
+        describe_counter!(
+            SLOW_PEER_DROPS,
+            "Messages dropped because a peer was too slow."
+        );
+    }
 }
 
 /// Why input was refused. Every variant is a bounded label value.

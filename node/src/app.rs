@@ -40,8 +40,9 @@ use crate::chainsvc::{self, Backend, ChainStatus, WeightsJob};
 use crate::config::{ChainSection, CommitModeName, NodeConfig};
 use crate::epoch::{self, EpochInput, Report};
 use crate::exporter::{Api, Exporter};
+use crate::metrics as m;
 use crate::msg::{Batch, BatchEntry, ChallengePost, EpochRecord, EpochValue, decode_exact};
-use crate::registry::{Change, Registry, SignedChange};
+use crate::registry::{Change, Registry, RegistryError, SignedChange};
 use crate::store::{
     AppliedDecision, AuditRecord, Counted, META_APPLIED_HEIGHT, META_LAST_EPOCH,
     META_REGISTRY_NONCE, Store,
@@ -238,6 +239,7 @@ struct App {
     chain_status: Arc<Mutex<ChainStatus>>,
     status: Arc<Mutex<String>>,
     metrics_addr: String,
+    data_dir: std::path::PathBuf,
     // Consensus plumbing.
     timer: Option<(Height, View, u64)>,
     want_proposal: Option<Height>,
@@ -473,6 +475,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         chain_status,
         status,
         metrics_addr: exporter.addr().to_string(),
+        data_dir: data_dir.clone(),
         timer: None,
         want_proposal: None,
         validations: Vec::new(),
@@ -686,10 +689,9 @@ impl App {
             },
             Topic::Challenges => match self.verify_change(&d.payload) {
                 Ok(sc) => self.accept_change(sc, d.payload),
-                Err(reason) => {
-                    metrics::counter!("platform_registry_changes_refused_total", "reason" => reason)
-                        .increment(1);
-                    tracing::warn!("registry change refused: {reason}");
+                Err(e) => {
+                    metrics::counter!(m::REGISTRY_REFUSED, "reason" => e.label()).increment(1);
+                    tracing::warn!("registry change refused: {e}");
                 }
             },
         }
@@ -698,7 +700,7 @@ impl App {
     fn on_submission(&mut self, d: Delivery) {
         let now = now_ms();
         let refuse = |reason: &'static str| {
-            metrics::counter!("platform_node_submissions_total", "result" => reason).increment(1);
+            metrics::counter!(m::INGRESS, "result" => reason).increment(1);
         };
         let Ok(sub) = platform_net::Submission::decode(&d.payload) else {
             return refuse("malformed");
@@ -800,7 +802,10 @@ impl App {
     fn on_post(&mut self, body: &[u8]) -> Result<String, String> {
         let post: ChallengePost =
             decode_exact(body).ok_or_else(|| "malformed challenge post".to_string())?;
-        let sc = self.verify_change(&post.change).map_err(str::to_string)?;
+        let sc = self.verify_change(&post.change).map_err(|e| {
+            metrics::counter!(m::REGISTRY_REFUSED, "reason" => e.label()).increment(1);
+            e.to_string()
+        })?;
         if let Some(hash) = module_of(&sc.change) {
             match (&post.module, self.store.module(&hash)) {
                 (_, Ok(Some(_))) => {}
@@ -825,16 +830,16 @@ impl App {
 
     /// Verify a change against the registry as it will be after the pending changes with
     /// lower nonces.
-    fn verify_change(&self, bytes: &[u8]) -> Result<SignedChange, &'static str> {
+    fn verify_change(&self, bytes: &[u8]) -> Result<SignedChange, RegistryError> {
         if bytes.len() > crate::registry::CHANGE_MAX_BYTES {
-            return Err("malformed");
+            return Err(RegistryError::Malformed);
         }
-        let sc = decode_exact::<SignedChange>(bytes).ok_or("malformed")?;
+        let sc = decode_exact::<SignedChange>(bytes).ok_or(RegistryError::Malformed)?;
         let mut projected = self.registry.clone();
         for c in self.changes.range(..sc.nonce).map(|(_, c)| c) {
             let _ = projected.apply(c);
         }
-        projected.verify(bytes).map_err(|e| e.label())
+        projected.verify(bytes)
     }
 
     fn accept_change(&mut self, sc: SignedChange, bytes: Vec<u8>) {
@@ -947,13 +952,12 @@ impl App {
         }
         let vc = self.replica.stats().view_changes;
         if vc > self.last_view_changes {
-            metrics::counter!("platform_consensus_view_changes_total")
-                .increment(vc - self.last_view_changes);
+            metrics::counter!(m::VIEW_CHANGES).increment(vc - self.last_view_changes);
             self.last_view_changes = vc;
         }
-        metrics::gauge!("platform_consensus_height").set(self.replica.height() as f64);
-        metrics::gauge!("platform_consensus_view").set(self.replica.view() as f64);
-        metrics::gauge!("platform_node_epoch").set(current as f64);
+        metrics::gauge!(m::HEIGHT).set(self.replica.height() as f64);
+        metrics::gauge!(m::VIEW).set(self.replica.view() as f64);
+        metrics::gauge!(m::EPOCH).set(current as f64);
     }
 
     /// Consensus timers run only while an epoch is due and undecided (plus one view timeout
@@ -989,8 +993,12 @@ impl App {
                 .iter()
                 .fold(0u32, |a, b| a.saturating_add(*b)),
         };
-        if let Err(e) = self.store.record_result(epoch, &id, &canonical, &audit) {
-            tracing::error!("store: {e}");
+        match self.store.record_result(epoch, &id, &canonical, &audit) {
+            Ok(_) => metrics::counter!(m::AUDIT).increment(1),
+            Err(e) => {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!("store: {e}");
+            }
         }
     }
 
@@ -1023,6 +1031,7 @@ impl App {
         };
         self.ingest_batch(&kept);
         let _ = self.net.provide(kept.clone());
+        metrics::counter!(m::BATCHES).increment(1);
         match self.net.publish_raw(Topic::Evaluations, kept) {
             Ok(_) => tracing::info!(epoch, entries = n, "batch published"),
             Err(e) => tracing::warn!(epoch, "batch not gossiped (peers fetch it by id): {e}"),
@@ -1057,12 +1066,12 @@ impl App {
                     deadline_ms: now_ms() + 2 * self.view_timeout_ms,
                 }),
                 Action::Decided(d) => {
-                    metrics::counter!("platform_consensus_decisions_total").increment(1);
+                    metrics::counter!(m::DECISIONS).increment(1);
                     self.decisions.push_back(d);
                 }
                 Action::Checkpoint { height } => tracing::debug!(height, "checkpoint"),
                 Action::Misbehaviour { signer, what } => {
-                    metrics::counter!("platform_consensus_misbehaviour_total").increment(1);
+                    metrics::counter!(m::MISBEHAVIOUR).increment(1);
                     tracing::warn!("validator {} misbehaved: {what}", ss58_encode(&signer.0));
                 }
             }
@@ -1304,7 +1313,7 @@ impl App {
                     );
                 }
                 for f in &r.flagged {
-                    metrics::counter!("platform_node_flagged_total").increment(1);
+                    metrics::counter!(m::FLAGGED).increment(1);
                     tracing::warn!(
                         epoch = v.epoch,
                         challenge = f.challenge,
@@ -1380,8 +1389,8 @@ impl App {
             }
         }
         let latency = now.saturating_sub(self.clock.end(v.epoch)) as f64 / 1000.0;
-        metrics::histogram!("platform_consensus_commit_latency_seconds").record(latency);
-        metrics::gauge!("platform_node_committed_epoch").set(v.epoch as f64);
+        metrics::histogram!(m::COMMIT_LATENCY).record(latency);
+        metrics::gauge!(m::COMMITTED_EPOCH).set(v.epoch as f64);
         tracing::info!(
             epoch = v.epoch,
             height = d.height,
@@ -1415,6 +1424,11 @@ impl App {
 
     fn publish_status(&self) {
         let now = now_ms();
+        for f in ["node.redb", "consensus.redb", "weights.redb"] {
+            if let Ok(md) = std::fs::metadata(self.data_dir.join(f)) {
+                metrics::gauge!(m::STORE_BYTES, "file" => f).set(md.len() as f64);
+            }
+        }
         let peers = self.net.peers().map(|p| p.len()).unwrap_or(0);
         let chain = self
             .chain_status

@@ -58,7 +58,7 @@ pub fn sim_chain(
                 min_allowed_weights: 1,
                 max_weight_limit: u16::MAX,
             },
-            max_uids: 256,
+            max_uids: 4096,
             max_validators: 64,
             min_stake_to_set_weights: 1,
             neurons: neurons.to_vec(),
@@ -127,8 +127,7 @@ pub fn run(
                     Ok(_) => "ok",
                     Err(e) => error_label(e),
                 };
-                metrics::counter!("platform_chain_weight_submissions_total", "result" => label)
-                    .increment(1);
+                metrics::counter!(crate::metrics::WEIGHTS, "result" => label).increment(1);
                 if r.is_err() {
                     tracing::warn!(epoch = job.epoch, "weights not submitted: {outcome}");
                 } else {
@@ -158,7 +157,7 @@ pub fn run(
         }
         if let Ok(b) = backend.chain().current_block() {
             status.lock().unwrap_or_else(|p| p.into_inner()).block = b.number;
-            metrics::gauge!("platform_chain_block").set(b.number as f64);
+            metrics::gauge!(crate::metrics::BLOCK).set(b.number as f64);
         }
     }
 }

@@ -40,6 +40,7 @@ pub enum Command {
     },
     /// Run a local network: N validators as separate processes on loopback with the
     /// simulated chain, the example challenges registered through consensus, and miners.
+    #[command(args_override_self = true)]
     Devnet(crate::devnet::DevnetArgs),
     /// Create and inspect hotkeys.
     #[command(subcommand)]

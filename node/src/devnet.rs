@@ -208,6 +208,17 @@ fn register_examples(api: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process's peak resident set (VmHWM), in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn signal(child: &Child, sig: i32) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: kill(2) on a child process id we own; no memory is involved.
@@ -279,6 +290,17 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     }
 
     let result = drive(args, &specs, &mut children, running, &stop);
+    let rss: Vec<String> = children
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let c = c.as_ref()?;
+            Some(format!("v{i} {} MiB", peak_rss_kib(c.id())? / 1024))
+        })
+        .collect();
+    if !rss.is_empty() {
+        println!("peak RSS: {}", rss.join(", "));
+    }
     for c in children.iter().flatten() {
         signal(c, libc::SIGTERM);
     }
@@ -427,10 +449,23 @@ fn drive(
     Ok(())
 }
 
-/// Each miner submits `per` payloads to each challenge for `epoch`, spread over validators.
+/// Each miner submits `per` payloads to each challenge for `epoch`, spread over validators,
+/// eight miners at a time.
 fn synthetic_load(epoch: u64, challenges: &[u32], miners: usize, per: usize, targets: &[String]) {
-    let mut n = 0usize;
-    for j in 0..miners {
+    std::thread::scope(|s| {
+        for part in 0..8 {
+            s.spawn(move || {
+                for j in (part..miners).step_by(8) {
+                    load_miner(epoch, challenges, j, per, targets);
+                }
+            });
+        }
+    });
+}
+
+fn load_miner(epoch: u64, challenges: &[u32], j: usize, per: usize, targets: &[String]) {
+    let mut n = j;
+    {
         let key = Keypair::from_seed(&miner_seed(j));
         for &c in challenges {
             let Some(ex) = platform_challenges::EXAMPLES.iter().find(|e| e.id == c) else {

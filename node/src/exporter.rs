@@ -57,10 +57,16 @@ impl std::fmt::Debug for Exporter {
 
 /// Histogram buckets by metric name.
 pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
-    vec![(
-        platform_engine::metrics::EVALUATION_DURATION,
-        platform_engine::metrics::DURATION_BUCKETS_SECONDS,
-    )]
+    vec![
+        (
+            platform_engine::metrics::EVALUATION_DURATION,
+            platform_engine::metrics::DURATION_BUCKETS_SECONDS,
+        ),
+        (
+            crate::metrics::COMMIT_LATENCY,
+            crate::metrics::COMMIT_BUCKETS_SECONDS,
+        ),
+    ]
 }
 
 impl Exporter {
@@ -85,6 +91,7 @@ impl Exporter {
         metrics::set_global_recorder(recorder)
             .map_err(|e| ExporterError::Setup(format!("recorder already installed: {e}")))?;
         metrics::gauge!("platform_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        crate::metrics::register();
         let listener = TcpListener::bind(listen).map_err(|source| ExporterError::Bind {
             addr: listen,
             source,
@@ -125,6 +132,7 @@ impl Exporter {
 
     /// The current exposition text.
     pub fn render(&self) -> String {
+        crate::metrics::update_process();
         self.handle.run_upkeep();
         self.handle.render()
     }
@@ -175,6 +183,7 @@ fn serve(stream: TcpStream, handle: &PrometheusHandle, api: Option<&dyn Api>) {
     let text = "text/plain; version=0.0.4; charset=utf-8";
     let (status, ctype, body) = match (parts.next(), parts.next(), api) {
         (Some("GET"), Some("/metrics"), _) => {
+            crate::metrics::update_process();
             handle.run_upkeep();
             ("200 OK", text, handle.render())
         }

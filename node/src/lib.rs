@@ -13,6 +13,7 @@ pub mod epoch;
 pub mod exporter;
 pub mod http;
 mod keys;
+pub mod metrics;
 pub mod msg;
 pub mod registry;
 pub mod store;

@@ -168,6 +168,23 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
         "[{:>5.1}s] stage 1: challenges active on v0..v2",
         t0.elapsed().as_secs_f64()
     );
+    // A change not signed by the owner is refused with the reason, and nothing changes.
+    let out = Command::new(EXE)
+        .args(["challenge", "deactivate", "--node", &api(0), "--id", "1"])
+        .args(["--owner-seed", &format!("0x{}", "42".repeat(32))])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not signed by the subnet owner"), "{err}");
+    // `platform status` reads a node.
+    let out = Command::new(EXE)
+        .args(["status", "--node", &api(0)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("knapsack"), "{text}");
+
     // 2. A late joiner catches up and activates them too.
     procs
         .0

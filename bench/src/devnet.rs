@@ -1,0 +1,493 @@
+//! `bench devnet`: load on the whole system. Starts a devnet (the `platform` binary, N
+//! validator processes on loopback) or attaches to a running one, drives signed miner
+//! submissions over kept-open connections at a target rate or as fast as the validators
+//! accept them, and follows each submission to its committed epoch result. Reports
+//! throughput (accepted, and evaluated into committed results), latency percentiles
+//! (submission → accepted, submission → in a committed result), refusals by reason, and each
+//! validator's resident memory over the run and at its peak.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use hdrhistogram::Histogram;
+use platform_keys::Keypair;
+use platform_net::miner::MinerClient;
+use platform_net::wire::now_ms;
+use platform_net::{Submission, SubmitAck};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::machine::Machine;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Validators to start.
+    #[arg(long, default_value_t = 4)]
+    nodes: usize,
+    /// Epoch length of the devnet started.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    epoch: Duration,
+    /// Registered miners (one counted submission per miner, challenge and epoch).
+    #[arg(long, default_value_t = 1000)]
+    miners: usize,
+    /// Target submissions per second (0: as fast as accepted, `window` in flight).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Submissions in flight at most.
+    #[arg(long, default_value_t = 64)]
+    window: usize,
+    /// How long to drive load.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Stop after this many submissions (before `duration` if reached).
+    #[arg(long)]
+    count: Option<u64>,
+    /// Attach to a running devnet: its directory (with devnet.json) instead of starting one.
+    #[arg(long)]
+    attach: Option<PathBuf>,
+    /// The `platform` binary (default: beside this one).
+    #[arg(long)]
+    platform: Option<PathBuf>,
+    /// Directory for the JSON results.
+    #[arg(long, default_value = "bench/results")]
+    out: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    machine: Machine,
+    nodes: usize,
+    epoch_ms: u64,
+    miners: usize,
+    target_rate: f64,
+    window: usize,
+    seconds: f64,
+    sent: u64,
+    accepted: u64,
+    accepted_per_sec: f64,
+    refused: BTreeMap<String, u64>,
+    committed_epochs: Vec<(u64, u64)>,
+    evaluated_into_results: u64,
+    evaluated_per_sec: f64,
+    ack: Percentiles,
+    to_committed: Percentiles,
+    followed_to_commit: u64,
+    rss_mib_over_time: Vec<Vec<u64>>,
+    peak_rss_mib: Vec<u64>,
+}
+
+struct Node {
+    api: String,
+    p2p: String,
+    pid: Option<u32>,
+}
+
+fn status(api: &str) -> Option<Value> {
+    let text = http_get(api, "/status").ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// One GET over a fresh connection (the node's API is plain HTTP/1.1).
+fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out
+        .split_once("\r\n\r\n")
+        .context("malformed HTTP response")?;
+    anyhow::ensure!(head.contains(" 200 "), "{addr}{path}: {head}");
+    Ok(body.to_string())
+}
+
+fn rss_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn percentiles(h: &Histogram<u64>) -> Percentiles {
+    let ms = |v: u64| v as f64 / 1000.0;
+    Percentiles {
+        p50_ms: ms(h.value_at_quantile(0.5)),
+        p99_ms: ms(h.value_at_quantile(0.99)),
+        max_ms: ms(h.max()),
+    }
+}
+
+struct Devnet {
+    child: Option<Child>,
+    _dir: Option<tempfile_dir::Dir>,
+}
+
+mod tempfile_dir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(args: &Args) -> anyhow::Result<(Devnet, PathBuf)> {
+    if let Some(dir) = &args.attach {
+        return Ok((
+            Devnet {
+                child: None,
+                _dir: None,
+            },
+            dir.clone(),
+        ));
+    }
+    let exe = match &args.platform {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no exe directory")?
+            .join("platform"),
+    };
+    anyhow::ensure!(
+        exe.is_file(),
+        "{} not found: build it (cargo build --release -p platform-node) or pass --platform",
+        exe.display()
+    );
+    let dir = std::env::temp_dir().join(format!("platform-bench-devnet-{}", std::process::id()));
+    let log = std::fs::File::create(std::env::temp_dir().join("platform-bench-devnet.log"))?;
+    let child = Command::new(&exe)
+        .args(["devnet", "--load", "0", "--nodes", &args.nodes.to_string()])
+        .args(["--miners", &args.miners.to_string()])
+        .arg("--epoch")
+        .arg(format!("{}ms", args.epoch.as_millis()))
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    Ok((
+        Devnet {
+            child: Some(child),
+            _dir: Some(tempfile_dir::Dir(dir.clone())),
+        },
+        dir,
+    ))
+}
+
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Epochs committed by every node, and when this process first saw that.
+fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, u64> {
+    let mut counts: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+    for n in nodes {
+        if let Some(st) = status(&n.api) {
+            for c in st["committed"].as_array().into_iter().flatten() {
+                if let Some(e) = c["epoch"].as_u64() {
+                    let reports = c["reports"].as_u64().unwrap_or(0);
+                    let entry = counts.entry(e).or_insert((0, reports));
+                    entry.0 += 1;
+                }
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .filter(|(_, (n, _))| *n == nodes.len())
+        .map(|(e, (_, reports))| (e, reports))
+        .collect()
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let machine = Machine::detect();
+    println!("{}", machine.line());
+    let (_devnet, dir) = start(&args)?;
+    let manifest: Value = wait_for(120, "devnet.json", || {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).ok()?).ok()
+    })?;
+    let epoch_ms = manifest["epoch_ms"].as_u64().context("epoch_ms")?;
+    let nodes: Vec<Node> = manifest["nodes"]
+        .as_array()
+        .context("nodes")?
+        .iter()
+        .map(|n| Node {
+            api: n["api"].as_str().unwrap_or_default().to_string(),
+            p2p: n["p2p"].as_str().unwrap_or_default().to_string(),
+            pid: n["pid"].as_u64().map(|p| p as u32),
+        })
+        .filter(|n| n.pid.is_some())
+        .collect();
+    let miners: Vec<Keypair> = manifest["miners"]
+        .as_array()
+        .context("miners")?
+        .iter()
+        .filter_map(|m| Keypair::from_seed_hex(m["seed"].as_str()?).ok())
+        .collect();
+    anyhow::ensure!(!miners.is_empty(), "the devnet has no miners");
+    let challenges: Vec<u32> = wait_for(180, "challenges active on every validator", || {
+        let mut ids = None;
+        for n in &nodes {
+            let st = status(&n.api)?;
+            let loaded: Vec<u32> = st["registry"]
+                .as_array()?
+                .iter()
+                .filter(|c| c["loaded"].as_bool() == Some(true))
+                .filter_map(|c| c["id"].as_u64().map(|v| v as u32))
+                .collect();
+            if loaded.is_empty() {
+                return None;
+            }
+            ids = Some(loaded);
+        }
+        ids
+    })?;
+    println!(
+        "devnet: {} validators, epoch {} ms, {} miners, challenges {:?}; driving load for {:?}",
+        nodes.len(),
+        epoch_ms,
+        miners.len(),
+        challenges,
+        args.duration
+    );
+    let clients: Vec<MinerClient> = nodes
+        .iter()
+        .map(|n| MinerClient::connect(&n.p2p, Duration::from_secs(10)))
+        .collect::<Result<_, _>>()?;
+
+    // Pre-generated payloads per challenge (generation is not what we measure).
+    let payloads: BTreeMap<u32, Vec<Vec<u8>>> = challenges
+        .iter()
+        .filter_map(|c| {
+            let ex = platform_challenges::EXAMPLES.iter().find(|e| e.id == *c)?;
+            Some((*c, (0..64).map(|s| (ex.sample_payload)(s)).collect()))
+        })
+        .collect();
+
+    let bar = indicatif::ProgressBar::new(args.duration.as_secs());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = Instant::now();
+    let mut inflight: VecDeque<(Instant, u64, crossbeam_channel::Receiver<_>)> = VecDeque::new();
+    let mut ack = Histogram::<u64>::new(3)?;
+    let mut to_commit = Histogram::<u64>::new(3)?;
+    let mut accepted_at: Vec<(Instant, u64)> = Vec::new();
+    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut sent, mut accepted) = (0u64, 0u64);
+    let mut rss_over_time = Vec::new();
+    let mut last_sample = Instant::now() - Duration::from_secs(3600);
+    let first_epoch = now_ms() / epoch_ms;
+    let mut seen_commit: BTreeMap<u64, Instant> = BTreeMap::new();
+    let mut last_poll = Instant::now();
+    loop {
+        let elapsed = start.elapsed();
+        let done_sending = elapsed >= args.duration || args.count.is_some_and(|c| sent >= c);
+        if !done_sending && inflight.len() < args.window {
+            let due = args.rate <= 0.0 || (sent as f64) < elapsed.as_secs_f64() * args.rate;
+            if due {
+                let epoch = now_ms() / epoch_ms;
+                let i = sent as usize;
+                let c = challenges[i % challenges.len()];
+                let miner = &miners[(i / challenges.len()) % miners.len()];
+                let body = payloads[&c][i % 64].clone();
+                let env = Submission {
+                    challenge: c,
+                    epoch,
+                    body,
+                }
+                .sign(miner, now_ms())
+                .encode();
+                inflight.push_back((Instant::now(), epoch, clients[i % clients.len()].send(env)));
+                sent += 1;
+                continue;
+            }
+        }
+        // Answers.
+        while let Some((t, epoch, rx)) = inflight.front() {
+            match rx.try_recv() {
+                Ok(r) => {
+                    let us = t.elapsed().as_micros() as u64;
+                    match r {
+                        Ok(SubmitAck::Accepted(_)) => {
+                            accepted += 1;
+                            ack.record(us.max(1))?;
+                            accepted_at.push((*t, *epoch));
+                        }
+                        Ok(SubmitAck::Rejected(reason)) => *refused.entry(reason).or_default() += 1,
+                        Err(e) => *refused.entry(format!("error: {e}")).or_default() += 1,
+                    }
+                    inflight.pop_front();
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    *refused.entry("client stopped".into()).or_default() += 1;
+                    inflight.pop_front();
+                }
+            }
+        }
+        if last_poll.elapsed() >= Duration::from_millis(250) {
+            last_poll = Instant::now();
+            for e in committed_everywhere(&nodes).keys() {
+                seen_commit.entry(*e).or_insert_with(Instant::now);
+            }
+        }
+        if last_sample.elapsed() >= Duration::from_secs(5) {
+            last_sample = Instant::now();
+            rss_over_time.push(
+                nodes
+                    .iter()
+                    .map(|n| n.pid.and_then(|p| rss_kib(p, "VmRSS:")).unwrap_or(0) / 1024)
+                    .collect::<Vec<u64>>(),
+            );
+        }
+        bar.set_position(elapsed.as_secs().min(args.duration.as_secs()));
+        bar.set_message(format!(
+            "sent {sent} accepted {accepted} in flight {} committed epochs {}",
+            inflight.len(),
+            seen_commit.range(first_epoch..).count()
+        ));
+        if done_sending && inflight.is_empty() {
+            break;
+        }
+        if inflight.len() >= args.window || (args.rate > 0.0 && !done_sending) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    // Follow the last epochs to their commit.
+    let last_epoch = accepted_at
+        .iter()
+        .map(|(_, e)| *e)
+        .max()
+        .unwrap_or(first_epoch);
+    wait_for(
+        epoch_ms / 1000 * 4 + 30,
+        "the last loaded epoch committed",
+        || {
+            for e in committed_everywhere(&nodes).keys() {
+                seen_commit.entry(*e).or_insert_with(Instant::now);
+            }
+            seen_commit.contains_key(&last_epoch).then_some(())
+        },
+    )?;
+    let mut followed = 0u64;
+    for (t, e) in &accepted_at {
+        if let Some(c) = seen_commit.get(e) {
+            to_commit.record((c.saturating_duration_since(*t).as_micros() as u64).max(1))?;
+            followed += 1;
+        }
+    }
+    let committed = committed_everywhere(&nodes);
+    let loaded: Vec<(u64, u64)> = committed
+        .range(first_epoch..=last_epoch)
+        .map(|(e, r)| (*e, *r))
+        .collect();
+    let evaluated: u64 = loaded.iter().map(|(_, r)| r).sum::<u64>() / nodes.len().max(1) as u64;
+    let peak: Vec<u64> = nodes
+        .iter()
+        .map(|n| n.pid.and_then(|p| rss_kib(p, "VmHWM:")).unwrap_or(0) / 1024)
+        .collect();
+    let report = Report {
+        machine: machine.clone(),
+        nodes: nodes.len(),
+        epoch_ms,
+        miners: miners.len(),
+        target_rate: args.rate,
+        window: args.window,
+        seconds,
+        sent,
+        accepted,
+        accepted_per_sec: accepted as f64 / seconds,
+        refused,
+        committed_epochs: loaded,
+        evaluated_into_results: evaluated,
+        evaluated_per_sec: evaluated as f64 / seconds,
+        ack: percentiles(&ack),
+        to_committed: percentiles(&to_commit),
+        followed_to_commit: followed,
+        rss_mib_over_time: rss_over_time,
+        peak_rss_mib: peak,
+    };
+    println!(
+        "\n| sent | accepted/s | evaluated into results/s | ack p50 / p99 | to committed p50 / p99 / max | peak RSS per node |"
+    );
+    println!("|---:|---:|---:|---:|---:|---|");
+    println!(
+        "| {} | {:.1} | {:.1} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} s | {} MiB |",
+        report.sent,
+        report.accepted_per_sec,
+        report.evaluated_per_sec,
+        report.ack.p50_ms,
+        report.ack.p99_ms,
+        report.to_committed.p50_ms / 1000.0,
+        report.to_committed.p99_ms / 1000.0,
+        report.to_committed.max_ms / 1000.0,
+        report
+            .peak_rss_mib
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    if !report.refused.is_empty() {
+        println!("refused: {:?}", report.refused);
+    }
+    println!(
+        "committed epochs (epoch, reports from all validators): {:?}",
+        report.committed_epochs
+    );
+    if let (Some(first), Some(last)) = (
+        report.rss_mib_over_time.first(),
+        report.rss_mib_over_time.last(),
+    ) {
+        println!("RSS MiB at start {first:?}, at end {last:?}");
+    }
+    crate::machine::write_results(&args.out, "devnet", &machine, &report)
+}
