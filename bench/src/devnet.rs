@@ -39,6 +39,10 @@ pub struct Args {
     /// Submissions in flight at most.
     #[arg(long, default_value_t = 64)]
     window: usize,
+    /// Miner connections per validator (each its own libp2p identity: validators rate-limit
+    /// every peer, 50 requests/s by default, so one connection cannot carry a whole load).
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
     /// How long to drive load.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -71,6 +75,7 @@ struct Report {
     miners: usize,
     target_rate: f64,
     window: usize,
+    connections: usize,
     seconds: f64,
     sent: u64,
     accepted: u64,
@@ -81,6 +86,8 @@ struct Report {
     evaluated_per_sec: f64,
     ack: Percentiles,
     to_committed: Percentiles,
+    /// Per loaded epoch: seconds from the epoch's end until every validator had committed it.
+    commit_after_epoch_end_s: Vec<(u64, f64)>,
     followed_to_commit: u64,
     rss_mib_over_time: Vec<Vec<u64>>,
     peak_rss_mib: Vec<u64>,
@@ -294,8 +301,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         challenges,
         args.duration
     );
-    let clients: Vec<MinerClient> = nodes
-        .iter()
+    let clients: Vec<MinerClient> = (0..args.connections.max(1))
+        .flat_map(|_| nodes.iter())
         .map(|n| MinerClient::connect(&n.p2p, Duration::from_secs(10)))
         .collect::<Result<_, _>>()?;
 
@@ -360,7 +367,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             accepted_at.push((*t, *epoch));
                         }
                         Ok(SubmitAck::Rejected(reason)) => *refused.entry(reason).or_default() += 1,
-                        Err(e) => *refused.entry(format!("error: {e}")).or_default() += 1,
+                        Err(e) => {
+                            // "submit to ADDR: why" → "why": bounded keys.
+                            let e = e.to_string();
+                            let why = e.rsplit(": ").next().unwrap_or(&e).to_string();
+                            *refused.entry(format!("error: {why}")).or_default() += 1
+                        }
                     }
                     inflight.pop_front();
                 }
@@ -424,6 +436,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             followed += 1;
         }
     }
+    let wall_at = |t: &Instant| -> f64 {
+        // Convert an Instant to Unix ms through the start of the run.
+        let since = t.saturating_duration_since(start).as_secs_f64()
+            - Instant::now()
+                .saturating_duration_since(start)
+                .as_secs_f64();
+        now_ms() as f64 + since * 1000.0
+    };
+    let commit_lag: Vec<(u64, f64)> = seen_commit
+        .range(first_epoch..=last_epoch)
+        .map(|(e, t)| (*e, (wall_at(t) - ((e + 1) * epoch_ms) as f64) / 1000.0))
+        .collect();
     let committed = committed_everywhere(&nodes);
     let loaded: Vec<(u64, u64)> = committed
         .range(first_epoch..=last_epoch)
@@ -441,6 +465,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         miners: miners.len(),
         target_rate: args.rate,
         window: args.window,
+        connections: args.connections,
         seconds,
         sent,
         accepted,
@@ -451,6 +476,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         evaluated_per_sec: evaluated as f64 / seconds,
         ack: percentiles(&ack),
         to_committed: percentiles(&to_commit),
+        commit_after_epoch_end_s: commit_lag,
         followed_to_commit: followed,
         rss_mib_over_time: rss_over_time,
         peak_rss_mib: peak,
@@ -475,6 +501,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(" / ")
+    );
+    println!(
+        "commit after epoch end (s, seen by this poller every 250 ms): {:?}",
+        report
+            .commit_after_epoch_end_s
+            .iter()
+            .map(|(e, s)| format!("{e}: {s:.2}"))
+            .collect::<Vec<_>>()
     );
     if !report.refused.is_empty() {
         println!("refused: {:?}", report.refused);

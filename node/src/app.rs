@@ -4,7 +4,8 @@
 //!   active challenge, current epoch), recorded in the store (the counted rule) and
 //!   evaluated on the glommio shards; results and audit records go to the store.
 //! - At `end(e) + settle` each validator signs its batch of results for epoch `e` and
-//!   gossips it (`Evaluations`); batches are kept in the store and served by hash.
+//!   announces it (`Evaluations`: epoch and id); batches, whatever their size, travel as
+//!   blobs fetched by id from any holder, and are kept in the store.
 //! - At `end(e) + 2 × settle` the PBFT leader proposes an [`EpochValue`] (the batches it
 //!   holds, pending registry changes, the result digest); validators fetch batches or
 //!   modules they lack, recompute the digest with `epoch::compute`, and vote. A committed
@@ -41,7 +42,9 @@ use crate::config::{ChainSection, CommitModeName, NodeConfig};
 use crate::epoch::{self, EpochInput, Report};
 use crate::exporter::{Api, Exporter};
 use crate::metrics as m;
-use crate::msg::{Batch, BatchEntry, ChallengePost, EpochRecord, EpochValue, decode_exact};
+use crate::msg::{
+    Batch, BatchAnnounce, BatchEntry, ChallengePost, EpochRecord, EpochValue, decode_exact,
+};
 use crate::registry::{Change, Registry, RegistryError, SignedChange};
 use crate::store::{
     AppliedDecision, AuditRecord, Counted, META_APPLIED_HEIGHT, META_LAST_EPOCH,
@@ -392,9 +395,9 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     checks.insert(
         Topic::Evaluations,
         Arc::new(|env: &Envelope| {
-            Batch::decode_checked(&env.payload)
+            decode_exact::<BatchAnnounce>(&env.payload)
                 .map(|_| ())
-                .ok_or_else(|| "not a batch".to_string())
+                .ok_or_else(|| "not a batch announcement".to_string())
         }),
     );
     let net = Net::start(
@@ -562,6 +565,7 @@ impl App {
                 self.published.insert(epoch);
             }
             self.ingest_batch(&env);
+            let _ = self.net.provide(env);
         }
         if let Some(last) = self.replica.store().last_decided()? {
             let mut h = self.applied_height + 1;
@@ -675,9 +679,12 @@ impl App {
         match d.topic {
             Topic::Submissions => self.on_submission(d),
             Topic::Evaluations => {
-                if let Some(h) = self.ingest_batch(&d.envelope) {
-                    let _ = self.net.provide(d.envelope);
-                    let _ = h;
+                // An announcement: the batch itself is fetched by id from whoever holds it.
+                if let Some(a) = decode_exact::<BatchAnnounce>(&d.payload)
+                    && !self.batches.contains_key(&a.id)
+                    && self.last_epoch.is_none_or(|l| a.epoch + 1 >= l)
+                {
+                    self.fetch(Fetch::Batch(a.id));
                 }
             }
             Topic::Consensus => match platform_consensus::codec::decode_message(&d.payload) {
@@ -771,8 +778,11 @@ impl App {
                 };
                 match what {
                     Fetch::Batch(h) => {
-                        if platform_net::wire::sha256(&bytes) == h {
-                            let _ = self.ingest_batch(&bytes);
+                        if platform_net::wire::sha256(&bytes) == h
+                            && self.ingest_batch(&bytes).is_some()
+                        {
+                            // Serve it onwards: every holder is a provider.
+                            let _ = self.net.provide(bytes);
                         }
                     }
                     Fetch::Module(h) => match self.store.put_module(&bytes, Some(&h)) {
@@ -1029,12 +1039,18 @@ impl App {
             Ok(k) => k,
             Err(e) => return tracing::error!("store: {e}"),
         };
+        let id = platform_net::wire::sha256(&kept);
         self.ingest_batch(&kept);
-        let _ = self.net.provide(kept.clone());
+        let _ = self.net.provide(kept);
         metrics::counter!(m::BATCHES).increment(1);
-        match self.net.publish_raw(Topic::Evaluations, kept) {
+        let announce = BatchAnnounce {
+            epoch,
+            id,
+            entries: u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        match self.net.publish(Topic::Evaluations, announce.encode()) {
             Ok(_) => tracing::info!(epoch, entries = n, "batch published"),
-            Err(e) => tracing::warn!(epoch, "batch not gossiped (peers fetch it by id): {e}"),
+            Err(e) => tracing::warn!(epoch, "batch not announced (peers fetch it by id): {e}"),
         }
     }
 

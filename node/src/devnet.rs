@@ -418,8 +418,14 @@ fn drive(
                 .collect();
             let agree = digests.len() == 1;
             let c = &commits[0].1;
+            let w = c["weights"].as_array().cloned().unwrap_or_default();
+            let shown: Vec<String> = w
+                .iter()
+                .take(4)
+                .map(|p| format!("{}:{}", p[0], p[1]))
+                .collect();
             println!(
-                "epoch {e}: result {} on {}/{} validators{} | {} reports, {} scored pairs, {} flagged | weights {}",
+                "epoch {e}: result {} on {}/{} validators{} | {} reports, {} scored pairs, {} flagged | weights on {} uids {}{}",
                 &c["digest"].as_str().unwrap_or("?")[..16],
                 commits.len(),
                 sts.len(),
@@ -427,7 +433,9 @@ fn drive(
                 c["reports"],
                 c["scored"],
                 c["flagged"],
-                c["weights"],
+                w.len(),
+                shown.join(" "),
+                if w.len() > 4 { " …" } else { "" },
             );
             printed.insert(e, agree);
             if agree {

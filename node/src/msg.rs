@@ -1,6 +1,7 @@
 //! What validators exchange besides consensus messages (SCALE, canonical for these types):
-//! evaluation batches (the payload of signed `Evaluations` envelopes), the value consensus
-//! decides per epoch, the record of a committed epoch, and an owner's challenge post.
+//! evaluation batches (signed envelopes fetched as blobs) and their gossiped announcements,
+//! the value consensus decides per epoch, the record of a committed epoch, and an owner's
+//! challenge post.
 
 use parity_scale_codec::{Decode, Encode};
 
@@ -29,6 +30,18 @@ pub struct Batch {
     pub epoch: u64,
     /// Its entries, sorted by (challenge, miner).
     pub entries: Vec<BatchEntry>,
+}
+
+/// The gossiped announcement of a batch (the payload of a signed `Evaluations` envelope):
+/// batches grow with the load, so they travel as blobs fetched by id, never as gossip.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BatchAnnounce {
+    /// The epoch.
+    pub epoch: u64,
+    /// sha256 of the batch's signed envelope.
+    pub id: [u8; 32],
+    /// Its number of entries.
+    pub entries: u32,
 }
 
 /// What consensus decides at each height: an epoch's inputs and result, plus the registry
@@ -157,6 +170,7 @@ mod tests {
             let _ = Batch::decode_checked(&bytes);
             let _ = decode_exact::<ChallengePost>(&bytes);
             let _ = decode_exact::<EpochRecord>(&bytes);
+            let _ = decode_exact::<BatchAnnounce>(&bytes);
         }
     }
 }
