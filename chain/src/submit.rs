@@ -14,6 +14,9 @@ use crate::timelock::{self, WeightsTlockPayload};
 use crate::weights::{commit_hash, conform};
 use crate::{Chain, ChainError, PalletError};
 
+/// redb's page cache for the pending commits: bounded, so memory plateaus while the file grows.
+const CACHE_BYTES: usize = 4 << 20;
+
 /// Pending hash commits: key (netuid, epoch) → SCALE `Pending`.
 const PENDING: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("pending_commits");
 
@@ -117,7 +120,10 @@ impl WeightSubmitter {
         netuid: u16,
         mode: CommitMode,
     ) -> Result<WeightSubmitter, ChainError> {
-        let db = Database::create(path).map_err(store_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(store_err)?;
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING).map_err(store_err)?;
         tx.commit().map_err(store_err)?;

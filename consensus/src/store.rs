@@ -13,6 +13,9 @@ use crate::crypto::Kind;
 use crate::message::{Decision, Prepared};
 use crate::types::{Hash32, Height, View};
 
+/// redb's page cache for the consensus store: bounded, so memory plateaus while the file grows.
+const CACHE_BYTES: usize = 16 << 20;
+
 /// Outcome of recording one of our own votes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {
@@ -137,7 +140,10 @@ fn db_err<E: std::fmt::Display>(e: E) -> StoreError {
 impl RedbStore {
     /// Open (or create) the store at `path`.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path).map_err(db_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db_err)?;
         let tx = db.begin_write().map_err(db_err)?;
         tx.open_table(VOTES).map_err(db_err)?;
         tx.open_table(PREPARED).map_err(db_err)?;

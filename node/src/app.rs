@@ -58,6 +58,10 @@ type Hash = [u8; 32];
 const HISTORY: usize = 64;
 /// Fetches of one blob give up after this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Blob fetches in flight at most (each is a thread waiting on the net).
+const FETCHES_MAX: usize = 64;
+/// Submissions waiting for room in the engine at most; beyond, new ones are shed (counted).
+const BACKLOG_MAX: usize = 200_000;
 
 /// Wall-clock milliseconds since the Unix epoch.
 fn now_ms() -> u64 {
@@ -644,8 +648,8 @@ impl App {
     }
 
     fn fetch(&mut self, what: Fetch) {
-        if !self.fetching.insert(what) {
-            return;
+        if self.fetching.len() >= FETCHES_MAX || !self.fetching.insert(what) {
+            return; // a needed input is asked for again when it is still missing
         }
         let net = self.net.clone();
         let tx = self.app_tx.clone();
@@ -680,9 +684,11 @@ impl App {
             Topic::Submissions => self.on_submission(d),
             Topic::Evaluations => {
                 // An announcement: the batch itself is fetched by id from whoever holds it.
+                let current = self.clock.epoch_at(now_ms());
                 if let Some(a) = decode_exact::<BatchAnnounce>(&d.payload)
                     && !self.batches.contains_key(&a.id)
-                    && self.last_epoch.is_none_or(|l| a.epoch + 1 >= l)
+                    && a.epoch <= current
+                    && a.epoch + 2 >= current
                 {
                     self.fetch(Fetch::Batch(a.id));
                 }
@@ -757,8 +763,13 @@ impl App {
             Ok(()) => {
                 self.inflight.insert(id, key);
             }
-            Err(SubmitError::QueueFull { .. } | SubmitError::Saturated { .. }) => {
+            Err(SubmitError::QueueFull { .. } | SubmitError::Saturated { .. })
+                if self.backlog.len() < BACKLOG_MAX =>
+            {
                 self.backlog.push_back((epoch, s));
+            }
+            Err(SubmitError::QueueFull { .. } | SubmitError::Saturated { .. }) => {
+                metrics::counter!(m::INGRESS, "result" => "shed").increment(1);
             }
             Err(e) => tracing::warn!("submission {} not evaluated: {e}", hex32(&id)),
         }

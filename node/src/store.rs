@@ -8,6 +8,9 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
 
+/// redb's page cache for the node store: bounded, so memory plateaus while the file grows.
+const CACHE_BYTES: usize = 64 << 20;
+
 /// Module bytes by sha256.
 const MODULES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("modules");
 /// Registry entries by challenge id (encoded by the registry).
@@ -161,7 +164,10 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Open or create the store file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let d = Database::create(path).map_err(db)?;
+        let d = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(db)?;
         let tx = d.begin_write().map_err(db)?;
         tx.open_table(MODULES).map_err(db)?;
         tx.open_table(REGISTRY).map_err(db)?;

@@ -291,6 +291,19 @@ fn prometheus_scrapes_a_devnet_and_dashboards_match_what_nodes_export() {
         }
     }
 
+    // The example scrape config in config/ is valid.
+    let out = Command::new(&promtool)
+        .args(["check", "config"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/prometheus.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check config:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Prometheus sees every validator up, and the series moving.
     wait_for(60, "all four targets up", || {
         let r = query("up{job=\"platform\"} == 1")?;
