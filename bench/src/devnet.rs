@@ -523,5 +523,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ) {
         println!("RSS MiB at start {first:?}, at end {last:?}");
     }
-    crate::machine::write_results(&args.out, "devnet", &machine, &report)
+    let name = if args.rate > 0.0 {
+        format!("devnet-{}rps-{}s", args.rate, args.duration.as_secs())
+    } else {
+        format!("devnet-max-{}s", args.duration.as_secs())
+    };
+    crate::machine::write_results(&args.out, &name, &machine, &report)
 }

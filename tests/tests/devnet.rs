@@ -18,44 +18,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use platform_tests::e2e::{Procs, sigterm, status, wait_for};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_platform-e2e");
 const EPOCH_MS: u64 = 5_000;
-
-struct Procs(Vec<Child>);
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn status(api: &str) -> Option<Value> {
-    let text = platform_node::http::get(api, "/status", Duration::from_secs(2)).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-/// Poll `f` until it returns `Some` or `secs` pass (then fail with `what`).
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Committed epochs of a node: epoch → (digest, weights).
@@ -97,10 +70,7 @@ fn start_node(config: &Path, log: &Path) -> Child {
 }
 
 fn sigterm_and_wait(c: &mut Child) -> std::process::ExitStatus {
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(c.id() as i32, libc::SIGTERM);
-    }
+    sigterm(c);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(s) = c.try_wait().unwrap() {
