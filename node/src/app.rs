@@ -404,6 +404,19 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
                 .ok_or_else(|| "not a batch announcement".to_string())
         }),
     );
+    // Miners' submissions are refused at the door (the miner's request is answered with the
+    // reason; relays are refused too) unless they come from a registered hotkey.
+    let registered: std::collections::HashSet<Hotkey> = uids.keys().copied().collect();
+    checks.insert(
+        Topic::Submissions,
+        Arc::new(move |env: &Envelope| {
+            if registered.contains(&env.author) {
+                Ok(())
+            } else {
+                Err("the miner's hotkey is not registered on the subnet".into())
+            }
+        }),
+    );
     let net = Net::start(
         valid_net,
         Identity {
@@ -712,32 +725,32 @@ impl App {
 
     fn on_submission(&mut self, d: Delivery) {
         let now = now_ms();
-        let refuse = |reason: &'static str| {
-            metrics::counter!(m::INGRESS, "result" => reason).increment(1);
+        let count = |result: &'static str| {
+            metrics::counter!(m::INGRESS, "result" => result).increment(1);
         };
         let Ok(sub) = platform_net::Submission::decode(&d.payload) else {
-            return refuse("malformed");
+            return count("malformed");
         };
         if !self.uids.contains_key(&d.author) {
-            return refuse("unregistered_miner");
+            return count("unregistered_miner");
         }
         let Some(challenge) = self.challenges.get(&sub.challenge).cloned() else {
-            return refuse("inactive_challenge");
+            return count("inactive_challenge");
         };
         let current = self.clock.epoch_at(now);
         let in_window = sub.epoch == current
             || (sub.epoch + 1 == current
                 && now < self.clock.end(sub.epoch) + self.clock.settle() / 2);
         if !in_window {
-            return refuse("wrong_epoch");
+            return count("wrong_epoch");
         }
         match self
             .store
             .record_submission(sub.epoch, sub.challenge, &d.author, &d.id, &d.envelope)
         {
-            Ok(Counted::Kept) => refuse("not_counted"),
+            Ok(Counted::Kept) => count("not_counted"),
             Ok(_) => {
-                refuse("accepted");
+                count("accepted");
                 let s = platform_engine::Submission {
                     id: d.id,
                     challenge,
@@ -751,7 +764,7 @@ impl App {
             }
             Err(e) => {
                 tracing::error!("store: {e}");
-                refuse("store_error");
+                count("store_error");
             }
         }
     }
