@@ -443,7 +443,8 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         h.update(netuid.to_le_bytes());
         h.finalize().into()
     });
-    ccfg.view_timeout_ms = u64::try_from(cfg.consensus.view_timeout.as_millis()).unwrap_or(1000);
+    let view_timeout_ms = u64::try_from(cfg.consensus.view_timeout.as_millis()).unwrap_or(1000);
+    ccfg.view_timeout_ms = view_timeout_ms;
     ccfg.view_timeout_max_ms =
         u64::try_from(cfg.consensus.view_timeout_max.as_millis()).unwrap_or(60_000);
     ccfg.checkpoint_interval = cfg.consensus.checkpoint_interval;
@@ -479,7 +480,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         clock,
         me,
         my_hotkey,
-        view_timeout_ms: u64::try_from(cfg.consensus.view_timeout.as_millis()).unwrap_or(1000),
+        view_timeout_ms,
         store,
         registry,
         runtime,

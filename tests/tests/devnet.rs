@@ -181,31 +181,25 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
         let t = now_ms();
         (t % EPOCH_MS < EPOCH_MS / 3).then_some(t / EPOCH_MS)
     });
+    // `platform submit` of the payload for `epoch` to v0, signed with `key` (flag, value).
+    let submit = |key: [&str; 2]| {
+        Command::new(EXE)
+            .args(["submit", "--to", nodes[0]["p2p"].as_str().unwrap()])
+            .args(key)
+            .args([
+                "--challenge",
+                &platform_challenges::EXAMPLES[1].id.to_string(),
+            ])
+            .args(["--epoch", &epoch.to_string(), "--payload"])
+            .arg(&payload)
+            .output()
+            .unwrap()
+    };
     // An unregistered hotkey is refused at the door, with the reason.
-    let out = Command::new(EXE)
-        .args(["submit", "--to", nodes[0]["p2p"].as_str().unwrap()])
-        .args(["--seed", &format!("0x{}", "77".repeat(32))])
-        .args([
-            "--challenge",
-            &platform_challenges::EXAMPLES[1].id.to_string(),
-        ])
-        .args(["--epoch", &epoch.to_string(), "--payload"])
-        .arg(&payload)
-        .output()
-        .unwrap();
+    let out = submit(["--seed", &format!("0x{}", "77".repeat(32))]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("refused"), "{err}");
-    let out = Command::new(EXE)
-        .args(["submit", "--to", nodes[0]["p2p"].as_str().unwrap()])
-        .args(["--hotkey-file", miner["hotkey_file"].as_str().unwrap()])
-        .args([
-            "--challenge",
-            &platform_challenges::EXAMPLES[1].id.to_string(),
-        ])
-        .args(["--epoch", &epoch.to_string(), "--payload"])
-        .arg(&payload)
-        .output()
-        .unwrap();
+    let out = submit(["--hotkey-file", miner["hotkey_file"].as_str().unwrap()]);
     assert!(
         out.status.success(),
         "submit failed: {}",
