@@ -27,9 +27,12 @@ pub struct Args {
     /// Validators to start.
     #[arg(long, default_value_t = 4)]
     nodes: usize,
-    /// Epoch length of the devnet started.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    epoch: Duration,
+    /// Blocks per epoch of the devnet started.
+    #[arg(long, default_value_t = 40)]
+    epoch_blocks: u64,
+    /// Time per block of the devnet's shared chain.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    block_time: Duration,
     /// Registered miners (one counted submission per miner, challenge and epoch).
     #[arg(long, default_value_t = 1000)]
     miners: usize,
@@ -200,8 +203,9 @@ fn start(args: &Args) -> anyhow::Result<(Devnet, PathBuf)> {
     let child = Command::new(&exe)
         .args(["devnet", "--load", "0", "--nodes", &args.nodes.to_string()])
         .args(["--miners", &args.miners.to_string()])
-        .arg("--epoch")
-        .arg(format!("{}ms", args.epoch.as_millis()))
+        .args(["--epoch-blocks", &args.epoch_blocks.to_string()])
+        .arg("--block-time")
+        .arg(format!("{}ms", args.block_time.as_millis()))
         .arg("--dir")
         .arg(&dir)
         .stdin(Stdio::null())
@@ -329,7 +333,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (mut sent, mut accepted) = (0u64, 0u64);
     let mut rss_over_time = Vec::new();
     let mut last_sample = Instant::now() - Duration::from_secs(3600);
-    let first_epoch = now_ms() / epoch_ms;
+    // Epochs follow the chain: the current one is what the validators report.
+    let chain_epoch = |nodes: &[Node]| status(&nodes[0].api).and_then(|s| s["epoch"].as_u64());
+    let first_epoch = wait_for(30, "the chain's epoch", || chain_epoch(&nodes))?;
+    let mut current_epoch = first_epoch;
+    let mut ended_at: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut seen_commit: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut last_poll = Instant::now();
     loop {
@@ -338,7 +346,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if !done_sending && inflight.len() < args.window {
             let due = args.rate <= 0.0 || (sent as f64) < elapsed.as_secs_f64() * args.rate;
             if due {
-                let epoch = now_ms() / epoch_ms;
+                let epoch = current_epoch;
                 let i = sent as usize;
                 let c = challenges[i % challenges.len()];
                 let miner = &miners[(i / challenges.len()) % miners.len()];
@@ -385,6 +393,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         if last_poll.elapsed() >= Duration::from_millis(250) {
             last_poll = Instant::now();
+            if let Some(e) = chain_epoch(&nodes)
+                && e > current_epoch
+            {
+                for ended in current_epoch..e {
+                    ended_at.entry(ended).or_insert_with(Instant::now);
+                }
+                current_epoch = e;
+            }
             for e in committed_everywhere(&nodes).keys() {
                 seen_commit.entry(*e).or_insert_with(Instant::now);
             }
@@ -436,17 +452,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             followed += 1;
         }
     }
-    let wall_at = |t: &Instant| -> f64 {
-        // Convert an Instant to Unix ms through the start of the run.
-        let since = t.saturating_duration_since(start).as_secs_f64()
-            - Instant::now()
-                .saturating_duration_since(start)
-                .as_secs_f64();
-        now_ms() as f64 + since * 1000.0
-    };
+    // From the first poll that saw the epoch over to the first that saw it committed
+    // everywhere (both to within the 250 ms poll).
     let commit_lag: Vec<(u64, f64)> = seen_commit
         .range(first_epoch..=last_epoch)
-        .map(|(e, t)| (*e, (wall_at(t) - ((e + 1) * epoch_ms) as f64) / 1000.0))
+        .filter_map(|(e, t)| {
+            let end = ended_at.get(e)?;
+            Some((*e, t.saturating_duration_since(*end).as_secs_f64()))
+        })
         .collect();
     let committed = committed_everywhere(&nodes);
     let loaded: Vec<(u64, u64)> = committed

@@ -1,13 +1,14 @@
 //! `bench`: Platform's benchmark harness. `bench engine` compares, side by side in one run,
 //! the pooled sharded engine, the naive path of the system we replace, and native code;
 //! `bench consensus` and `bench net` measure those layers alone; `bench devnet` loads the
-//! whole system.
+//! whole system; `bench sim` runs the whole-network twin over many seeds.
 
 mod consensus;
 mod devnet;
 mod engine;
 mod machine;
 mod net;
+mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     /// The whole system: a devnet of validator processes under miner load; throughput,
     /// submission-to-committed-result latency, refusals, memory.
     Devnet(devnet::Args),
+    /// The whole-network twin over many seeds: seeds/s and virtual÷wall time.
+    Sim(sim::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Command::Consensus(args) => consensus::run(args),
         Command::Net(args) => net::run(args),
         Command::Devnet(args) => devnet::run(args),
+        Command::Sim(args) => sim::run(args),
     }
 }

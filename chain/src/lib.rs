@@ -175,6 +175,10 @@ pub trait Chain {
     fn current_block(&self) -> Result<BlockInfo, ChainError>;
     /// A subnet's metagraph at the current block.
     fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError>;
+    /// A subnet's metagraph at a past (finalised) block: what every validator reads for an
+    /// epoch's pinned block. A block not produced yet, or pruned from the node's state, is an
+    /// error.
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError>;
     /// A subnet's weight-related hyperparameters.
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError>;
     /// `set_weights` (commit-reveal off).

@@ -14,6 +14,9 @@ use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, Pallet
 
 /// Unrevealed commits a hotkey may hold per subnet.
 const MAX_UNREVEALED_COMMITS: usize = 10;
+/// Metagraph versions kept per subnet for reads at past blocks (older ones are pruned, as a
+/// non-archive node prunes state).
+const HISTORY_MAX: usize = 4096;
 
 /// A subnet's settings at genesis.
 #[derive(Clone, Debug)]
@@ -48,6 +51,8 @@ struct Subnet {
     /// Timelocked commits by uid: (reveal round, ciphertext). The simulation holds no drand
     /// signatures, so it keeps them for inspection and never reveals them.
     timelocked: BTreeMap<u16, Vec<(u64, Vec<u8>)>>,
+    /// Neurons as of each block where they changed (the first entry is genesis, block 0).
+    history: BTreeMap<u64, Vec<Neuron>>,
 }
 
 /// The simulated chain.
@@ -74,6 +79,7 @@ impl SimChain {
                 weights: BTreeMap::new(),
                 commits: BTreeMap::new(),
                 timelocked: BTreeMap::new(),
+                history: BTreeMap::new(),
             };
             for (hotkey, stake) in &g.neurons {
                 let uid = s.neurons.len() as u16;
@@ -85,6 +91,7 @@ impl SimChain {
                 });
             }
             update_permits(&mut s);
+            s.history.insert(0, s.neurons.clone());
             chain.subnets.insert(g.netuid, s);
         }
         chain
@@ -121,8 +128,72 @@ impl SimChain {
             stake,
             validator_permit: false,
         });
-        update_permits(s);
+        let block = self.block;
+        s.changed(block);
         Ok(uid)
+    }
+
+    /// Set the stake behind a registered hotkey (permits follow, as the pallet recomputes
+    /// them).
+    pub fn set_stake(
+        &mut self,
+        netuid: u16,
+        hotkey: &[u8; 32],
+        stake: u64,
+    ) -> Result<(), ChainError> {
+        let block = self.block;
+        let s = self
+            .subnets
+            .get_mut(&netuid)
+            .ok_or(ChainError::Pallet(PalletError::SubnetNotExists))?;
+        let n = s
+            .neurons
+            .iter_mut()
+            .find(|n| &n.hotkey == hotkey)
+            .ok_or(ChainError::Pallet(PalletError::HotKeyNotRegisteredInSubNet))?;
+        n.stake = stake;
+        s.changed(block);
+        Ok(())
+    }
+
+    /// Give a uid to a new hotkey (the pallet's registration into a full subnet prunes a uid
+    /// this way): the old hotkey is deregistered, its weights and history on that uid cleared.
+    pub fn replace(
+        &mut self,
+        netuid: u16,
+        uid: u16,
+        hotkey: [u8; 32],
+        stake: u64,
+    ) -> Result<(), ChainError> {
+        let block = self.block;
+        let s = self
+            .subnets
+            .get_mut(&netuid)
+            .ok_or(ChainError::Pallet(PalletError::SubnetNotExists))?;
+        if s.neurons.iter().any(|n| n.hotkey == hotkey) {
+            return Err(ChainError::Pallet(PalletError::Other(
+                "HotKeyAlreadyRegisteredInSubNet",
+            )));
+        }
+        let n = s
+            .neurons
+            .get_mut(usize::from(uid))
+            .ok_or(ChainError::Pallet(PalletError::UidVecContainInvalidOne))?;
+        n.hotkey = hotkey;
+        n.stake = stake;
+        s.weights.remove(&uid);
+        s.last_update.remove(&uid);
+        s.commits.remove(&uid);
+        s.changed(block);
+        Ok(())
+    }
+
+    /// Every validator's weights on a subnet (uid → (uid, value)).
+    pub fn all_weights(&self, netuid: u16) -> BTreeMap<u16, Vec<(u16, u16)>> {
+        self.subnets
+            .get(&netuid)
+            .map(|s| s.weights.clone())
+            .unwrap_or_default()
     }
 
     /// The weights a hotkey's uid last set on a subnet (uid, value), if any.
@@ -222,6 +293,17 @@ impl SimChain {
 }
 
 impl Subnet {
+    /// Neurons changed while `block` is the head: permits recomputed, and the version kept
+    /// for reads at `block + 1` on (a produced block's state never changes, as on a real
+    /// chain: a change lands in the next block).
+    fn changed(&mut self, block: u64) {
+        update_permits(self);
+        self.history.insert(block + 1, self.neurons.clone());
+        while self.history.len() > HISTORY_MAX {
+            self.history.pop_first();
+        }
+    }
+
     /// The neuron registered under `hotkey`, or the pallet's error.
     fn neuron(&self, hotkey: &[u8; 32]) -> Result<&Neuron, ChainError> {
         self.neurons
@@ -250,11 +332,31 @@ impl Chain for SimChain {
     }
 
     fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
+        self.metagraph_at(netuid, self.block)
+    }
+
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
         let s = self.subnet(netuid)?;
+        if block > self.block {
+            return Err(ChainError::Connection(format!(
+                "block {block} is not produced yet (head {})",
+                self.block
+            )));
+        }
+        // The version in force at `block`: the last one that landed at or before it.
+        let neurons = s
+            .history
+            .range(..=block)
+            .next_back()
+            .map(|(_, n)| n.clone())
+            .ok_or_else(|| ChainError::Connection(format!("state at block {block} is pruned")))?;
         Ok(Metagraph {
             netuid,
-            block: self.current_block()?,
-            neurons: s.neurons.clone(),
+            block: BlockInfo {
+                number: block,
+                hash: self.block_hash(block),
+            },
+            neurons,
         })
     }
 

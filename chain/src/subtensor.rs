@@ -162,6 +162,31 @@ impl Subtensor {
             .map_err(|e| ChainError::Malformed(format!("SubtensorModule::{entry}: {e}")))
     }
 
+    /// The metagraph as of the block `at`.
+    fn metagraph_on(&self, at: &At, netuid: u16) -> Result<Metagraph, ChainError> {
+        let n: u16 = self.read(at, "SubnetworkN", (netuid,))?;
+        let permits: Vec<bool> = self.read(at, "ValidatorPermit", (netuid,))?;
+        let mut neurons = Vec::with_capacity(usize::from(n));
+        for uid in 0..n {
+            let hotkey: [u8; 32] = self.read(at, "Keys", (netuid, uid))?;
+            let stake: u64 = self.read(at, "TotalHotkeyAlpha", (hotkey, netuid))?;
+            neurons.push(Neuron {
+                uid,
+                hotkey,
+                stake,
+                validator_permit: permits.get(usize::from(uid)).copied().unwrap_or(false),
+            });
+        }
+        Ok(Metagraph {
+            netuid,
+            block: BlockInfo {
+                number: at.block_number(),
+                hash: at.block_hash().0,
+            },
+            neurons,
+        })
+    }
+
     fn submit(&mut self, hotkey: &[u8; 32], call: WeightsCall) -> Result<(), ChainError> {
         if *hotkey != self.signer.public() {
             return Err(ChainError::Key(
@@ -229,27 +254,12 @@ impl Chain for Subtensor {
 
     fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
         let at = self.block_on(self.client.at_current_block())?;
-        let n: u16 = self.read(&at, "SubnetworkN", (netuid,))?;
-        let permits: Vec<bool> = self.read(&at, "ValidatorPermit", (netuid,))?;
-        let mut neurons = Vec::with_capacity(usize::from(n));
-        for uid in 0..n {
-            let hotkey: [u8; 32] = self.read(&at, "Keys", (netuid, uid))?;
-            let stake: u64 = self.read(&at, "TotalHotkeyAlpha", (hotkey, netuid))?;
-            neurons.push(Neuron {
-                uid,
-                hotkey,
-                stake,
-                validator_permit: permits.get(usize::from(uid)).copied().unwrap_or(false),
-            });
-        }
-        Ok(Metagraph {
-            netuid,
-            block: BlockInfo {
-                number: at.block_number(),
-                hash: at.block_hash().0,
-            },
-            neurons,
-        })
+        self.metagraph_on(&at, netuid)
+    }
+
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
+        let at = self.block_on(self.client.at_block(block))?;
+        self.metagraph_on(&at, netuid)
     }
 
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {

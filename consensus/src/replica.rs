@@ -31,6 +31,11 @@ pub struct Config {
     pub sync_batch_max: usize,
     /// Emit [`Action::Checkpoint`] every this many heights.
     pub checkpoint_interval: u64,
+    /// The last height this replica decides, if set: once it is decided the replica falls
+    /// silent, so an application whose validator set changes per height starts the next
+    /// height's replica with that height's set (no message is ever judged by another
+    /// height's set, and no sync decision beyond it is accepted on this set's word).
+    pub last_height: Option<Height>,
 }
 
 impl Config {
@@ -44,6 +49,7 @@ impl Config {
             future_buffer_max: 4096,
             sync_batch_max: 256,
             checkpoint_interval: 16,
+            last_height: None,
         }
     }
 }
@@ -267,9 +273,27 @@ impl<S: Storage> Replica<S> {
         self.set.leader(&self.cfg.seed, height, view)
     }
 
+    /// True once `last_height` is decided: the replica handles nothing more.
+    pub fn finished(&self) -> bool {
+        self.cfg.last_height.is_some_and(|l| self.height > l)
+    }
+
+    /// Give the store back (to start the next height's replica on it).
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
     /// Handle one event at time `now_ms`; returns the actions to carry out, in order.
     pub fn handle(&mut self, now_ms: u64, event: Event) -> Vec<Action> {
         self.now_ms = self.now_ms.max(now_ms);
+        if self.finished() {
+            // Sync requests are still answered from the store: it holds every decision.
+            if let Event::Message(Message::SyncRequest { from }) = event {
+                self.on_message(Message::SyncRequest { from });
+                return std::mem::take(&mut self.out);
+            }
+            return Vec::new();
+        }
         match event {
             Event::Message(m) => self.on_message(m),
             Event::Timeout { height, view } => {
@@ -505,7 +529,7 @@ impl<S: Storage> Replica<S> {
     fn on_sync(&mut self, mut ds: Vec<Decision>) {
         ds.sort_by_key(|d| d.height);
         for d in ds {
-            if d.height != self.height {
+            if d.height != self.height || self.finished() {
                 continue;
             }
             if d.verify(self.cfg.domain, &self.set).is_err() {
@@ -734,6 +758,10 @@ impl<S: Storage> Replica<S> {
         self.height += 1;
         self.prepared = None;
         self.round = Round::default();
+        if self.finished() {
+            self.future.clear();
+            return;
+        }
         self.enter_view(0);
         let (now, later): (Vec<Message>, Vec<Message>) = std::mem::take(&mut self.future)
             .into_iter()

@@ -1,15 +1,66 @@
-//! The chain client thread: owns the [`Chain`] (the simulated subtensor or a subxt client)
-//! and the [`WeightSubmitter`], so slow or failing chain calls never stall consensus. It
-//! takes committed weights over a channel, submits them, reveals due commits, and publishes
-//! what it did for `status` and metrics.
+//! The chain client thread: owns the [`Chain`] (a simulated subtensor in process, the
+//! devnet's shared one, or a subxt client) and the [`WeightSubmitter`], so slow or failing
+//! chain calls never stall consensus. It reports each new finalised block, reads the
+//! metagraph at the blocks epochs pin, submits committed weights, reveals due commits, and
+//! publishes what it did for `status` and metrics.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use platform_chain::sim::{SimChain, SubnetGenesis};
 use platform_chain::submit::{Submitted, WeightSubmitter};
 use platform_chain::{Chain, ChainError, Hyperparams, Metagraph};
+
+use crate::machine::{Pin, Roster};
+
+/// What the application asks of the chain thread.
+#[derive(Clone, Debug)]
+pub enum ChainJob {
+    /// Submit a committed epoch's weights.
+    Weights(WeightsJob),
+    /// Read the metagraph at an epoch's pinned block.
+    Roster {
+        /// The epoch.
+        epoch: u64,
+        /// Its first block.
+        block: u64,
+    },
+}
+
+/// What the chain thread tells the application.
+#[derive(Clone, Debug)]
+pub enum ChainEvent {
+    /// A new latest finalised block.
+    Block(u64),
+    /// The metagraph at an epoch's pinned block.
+    Roster {
+        /// The epoch.
+        epoch: u64,
+        /// What was read.
+        roster: Roster,
+    },
+    /// It could not be read.
+    RosterUnavailable {
+        /// The epoch.
+        epoch: u64,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The roster a metagraph gives.
+pub fn roster_of(m: &Metagraph) -> Roster {
+    let (validators, miners) = split_metagraph(m);
+    Roster::new(
+        Pin {
+            block: m.block.number,
+            hash: m.block.hash,
+        },
+        validators,
+        miners,
+    )
+}
 
 /// A committed epoch's weights to submit.
 #[derive(Clone, Debug)]
@@ -76,6 +127,8 @@ pub enum Backend {
         /// Wall-clock time per block.
         block_time: Duration,
     },
+    /// The devnet's shared simulated subtensor, over loopback.
+    Remote(crate::chainserver::RemoteChain),
     /// A subtensor node.
     Subtensor(platform_chain::subtensor::Subtensor),
 }
@@ -84,6 +137,7 @@ impl std::fmt::Debug for Backend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Backend::Sim { .. } => "Backend::Sim",
+            Backend::Remote(_) => "Backend::Remote",
             Backend::Subtensor(_) => "Backend::Subtensor",
         })
     }
@@ -94,7 +148,16 @@ impl Backend {
     pub fn chain(&mut self) -> &mut dyn Chain {
         match self {
             Backend::Sim { chain, .. } => chain,
+            Backend::Remote(c) => c,
             Backend::Subtensor(c) => c,
+        }
+    }
+
+    /// How often the head is polled.
+    fn poll_interval(&self) -> Duration {
+        match self {
+            Backend::Sim { .. } | Backend::Remote(_) => Duration::from_millis(50),
+            Backend::Subtensor(_) => Duration::from_secs(2),
         }
     }
 }
@@ -105,45 +168,44 @@ pub fn run(
     mut submitter: WeightSubmitter,
     netuid: u16,
     hotkey: [u8; 32],
-    jobs: Receiver<WeightsJob>,
+    jobs: Receiver<ChainJob>,
+    events: Sender<ChainEvent>,
     status: Arc<Mutex<ChainStatus>>,
 ) {
     let start = Instant::now();
     let mut blocks_made = 0u64;
+    let mut head = None;
+    let poll = backend.poll_interval();
+    let mut last_poll = Instant::now() - poll;
     loop {
-        match jobs.recv_timeout(Duration::from_millis(200)) {
-            Ok(job) => {
-                let r = submitter.submit(backend.chain(), job.epoch, &job.uids, &job.weights);
-                let outcome = match &r {
-                    Ok(Submitted::Set { uids, .. }) => format!("set {} weights", uids.len()),
-                    Ok(Submitted::Timelocked { reveal_round }) => {
-                        format!("timelocked commit, reveal at drand round {reveal_round}")
-                    }
-                    Ok(Submitted::Committed { .. }) => "hash commit".to_string(),
-                    Ok(Submitted::Nothing) => "nothing to set (all weights zero)".to_string(),
-                    Err(e) => format!("error: {e}"),
-                };
-                let label = match &r {
-                    Ok(_) => "ok",
-                    Err(e) => error_label(e),
-                };
-                metrics::counter!(crate::metrics::WEIGHTS, "result" => label).increment(1);
-                if r.is_err() {
-                    tracing::warn!(epoch = job.epoch, "weights not submitted: {outcome}");
-                } else {
-                    tracing::info!(epoch = job.epoch, "weights: {outcome}");
-                }
-                let onchain = read_own_weights(&backend, netuid, &hotkey);
-                let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-                s.last_epoch = Some(job.epoch);
-                s.last_outcome = outcome;
-                s.errors += u64::from(r.is_err());
-                if let Some(w) = onchain {
-                    s.onchain_weights = w;
-                }
-            }
+        let mut batch = Vec::new();
+        match jobs.recv_timeout(poll / 2) {
+            Ok(job) => batch.push(job),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        batch.extend(jobs.try_iter());
+        // Roster reads first: an epoch waits on them; weights can wait a little.
+        batch.sort_by_key(|j| matches!(j, ChainJob::Weights(_)));
+        for job in batch {
+            match job {
+                ChainJob::Roster { epoch, block } => {
+                    let ev = match backend.chain().metagraph_at(netuid, block) {
+                        Ok(m) => ChainEvent::Roster {
+                            epoch,
+                            roster: roster_of(&m),
+                        },
+                        Err(e) => ChainEvent::RosterUnavailable {
+                            epoch,
+                            reason: e.to_string(),
+                        },
+                    };
+                    let _ = events.send(ev);
+                }
+                ChainJob::Weights(job) => {
+                    submit(&mut backend, &mut submitter, netuid, &hotkey, &job, &status)
+                }
+            }
         }
         if let Backend::Sim { chain, block_time } = &mut backend {
             let due = (start.elapsed().as_nanos() / block_time.as_nanos().max(1)) as u64;
@@ -152,13 +214,62 @@ pub fn run(
                 blocks_made = due;
             }
         }
+        if last_poll.elapsed() < poll {
+            continue;
+        }
+        last_poll = Instant::now();
         if let Err(e) = submitter.reveal_due(backend.chain()) {
             tracing::debug!("reveal: {e}");
         }
-        if let Ok(b) = backend.chain().current_block() {
-            status.lock().unwrap_or_else(|p| p.into_inner()).block = b.number;
-            metrics::gauge!(crate::metrics::BLOCK).set(b.number as f64);
+        match backend.chain().current_block() {
+            Ok(b) => {
+                status.lock().unwrap_or_else(|p| p.into_inner()).block = b.number;
+                metrics::gauge!(crate::metrics::BLOCK).set(b.number as f64);
+                if head != Some(b.number) {
+                    head = Some(b.number);
+                    let _ = events.send(ChainEvent::Block(b.number));
+                }
+            }
+            Err(e) => tracing::debug!("chain head: {e}"),
         }
+    }
+}
+
+fn submit(
+    backend: &mut Backend,
+    submitter: &mut WeightSubmitter,
+    netuid: u16,
+    hotkey: &[u8; 32],
+    job: &WeightsJob,
+    status: &Mutex<ChainStatus>,
+) {
+    let r = submitter.submit(backend.chain(), job.epoch, &job.uids, &job.weights);
+    let outcome = match &r {
+        Ok(Submitted::Set { uids, .. }) => format!("set {} weights", uids.len()),
+        Ok(Submitted::Timelocked { reveal_round }) => {
+            format!("timelocked commit, reveal at drand round {reveal_round}")
+        }
+        Ok(Submitted::Committed { .. }) => "hash commit".to_string(),
+        Ok(Submitted::Nothing) => "nothing to set (all weights zero)".to_string(),
+        Err(e) => format!("error: {e}"),
+    };
+    let label = match &r {
+        Ok(_) => "ok",
+        Err(e) => error_label(e),
+    };
+    metrics::counter!(crate::metrics::WEIGHTS, "result" => label).increment(1);
+    if r.is_err() {
+        tracing::warn!(epoch = job.epoch, "weights not submitted: {outcome}");
+    } else {
+        tracing::info!(epoch = job.epoch, "weights: {outcome}");
+    }
+    let onchain = read_own_weights(backend, netuid, hotkey);
+    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+    s.last_epoch = Some(job.epoch);
+    s.last_outcome = outcome;
+    s.errors += u64::from(r.is_err());
+    if let Some(w) = onchain {
+        s.onchain_weights = w;
     }
 }
 
@@ -170,19 +281,35 @@ fn error_label(e: &ChainError) -> &'static str {
     }
 }
 
-/// What a simulated chain holds as our weights (a subtensor client reads no weights back).
+/// What a simulated chain holds as our weights (the subtensor client reads none back yet).
 fn read_own_weights(backend: &Backend, netuid: u16, hotkey: &[u8; 32]) -> Option<Vec<(u16, u16)>> {
-    let Backend::Sim { chain: sim, .. } = backend else {
-        return None;
-    };
-    let uid = sim
-        .metagraph(netuid)
-        .ok()?
-        .neurons
-        .iter()
-        .find(|n| n.hotkey == *hotkey)?
-        .uid;
-    sim.weights_of(netuid, uid).map(<[_]>::to_vec)
+    match backend {
+        Backend::Sim { chain: sim, .. } => {
+            let uid = sim
+                .metagraph(netuid)
+                .ok()?
+                .neurons
+                .iter()
+                .find(|n| n.hotkey == *hotkey)?
+                .uid;
+            sim.weights_of(netuid, uid).map(<[_]>::to_vec)
+        }
+        Backend::Remote(r) => {
+            let uid = r
+                .metagraph(netuid)
+                .ok()?
+                .neurons
+                .iter()
+                .find(|n| n.hotkey == *hotkey)?
+                .uid;
+            r.all_weights(netuid)
+                .ok()?
+                .into_iter()
+                .find(|(u, _)| *u == uid)
+                .map(|(_, w)| w)
+        }
+        Backend::Subtensor(_) => None,
+    }
 }
 
 /// Hotkey → uid.

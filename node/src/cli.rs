@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use parity_scale_codec::Encode as _;
 use platform_keys::Keypair;
 
+use crate::client::post_change;
 use crate::config::NodeConfig;
-use crate::msg::ChallengePost;
-use crate::registry::{ChallengeMeta, Change, Limits, Rule, SignedChange};
+use crate::registry::{ChallengeMeta, Change, Limits, Rule};
 
 /// The command line.
 #[derive(Parser, Debug)]
@@ -59,6 +58,30 @@ pub enum Command {
     /// As the subnet owner: sign a registry change and send it to a validator.
     #[command(subcommand)]
     Challenge(ChallengeCommand),
+    /// The devnet's shared simulated chain (its address is `chain` in devnet.json).
+    #[command(subcommand)]
+    Chain(ChainCommand),
+}
+
+/// Commands on a devnet's shared chain.
+#[derive(Subcommand, Debug)]
+pub enum ChainCommand {
+    /// Register a hotkey on the subnet: a miner (no stake) counts from the next epoch; with
+    /// stake, a validator votes from the next epoch.
+    Register {
+        /// The chain's address (`chain` in devnet.json).
+        #[arg(long)]
+        chain: String,
+        /// SS58 hotkey.
+        #[arg(long)]
+        hotkey: String,
+        /// Stake (0: a miner).
+        #[arg(long, default_value_t = 0)]
+        stake: u64,
+        /// Subnet.
+        #[arg(long, default_value_t = crate::devnet::NETUID)]
+        netuid: u16,
+    },
 }
 
 /// Registry changes.
@@ -147,27 +170,6 @@ pub enum RuleArg {
     WinnerTakesAll,
 }
 
-/// Send a signed change (and module) to a validator's API.
-pub fn post_change(
-    node: &str,
-    owner: &Keypair,
-    change: Change,
-    nonce: u64,
-    module: Option<Vec<u8>>,
-) -> anyhow::Result<String> {
-    let sc = SignedChange::sign(owner, change, nonce);
-    let body = ChallengePost {
-        change: sc.encode(),
-        module,
-    }
-    .encode();
-    let (code, reply) =
-        crate::http::request(node, "POST", "/challenge", &body, Duration::from_secs(60))?;
-    let text = String::from_utf8_lossy(&reply).trim().to_string();
-    anyhow::ensure!(code == 200, "{node} refused the change: {text}");
-    Ok(text)
-}
-
 fn owner_key(a: &OwnerArgs) -> anyhow::Result<Keypair> {
     match (&a.owner_key, &a.owner_seed) {
         (Some(p), _) => Ok(Keypair::from_hotkey_file(p)?),
@@ -207,14 +209,42 @@ fn meta(m: &MetaArgs) -> anyhow::Result<(ChallengeMeta, Vec<u8>)> {
 
 fn print_status(doc: &serde_json::Value) {
     let g = |k: &str| doc.get(k).cloned().unwrap_or(serde_json::Value::Null);
-    println!("validator   {}", g("hotkey").as_str().unwrap_or("?"));
+    println!(
+        "{:<11} {}",
+        g("role").as_str().unwrap_or("node"),
+        g("hotkey").as_str().unwrap_or("?")
+    );
     println!("peer        {}", g("peer_id").as_str().unwrap_or("?"));
     println!("metrics     {}", g("metrics").as_str().unwrap_or("?"));
     println!(
-        "epoch       {} (committed up to {})",
+        "epoch       {} at block {} (committed up to {})",
         g("epoch"),
+        g("block"),
         g("last_committed_epoch")
     );
+    let mg = g("metagraph");
+    if !mg.is_null() {
+        let vs: Vec<String> = mg["validators"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                format!(
+                    "{}={}",
+                    &v["hotkey"].as_str().unwrap_or("?")[..8],
+                    v["stake"]
+                )
+            })
+            .collect();
+        println!(
+            "metagraph   epoch {} pinned at block {}: {} validators ({}), {} neurons",
+            mg["epoch"],
+            mg["block"],
+            vs.len(),
+            vs.join(" "),
+            mg["miners"]
+        );
+    }
     println!("consensus   height {} view {}", g("height"), g("view"));
     println!("peers       {}", g("peers"));
     println!(
@@ -306,6 +336,17 @@ pub fn main() -> anyhow::Result<()> {
             } else {
                 print_status(&serde_json::from_str(&text).context("status is not JSON")?);
             }
+            Ok(())
+        }
+        Command::Chain(ChainCommand::Register {
+            chain,
+            hotkey,
+            stake,
+            netuid,
+        }) => {
+            let c = crate::chainserver::RemoteChain::new(&chain, Duration::from_secs(10));
+            let uid = c.register(netuid, &hotkey, stake)?;
+            println!("registered {hotkey} as uid {uid} on subnet {netuid} (stake {stake})");
             Ok(())
         }
         Command::Challenge(c) => {

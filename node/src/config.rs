@@ -48,17 +48,14 @@ pub struct NodeSection {
     pub netuid: u16,
     /// SS58 address of the subnet owner, whose signature registry changes need.
     pub subnet_owner: String,
-    /// Length of an evaluation epoch.
-    #[serde(with = "humantime_serde", default = "default_epoch")]
-    pub epoch: Duration,
+    /// Blocks per evaluation epoch. Default: the subnet's tempo + 1, read from the chain,
+    /// so epochs are the chain's own.
+    #[serde(default)]
+    pub epoch_blocks: Option<u64>,
 }
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
-}
-
-fn default_epoch() -> Duration {
-    Duration::from_secs(360)
 }
 
 /// `[consensus]`.
@@ -73,6 +70,14 @@ pub struct ConsensusSection {
     pub view_timeout_max: Duration,
     /// Checkpoint every this many decisions.
     pub checkpoint_interval: u64,
+    /// After an epoch's end block is seen: late submissions for half of it, batches at
+    /// `settle`, the proposal at twice it.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    /// The epoch consensus height 1 decides: every validator of a subnet uses the same one,
+    /// like a chain's genesis. Default 0 on simulated chains (they start at block 0);
+    /// required with `chain.mode = "subtensor"`.
+    pub genesis_epoch: Option<u64>,
 }
 
 impl Default for ConsensusSection {
@@ -81,6 +86,8 @@ impl Default for ConsensusSection {
             view_timeout: Duration::from_secs(2),
             view_timeout_max: Duration::from_secs(60),
             checkpoint_interval: 16,
+            settle: Duration::from_secs(6),
+            genesis_epoch: None,
         }
     }
 }
@@ -103,6 +110,14 @@ pub enum ChainSection {
         /// The subnet's neurons at genesis, in uid order (validators have stake).
         #[serde(default)]
         neurons: Vec<SimNeuron>,
+    },
+    /// The devnet's one shared simulated subtensor (`platform devnet` serves it on loopback).
+    Devnet {
+        /// `host:port` of the devnet's chain endpoint.
+        url: String,
+        /// Each request gives up after this.
+        #[serde(with = "humantime_serde", default = "default_request_timeout")]
+        request_timeout: Duration,
     },
     /// A real subtensor node.
     Subtensor {
@@ -248,8 +263,16 @@ impl NodeConfig {
         }
         platform_keys::ss58_decode(&n.subnet_owner)
             .map_err(|e| invalid("node.subnet_owner", e.to_string()))?;
-        if n.epoch < Duration::from_secs(5) {
-            return Err(invalid("node.epoch", "must be at least 5s"));
+        if let Some(b) = n.epoch_blocks
+            && b < crate::machine::EPOCH_BLOCKS_MIN
+        {
+            return Err(invalid(
+                "node.epoch_blocks",
+                format!(
+                    "{b} blocks is too short; an epoch needs at least {}",
+                    crate::machine::EPOCH_BLOCKS_MIN
+                ),
+            ));
         }
         self.engine
             .validate()
@@ -265,15 +288,8 @@ impl NodeConfig {
                 "must be more than zero and at most view_timeout_max",
             ));
         }
-        if c.view_timeout * 3 > n.epoch {
-            return Err(invalid(
-                "consensus.view_timeout",
-                format!(
-                    "three view timeouts ({:?}) must fit in an epoch ({:?})",
-                    c.view_timeout * 3,
-                    n.epoch
-                ),
-            ));
+        if c.settle.is_zero() {
+            return Err(invalid("consensus.settle", "must be more than zero"));
         }
         if c.checkpoint_interval == 0 {
             return Err(invalid(
@@ -313,6 +329,20 @@ impl NodeConfig {
                     ));
                 }
             }
+            ChainSection::Devnet {
+                url,
+                request_timeout,
+            } => {
+                if url.parse::<SocketAddr>().is_err() {
+                    return Err(invalid(
+                        "chain.url",
+                        format!("{url:?} is not host:port (e.g. 127.0.0.1:9944)"),
+                    ));
+                }
+                if request_timeout.is_zero() {
+                    return Err(invalid("chain.request_timeout", "must be more than zero"));
+                }
+            }
             ChainSection::Subtensor {
                 url,
                 request_timeout,
@@ -333,6 +363,12 @@ impl NodeConfig {
                 }
             }
         }
+        if matches!(self.chain, ChainSection::Subtensor { .. }) && c.genesis_epoch.is_none() {
+            return Err(invalid(
+                "consensus.genesis_epoch",
+                "required on a real subnet: every validator must name the same first epoch",
+            ));
+        }
         Ok(())
     }
 }
@@ -345,7 +381,7 @@ mod tests {
 
     fn base() -> String {
         format!(
-            "[node]\nhotkey_seed = \"0x{}\"\nnetuid = 1\nsubnet_owner = \"{OWNER}\"\nepoch = \"30s\"\n\n[chain]\nmode = \"sim\"\nneurons = [{{ hotkey = \"{OWNER}\", stake = 1000 }}]\n",
+            "[node]\nhotkey_seed = \"0x{}\"\nnetuid = 1\nsubnet_owner = \"{OWNER}\"\n\n[chain]\nmode = \"sim\"\nneurons = [{{ hotkey = \"{OWNER}\", stake = 1000 }}]\n",
             "11".repeat(32)
         )
     }
@@ -378,12 +414,16 @@ mod tests {
             ),
             (base().replace(OWNER, "5Grwva"), "node.subnet_owner"),
             (
-                base().replace("epoch = \"30s\"", "epoch = \"3s\""),
-                "node.epoch",
+                base().replace("netuid = 1", "netuid = 1\nepoch_blocks = 2"),
+                "node.epoch_blocks",
             ),
             (
-                base() + "\n[consensus]\nview_timeout = \"20s\"\n",
+                base() + "\n[consensus]\nview_timeout = \"90s\"\n",
                 "consensus.view_timeout",
+            ),
+            (
+                base() + "\n[consensus]\nsettle = \"0s\"\n",
+                "consensus.settle",
             ),
             (
                 base()

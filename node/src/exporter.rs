@@ -2,7 +2,7 @@
 //! nothing async runs beside the shards) rendered on demand by one small HTTP thread.
 //! Histograms get explicit buckets; `platform_build_info` carries the version.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -152,33 +152,10 @@ impl Drop for Exporter {
 /// to the API; anything else 404 or 405. Slow or oversized requests are dropped; nothing a
 /// client sends can stop the thread.
 fn serve(stream: TcpStream, handle: &PrometheusHandle, api: Option<&dyn Api>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut line = String::new();
-    if reader.by_ref().take(8192).read_line(&mut line).is_err() {
+    let Some(req) = crate::http::read_head(&stream) else {
         return;
-    }
-    // Drain the headers (bounded) so the client sees a clean response.
-    let mut header = String::new();
-    let mut content_length = 0usize;
-    for _ in 0..100 {
-        header.clear();
-        match reader.by_ref().take(8192).read_line(&mut header) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if header == "\r\n" || header == "\n" => break,
-            Ok(_) => {
-                if let Some((k, v)) = header.split_once(':')
-                    && k.trim().eq_ignore_ascii_case("content-length")
-                {
-                    content_length = v.trim().parse().unwrap_or(usize::MAX);
-                }
-            }
-        }
-    }
+    };
+    let (line, content_length, mut reader) = (req.line, req.content_length, req.reader);
     let mut parts = line.split_whitespace();
     let text = "text/plain; version=0.0.4; charset=utf-8";
     let (status, ctype, body) = match (parts.next(), parts.next(), api) {
@@ -214,11 +191,5 @@ fn serve(stream: TcpStream, handle: &PrometheusHandle, api: Option<&dyn Api>) {
         ),
         _ => ("405 Method Not Allowed", text, "GET /metrics\n".to_string()),
     };
-    let mut out = stream;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = out.flush();
+    crate::http::respond(&stream, status, ctype, &body);
 }

@@ -1,7 +1,8 @@
-//! A minimal HTTP/1.1 client for the node's own API (`status`, `challenge`, the devnet):
-//! loopback or operator-run endpoints only, one request per connection.
+//! Minimal HTTP/1.1 for the node's own endpoints (`status`, `challenge`, the devnet's shared
+//! chain): a client and the request-head reader the servers share. Loopback or operator-run
+//! endpoints only, one request per connection.
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -53,4 +54,55 @@ pub fn get(addr: &str, path: &str, timeout: Duration) -> anyhow::Result<String> 
     let text = String::from_utf8_lossy(&body).into_owned();
     anyhow::ensure!(code == 200, "{addr}{path}: HTTP {code}: {}", text.trim());
     Ok(text)
+}
+
+/// A request's first line and body length, with the reader positioned at the body.
+#[derive(Debug)]
+pub struct Head {
+    /// `METHOD PATH HTTP/1.1`.
+    pub line: String,
+    /// `Content-Length` (0 when absent; `usize::MAX` when unreadable).
+    pub content_length: usize,
+    /// The connection, buffered, at the body.
+    pub reader: BufReader<TcpStream>,
+}
+
+/// Read a request's head (bounded: 8 KiB per line, 100 headers, 2 s), or `None`.
+pub fn read_head(stream: &TcpStream) -> Option<Head> {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut line = String::new();
+    reader.by_ref().take(8192).read_line(&mut line).ok()?;
+    let mut header = String::new();
+    let mut content_length = 0usize;
+    for _ in 0..100 {
+        header.clear();
+        match reader.by_ref().take(8192).read_line(&mut header) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if header == "\r\n" || header == "\n" => break,
+            Ok(_) => {
+                if let Some((k, v)) = header.split_once(':')
+                    && k.trim().eq_ignore_ascii_case("content-length")
+                {
+                    content_length = v.trim().parse().unwrap_or(usize::MAX);
+                }
+            }
+        }
+    }
+    Some(Head {
+        line,
+        content_length,
+        reader,
+    })
+}
+
+/// Write a whole response and close.
+pub fn respond(mut stream: &TcpStream, status: &str, ctype: &str, body: &str) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
 }

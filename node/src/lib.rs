@@ -5,15 +5,20 @@
 //! core count or local time); integer arithmetic only in anything agreed.
 
 pub mod app;
+pub mod chainserver;
 pub mod chainsvc;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod devnet;
 pub mod epoch;
 pub mod exporter;
 pub mod http;
 mod keys;
+pub mod machine;
 pub mod metrics;
 pub mod msg;
 pub mod registry;
+pub mod sim;
+pub mod status;
 pub mod store;

@@ -36,6 +36,10 @@ pub const EPOCH: &str = "platform_consensus_epoch";
 pub const COMMITTED_EPOCH: &str = "platform_consensus_committed_epoch";
 /// Counter: (validator, challenge, miner) reports that disagreed with the agreed score.
 pub const FLAGGED: &str = "platform_consensus_flagged_reports_total";
+/// Counter: proposals this validator refused to vote for, by `reason`.
+pub const PROPOSALS_REJECTED: &str = "platform_consensus_proposals_rejected_total";
+/// Counter: times the metagraph at an epoch's pinned block could not be read (the epoch waits).
+pub const ROSTER_UNAVAILABLE: &str = "platform_chain_metagraph_unavailable_total";
 /// Counter: evaluation batches published by this validator.
 pub const BATCHES: &str = "platform_consensus_batches_published_total";
 /// Counter: owner registry changes refused, by `reason`.
@@ -76,6 +80,11 @@ pub fn register() {
     describe_gauge!(COMMITTED_EPOCH, "Last committed epoch.");
     describe_counter!(FLAGGED, "Reports that disagreed with the agreed score.");
     describe_counter!(BATCHES, "Evaluation batches published.");
+    describe_counter!(PROPOSALS_REJECTED, "Proposals refused, by reason.");
+    describe_counter!(
+        ROSTER_UNAVAILABLE,
+        "Reads of an epoch's pinned metagraph that failed (the epoch waits)."
+    );
     describe_counter!(REGISTRY_REFUSED, "Registry changes refused, by reason.");
     describe_counter!(WEIGHTS, "Weight submissions to the chain, by result.");
     describe_gauge!(BLOCK, "Latest chain block seen.");
@@ -107,6 +116,7 @@ pub fn register() {
         BATCHES,
         AUDIT,
         STORE_ERRORS,
+        ROSTER_UNAVAILABLE,
     ] {
         metrics::counter!(name).absolute(0);
     }

@@ -44,12 +44,22 @@ pub struct BatchAnnounce {
     pub entries: u32,
 }
 
+/// Version tag of [`EpochValue`]'s layout. v1 (no tag, no pin) named wall-clock epochs; v2
+/// names the epoch's pinned block and roster.
+pub const EPOCH_VALUE_VERSION: u8 = 2;
+
 /// What consensus decides at each height: an epoch's inputs and result, plus the registry
 /// changes that take effect after it.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct EpochValue {
+    /// [`EPOCH_VALUE_VERSION`].
+    pub version: u8,
     /// The epoch.
     pub epoch: u64,
+    /// The epoch's first block, where its metagraph was read.
+    pub pin: crate::machine::Pin,
+    /// `Roster::digest` of the metagraph at `pin`.
+    pub roster: [u8; 32],
     /// Ids (sha256 of the signed envelope) of the batches that are the epoch's input, sorted,
     /// at most one per validator.
     pub batches: Vec<[u8; 32]>,
@@ -110,7 +120,10 @@ impl EpochValue {
     pub fn decode_checked(bytes: &[u8]) -> Option<EpochValue> {
         let v: EpochValue = decode_exact(bytes)?;
         let sorted = v.batches.windows(2).all(|w| w[0] < w[1]);
-        (v.batches.len() <= VALUE_ITEMS_MAX && v.changes.len() <= VALUE_ITEMS_MAX && sorted)
+        (v.version == EPOCH_VALUE_VERSION
+            && v.batches.len() <= VALUE_ITEMS_MAX
+            && v.changes.len() <= VALUE_ITEMS_MAX
+            && sorted)
             .then_some(v)
     }
 }
@@ -122,7 +135,13 @@ mod tests {
     #[test]
     fn values_round_trip_and_non_canonical_ones_are_refused() {
         let v = EpochValue {
+            version: EPOCH_VALUE_VERSION,
             epoch: 9,
+            pin: crate::machine::Pin {
+                block: 90,
+                hash: [3; 32],
+            },
+            roster: [4; 32],
             batches: vec![[1; 32], [2; 32]],
             changes: vec![vec![1, 2, 3]],
             digest: [7; 32],
@@ -131,6 +150,9 @@ mod tests {
         let mut unsorted = v.clone();
         unsorted.batches.reverse();
         assert_eq!(EpochValue::decode_checked(&unsorted.encode()), None);
+        let mut v1 = v.clone();
+        v1.version = 1;
+        assert_eq!(EpochValue::decode_checked(&v1.encode()), None, "old layout");
         let mut trailing = v.encode();
         trailing.push(0);
         assert_eq!(EpochValue::decode_checked(&trailing), None);

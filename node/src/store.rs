@@ -134,6 +134,9 @@ pub enum Counted {
 /// A counted submission: (challenge, miner hotkey, submission id).
 pub type CountedSubmission = (u32, [u8; 32], [u8; 32]);
 
+/// A counted submission with its epoch: (epoch, challenge, miner hotkey, submission id).
+pub type EpochSubmission = (u64, u32, [u8; 32], [u8; 32]);
+
 /// A kept batch: (epoch, author, signed envelope).
 pub type BatchRow = (u64, [u8; 32], Vec<u8>);
 
@@ -217,6 +220,16 @@ impl Store {
         Ok(Some(bytes))
     }
 
+    /// The hashes of every module held.
+    pub fn module_hashes(&self) -> Result<Vec<[u8; 32]>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(MODULES).map_err(db)?;
+        t.iter()
+            .map_err(db)?
+            .map(|r| r.map(|(k, _)| *k.value()).map_err(db))
+            .collect()
+    }
+
     /// Set a registry entry.
     pub fn put_registry(&self, challenge: u32, entry: &[u8]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
@@ -283,6 +296,22 @@ impl Store {
                 r.map(|(k, v)| {
                     let (_, c, m) = k.value();
                     (c, *m, *v.value())
+                })
+                .map_err(db)
+            })
+            .collect()
+    }
+
+    /// The counted submissions of epochs `from..`: (epoch, challenge, miner, id), in key order.
+    pub fn counted_from(&self, from: u64) -> Result<Vec<EpochSubmission>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(SUBMISSIONS).map_err(db)?;
+        t.range((from, 0, &[0u8; 32])..)
+            .map_err(db)?
+            .map(|r| {
+                r.map(|(k, v)| {
+                    let (e, c, m) = k.value();
+                    (e, c, *m, *v.value())
                 })
                 .map_err(db)
             })

@@ -16,6 +16,7 @@ fn example_validator_config_is_valid() {
 #[test]
 fn example_devnet_config_is_valid() {
     let c = NodeConfig::parse(include_str!("../../config/devnet.toml"), "devnet.toml").unwrap();
-    assert!(matches!(c.chain, ChainSection::Sim { tempo: 10, .. }));
+    assert!(matches!(c.chain, ChainSection::Devnet { .. }));
+    assert_eq!(c.node.epoch_blocks, Some(20));
     assert!(!c.engine.pin_shards);
 }

@@ -1,16 +1,20 @@
 //! End to end: the real `platform` binary (as `platform-e2e`) runs a devnet of separate
-//! validator processes on loopback. One scenario, in order:
+//! validator processes on loopback around ONE shared simulated chain. One scenario, in order:
 //!
-//! 1. Three of four validators start; the example challenges are registered through
-//!    consensus and become active on all of them.
-//! 2. The fourth starts late: it catches up and has the same challenges active.
+//! 1. Three of four validators and a follower (no stake) start; the example challenges are
+//!    registered through consensus and become active on all of them. Epochs are windows of
+//!    blocks: each committed epoch names its pinned block, the epoch's first.
+//! 2. The fourth validator starts late: it catches up and has the same challenges active;
+//!    the follower follows every committed epoch and says it is a follower.
 //! 3. A miner submission sent with `platform submit` shows up in the committed weights,
-//!    identical on every validator, and in what the simulated chain holds from each.
-//! 4. Epochs commit with the same result hash on all four.
-//! 5. One validator is killed with SIGKILL mid-epoch and restarted: the other three keep
-//!    committing (3 of 4 is more than 2/3), it catches up, and what it had committed before
-//!    the kill is still there unchanged.
+//!    identical on every validator, and in what the shared chain holds from each.
+//! 4. A miner registered on the chain mid-run is refused for the epoch it registered in and
+//!    scored from the next; the follower, registered with stake, votes from the next epoch.
+//! 5. One validator is killed with SIGKILL mid-epoch and restarted: the others keep
+//!    committing, it catches up, and what it had committed before the kill is unchanged.
 //! 6. SIGTERM stops every process cleanly (exit status 0).
+//!
+//! A second test: a lone validator (all the stake) registers the challenges and commits.
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -22,13 +26,25 @@ use platform_tests::e2e::{Procs, sigterm, status, wait_for};
 use serde_json::Value;
 
 const EXE: &str = env!("CARGO_BIN_EXE_platform-e2e");
-const EPOCH_MS: u64 = 5_000;
+/// Blocks per epoch of the devnet (250 ms blocks: 5 s epochs).
+const EPOCH_BLOCKS: u64 = 20;
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+/// The first block of epoch `e` on subnet 1 (epochs follow subtensor's boundaries).
+fn start_block(e: u64) -> u64 {
+    (e * EPOCH_BLOCKS).saturating_sub(2)
+}
+
+/// Wait until a node is early in an epoch (its first third); returns (epoch, block).
+fn early_in_epoch(api: &str) -> (u64, u64) {
+    wait_for(30, "the start of an epoch", || {
+        let st = status(api)?;
+        let (e, b) = (st["epoch"].as_u64()?, st["block"].as_u64()?);
+        (b - start_block(e) < EPOCH_BLOCKS / 3).then_some((e, b))
+    })
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(EXE).args(args).output().unwrap()
 }
 
 /// Committed epochs of a node: epoch → (digest, weights).
@@ -100,18 +116,33 @@ fn agreed(sts: &[Value]) -> BTreeMap<u64, String> {
 }
 
 #[test]
-fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
+fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_kill_9() {
     let t0 = Instant::now();
+    let stage = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().unwrap();
     let root: PathBuf = dir.path().join("devnet");
     let mut procs = Procs(Vec::new());
     let devnet_log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
     procs.0.push(
         Command::new(EXE)
+            .args(["devnet", "--nodes", "4", "--hold", "1", "--followers", "1"])
             .args([
-                "devnet", "--nodes", "4", "--hold", "1", "--miners", "4", "--load", "0",
+                "--miners",
+                "4",
+                "--late-miners",
+                "1",
+                "--late-at",
+                "1000000",
+                "--load",
+                "0",
             ])
-            .args(["--epoch", "5s", "--dir"])
+            .args([
+                "--epoch-blocks",
+                &EPOCH_BLOCKS.to_string(),
+                "--block-time",
+                "250ms",
+                "--dir",
+            ])
             .arg(&root)
             .stdin(Stdio::null())
             .stdout(devnet_log.try_clone().unwrap())
@@ -124,38 +155,65 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
         serde_json::from_str(&text).ok()
     });
     let nodes = manifest["nodes"].as_array().unwrap().clone();
+    let chain = manifest["chain"].as_str().unwrap().to_string();
     let api = |i: usize| nodes[i]["api"].as_str().unwrap().to_string();
     let config = |i: usize| PathBuf::from(nodes[i]["config"].as_str().unwrap());
+    let all =
+        |ids: &[usize]| -> Option<Vec<Value>> { ids.iter().map(|i| status(&api(*i))).collect() };
 
-    // 1. The challenges are committed and active on the three running validators.
-    wait_for(180, "3 challenges active on v0..v2", || {
-        (0..3)
-            .all(|i| status(&api(i)).is_some_and(|s| active_loaded(&s) == 3))
-            .then_some(())
-    });
-
-    eprintln!(
-        "[{:>5.1}s] stage 1: challenges active on v0..v2",
-        t0.elapsed().as_secs_f64()
+    // 1. The challenges are committed and active on the three running validators and the
+    //    follower; committed epochs name their pinned block.
+    wait_for(
+        180,
+        "3 challenges active on v0..v2 and the follower v4",
+        || {
+            [0, 1, 2, 4]
+                .iter()
+                .all(|i| status(&api(*i)).is_some_and(|s| active_loaded(&s) == 3))
+                .then_some(())
+        },
     );
+    let st0 = status(&api(0)).unwrap();
+    for c in st0["committed"].as_array().unwrap() {
+        let e = c["epoch"].as_u64().unwrap();
+        assert_eq!(
+            c["block"].as_u64(),
+            Some(start_block(e)),
+            "epoch {e} pinned elsewhere: {c}"
+        );
+    }
+    assert_eq!(
+        st0["metagraph"]["validators"].as_array().unwrap().len(),
+        4,
+        "{}",
+        st0["metagraph"]
+    );
+    assert_eq!(st0["role"], "validator");
+    stage("stage 1: challenges active on v0..v2 and the follower; epochs by block");
+
     // A change not signed by the owner is refused with the reason, and nothing changes.
-    let out = Command::new(EXE)
-        .args(["challenge", "deactivate", "--node", &api(0), "--id", "1"])
-        .args(["--owner-seed", &format!("0x{}", "42".repeat(32))])
-        .output()
-        .unwrap();
+    let out = run(&[
+        "challenge",
+        "deactivate",
+        "--node",
+        &api(0),
+        "--id",
+        "1",
+        "--owner-seed",
+        &format!("0x{}", "42".repeat(32)),
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not signed by the subnet owner"), "{err}");
     // `platform status` reads a node.
-    let out = Command::new(EXE)
-        .args(["status", "--node", &api(0)])
-        .output()
-        .unwrap();
+    let out = run(&["status", "--node", &api(0)]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("knapsack"), "{text}");
+    assert!(
+        out.status.success() && text.contains("knapsack") && text.contains("metagraph"),
+        "{text}"
+    );
 
-    // 2. A late joiner catches up and activates them too.
+    // 2. A late joiner catches up and activates them too; the follower follows.
     procs
         .0
         .push(start_node(&config(3), &dir.path().join("v3-late.log")));
@@ -163,11 +221,19 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
         status(&api(3)).filter(|s| active_loaded(s) == 3)
     });
     assert_eq!(st3["registry"].as_array().unwrap().len(), 3);
-
-    eprintln!(
-        "[{:>5.1}s] stage 2: late joiner v3 caught up",
-        t0.elapsed().as_secs_f64()
+    let st4 = wait_for(
+        60,
+        "the follower at the validators' committed epoch",
+        || {
+            let sts = all(&[0, 4])?;
+            (sts[1]["last_committed_epoch"] == sts[0]["last_committed_epoch"])
+                .then(|| sts[1].clone())
+        },
     );
+    assert_eq!(st4["role"], "follower");
+    agreed(&all(&[0, 1, 2, 4]).unwrap());
+    stage("stage 2: late joiner v3 caught up; follower v4 follows");
+
     // 3. A miner's submission through `platform submit` is reflected in the weights.
     let miner = &manifest["miners"][1];
     let payload = dir.path().join("payload.bin");
@@ -176,30 +242,32 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
         (platform_challenges::EXAMPLES[1].sample_payload)(7),
     )
     .unwrap();
-    // Submit early in an epoch so it lands in that epoch.
-    let epoch = wait_for(20, "the start of an epoch", || {
-        let t = now_ms();
-        (t % EPOCH_MS < EPOCH_MS / 3).then_some(t / EPOCH_MS)
-    });
+    let challenge = platform_challenges::EXAMPLES[1].id.to_string();
     // `platform submit` of the payload for `epoch` to v0, signed with `key` (flag, value).
-    let submit = |key: [&str; 2]| {
+    let submit = |key: [&str; 2], epoch: u64| {
         Command::new(EXE)
             .args(["submit", "--to", nodes[0]["p2p"].as_str().unwrap()])
             .args(key)
             .args([
                 "--challenge",
-                &platform_challenges::EXAMPLES[1].id.to_string(),
+                &challenge,
+                "--epoch",
+                &epoch.to_string(),
+                "--payload",
             ])
-            .args(["--epoch", &epoch.to_string(), "--payload"])
             .arg(&payload)
             .output()
             .unwrap()
     };
+    let (epoch, _) = early_in_epoch(&api(0));
     // An unregistered hotkey is refused at the door, with the reason.
-    let out = submit(["--seed", &format!("0x{}", "77".repeat(32))]);
+    let out = submit(["--seed", &format!("0x{}", "77".repeat(32))], epoch);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("refused"), "{err}");
-    let out = submit(["--hotkey-file", miner["hotkey_file"].as_str().unwrap()]);
+    let out = submit(
+        ["--hotkey-file", miner["hotkey_file"].as_str().unwrap()],
+        epoch,
+    );
     assert!(
         out.status.success(),
         "submit failed: {}",
@@ -207,7 +275,7 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
     );
     let miner_uid = 4 + 1; // four validators, then miners in order
     let sts = wait_for(60, "the submission's epoch committed on all four", || {
-        let sts: Vec<Value> = (0..4).map(|i| status(&api(i))).collect::<Option<_>>()?;
+        let sts = all(&[0, 1, 2, 3])?;
         agreed(&sts).contains_key(&epoch).then_some(sts)
     });
     let weights = &committed(&sts[0])[&epoch].1;
@@ -218,9 +286,9 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
     );
     assert_eq!(weights[0][0].as_u64(), Some(miner_uid));
     assert!(weights[0][1].as_u64().unwrap() > 0);
-    // What each validator set on the (simulated) chain is the same.
-    let chain = wait_for(30, "weights on chain from all four", || {
-        let sts: Vec<Value> = (0..4).map(|i| status(&api(i))).collect::<Option<_>>()?;
+    // What each validator set on the shared chain is the same.
+    let onchain = wait_for(30, "weights on chain from all four", || {
+        let sts = all(&[0, 1, 2, 3])?;
         let w: Vec<Value> = sts
             .iter()
             .map(|s| s["chain"]["onchain_weights"].clone())
@@ -230,45 +298,106 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
             .all(|s| s["chain"]["last_epoch"].as_u64() >= Some(epoch));
         (all_set && w.iter().all(|x| x == &w[0])).then_some(w[0].clone())
     });
-    assert_eq!(chain[0][0].as_u64(), Some(miner_uid), "chain holds {chain}");
-
-    eprintln!(
-        "[{:>5.1}s] stage 3: submission reflected in weights and on chain",
-        t0.elapsed().as_secs_f64()
+    assert_eq!(
+        onchain[0][0].as_u64(),
+        Some(miner_uid),
+        "chain holds {onchain}"
     );
-    // 4. Three epochs committed identically by all four.
-    let before = agreed(&sts).keys().max().copied().unwrap();
-    wait_for(60, "three more agreed epochs", || {
-        let sts: Vec<Value> = (0..4).map(|i| status(&api(i))).collect::<Option<_>>()?;
-        (agreed(&sts).range(before + 1..).count() >= 3).then_some(())
+    stage("stage 3: submission reflected in weights and on the shared chain");
+
+    // 4. A miner registered mid-run counts from the next epoch; the follower, given stake,
+    //    votes from the next epoch.
+    let late = &manifest["miners"][4];
+    assert_eq!(late["late"], true);
+    let (e_reg, _) = early_in_epoch(&api(0));
+    let out = run(&[
+        "chain",
+        "register",
+        "--chain",
+        &chain,
+        "--hotkey",
+        late["hotkey"].as_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&[
+        "chain",
+        "register",
+        "--chain",
+        &chain,
+        "--hotkey",
+        nodes[4]["hotkey"].as_str().unwrap(),
+        "--stake",
+        "1000",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let late_key = ["--hotkey-file", late["hotkey_file"].as_str().unwrap()];
+    let out = submit(late_key, e_reg);
+    assert!(
+        !out.status.success(),
+        "a miner registered in epoch {e_reg} was admitted to it"
+    );
+    let (e_next, _) = wait_for(30, "the next epoch", || {
+        let (e, b) = early_in_epoch(&api(0));
+        (e > e_reg).then_some((e, b))
     });
-
-    eprintln!(
-        "[{:>5.1}s] stage 4: three agreed epochs",
-        t0.elapsed().as_secs_f64()
+    let out = submit(late_key, e_next);
+    assert!(
+        out.status.success(),
+        "the new miner was refused in epoch {e_next}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let late_uid = 4 + 4; // after the validators and the genesis miners
+    let sts = wait_for(60, "the new miner's epoch committed", || {
+        let sts = all(&[0, 1, 2, 3, 4])?;
+        agreed(&sts).contains_key(&e_next).then_some(sts)
+    });
+    let weights = &committed(&sts[0])[&e_next].1;
+    assert_eq!(
+        weights[0][0].as_u64(),
+        Some(late_uid),
+        "the new miner's uid is scored: {weights}"
+    );
+    assert_eq!(
+        sts[4]["role"], "validator",
+        "the follower with stake votes from the next epoch"
+    );
+    assert_eq!(
+        sts[0]["metagraph"]["validators"].as_array().unwrap().len(),
+        5
+    );
+    stage("stage 4: new miner scored from the next epoch; new validator voting");
+
     // 5. SIGKILL v1 mid-epoch; the rest keep committing; it restarts and catches up.
-    wait_for(20, "mid-epoch", || {
-        let t = now_ms() % EPOCH_MS;
-        (t > EPOCH_MS * 2 / 5 && t < EPOCH_MS * 3 / 5).then_some(())
+    wait_for(30, "mid-epoch", || {
+        let st = status(&api(0))?;
+        let into = st["block"].as_u64()? - start_block(st["epoch"].as_u64()?);
+        (into > EPOCH_BLOCKS * 2 / 5 && into < EPOCH_BLOCKS * 3 / 5).then_some(())
     });
     let before_kill = committed(&status(&api(1)).unwrap());
     let pid = nodes[1]["pid"].as_u64().unwrap() as i32;
     // SAFETY: kill(2) on the devnet's child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
     let last_before = *before_kill.keys().max().unwrap();
-    wait_for(60, "two epochs committed by the other three", || {
-        let sts: Vec<Value> = [0, 2, 3]
-            .iter()
-            .map(|i| status(&api(*i)))
-            .collect::<Option<_>>()?;
-        (agreed(&sts).range(last_before + 1..).count() >= 2).then_some(())
+    wait_for(60, "two epochs committed by the others", || {
+        (agreed(&all(&[0, 2, 3, 4])?)
+            .range(last_before + 1..)
+            .count()
+            >= 2)
+            .then_some(())
     });
     procs
         .0
         .push(start_node(&config(1), &dir.path().join("v1-restart.log")));
     wait_for(120, "v1 to catch up after the restart", || {
-        let sts: Vec<Value> = (0..4).map(|i| status(&api(i))).collect::<Option<_>>()?;
+        let sts = all(&[0, 1, 2, 3, 4])?;
         let agreed = agreed(&sts);
         let newest = committed(&sts[0]).keys().max().copied()?;
         (agreed.range(last_before + 1..).count() >= 2 && agreed.contains_key(&newest)).then_some(())
@@ -283,11 +412,8 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
         after.contains_key(&last_before),
         "epoch {last_before} lost across the kill"
     );
+    stage("stage 5: v1 killed, restarted, caught up");
 
-    eprintln!(
-        "[{:>5.1}s] stage 5: v1 killed, restarted, caught up",
-        t0.elapsed().as_secs_f64()
-    );
     // 6. Clean shutdown: nodes started here, then the devnet (which stops its own).
     for i in (1..procs.0.len()).rev() {
         let s = sigterm_and_wait(&mut procs.0[i]);
@@ -295,4 +421,35 @@ fn devnet_commits_agreed_weights_survives_kill_9_and_takes_late_joiners() {
     }
     let s = sigterm_and_wait(&mut procs.0[0]);
     assert!(s.success(), "devnet exited with {s}");
+}
+
+#[test]
+fn a_lone_validator_registers_challenges_and_commits_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(EXE)
+        .args([
+            "devnet", "--nodes", "1", "--epochs", "5", "--miners", "2", "--load", "1",
+        ])
+        .args(["--epoch-blocks", "12", "--block-time", "250ms", "--dir"])
+        .arg(dir.path().join("devnet"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "devnet failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("on 1/1 nodes") && text.contains("on-chain weights"),
+        "{text}"
+    );
+    // The challenges it registered alone were committed and scored: weights name uids.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("on-chain weights") && l.contains("uid ")),
+        "{text}"
+    );
+    assert!(text.contains("Yuma consensus preview"), "{text}");
 }

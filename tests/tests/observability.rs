@@ -140,7 +140,15 @@ fn prometheus_scrapes_a_devnet_and_dashboards_match_what_nodes_export() {
     procs.0.push(
         Command::new(EXE)
             .args([
-                "devnet", "--nodes", "4", "--miners", "4", "--load", "1", "--epoch", "5s",
+                "devnet",
+                "--nodes",
+                "4",
+                "--miners",
+                "4",
+                "--load",
+                "1",
+                "--epoch-blocks",
+                "20",
             ])
             .arg("--dir")
             .arg(&root)

@@ -1,10 +1,14 @@
-//! `platform devnet`: a whole subnet on one machine. N validators run as separate OS
-//! processes (this same binary, `platform node`) on loopback, each with the simulated chain
-//! built from the same genesis; the devnet registers the example challenges through
-//! consensus as the subnet owner, drives a synthetic miner load, and prints every committed
-//! epoch. Everything it writes lives under `--dir` (configs, data, logs, `devnet.json`).
+//! `platform devnet`: a whole subnet on one machine. ONE simulated subtensor (served by this
+//! process on loopback, a block every `--block-time`) that every validator reads and sets
+//! weights on; N validators as separate OS processes (this same binary, `platform node`);
+//! optional followers (nodes without stake); the example challenges registered through
+//! consensus as the subnet owner; a synthetic miner load; miners registered mid-run. Per
+//! committed epoch it prints the block range, the agreed result, each validator's on-chain
+//! weights and the Yuma consensus over them (`report`). Everything it writes lives under
+//! `--dir` (configs, data, logs, `devnet.json`).
 
-use std::collections::BTreeMap;
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -15,12 +19,17 @@ use anyhow::Context as _;
 use platform_keys::{Keypair, ss58_encode};
 use sha2::{Digest as _, Sha256};
 
+use crate::chainserver::ChainServer;
+use crate::machine::Schedule;
 use crate::registry::{ChallengeMeta, Change, Limits, Rule};
+
+/// The devnet's subnet.
+pub const NETUID: u16 = 1;
 
 /// `platform devnet` options.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DevnetArgs {
-    /// Validators.
+    /// Validators (registered with stake at genesis).
     #[arg(long, default_value_t = 4)]
     pub nodes: usize,
     /// Stop after this many epochs committed by every running validator (0: until Ctrl-C).
@@ -29,12 +38,22 @@ pub struct DevnetArgs {
     /// Where configs, data and logs go (emptied first).
     #[arg(long, default_value = "data/devnet")]
     pub dir: PathBuf,
-    /// Epoch length.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub epoch: Duration,
+    /// Blocks per epoch.
+    #[arg(long, default_value_t = 20)]
+    pub epoch_blocks: u64,
+    /// Time per block of the shared chain.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub block_time: Duration,
     /// Registered miners (synthetic load submits for each).
     #[arg(long, default_value_t = 8)]
     pub miners: usize,
+    /// Miners registered on the chain mid-run (at epoch `--late-at`); they count from the
+    /// epoch after.
+    #[arg(long, default_value_t = 0)]
+    pub late_miners: usize,
+    /// The epoch at which the late miners register.
+    #[arg(long, default_value_t = 3)]
+    pub late_at: u64,
     /// Submissions per miner per challenge per epoch (0: no synthetic load).
     #[arg(long, default_value_t = 1)]
     pub load: usize,
@@ -42,6 +61,10 @@ pub struct DevnetArgs {
     /// with `platform node --config DIR/vI.toml`).
     #[arg(long, default_value_t = 0)]
     pub hold: usize,
+    /// Nodes without stake (not validators): they follow the committed epochs. Register one
+    /// with stake (`platform chain register`) and it votes from the next epoch.
+    #[arg(long, default_value_t = 0)]
+    pub followers: usize,
     /// Do not register the example challenges.
     #[arg(long)]
     pub no_challenges: bool,
@@ -82,30 +105,23 @@ struct NodeSpec {
     p2p: String,
     hotkey: String,
     log: PathBuf,
+    staked: bool,
 }
 
-fn write_configs(args: &DevnetArgs, dir: &Path) -> anyhow::Result<Vec<NodeSpec>> {
+fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<Vec<NodeSpec>> {
     let owner = Keypair::from_seed(&owner_seed());
-    let mut neurons = String::new();
-    for i in 0..args.nodes {
-        let k = Keypair::from_seed(&validator_seed(i));
-        neurons += &format!(
-            "  {{ hotkey = \"{}\", stake = 1000 }},\n",
-            ss58_encode(&k.public())
-        );
-    }
     std::fs::create_dir_all(dir.join("miners"))?;
-    for j in 0..args.miners {
+    for j in 0..args.miners + args.late_miners {
         let k = Keypair::from_seed(&miner_seed(j));
-        neurons += &format!("  {{ hotkey = \"{}\" }},\n", ss58_encode(&k.public()));
         std::fs::write(
             dir.join(format!("miners/m{j}.json")),
             k.to_hotkey_file_json(),
         )?;
     }
+    let total = args.nodes + args.followers;
     let mut specs = Vec::new();
     let mut addrs = Vec::new();
-    for i in 0..args.nodes {
+    for i in 0..total {
         let data = dir.join(format!("v{i}"));
         let node_key = seed("node-key", i);
         crate::app::write_node_key(&data, &node_key)?;
@@ -114,7 +130,9 @@ fn write_configs(args: &DevnetArgs, dir: &Path) -> anyhow::Result<Vec<NodeSpec>>
         addrs.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"));
         specs.push((i, data, port, free_port()?));
     }
-    let view_timeout = (args.epoch / 10).clamp(Duration::from_millis(500), Duration::from_secs(2));
+    let epoch = args.block_time * args.epoch_blocks as u32;
+    let settle = (epoch / 10).clamp(Duration::from_millis(300), Duration::from_secs(6));
+    let view_timeout = (epoch / 10).clamp(Duration::from_millis(500), Duration::from_secs(2));
     let mut out = Vec::new();
     for (i, data, port, api_port) in specs {
         let k = Keypair::from_seed(&validator_seed(i));
@@ -125,21 +143,23 @@ fn write_configs(args: &DevnetArgs, dir: &Path) -> anyhow::Result<Vec<NodeSpec>>
             .map(|(_, a)| format!("\"{a}\""))
             .collect();
         let text = format!(
-            "# Validator {i} of a devnet (written by `platform devnet`).\n\
-             [node]\ndata_dir = \"{data}\"\nhotkey_seed = \"0x{seed}\"\nnetuid = 1\n\
-             subnet_owner = \"{owner}\"\nepoch = \"{epoch}ms\"\n\n\
+            "# Node {i} of a devnet (written by `platform devnet`).\n\
+             [node]\ndata_dir = \"{data}\"\nhotkey_seed = \"0x{seed}\"\nnetuid = {NETUID}\n\
+             subnet_owner = \"{owner}\"\nepoch_blocks = {blocks}\n\n\
              [engine]\nshards = 1\npin_shards = false\n\n\
              [net]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nbootstrap = [{bootstrap}]\nheartbeat = \"100ms\"\n\n\
-             [consensus]\nview_timeout = \"{vt}ms\"\nview_timeout_max = \"{vtmax}ms\"\n\n\
-             [chain]\nmode = \"sim\"\ntempo = 10\nblock_time = \"1s\"\nneurons = [\n{neurons}]\n\n\
+             [consensus]\nview_timeout = \"{vt}ms\"\nview_timeout_max = \"{vtmax}ms\"\n\
+             settle = \"{settle}ms\"\ngenesis_epoch = 0\n\n\
+             [chain]\nmode = \"devnet\"\nurl = \"{chain}\"\n\n\
              [metrics]\nlisten = \"127.0.0.1:{api_port}\"\n",
             data = data.display(),
             seed = hex::encode(validator_seed(i)),
             owner = ss58_encode(&owner.public()),
-            epoch = args.epoch.as_millis(),
+            blocks = args.epoch_blocks,
             bootstrap = bootstrap.join(", "),
             vt = view_timeout.as_millis(),
             vtmax = (view_timeout * 8).as_millis(),
+            settle = settle.as_millis(),
         );
         let path = dir.join(format!("v{i}.toml"));
         crate::config::NodeConfig::parse(&text, &path.display().to_string())?;
@@ -150,6 +170,7 @@ fn write_configs(args: &DevnetArgs, dir: &Path) -> anyhow::Result<Vec<NodeSpec>>
             p2p: addrs[i].clone(),
             hotkey: ss58_encode(&k.public()),
             log: dir.join(format!("v{i}.log")),
+            staked: i < args.nodes,
         });
     }
     Ok(out)
@@ -195,14 +216,14 @@ fn register_examples(api: &str) -> anyhow::Result<()> {
                 Rule::Proportional
             },
         };
-        crate::cli::post_change(
+        crate::client::post_change(
             api,
             &owner,
             Change::Publish(meta),
             nonce,
             Some(ex.wasm.to_vec()),
         )?;
-        crate::cli::post_change(api, &owner, Change::Activate(ex.id), nonce + 1, None)?;
+        crate::client::post_change(api, &owner, Change::Activate(ex.id), nonce + 1, None)?;
         nonce += 2;
     }
     Ok(())
@@ -236,8 +257,13 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         "--hold must leave a validator running"
     );
     anyhow::ensure!(
-        args.epoch >= Duration::from_secs(5),
-        "--epoch must be at least 5s"
+        args.epoch_blocks >= crate::machine::EPOCH_BLOCKS_MIN,
+        "--epoch-blocks must be at least {}",
+        crate::machine::EPOCH_BLOCKS_MIN
+    );
+    anyhow::ensure!(
+        args.block_time >= Duration::from_millis(20),
+        "--block-time must be at least 20ms"
     );
     if args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)
@@ -245,28 +271,49 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&args.dir)?;
     let dir = std::fs::canonicalize(&args.dir)?;
-    let specs = write_configs(args, &dir)?;
+
+    // The one chain: validators with stake, then the genesis miners, in uid order.
+    let mut genesis: Vec<([u8; 32], u64)> = (0..args.nodes)
+        .map(|i| (Keypair::from_seed(&validator_seed(i)).public(), 1000))
+        .collect();
+    genesis.extend((0..args.miners).map(|j| (Keypair::from_seed(&miner_seed(j)).public(), 0)));
+    let tempo = u16::try_from(args.epoch_blocks - 1).context("--epoch-blocks too large")?;
+    let server = ChainServer::start(
+        "127.0.0.1:0".parse()?,
+        crate::chainsvc::sim_chain(NETUID, tempo, false, &genesis),
+        args.block_time,
+    )?;
+    let chain_addr = server.addr().to_string();
+
+    let specs = write_configs(args, &dir, &chain_addr)?;
     let exe = std::env::current_exe()?;
-    let running = args.nodes - args.hold;
+    let running: Vec<bool> = (0..specs.len())
+        .map(|i| !(i >= args.nodes - args.hold && i < args.nodes))
+        .collect();
     let mut children: Vec<Option<Child>> = Vec::new();
     for (i, s) in specs.iter().enumerate() {
-        children.push(if i < running {
+        children.push(if running[i] {
             Some(spawn(&exe, s)?)
         } else {
             None
         });
     }
     let manifest = serde_json::json!({
-        "epoch_ms": args.epoch.as_millis() as u64,
+        "netuid": NETUID,
+        "chain": chain_addr,
+        "epoch_blocks": args.epoch_blocks,
+        "block_ms": args.block_time.as_millis() as u64,
+        "epoch_ms": (args.block_time * args.epoch_blocks as u32).as_millis() as u64,
         "owner_seed": hex::encode(owner_seed()),
         "nodes": specs.iter().zip(&children).map(|(s, c)| serde_json::json!({
             "config": s.config, "api": s.api, "p2p": s.p2p, "hotkey": s.hotkey, "log": s.log,
-            "pid": c.as_ref().map(Child::id),
+            "pid": c.as_ref().map(Child::id), "staked": s.staked,
         })).collect::<Vec<_>>(),
-        "miners": (0..args.miners).map(|j| serde_json::json!({
+        "miners": (0..args.miners + args.late_miners).map(|j| serde_json::json!({
             "seed": hex::encode(miner_seed(j)),
             "hotkey": ss58_encode(&Keypair::from_seed(&miner_seed(j)).public()),
             "hotkey_file": dir.join(format!("miners/m{j}.json")),
+            "late": j >= args.miners,
         })).collect::<Vec<_>>(),
     });
     std::fs::write(
@@ -274,28 +321,33 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&manifest)?,
     )?;
     println!(
-        "devnet: {} validators ({} running), epoch {:?}, files in {}",
+        "devnet: one shared chain at {chain_addr} (a block every {:?}, epochs of {} blocks); \
+         {} validators, {} followers; files in {}",
+        args.block_time,
+        args.epoch_blocks,
         args.nodes,
-        running,
-        args.epoch,
+        args.followers,
         dir.display()
     );
     for (i, s) in specs.iter().enumerate() {
         println!(
-            "  v{i} {}  metrics http://{}/metrics  log {}",
+            "  v{i} {} {}  metrics http://{}/metrics  log {}",
+            if s.staked { "validator" } else { "follower " },
             s.hotkey,
             s.api,
             s.log.display()
         );
     }
 
-    let result = drive(args, &specs, &mut children, running, &stop);
+    let result = drive(args, &specs, &mut children, &server, &stop);
     let rss: Vec<String> = children
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let c = c.as_ref()?;
-            Some(format!("v{i} {} MiB", peak_rss_kib(c.id())? / 1024))
+            Some(format!(
+                "v{i} {} MiB",
+                peak_rss_kib(c.as_ref()?.id())? / 1024
+            ))
         })
         .collect();
     if !rss.is_empty() {
@@ -317,6 +369,7 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
             let _ = c.wait();
         }
     }
+    drop(server);
     println!("devnet stopped");
     result
 }
@@ -325,40 +378,44 @@ fn drive(
     args: &DevnetArgs,
     specs: &[NodeSpec],
     children: &mut [Option<Child>],
-    running: usize,
+    server: &ChainServer,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    // Wait for the validators' APIs and mesh.
+    let up: Vec<usize> = (0..specs.len())
+        .filter(|i| children[*i].is_some())
+        .collect();
+    // Wait for the nodes' APIs and mesh.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let ready = specs[..running]
+        let ready = up
             .iter()
-            .filter(|s| {
-                status(&s.api)
-                    .is_some_and(|st| st["peers"].as_u64().unwrap_or(0) + 1 >= running as u64)
+            .filter(|i| {
+                status(&specs[**i].api)
+                    .is_some_and(|st| st["peers"].as_u64().unwrap_or(0) + 1 >= up.len() as u64)
             })
             .count();
-        if ready == running {
+        if ready == up.len() {
             break;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "validators did not come up; see the logs in {}",
+            "nodes did not come up; see the logs in {}",
             args.dir.display()
         );
         anyhow::ensure!(!stop.load(Ordering::Relaxed), "interrupted");
         std::thread::sleep(Duration::from_millis(200));
     }
-    println!("devnet: {running} validators connected");
+    println!("devnet: {} nodes connected", up.len());
     if !args.no_challenges {
         register_examples(&specs[0].api)?;
         println!("devnet: example challenges sent to v0; they take effect once committed");
     }
-    let epoch_ms = args.epoch.as_millis() as u64;
-    let mut printed: BTreeMap<u64, bool> = BTreeMap::new();
+    let schedule = Schedule::of_subnet(NETUID, args.epoch_blocks);
+    let mut reporter = report::Reporter::new(specs.iter().map(|s| s.hotkey.clone()).collect());
     let mut loaded_epoch = None;
-    let mut agreed_epochs = 0u64;
+    let mut late_registered = args.late_miners == 0;
     let mut load: Option<std::thread::JoinHandle<()>> = None;
+    let targets: Vec<String> = up.iter().map(|i| specs[*i].p2p.clone()).collect();
     while !stop.load(Ordering::Relaxed) {
         for (i, c) in children.iter_mut().enumerate() {
             if let Some(ch) = c
@@ -368,17 +425,32 @@ fn drive(
                 *c = None;
             }
         }
-        let sts: Vec<(usize, serde_json::Value)> = specs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| status(&s.api).map(|st| (i, st)))
+        let sts: Vec<(usize, serde_json::Value)> = (0..specs.len())
+            .filter(|i| children[*i].is_some())
+            .filter_map(|i| status(&specs[i].api).map(|st| (i, st)))
             .collect();
-        // Synthetic load: once per epoch, every miner submits to every loaded challenge.
-        let now = platform_net::wire::now_ms();
-        let epoch = now / epoch_ms;
+        let head = server.head();
+        let epoch = schedule.epoch_of(head);
+        if !late_registered && epoch >= args.late_at {
+            late_registered = true;
+            let chain = server.chain();
+            let mut c = chain.lock().unwrap_or_else(|p| p.into_inner());
+            for j in args.miners..args.miners + args.late_miners {
+                let k = Keypair::from_seed(&miner_seed(j)).public();
+                let _ = c.register(NETUID, k, 0);
+            }
+            println!(
+                "devnet: {} miners registered at block {head} (epoch {epoch}); they count from epoch {}",
+                args.late_miners,
+                epoch + 1
+            );
+        }
+        // Synthetic load: once per epoch, early in it, every miner submits to every loaded
+        // challenge.
         if args.load > 0
             && loaded_epoch != Some(epoch)
             && load.as_ref().is_none_or(|h| h.is_finished())
+            && head - schedule.start(epoch) < args.epoch_blocks * 6 / 10
             && let Some((_, st)) = sts.first()
         {
             let active: Vec<u32> = st["registry"]
@@ -390,59 +462,17 @@ fn drive(
                         .collect()
                 })
                 .unwrap_or_default();
-            if !active.is_empty() && now % epoch_ms < epoch_ms * 6 / 10 {
+            if !active.is_empty() {
                 loaded_epoch = Some(epoch);
-                let targets: Vec<String> = sts.iter().map(|(i, _)| specs[*i].p2p.clone()).collect();
-                let (miners, per) = (args.miners, args.load);
+                let targets = targets.clone();
+                let (miners, per) = (args.miners + args.late_miners, args.load);
                 load = Some(std::thread::spawn(move || {
                     synthetic_load(epoch, &active, miners, per, &targets)
                 }));
             }
         }
-        // Report epochs committed by every validator that answers.
-        let mut by_epoch: BTreeMap<u64, Vec<(usize, serde_json::Value)>> = BTreeMap::new();
-        for (i, st) in &sts {
-            for c in st["committed"].as_array().into_iter().flatten() {
-                if let Some(e) = c["epoch"].as_u64() {
-                    by_epoch.entry(e).or_default().push((*i, c.clone()));
-                }
-            }
-        }
-        for (e, commits) in by_epoch {
-            if printed.contains_key(&e) || commits.len() < sts.len() || sts.is_empty() {
-                continue;
-            }
-            let digests: std::collections::BTreeSet<&str> = commits
-                .iter()
-                .filter_map(|(_, c)| c["digest"].as_str())
-                .collect();
-            let agree = digests.len() == 1;
-            let c = &commits[0].1;
-            let w = c["weights"].as_array().cloned().unwrap_or_default();
-            let shown: Vec<String> = w
-                .iter()
-                .take(4)
-                .map(|p| format!("{}:{}", p[0], p[1]))
-                .collect();
-            println!(
-                "epoch {e}: result {} on {}/{} validators{} | {} reports, {} scored pairs, {} flagged | weights on {} uids {}{}",
-                &c["digest"].as_str().unwrap_or("?")[..16],
-                commits.len(),
-                sts.len(),
-                if agree { "" } else { " — DISAGREEMENT" },
-                c["reports"],
-                c["scored"],
-                c["flagged"],
-                w.len(),
-                shown.join(" "),
-                if w.len() > 4 { " …" } else { "" },
-            );
-            printed.insert(e, agree);
-            if agree {
-                agreed_epochs += 1;
-            }
-        }
-        if args.epochs > 0 && agreed_epochs >= args.epochs {
+        reporter.report(&sts, &schedule, &server.chain());
+        if args.epochs > 0 && reporter.agreed() >= args.epochs {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -450,10 +480,7 @@ fn drive(
     if let Some(h) = load {
         let _ = h.join();
     }
-    anyhow::ensure!(
-        printed.values().all(|a| *a),
-        "validators disagreed on some epoch"
-    );
+    anyhow::ensure!(!reporter.disagreed(), "validators disagreed on some epoch");
     Ok(())
 }
 
@@ -473,28 +500,25 @@ fn synthetic_load(epoch: u64, challenges: &[u32], miners: usize, per: usize, tar
 
 fn load_miner(epoch: u64, challenges: &[u32], j: usize, per: usize, targets: &[String]) {
     let mut n = j;
-    {
-        let key = Keypair::from_seed(&miner_seed(j));
-        for &c in challenges {
-            let Some(ex) = platform_challenges::EXAMPLES.iter().find(|e| e.id == c) else {
-                continue;
+    let key = Keypair::from_seed(&miner_seed(j));
+    for &c in challenges {
+        let Some(ex) = platform_challenges::EXAMPLES.iter().find(|e| e.id == c) else {
+            continue;
+        };
+        for k in 0..per {
+            let s = epoch.wrapping_mul(1_000_003)
+                ^ ((j as u64) << 20)
+                ^ ((k as u64) << 8)
+                ^ u64::from(c);
+            let sub = platform_net::Submission {
+                challenge: c,
+                epoch,
+                body: (ex.sample_payload)(s),
             };
-            for k in 0..per {
-                let s = epoch.wrapping_mul(1_000_003)
-                    ^ ((j as u64) << 20)
-                    ^ ((k as u64) << 8)
-                    ^ u64::from(c);
-                let sub = platform_net::Submission {
-                    challenge: c,
-                    epoch,
-                    body: (ex.sample_payload)(s),
-                };
-                let to = &targets[n % targets.len()];
-                n += 1;
-                if let Err(e) = platform_net::miner::submit(to, &key, &sub, Duration::from_secs(5))
-                {
-                    tracing::debug!("synthetic submission refused: {e}");
-                }
+            let to = &targets[n % targets.len()];
+            n += 1;
+            if let Err(e) = platform_net::miner::submit(to, &key, &sub, Duration::from_secs(5)) {
+                tracing::debug!("synthetic submission refused: {e}");
             }
         }
     }

@@ -1,0 +1,558 @@
+//! The devnet's one shared simulated subtensor: the real [`SimChain`] (the pallet's checks)
+//! behind a small loopback HTTP/JSON endpoint, producing a block every `block_time`, so every
+//! validator of a devnet reads the same blocks and metagraphs and sets its weights on the
+//! same chain. [`RemoteChain`] is the validator's [`Chain`] over it.
+//!
+//! Like a development chain, it trusts the hotkey a call names (no extrinsic signatures):
+//! it is for loopback devnets only, never a real subnet.
+//!
+//! Endpoints: `GET /block`, `GET /metagraph/<netuid>[/<block>]`, `GET /hyperparams/<netuid>`,
+//! `GET /weights/<netuid>`, `POST /call` (a weights call as JSON), `POST /register`
+//! (`{"hotkey": ss58, "stake": n}`: a neuron registered mid-run).
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use platform_chain::sim::SimChain;
+use platform_chain::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, PalletError};
+use serde_json::{Value, json};
+
+/// Largest request body read.
+const BODY_MAX: usize = 1 << 20;
+
+/// A running shared chain; stops its threads on drop.
+pub struct ChainServer {
+    addr: SocketAddr,
+    chain: Arc<Mutex<SimChain>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ChainServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainServer")
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl ChainServer {
+    /// Serve `chain` on `listen`, producing a block every `block_time`.
+    pub fn start(
+        listen: SocketAddr,
+        chain: SimChain,
+        block_time: Duration,
+    ) -> std::io::Result<ChainServer> {
+        let listener = TcpListener::bind(listen)?;
+        let addr = listener.local_addr()?;
+        let chain = Arc::new(Mutex::new(chain));
+        let stop = Arc::new(AtomicBool::new(false));
+        let producer = {
+            let (chain, stop) = (chain.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("platform-chain-blocks".into())
+                .spawn(move || {
+                    let start = Instant::now();
+                    let mut made = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let due =
+                            (start.elapsed().as_nanos() / block_time.as_nanos().max(1)) as u64;
+                        if due > made {
+                            lock(&chain).advance(due - made);
+                            made = due;
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                })?
+        };
+        let server = {
+            let (chain, stop) = (chain.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("platform-chain-http".into())
+                .spawn(move || {
+                    for conn in listener.incoming() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        if let Ok(c) = conn {
+                            serve(&c, &chain);
+                        }
+                    }
+                })?
+        };
+        Ok(ChainServer {
+            addr,
+            chain,
+            stop,
+            threads: vec![producer, server],
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The latest block.
+    pub fn head(&self) -> u64 {
+        lock(&self.chain).current_block().map_or(0, |b| b.number)
+    }
+
+    /// The chain itself (the devnet reads weights and registers neurons through it).
+    pub fn chain(&self) -> Arc<Mutex<SimChain>> {
+        self.chain.clone()
+    }
+}
+
+impl Drop for ChainServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(self.addr);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn lock(c: &Mutex<SimChain>) -> std::sync::MutexGuard<'_, SimChain> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn block_json(b: &BlockInfo) -> Value {
+    json!({"number": b.number, "hash": hex::encode(b.hash)})
+}
+
+fn metagraph_json(m: &Metagraph) -> Value {
+    json!({
+        "netuid": m.netuid,
+        "block": block_json(&m.block),
+        "neurons": m.neurons.iter().map(|n| json!({
+            "uid": n.uid, "hotkey": hex::encode(n.hotkey), "stake": n.stake,
+            "permit": n.validator_permit,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn error_json(e: &ChainError) -> Value {
+    match e {
+        ChainError::Pallet(p) => json!({"error": {"pallet": p.to_string()}}),
+        other => json!({"error": {"other": other.to_string()}}),
+    }
+}
+
+fn serve(stream: &TcpStream, chain: &Mutex<SimChain>) {
+    let Some(mut req) = crate::http::read_head(stream) else {
+        return;
+    };
+    let mut parts = req.line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let mut body = Vec::new();
+    if req.content_length > BODY_MAX {
+        return crate::http::respond(stream, "413 Payload Too Large", "text/plain", "too large\n");
+    }
+    if req.content_length > 0 {
+        body.resize(req.content_length, 0);
+        if std::io::Read::read_exact(&mut req.reader, &mut body).is_err() {
+            return crate::http::respond(stream, "400 Bad Request", "text/plain", "short body\n");
+        }
+    }
+    let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let answer: Result<Value, String> = (|| {
+        let mut c = lock(chain);
+        let num = |i: usize| -> Result<u64, String> {
+            seg.get(i)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("{path}: expected a number"))
+        };
+        Ok(match (method, seg.first().copied().unwrap_or("")) {
+            ("GET", "block") => block_json(&c.current_block().map_err(|e| e.to_string())?),
+            ("GET", "metagraph") => {
+                let netuid = num(1)? as u16;
+                let m = match seg.get(2) {
+                    Some(_) => c.metagraph_at(netuid, num(2)?),
+                    None => c.metagraph(netuid),
+                };
+                match m {
+                    Ok(m) => metagraph_json(&m),
+                    Err(e) => error_json(&e),
+                }
+            }
+            ("GET", "hyperparams") => match c.hyperparams(num(1)? as u16) {
+                Ok(h) => json!({
+                    "tempo": h.tempo, "commit_reveal_enabled": h.commit_reveal_enabled,
+                    "commit_reveal_period": h.commit_reveal_period,
+                    "weights_version_key": h.weights_version_key,
+                    "weights_rate_limit": h.weights_rate_limit,
+                    "min_allowed_weights": h.min_allowed_weights,
+                    "max_weight_limit": h.max_weight_limit,
+                }),
+                Err(e) => error_json(&e),
+            },
+            ("GET", "weights") => {
+                let w = c.all_weights(num(1)? as u16);
+                json!(
+                    w.iter()
+                        .map(|(uid, ws)| json!({"uid": uid, "weights": ws}))
+                        .collect::<Vec<_>>()
+                )
+            }
+            ("POST", "call") => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                match call(&mut c, &v) {
+                    Ok(()) => json!({"ok": true}),
+                    Err(e) => error_json(&e),
+                }
+            }
+            ("POST", "register") => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                let hotkey = platform_keys::ss58_decode(v["hotkey"].as_str().unwrap_or(""))
+                    .map_err(|e| e.to_string())?;
+                let netuid = v["netuid"].as_u64().unwrap_or(0) as u16;
+                match c.register(netuid, hotkey, v["stake"].as_u64().unwrap_or(0)) {
+                    Ok(uid) => {
+                        json!({"uid": uid, "block": c.current_block().map(|b| b.number).unwrap_or(0)})
+                    }
+                    Err(e) => error_json(&e),
+                }
+            }
+            _ => return Err(format!("no such endpoint: {method} {path}")),
+        })
+    })();
+    match answer {
+        Ok(v) => crate::http::respond(stream, "200 OK", "application/json", &v.to_string()),
+        Err(e) => crate::http::respond(stream, "400 Bad Request", "text/plain", &(e + "\n")),
+    }
+}
+
+fn hex32(v: &Value) -> Result<[u8; 32], ChainError> {
+    hex::decode(v.as_str().unwrap_or(""))
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| ChainError::Malformed("expected 32 hex bytes".into()))
+}
+
+fn u16s(v: &Value) -> Vec<u16> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_u64())
+                .map(|x| x as u16)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn call(c: &mut SimChain, v: &Value) -> Result<(), ChainError> {
+    let hotkey = hex32(&v["hotkey"])?;
+    let netuid = v["netuid"].as_u64().unwrap_or(0) as u16;
+    let version = v["version_key"].as_u64().unwrap_or(0);
+    match v["call"].as_str().unwrap_or("") {
+        "set_weights" => c.set_weights(
+            &hotkey,
+            netuid,
+            &u16s(&v["uids"]),
+            &u16s(&v["values"]),
+            version,
+        ),
+        "commit_weights" => c.commit_weights(&hotkey, netuid, hex32(&v["hash"])?),
+        "reveal_weights" => c.reveal_weights(
+            &hotkey,
+            netuid,
+            &u16s(&v["uids"]),
+            &u16s(&v["values"]),
+            &u16s(&v["salt"]),
+            version,
+        ),
+        "commit_timelocked_weights" => c.commit_timelocked_weights(
+            &hotkey,
+            netuid,
+            &hex::decode(v["commit"].as_str().unwrap_or(""))
+                .map_err(|e| ChainError::Malformed(e.to_string()))?,
+            v["reveal_round"].as_u64().unwrap_or(0),
+            v["version"].as_u64().unwrap_or(0) as u16,
+        ),
+        other => Err(ChainError::Encode(format!("unknown call {other}"))),
+    }
+}
+
+/// Every validator's weights as the chain holds them: (validator uid, its (uid, value) row).
+pub type WeightRows = Vec<(u16, Vec<(u16, u16)>)>;
+
+/// A validator's [`Chain`] on the devnet's shared chain.
+#[derive(Clone, Debug)]
+pub struct RemoteChain {
+    addr: String,
+    timeout: Duration,
+}
+
+impl RemoteChain {
+    /// The chain served at `addr` (`host:port`).
+    pub fn new(addr: &str, timeout: Duration) -> RemoteChain {
+        RemoteChain {
+            addr: addr.trim_start_matches("http://").to_string(),
+            timeout,
+        }
+    }
+
+    fn get(&self, path: &str) -> Result<Value, ChainError> {
+        let text = crate::http::get(&self.addr, path, self.timeout)
+            .map_err(|e| ChainError::Connection(format!("{e:#}")))?;
+        let v: Value =
+            serde_json::from_str(&text).map_err(|e| ChainError::Malformed(e.to_string()))?;
+        answer(v)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<Value, ChainError> {
+        let (code, bytes) = crate::http::request(
+            &self.addr,
+            "POST",
+            path,
+            body.to_string().as_bytes(),
+            self.timeout,
+        )
+        .map_err(|e| ChainError::Connection(format!("{e:#}")))?;
+        if code != 200 {
+            return Err(ChainError::Malformed(
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+        answer(serde_json::from_slice(&bytes).map_err(|e| ChainError::Malformed(e.to_string()))?)
+    }
+
+    /// Register a neuron with stake (the devnet's `register` command).
+    pub fn register(&self, netuid: u16, hotkey: &str, stake: u64) -> Result<u16, ChainError> {
+        let v = self.post(
+            "/register",
+            &json!({"netuid": netuid, "hotkey": hotkey, "stake": stake}),
+        )?;
+        Ok(v["uid"].as_u64().unwrap_or(0) as u16)
+    }
+
+    /// Every validator's weights: uid → (uid, value).
+    pub fn all_weights(&self, netuid: u16) -> Result<WeightRows, ChainError> {
+        let v = self.get(&format!("/weights/{netuid}"))?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        let ws = e["weights"]
+                            .as_array()
+                            .map(|p| {
+                                p.iter()
+                                    .map(|x| {
+                                        (
+                                            x[0].as_u64().unwrap_or(0) as u16,
+                                            x[1].as_u64().unwrap_or(0) as u16,
+                                        )
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        (e["uid"].as_u64().unwrap_or(0) as u16, ws)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    fn call(&self, mut body: Value, hotkey: &[u8; 32], netuid: u16) -> Result<(), ChainError> {
+        body["hotkey"] = json!(hex::encode(hotkey));
+        body["netuid"] = json!(netuid);
+        self.post("/call", &body).map(|_| ())
+    }
+}
+
+fn answer(v: Value) -> Result<Value, ChainError> {
+    if let Some(e) = v.get("error") {
+        if let Some(p) = e["pallet"].as_str() {
+            return Err(PalletError::from_name(p).map_or_else(
+                || ChainError::Dispatch(format!("SubtensorModule::{p}")),
+                ChainError::Pallet,
+            ));
+        }
+        return Err(ChainError::Dispatch(
+            e["other"].as_str().unwrap_or("").to_string(),
+        ));
+    }
+    Ok(v)
+}
+
+fn block_of(v: &Value) -> Result<BlockInfo, ChainError> {
+    Ok(BlockInfo {
+        number: v["number"]
+            .as_u64()
+            .ok_or_else(|| ChainError::Malformed("block number".into()))?,
+        hash: hex32(&v["hash"])?,
+    })
+}
+
+fn metagraph_of(v: &Value) -> Result<Metagraph, ChainError> {
+    let neurons = v["neurons"]
+        .as_array()
+        .ok_or_else(|| ChainError::Malformed("neurons".into()))?
+        .iter()
+        .map(|n| {
+            Ok(Neuron {
+                uid: n["uid"].as_u64().unwrap_or(0) as u16,
+                hotkey: hex32(&n["hotkey"])?,
+                stake: n["stake"].as_u64().unwrap_or(0),
+                validator_permit: n["permit"].as_bool().unwrap_or(false),
+            })
+        })
+        .collect::<Result<_, ChainError>>()?;
+    Ok(Metagraph {
+        netuid: v["netuid"].as_u64().unwrap_or(0) as u16,
+        block: block_of(&v["block"])?,
+        neurons,
+    })
+}
+
+impl Chain for RemoteChain {
+    fn current_block(&self) -> Result<BlockInfo, ChainError> {
+        block_of(&self.get("/block")?)
+    }
+
+    fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
+        metagraph_of(&self.get(&format!("/metagraph/{netuid}"))?)
+    }
+
+    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
+        metagraph_of(&self.get(&format!("/metagraph/{netuid}/{block}"))?)
+    }
+
+    fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
+        let v = self.get(&format!("/hyperparams/{netuid}"))?;
+        Ok(Hyperparams {
+            tempo: v["tempo"].as_u64().unwrap_or(0) as u16,
+            commit_reveal_enabled: v["commit_reveal_enabled"].as_bool().unwrap_or(false),
+            commit_reveal_period: v["commit_reveal_period"].as_u64().unwrap_or(1),
+            weights_version_key: v["weights_version_key"].as_u64().unwrap_or(0),
+            weights_rate_limit: v["weights_rate_limit"].as_u64().unwrap_or(0),
+            min_allowed_weights: v["min_allowed_weights"].as_u64().unwrap_or(0) as u16,
+            max_weight_limit: v["max_weight_limit"].as_u64().unwrap_or(65535) as u16,
+        })
+    }
+
+    fn set_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        self.call(
+            json!({"call": "set_weights", "uids": uids, "values": values, "version_key": version_key}),
+            hotkey,
+            netuid,
+        )
+    }
+
+    fn commit_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        hash: [u8; 32],
+    ) -> Result<(), ChainError> {
+        self.call(
+            json!({"call": "commit_weights", "hash": hex::encode(hash)}),
+            hotkey,
+            netuid,
+        )
+    }
+
+    fn commit_timelocked_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        self.call(
+            json!({"call": "commit_timelocked_weights", "commit": hex::encode(commit),
+                   "reveal_round": reveal_round, "version": commit_reveal_version}),
+            hotkey,
+            netuid,
+        )
+    }
+
+    fn reveal_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        self.call(
+            json!({"call": "reveal_weights", "uids": uids, "values": values, "salt": salt,
+                   "version_key": version_key}),
+            hotkey,
+            netuid,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validators_share_one_chain_over_loopback() {
+        let key = platform_keys::Keypair::from_seed(&[1; 32]);
+        let chain = crate::chainsvc::sim_chain(3, 9, false, &[(key.public(), 100), ([2; 32], 0)]);
+        let server = ChainServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            chain,
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        let mut c = RemoteChain::new(&server.addr().to_string(), Duration::from_secs(5));
+        let b0 = c.current_block().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while c.current_block().unwrap().number < b0.number + 3 {
+            assert!(Instant::now() < deadline, "no blocks produced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let m = c.metagraph(3).unwrap();
+        assert_eq!(m.neurons.len(), 2);
+        assert!(m.neurons[0].validator_permit);
+        // A neuron registered now lands in the next block: absent before, present after.
+        let before = c.current_block().unwrap().number;
+        let uid = c
+            .register(3, &platform_keys::ss58_encode(&[7; 32]), 0)
+            .unwrap();
+        assert_eq!(uid, 2);
+        assert_eq!(c.metagraph_at(3, before).unwrap().neurons.len(), 2);
+        while c.current_block().unwrap().number <= before + 1 {
+            assert!(Instant::now() < deadline, "no blocks produced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(c.metagraph(3).unwrap().neurons.len(), 3);
+        assert_eq!(
+            c.metagraph_at(3, before).unwrap().neurons.len(),
+            2,
+            "a past block never changes"
+        );
+        // Weights land on the shared chain; the pallet's checks answer with their names.
+        c.set_weights(&key.public(), 3, &[1], &[65535], 0).unwrap();
+        assert_eq!(c.all_weights(3).unwrap(), vec![(0, vec![(1, 65535)])]);
+        assert_eq!(
+            c.set_weights(&[2; 32], 3, &[1], &[65535], 0),
+            Err(ChainError::Pallet(PalletError::NotEnoughStakeToSetWeights))
+        );
+        assert_eq!(
+            c.metagraph(99).unwrap_err(),
+            ChainError::Pallet(PalletError::SubnetNotExists)
+        );
+        assert!(
+            c.metagraph_at(3, 1 << 40).is_err(),
+            "a future block is an error"
+        );
+    }
+}

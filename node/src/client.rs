@@ -1,0 +1,31 @@
+//! The client side of a node's API, shared by the command line and the devnet: an owner's
+//! signed registry change posted to a validator.
+
+use std::time::Duration;
+
+use parity_scale_codec::Encode as _;
+use platform_keys::Keypair;
+
+use crate::msg::ChallengePost;
+use crate::registry::{Change, SignedChange};
+
+/// Send a signed change (and module) to a validator's API.
+pub fn post_change(
+    node: &str,
+    owner: &Keypair,
+    change: Change,
+    nonce: u64,
+    module: Option<Vec<u8>>,
+) -> anyhow::Result<String> {
+    let sc = SignedChange::sign(owner, change, nonce);
+    let body = ChallengePost {
+        change: sc.encode(),
+        module,
+    }
+    .encode();
+    let (code, reply) =
+        crate::http::request(node, "POST", "/challenge", &body, Duration::from_secs(60))?;
+    let text = String::from_utf8_lossy(&reply).trim().to_string();
+    anyhow::ensure!(code == 200, "{node} refused the change: {text}");
+    Ok(text)
+}

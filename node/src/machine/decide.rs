@@ -1,0 +1,621 @@
+//! Deciding epochs: one consensus replica per height (with the roster of the epoch it
+//! decides), proposals, validation by recomputation, and decisions applied in height order.
+
+use std::collections::BTreeSet;
+
+use parity_scale_codec::Encode as _;
+use platform_consensus::crypto::value_digest;
+use platform_consensus::{
+    Action, Decision, Domain, Event, Message, Replica, Signer, Storage, Validator, ValidatorSet,
+};
+use platform_keys::ss58_encode;
+use platform_net::Topic;
+
+use super::intake::{change_name, module_of};
+use super::{
+    Applied, Effect, FUTURE_MAX, Hash, Machine, PendingValidation, RuleBreak, SYNC_AHEAD_MAX,
+    leader_seed,
+};
+use crate::epoch::{self, EpochInput, Report};
+use crate::metrics as m;
+use crate::msg::{EPOCH_VALUE_VERSION, EpochRecord, EpochValue};
+use crate::registry::Change;
+
+impl<S: Storage> Machine<S> {
+    /// Committed decisions this node had not applied before a restart.
+    pub(super) fn restore_decisions(&mut self) {
+        let Some(store) = self.cstore.as_ref() else {
+            return;
+        };
+        let Ok(Some(last)) = store.last_decided() else {
+            return;
+        };
+        let mut h = self.applied_height + 1;
+        while h <= last {
+            let ds = match store.decisions(h, 256) {
+                Ok(ds) if !ds.is_empty() => ds,
+                _ => break,
+            };
+            h = ds.last().map_or(h, |d| d.height + 1);
+            self.decisions.extend(ds);
+        }
+        if !self.decisions.is_empty() {
+            tracing::info!("replaying {} committed decisions", self.decisions.len());
+        }
+    }
+
+    /// Start the replica of the height being decided once its epoch's roster is pinned.
+    pub(super) fn ensure_replica(&mut self, now: u64) {
+        if self.replica.is_some() {
+            return;
+        }
+        let h = self.height();
+        let e = self.epoch_of_height(h);
+        let Some(roster) = self.rosters.get(&e) else {
+            return;
+        };
+        let set = match ValidatorSet::new(
+            roster
+                .validators
+                .iter()
+                .map(|(k, s)| Validator {
+                    hotkey: platform_consensus::PublicKey(*k),
+                    stake: *s,
+                })
+                .collect(),
+            None,
+        ) {
+            Ok(s) => s,
+            Err(err) => {
+                return tracing::error!(epoch = e, "no validator set for the epoch: {err}");
+            }
+        };
+        let mut ccfg = platform_consensus::Config::new(
+            Domain {
+                netuid: self.cfg.netuid,
+                epoch: e,
+            },
+            leader_seed(self.cfg.netuid, e, &roster.pin),
+        );
+        ccfg.view_timeout_ms = self.cfg.view_timeout_ms;
+        ccfg.view_timeout_max_ms = self.cfg.view_timeout_max_ms;
+        ccfg.checkpoint_interval = self.cfg.checkpoint_interval;
+        ccfg.last_height = Some(h);
+        let Some(store) = self.cstore.take() else {
+            return;
+        };
+        let signer = Signer::from_seed(self.me.secret_seed());
+        let (replica, actions) = match Replica::start(ccfg, set, signer, store, now) {
+            Ok(r) => r,
+            Err(err) => {
+                // The store failed: nothing can be decided safely. Stay stopped, loudly.
+                return tracing::error!("consensus store: {err}; not deciding");
+            }
+        };
+        self.replica = Some(replica);
+        self.timer = None;
+        self.want_proposal = None;
+        self.validations.clear();
+        self.act(now, actions);
+        // Messages and sync decisions that arrived for this height before its replica.
+        let held: Vec<Message> = std::mem::take(&mut self.future);
+        let (mine, later): (Vec<_>, Vec<_>) = held.into_iter().partition(|m| m.height() == h);
+        self.future = later.into_iter().filter(|m| m.height() > h).collect();
+        for msg in mine {
+            self.feed_replica(now, msg);
+        }
+        self.sync_ahead.retain(|k, _| *k >= h);
+        if let Some(d) = self.sync_ahead.remove(&h) {
+            self.feed_replica(now, Message::SyncResponse(vec![d]));
+        }
+    }
+
+    pub(super) fn on_consensus(&mut self, now: u64, msg: Message) {
+        let h = self.height();
+        if let Message::SyncResponse(ds) = &msg {
+            for d in ds {
+                if d.height > h && self.sync_ahead.len() < SYNC_AHEAD_MAX {
+                    self.sync_ahead.insert(d.height, d.clone());
+                }
+            }
+        }
+        let mh = msg.height();
+        if mh > h && !matches!(msg, Message::SyncRequest { .. } | Message::SyncResponse(_)) {
+            self.behind = true;
+            if mh <= h + 2 && self.future.len() < FUTURE_MAX {
+                self.future.push(msg.clone());
+            }
+            // Others are deciding later heights: ask for the decisions we lack, at most once
+            // a view timeout (the replica asks too, but only as its own timers expire).
+            if self
+                .last_sync_ask
+                .is_none_or(|t| now >= t + self.cfg.view_timeout_ms)
+            {
+                self.last_sync_ask = Some(now);
+                self.out.push(Effect::Publish {
+                    topic: Topic::Consensus,
+                    payload: platform_consensus::codec::encode_message(&Message::SyncRequest {
+                        from: h,
+                    }),
+                });
+            }
+        }
+        if self.replica.is_some() {
+            self.feed_replica(now, msg);
+        }
+    }
+
+    fn feed_replica(&mut self, now: u64, msg: Message) {
+        let Some(r) = self.replica.as_mut() else {
+            return;
+        };
+        let actions = r.handle(now, Event::Message(msg));
+        self.act(now, actions);
+    }
+
+    fn act(&mut self, now: u64, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Broadcast(msg) | Action::Reply(msg) => self.out.push(Effect::Publish {
+                    topic: Topic::Consensus,
+                    payload: platform_consensus::codec::encode_message(&msg),
+                }),
+                Action::SetTimer {
+                    height,
+                    view,
+                    at_ms,
+                } => self.timer = Some((height, view, at_ms)),
+                Action::RequestProposal { height } => self.want_proposal = Some(height),
+                Action::Validate {
+                    height,
+                    view,
+                    value,
+                } => self.validations.push(PendingValidation {
+                    height,
+                    view,
+                    value,
+                    deadline_ms: now + 2 * self.cfg.view_timeout_ms,
+                }),
+                Action::Decided(d) => {
+                    metrics::counter!(m::DECISIONS).increment(1);
+                    self.decisions.push_back(d);
+                }
+                Action::Checkpoint { height } => tracing::debug!(height, "checkpoint"),
+                Action::Misbehaviour { signer, what } => {
+                    metrics::counter!(m::MISBEHAVIOUR).increment(1);
+                    tracing::warn!("validator {} misbehaved: {what}", ss58_encode(&signer.0));
+                }
+            }
+        }
+        if self.replica.as_ref().is_some_and(|r| r.finished()) {
+            // This height is decided: the next one has its own roster and replica.
+            if let Some(r) = self.replica.take() {
+                self.stats.view_changes += r.stats().view_changes;
+                self.cstore = Some(r.into_store());
+            }
+            self.behind = false;
+            self.timer = None;
+            self.want_proposal = None;
+            self.validations.clear();
+            self.ensure_replica(now);
+        }
+    }
+
+    /// Consensus timers run only while the height's epoch is due (plus one view timeout of
+    /// grace for the leader) or this node is behind, so heights do not churn views between
+    /// epochs.
+    fn timers_open(&mut self, now: u64) -> bool {
+        if self.behind || !self.decisions.is_empty() {
+            return true;
+        }
+        let e = self.next_epoch();
+        self.ended(now, e)
+            .is_some_and(|t| now >= t + 2 * self.cfg.settle_ms + self.cfg.view_timeout_ms)
+    }
+
+    pub(super) fn fire_timer(&mut self, now: u64) {
+        let Some((height, view, at)) = self.timer else {
+            return;
+        };
+        if at > now || !self.timers_open(now) {
+            return;
+        }
+        self.timer = None;
+        if let Some(r) = self.replica.as_mut() {
+            let actions = r.handle(now, Event::Timeout { height, view });
+            self.act(now, actions);
+        }
+    }
+
+    pub(super) fn maybe_propose(&mut self, now: u64) {
+        let Some(h) = self.want_proposal else {
+            return;
+        };
+        if h != self.height() {
+            self.want_proposal = None;
+            return;
+        }
+        let e = self.epoch_of_height(h);
+        let Some(t) = self.ended(now, e) else {
+            return;
+        };
+        if now < t + 2 * self.cfg.settle_ms {
+            return;
+        }
+        let Some(roster) = self.rosters.get(&e) else {
+            return;
+        };
+        let ids = self.batch_ids(e);
+        let reporting: u128 = ids
+            .iter()
+            .filter_map(|id| self.batches.get(id))
+            .filter_map(|b| roster.stake_of(&b.author))
+            .map(u128::from)
+            .sum();
+        if reporting * 3 <= roster.total_stake() * 2 && now < t + 3 * self.cfg.settle_ms {
+            return; // wait a little longer for batches
+        }
+        let (pin, roster_digest) = (roster.pin, roster.digest());
+        // Pending changes that apply in order, with their modules held.
+        let mut projected = self.registry.clone();
+        let mut changes = Vec::new();
+        for bytes in self.changes.values() {
+            let Ok(sc) = projected.verify(bytes) else {
+                continue;
+            };
+            if module_of(&sc.change).is_some_and(|m| !self.modules.contains(&m)) {
+                break;
+            }
+            let _ = projected.apply(bytes);
+            changes.push(bytes.clone());
+        }
+        let Some(result) = self.compute(e, &ids) else {
+            return;
+        };
+        let value = EpochValue {
+            version: EPOCH_VALUE_VERSION,
+            epoch: e,
+            pin,
+            roster: roster_digest,
+            batches: ids,
+            changes,
+            digest: result.digest,
+        };
+        self.want_proposal = None;
+        tracing::info!(
+            epoch = e,
+            height = h,
+            "proposing {}",
+            hex::encode(result.digest)
+        );
+        if let Some(r) = self.replica.as_mut() {
+            let actions = r.handle(
+                now,
+                Event::Propose {
+                    height: h,
+                    value: value.encode(),
+                },
+            );
+            self.act(now, actions);
+        }
+    }
+
+    /// The batch ids held for an epoch (the first per author), sorted.
+    fn batch_ids(&self, epoch: u64) -> Vec<Hash> {
+        let mut ids: Vec<Hash> = self
+            .by_epoch
+            .get(&epoch)
+            .map(|m| m.values().copied().collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    /// The epoch result over these batches (all held), with the epoch's roster and the
+    /// registry as applied.
+    pub(super) fn compute(&self, epoch: u64, ids: &[Hash]) -> Option<epoch::EpochResult> {
+        let roster = self.rosters.get(&epoch)?;
+        let mut reports = Vec::new();
+        for id in ids {
+            let b = self.batches.get(id)?;
+            for en in &b.batch.entries {
+                reports.push(Report {
+                    validator: b.author,
+                    challenge: en.challenge,
+                    miner: en.miner,
+                    score: en.score,
+                });
+            }
+        }
+        let input = EpochInput {
+            epoch,
+            validators: roster
+                .validators
+                .iter()
+                .map(|(h, s)| epoch::Validator {
+                    hotkey: *h,
+                    stake: *s,
+                })
+                .collect(),
+            challenges: self
+                .registry
+                .active()
+                .map(|m| epoch::Challenge {
+                    id: m.id,
+                    emission_share: m.emission_share,
+                    rule: m.rule.into(),
+                })
+                .collect(),
+            miners: roster.miners.clone(),
+            reports,
+        };
+        Some(epoch::compute(&input))
+    }
+
+    /// Inputs of a value this node lacks (fetches started), or why it is invalid.
+    fn missing_inputs(&mut self, now: u64, v: &EpochValue) -> Result<usize, &'static str> {
+        let mut missing = Vec::new();
+        let mut authors = BTreeSet::new();
+        let roster = self.rosters.get(&v.epoch);
+        for id in &v.batches {
+            match self.batches.get(id) {
+                Some(b) => {
+                    if b.epoch != v.epoch {
+                        return Err("batch of another epoch");
+                    }
+                    if !authors.insert(b.author) {
+                        return Err("two batches from one validator");
+                    }
+                    if roster.is_some_and(|r| r.stake_of(&b.author).is_none()) {
+                        return Err("batch from outside the epoch's validator set");
+                    }
+                }
+                None => missing.push(*id),
+            }
+        }
+        let mut modules = Vec::new();
+        let mut projected = self.registry.clone();
+        for c in &v.changes {
+            let sc = projected.apply(c).map_err(|e| e.label())?;
+            if let Some(m) = module_of(&sc.change)
+                && !self.modules.contains(&m)
+            {
+                modules.push(m);
+            }
+        }
+        let n = missing.len() + modules.len();
+        for id in missing {
+            self.fetch(now, id);
+        }
+        for m in modules {
+            self.fetch_module(now, m);
+        }
+        Ok(n)
+    }
+
+    /// Why a proposed value cannot be voted for (`Err`), or `Ok(None)` while inputs are
+    /// still coming.
+    fn judge(&mut self, now: u64, height: u64, bytes: &[u8]) -> Result<Option<()>, &'static str> {
+        let v = EpochValue::decode_checked(bytes).ok_or("malformed value")?;
+        if self.cfg.rule_break == Some(RuleBreak::VoteWithoutRecompute) {
+            return Ok(Some(()));
+        }
+        if v.epoch != self.epoch_of_height(height) {
+            return Err("not the epoch this height decides");
+        }
+        let Some(roster) = self.rosters.get(&v.epoch) else {
+            return Ok(None); // the pinned block is being read
+        };
+        if v.pin != roster.pin {
+            return Err("pinned block differs");
+        }
+        if v.roster != roster.digest() {
+            return Err("metagraph at the pinned block differs");
+        }
+        if self.ended(now, v.epoch).is_none() {
+            return Ok(None); // our chain view has not reached the epoch's end yet
+        }
+        if self.missing_inputs(now, &v)? > 0 {
+            return Ok(None);
+        }
+        match self.compute(v.epoch, &v.batches) {
+            Some(r) if r.digest == v.digest => Ok(Some(())),
+            Some(_) => Err("result digest differs"),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn retry_validations(&mut self, now: u64) {
+        let pending = std::mem::take(&mut self.validations);
+        for p in pending {
+            if p.height != self.height() {
+                continue;
+            }
+            let verdict = match self.judge(now, p.height, &p.value) {
+                Ok(None) if now >= p.deadline_ms => Err("inputs unavailable"),
+                Ok(None) => {
+                    self.validations.push(p);
+                    continue;
+                }
+                Ok(Some(())) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(why) = verdict {
+                *self.stats.rejected.entry(why).or_default() += 1;
+                metrics::counter!(m::PROPOSALS_REJECTED, "reason" => why).increment(1);
+                tracing::warn!(
+                    height = p.height,
+                    view = p.view,
+                    "rejecting proposal: {why}"
+                );
+            }
+            if let Some(r) = self.replica.as_mut() {
+                let actions = r.handle(
+                    now,
+                    Event::Validated {
+                        height: p.height,
+                        view: p.view,
+                        digest: value_digest(&p.value),
+                        accept: verdict.is_ok(),
+                    },
+                );
+                self.act(now, actions);
+            }
+        }
+    }
+
+    /// Apply committed decisions in height order, each once its inputs are held.
+    pub(super) fn apply_decisions(&mut self, now: u64) {
+        while let Some(d) = self.decisions.front() {
+            let height = d.height;
+            if height <= self.applied_height {
+                self.decisions.pop_front();
+                continue;
+            }
+            let Some(v) = EpochValue::decode_checked(&d.value) else {
+                tracing::error!(height, "committed value does not decode; skipping it");
+                self.decisions.pop_front();
+                self.applied_height = height;
+                continue;
+            };
+            if !self.rosters.contains_key(&v.epoch) {
+                // Replayed or synced: read the roster it was decided with.
+                self.want_roster_of(now, v.epoch);
+                return;
+            }
+            match self.missing_inputs(now, &v) {
+                Ok(n) if n > 0 => return,
+                Ok(_) => {}
+                Err(e) => tracing::error!(height, "committed value: {e}"),
+            }
+            let Some(d) = self.decisions.pop_front() else {
+                return;
+            };
+            self.apply(&d, &v);
+        }
+    }
+
+    fn want_roster_of(&mut self, now: u64, epoch: u64) {
+        let retry = self.cfg.view_timeout_ms.max(1000);
+        if self
+            .roster_asked
+            .get(&epoch)
+            .is_some_and(|at| now < at + retry)
+        {
+            return;
+        }
+        self.roster_asked.insert(epoch, now);
+        self.out.push(Effect::ReadRoster {
+            epoch,
+            block: self.cfg.schedule.start(epoch),
+        });
+    }
+
+    fn apply(&mut self, d: &Decision, v: &EpochValue) {
+        let result = self.compute(v.epoch, &v.batches);
+        let recomputed = result.as_ref().is_some_and(|r| r.digest == v.digest);
+        if !recomputed {
+            self.stats.digest_mismatches += 1;
+            tracing::error!(
+                epoch = v.epoch,
+                "our result differs from the committed {}",
+                hex::encode(v.digest)
+            );
+        }
+        let (weights, scored, flagged) = match &result {
+            Some(r) => {
+                for f in &r.flagged {
+                    metrics::counter!(m::FLAGGED).increment(1);
+                    tracing::warn!(
+                        epoch = v.epoch,
+                        challenge = f.challenge,
+                        "validator {} flagged: {:?}",
+                        ss58_encode(&f.validator),
+                        f.flag
+                    );
+                }
+                (r.weights.clone(), r.scores.len(), r.flagged.len())
+            }
+            None => (Vec::new(), 0, 0),
+        };
+        let reports: usize = v
+            .batches
+            .iter()
+            .filter_map(|id| self.batches.get(id))
+            .map(|b| b.batch.entries.len())
+            .sum();
+        // Registry changes, after the epoch's result.
+        let mut changed = BTreeSet::new();
+        for c in &v.changes {
+            match self.registry.apply(c) {
+                Ok(sc) => {
+                    tracing::info!(
+                        nonce = sc.nonce,
+                        "registry change committed: {}",
+                        change_name(&sc.change)
+                    );
+                    changed.insert(match &sc.change {
+                        Change::Publish(m) | Change::Update(m) => m.id,
+                        Change::Activate(id) | Change::Deactivate(id) => *id,
+                    });
+                }
+                Err(e) => tracing::error!("committed registry change refused: {e}"),
+            }
+        }
+        let registry: Vec<(u32, Vec<u8>)> = changed
+            .iter()
+            .filter_map(|id| self.registry.entries().get(id).map(|e| (*id, e.encode())))
+            .collect();
+        let record = EpochRecord {
+            height: d.height,
+            digest: v.digest,
+            weights,
+            scored: u32::try_from(scored).unwrap_or(u32::MAX),
+            reports: u32::try_from(reports).unwrap_or(u32::MAX),
+            flagged: u32::try_from(flagged).unwrap_or(u32::MAX),
+        };
+        self.applied_height = d.height;
+        self.last_epoch = Some(v.epoch);
+        self.changes.retain(|n, _| *n > self.registry.last_nonce());
+        let recent = self.current_epoch().is_none_or(|c| v.epoch + 3 >= c);
+        self.out.push(Effect::Applied(Box::new(Applied {
+            height: d.height,
+            epoch: v.epoch,
+            pin: v.pin,
+            record,
+            recomputed,
+            registry,
+            registry_nonce: self.registry.last_nonce(),
+            recent,
+            ended_at_ms: self.ended_at.get(&v.epoch).copied(),
+        })));
+        for id in changed {
+            if self.loaded.remove(&id) {
+                self.out.push(Effect::RetireChallenge(id));
+            }
+            if let Some(e) = self.registry.entries().get(&id)
+                && e.active
+            {
+                self.out.push(Effect::LoadChallenge(e.meta.clone()));
+            }
+        }
+        tracing::info!(
+            epoch = v.epoch,
+            height = d.height,
+            batches = v.batches.len(),
+            scored,
+            "committed {}",
+            hex::encode(v.digest)
+        );
+        // What the applied epoch needed is no longer kept in memory.
+        let keep = v.epoch + 1;
+        self.subs.retain(|e, _| *e >= keep);
+        self.by_epoch.retain(|e, _| *e >= keep);
+        self.batches.retain(|_, b| b.epoch >= keep);
+        self.published.retain(|e| *e >= keep);
+        self.rosters.retain(|e, _| *e + 1 >= keep);
+        self.ended_at.retain(|e, _| *e + 1 >= keep);
+        self.roster_asked.retain(|e, _| *e + 1 >= keep);
+        self.pending_evaluations.retain(|a| a.epoch >= keep);
+    }
+}

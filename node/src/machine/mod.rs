@@ -1,0 +1,643 @@
+//! The epoch machine: the validator's epoch protocol as a pure state machine.
+//!
+//! `Machine::handle(now_ms, Input) -> Vec<Effect>`: chain blocks and the metagraph pinned at
+//! each epoch's first block, miners' submissions, evaluation results, gossip, fetched blobs
+//! and owner posts go in, with the shell's clock; effects (publish, provide, fetch, evaluate,
+//! persist, read the chain, apply a decision, reply) come out. It owns the consensus
+//! [`Replica`] (one per height, each with the validator set of the epoch that height
+//! decides), batches, registry changes, validations, decisions and timers. It never reads a
+//! clock, opens a socket, spawns a thread or touches a disk: the node's shell (`app`) and the
+//! whole-network twin (`sim`) carry out its effects.
+//!
+//! The protocol (also `docs/epoch.md`): height `h` decides epoch `genesis + h − 1`, so no
+//! epoch is skipped and every node knows which validator set signs each height: the roster
+//! read at that epoch's pinned block. Submissions for epoch `e` are admitted against
+//! `roster(e)` while `e` runs (and `settle / 2` after its end block is seen); `settle` after
+//! the end each validator of `roster(e)` publishes its batch; `2 × settle` after, the leader
+//! proposes an [`EpochValue`] naming the pin, the roster digest, the batches and pending
+//! registry changes; validators check the pin against their own reading, fetch what they
+//! lack, recompute, and vote. Committed values are applied in height order.
+
+mod decide;
+mod intake;
+mod schedule;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use platform_consensus::{Decision, Height, Message, Replica, Storage, View};
+use platform_keys::Keypair;
+use platform_net::Topic;
+
+pub use schedule::{
+    EPOCH_BLOCKS_MIN, Hash, Hotkey, Pin, Roster, Schedule, epoch_seed, leader_seed,
+};
+
+use crate::msg::{Batch, EpochRecord};
+use crate::registry::{ChallengeMeta, Registry};
+
+/// Fetches in flight at most.
+const FETCHES_MAX: usize = 64;
+/// Consensus messages for later heights kept until their replica starts.
+const FUTURE_MAX: usize = 4096;
+/// Sync decisions for later heights kept until their replica starts.
+const SYNC_AHEAD_MAX: usize = 256;
+/// Epochs ahead of the next undecided one whose rosters are read.
+const ROSTERS_AHEAD: u64 = 4;
+
+/// A deliberately broken protocol rule, for the simulation's proof that its invariants catch
+/// a broken node. Never set outside tests.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleBreak {
+    /// Vote for any well-formed proposal without recomputing its result.
+    VoteWithoutRecompute,
+}
+
+/// The machine's settings (from the node's config; all durations in ms, handed in).
+#[derive(Clone, Debug)]
+pub struct MachineConfig {
+    /// The subnet.
+    pub netuid: u16,
+    /// Which blocks make which epoch.
+    pub schedule: Schedule,
+    /// The epoch consensus height 1 decides (agreed by every validator, like a genesis).
+    pub genesis_epoch: u64,
+    /// After an epoch's end block is seen: late submissions for `settle / 2`, batches at
+    /// `settle`, the proposal at `2 × settle` (or later, up to `3 × settle`, for batches).
+    pub settle_ms: u64,
+    /// Consensus view timeout (view 0), doubling up to `view_timeout_max_ms`.
+    pub view_timeout_ms: u64,
+    /// Cap of the view timeout.
+    pub view_timeout_max_ms: u64,
+    /// Consensus checkpoint interval.
+    pub checkpoint_interval: u64,
+    /// A test-only broken rule (see [`RuleBreak`]).
+    #[doc(hidden)]
+    pub rule_break: Option<RuleBreak>,
+}
+
+/// What happens to the machine.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Time passed (the shell ticks often; timers and windows are checked).
+    Tick,
+    /// The chain's latest finalised block.
+    Block {
+        /// Its number.
+        number: u64,
+    },
+    /// The metagraph at an epoch's pinned block, as the shell read it.
+    Roster {
+        /// The epoch.
+        epoch: u64,
+        /// What was read.
+        roster: Roster,
+    },
+    /// The pinned block of an epoch could not be read (the shell retries when asked again).
+    RosterUnavailable {
+        /// The epoch.
+        epoch: u64,
+        /// Why.
+        reason: String,
+    },
+    /// A validated gossip message (consensus, batch announcements, registry changes).
+    Gossip {
+        /// Its topic.
+        topic: Topic,
+        /// Its payload.
+        payload: Vec<u8>,
+    },
+    /// A miner's signed submission (signature checked by the net).
+    Submission(Arrival),
+    /// The engine's verdict on a submission: its agreed score, or `None` (abstain).
+    Evaluated {
+        /// The submission.
+        id: Hash,
+        /// Its score.
+        score: Option<u64>,
+    },
+    /// A blob asked for with [`Effect::Fetch`]: its bytes, or `None` if it could not be had.
+    Fetched {
+        /// Its hash.
+        hash: Hash,
+        /// Its bytes.
+        bytes: Option<Vec<u8>>,
+    },
+    /// The engine loaded (or refused) a challenge asked for by [`Effect::LoadChallenge`].
+    ChallengeLoaded {
+        /// The challenge.
+        id: u32,
+        /// Loaded.
+        ok: bool,
+    },
+    /// An owner's change through the API (answered by [`Effect::Reply`] with `token`).
+    Post {
+        /// The shell's reply handle.
+        token: u64,
+        /// The SCALE `SignedChange`.
+        change: Vec<u8>,
+        /// The module, for publish/update.
+        module: Option<Vec<u8>>,
+    },
+}
+
+/// A miner's submission as it arrives.
+#[derive(Clone, Debug)]
+pub struct Arrival {
+    /// sha256 of the signed envelope.
+    pub id: Hash,
+    /// The miner's hotkey.
+    pub author: Hotkey,
+    /// The challenge.
+    pub challenge: u32,
+    /// The epoch the miner named.
+    pub epoch: u64,
+    /// The payload.
+    pub body: Vec<u8>,
+    /// The signed envelope (kept by the store).
+    pub envelope: Vec<u8>,
+}
+
+/// What the shell must do, in order.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// Gossip a payload.
+    Publish {
+        /// Topic.
+        topic: Topic,
+        /// Payload.
+        payload: Vec<u8>,
+    },
+    /// Serve a blob by its sha256.
+    Provide(Vec<u8>),
+    /// Fetch a blob by sha256; answer with [`Input::Fetched`].
+    Fetch(Hash),
+    /// Read the metagraph at `block`; answer with [`Input::Roster`] or `RosterUnavailable`.
+    ReadRoster {
+        /// The epoch.
+        epoch: u64,
+        /// Its pinned block.
+        block: u64,
+    },
+    /// An epoch's roster was pinned (for logs, status and the net's door checks).
+    Pinned {
+        /// The epoch.
+        epoch: u64,
+        /// The roster.
+        roster: Roster,
+    },
+    /// Keep a submission (the counted one per epoch, challenge and miner is the smallest id).
+    RecordSubmission(Arrival),
+    /// Evaluate a submission; answer with [`Input::Evaluated`].
+    Evaluate {
+        /// The epoch.
+        epoch: u64,
+        /// The submission.
+        id: Hash,
+        /// The challenge.
+        challenge: u32,
+        /// Agreed seed (from the pinned block hash).
+        seed: Hash,
+        /// The payload.
+        body: Vec<u8>,
+    },
+    /// Keep a signed batch envelope.
+    StoreBatch {
+        /// Its epoch.
+        epoch: u64,
+        /// Its author.
+        author: Hotkey,
+        /// The signed envelope.
+        envelope: Vec<u8>,
+    },
+    /// Keep a module (its sha256 checked).
+    StoreModule(Vec<u8>),
+    /// Compile and warm an active challenge (the module is stored); answer with
+    /// [`Input::ChallengeLoaded`].
+    LoadChallenge(ChallengeMeta),
+    /// Stop evaluating a challenge.
+    RetireChallenge(u32),
+    /// A committed decision was applied: persist it in one transaction, then submit weights.
+    Applied(Box<Applied>),
+    /// Answer an [`Input::Post`].
+    Reply {
+        /// The shell's token.
+        token: u64,
+        /// The answer.
+        result: Result<String, String>,
+    },
+}
+
+/// Everything one applied decision changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// Consensus height.
+    pub height: u64,
+    /// The epoch.
+    pub epoch: u64,
+    /// Its pinned block.
+    pub pin: Pin,
+    /// The record the store keeps.
+    pub record: EpochRecord,
+    /// Whether this node's own recomputation gave the committed digest.
+    pub recomputed: bool,
+    /// Registry entries changed (id, encoded entry).
+    pub registry: Vec<(u32, Vec<u8>)>,
+    /// The registry's last nonce after it.
+    pub registry_nonce: u64,
+    /// The epoch is recent enough that its weights go to the chain (replays do not).
+    pub recent: bool,
+    /// When the epoch's end was seen here, if it was (for commit latency).
+    pub ended_at_ms: Option<u64>,
+}
+
+/// What the machine resumes from after a restart (read from the store by the shell).
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// The registry as applied.
+    pub registry: Option<Registry>,
+    /// Last applied height.
+    pub applied_height: u64,
+    /// Last applied epoch.
+    pub last_epoch: Option<u64>,
+    /// Kept batch envelopes (epoch, author, envelope) of epochs not yet applied.
+    pub batches: Vec<(u64, Hotkey, Vec<u8>)>,
+    /// Kept counted submissions of epochs not yet applied, with their score if evaluated.
+    pub submissions: Vec<(Arrival, Option<Option<u64>>)>,
+    /// Modules held.
+    pub modules: BTreeSet<Hash>,
+}
+
+/// A batch the machine holds.
+#[derive(Debug)]
+struct KnownBatch {
+    epoch: u64,
+    author: Hotkey,
+    batch: Batch,
+}
+
+/// Submissions of one open epoch.
+#[derive(Debug, Default)]
+struct EpochSubs {
+    /// The counted submission per (challenge, miner).
+    counted: BTreeMap<(u32, Hotkey), Hash>,
+    /// Evaluated: the score or abstain.
+    scores: HashMap<Hash, Option<u64>>,
+}
+
+#[derive(Debug)]
+struct PendingValidation {
+    height: Height,
+    view: View,
+    value: Vec<u8>,
+    deadline_ms: u64,
+}
+
+/// Counters of the machine's refusals and work (for status, metrics and tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MachineStats {
+    /// Submissions admitted.
+    pub admitted: u64,
+    /// Proposals rejected, by reason.
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// Rosters that could not be read.
+    pub roster_unavailable: u64,
+    /// Decisions applied whose digest this node recomputed differently.
+    pub digest_mismatches: u64,
+    /// View changes of finished heights.
+    pub view_changes: u64,
+}
+
+/// The epoch machine (see the module docs). `S` is the consensus store.
+pub struct Machine<S: Storage> {
+    cfg: MachineConfig,
+    me: Keypair,
+    registry: Registry,
+    changes: BTreeMap<u64, Vec<u8>>,
+    modules: BTreeSet<Hash>,
+    loaded: BTreeSet<u32>,
+    head: Option<u64>,
+    ended_at: BTreeMap<u64, u64>,
+    rosters: BTreeMap<u64, Roster>,
+    roster_asked: BTreeMap<u64, u64>,
+    subs: BTreeMap<u64, EpochSubs>,
+    pending_evaluations: Vec<Arrival>,
+    batches: HashMap<Hash, KnownBatch>,
+    by_epoch: BTreeMap<u64, BTreeMap<Hotkey, Hash>>,
+    published: BTreeSet<u64>,
+    fetching: BTreeMap<Hash, u64>,
+    modules_wanted: BTreeSet<Hash>,
+    replica: Option<Replica<S>>,
+    cstore: Option<S>,
+    future: Vec<Message>,
+    sync_ahead: BTreeMap<Height, Decision>,
+    timer: Option<(Height, View, u64)>,
+    want_proposal: Option<Height>,
+    validations: Vec<PendingValidation>,
+    decisions: VecDeque<Decision>,
+    applied_height: u64,
+    last_epoch: Option<u64>,
+    behind: bool,
+    last_sync_ask: Option<u64>,
+    stats: MachineStats,
+    out: Vec<Effect>,
+}
+
+impl<S: Storage> std::fmt::Debug for Machine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine")
+            .field("head", &self.head)
+            .field("applied_height", &self.applied_height)
+            .field("last_epoch", &self.last_epoch)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Storage> Machine<S> {
+    /// A machine for `me` over the consensus store `cstore`, resumed from `restored`, with
+    /// the registry governed by `owner` when nothing was restored.
+    pub fn new(
+        cfg: MachineConfig,
+        me: Keypair,
+        owner: Hotkey,
+        cstore: S,
+        restored: Restored,
+    ) -> (Machine<S>, Vec<Effect>) {
+        let mut m = Machine {
+            registry: restored.registry.unwrap_or_else(|| Registry::new(owner)),
+            cfg,
+            me,
+            changes: BTreeMap::new(),
+            modules: restored.modules,
+            loaded: BTreeSet::new(),
+            head: None,
+            ended_at: BTreeMap::new(),
+            rosters: BTreeMap::new(),
+            roster_asked: BTreeMap::new(),
+            subs: BTreeMap::new(),
+            pending_evaluations: Vec::new(),
+            batches: HashMap::new(),
+            by_epoch: BTreeMap::new(),
+            published: BTreeSet::new(),
+            fetching: BTreeMap::new(),
+            modules_wanted: BTreeSet::new(),
+            replica: None,
+            cstore: Some(cstore),
+            future: Vec::new(),
+            sync_ahead: BTreeMap::new(),
+            timer: None,
+            want_proposal: None,
+            validations: Vec::new(),
+            decisions: VecDeque::new(),
+            applied_height: restored.applied_height,
+            last_epoch: restored.last_epoch,
+            behind: false,
+            last_sync_ask: None,
+            stats: MachineStats::default(),
+            out: Vec::new(),
+        };
+        m.restore_decisions();
+        for (epoch, author, env) in restored.batches {
+            if author == m.me.public() {
+                m.published.insert(epoch);
+            }
+            m.ingest_batch(&env);
+            m.out.push(Effect::Provide(env));
+        }
+        for (a, score) in restored.submissions {
+            let subs = m.subs.entry(a.epoch).or_default();
+            let key = (a.challenge, a.author);
+            if subs.counted.get(&key).is_none_or(|c| a.id < *c) {
+                subs.counted.insert(key, a.id);
+            }
+            match score {
+                Some(s) => {
+                    subs.scores.insert(a.id, s);
+                }
+                // Recorded but not evaluated before the restart: evaluated once the epoch's
+                // roster (and so its seed) is read again.
+                None => m.pending_evaluations.push(a),
+            }
+        }
+        let active: Vec<ChallengeMeta> = m.registry.active().cloned().collect();
+        for meta in active {
+            m.out.push(Effect::LoadChallenge(meta));
+        }
+        let effects = std::mem::take(&mut m.out);
+        (m, effects)
+    }
+
+    /// Handle one input at `now_ms` (the shell's clock); returns the effects, in order.
+    pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        match input {
+            Input::Tick => {}
+            Input::Block { number } => self.on_block(now_ms, number),
+            Input::Roster { epoch, roster } => self.on_roster(now_ms, epoch, roster),
+            Input::RosterUnavailable { epoch, reason } => {
+                self.stats.roster_unavailable += 1;
+                metrics::counter!(crate::metrics::ROSTER_UNAVAILABLE).increment(1);
+                tracing::warn!(
+                    epoch,
+                    "metagraph at the epoch's pinned block unavailable ({reason}); the epoch waits"
+                );
+            }
+            Input::Gossip { topic, payload } => self.on_gossip(now_ms, topic, payload),
+            Input::Submission(a) => self.on_submission(now_ms, a),
+            Input::Evaluated { id, score } => self.on_evaluated(id, score),
+            Input::Fetched { hash, bytes } => self.on_fetched(hash, bytes),
+            Input::ChallengeLoaded { id, ok } => {
+                if ok {
+                    self.loaded.insert(id);
+                } else {
+                    self.loaded.remove(&id);
+                }
+            }
+            Input::Post {
+                token,
+                change,
+                module,
+            } => {
+                let result = self.on_post(change, module);
+                self.out.push(Effect::Reply { token, result });
+            }
+        }
+        self.step(now_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    /// The epoch consensus height `h` decides.
+    pub fn epoch_of_height(&self, h: Height) -> u64 {
+        self.cfg.genesis_epoch + h.saturating_sub(1)
+    }
+
+    /// The epoch the next undecided height decides.
+    pub fn next_epoch(&self) -> u64 {
+        self.epoch_of_height(self.height())
+    }
+
+    /// Height being decided.
+    pub fn height(&self) -> Height {
+        match &self.replica {
+            Some(r) => r.height(),
+            None => self
+                .cstore
+                .as_ref()
+                .and_then(|s| s.last_decided().ok().flatten())
+                .map_or(1, |h| h + 1),
+        }
+    }
+
+    /// View at the height being decided.
+    pub fn view(&self) -> View {
+        self.replica.as_ref().map_or(0, |r| r.view())
+    }
+
+    /// View changes this node started, over every height since it started.
+    pub fn view_changes(&self) -> u64 {
+        self.stats.view_changes + self.replica.as_ref().map_or(0, |r| r.stats().view_changes)
+    }
+
+    /// Last applied height and epoch.
+    pub fn applied(&self) -> (u64, Option<u64>) {
+        (self.applied_height, self.last_epoch)
+    }
+
+    /// The latest block seen.
+    pub fn head(&self) -> Option<u64> {
+        self.head
+    }
+
+    /// The epoch the chain is in.
+    pub fn current_epoch(&self) -> Option<u64> {
+        self.head.map(|b| self.cfg.schedule.epoch_of(b))
+    }
+
+    /// The roster pinned for an epoch, if read.
+    pub fn roster(&self, epoch: u64) -> Option<&Roster> {
+        self.rosters.get(&epoch)
+    }
+
+    /// The latest pinned roster.
+    pub fn latest_roster(&self) -> Option<(u64, &Roster)> {
+        self.rosters.iter().next_back().map(|(e, r)| (*e, r))
+    }
+
+    /// Whether this node votes at the height being decided.
+    pub fn votes(&self) -> bool {
+        let me = self.me.public();
+        self.rosters
+            .get(&self.next_epoch())
+            .is_some_and(|r| r.stake_of(&me).is_some())
+    }
+
+    /// The registry as applied.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Challenges loaded in the engine.
+    pub fn loaded(&self) -> &BTreeSet<u32> {
+        &self.loaded
+    }
+
+    /// Registry changes waiting for consensus.
+    pub fn pending_changes(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Committed decisions waiting for their inputs.
+    pub fn pending_decisions(&self) -> usize {
+        self.decisions.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &MachineStats {
+        &self.stats
+    }
+
+    /// Stop: give back the consensus store (a crashed node in the simulation keeps it, as a
+    /// real one keeps its redb file).
+    pub fn into_consensus_store(self) -> Option<S> {
+        match self.replica {
+            Some(r) => Some(r.into_store()),
+            None => self.cstore,
+        }
+    }
+
+    /// Internals in words, for a failing simulation's report.
+    #[doc(hidden)]
+    pub fn debug_state(&self) -> String {
+        format!(
+            "head {:?} next_epoch {} height {} view {} replica {} behind {} timer {:?} want_proposal {:?} \
+             validations {} decisions {} rosters {:?} ended {:?} future {} sync_ahead {:?} fetching {} \
+             batches {:?} stats {:?}",
+            self.head,
+            self.next_epoch(),
+            self.height(),
+            self.view(),
+            self.replica.is_some(),
+            self.behind,
+            self.timer,
+            self.want_proposal,
+            self.validations.len(),
+            self.decisions.len(),
+            self.rosters.keys().collect::<Vec<_>>(),
+            self.ended_at,
+            self.future.len(),
+            self.sync_ahead.keys().collect::<Vec<_>>(),
+            self.fetching.len(),
+            self.by_epoch
+                .iter()
+                .map(|(e, m)| (*e, m.len()))
+                .collect::<Vec<_>>(),
+            self.stats,
+        )
+    }
+
+    /// The consensus store (to read decisions).
+    pub fn consensus_store(&self) -> Option<&S> {
+        self.replica
+            .as_ref()
+            .map(|r| r.store())
+            .or(self.cstore.as_ref())
+    }
+
+    /// Everything that runs on time and on what arrived: rosters, batches, decisions,
+    /// proposals, validations, timers.
+    fn step(&mut self, now: u64) {
+        self.want_rosters(now);
+        self.ensure_replica(now);
+        self.publish_batches(now);
+        self.apply_decisions(now);
+        if self.decisions.is_empty() {
+            self.maybe_propose(now);
+            self.retry_validations(now);
+        }
+        self.fire_timer(now);
+        let stale: Vec<Hash> = self
+            .fetching
+            .iter()
+            .filter(|(_, at)| now >= **at + 2 * self.cfg.view_timeout_ms)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in stale {
+            self.fetching.remove(&h); // asked again while still needed
+        }
+    }
+
+    /// Fetch a module unless it is held.
+    fn fetch_module(&mut self, now: u64, hash: Hash) {
+        if !self.modules.contains(&hash) {
+            self.modules_wanted.insert(hash);
+            self.fetch(now, hash);
+        }
+    }
+
+    fn fetch(&mut self, now: u64, hash: Hash) {
+        if self.fetching.len() >= FETCHES_MAX || self.fetching.contains_key(&hash) {
+            return;
+        }
+        self.fetching.insert(hash, now);
+        self.out.push(Effect::Fetch(hash));
+    }
+}

@@ -1,0 +1,849 @@
+//! The simulated world: nodes, links, the chain, miners, faults, and the invariant checks.
+//! (`PLATFORM_SIM_DEBUG=1` prints every node's state on a liveness failure.)
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+
+use parity_scale_codec::Encode as _;
+use platform_chain::Chain as _;
+use platform_chain::sim::{SimChain, SubnetGenesis};
+use platform_consensus::sim::Rng;
+use platform_consensus::{Domain, MemStore, Message, Proposal, Signer};
+use platform_keys::Keypair;
+use platform_net::Topic;
+
+use crate::machine::{
+    Arrival, Effect, Hash, Hotkey, Input, Machine, MachineConfig, Restored, Roster, RuleBreak,
+    Schedule,
+};
+use crate::msg::{EpochValue, decode_exact};
+use crate::registry::{ChallengeMeta, Change, Limits, Registry, Rule, SignedChange};
+
+const NETUID: u16 = 7;
+const TICK_MS: u64 = 20;
+const CHALLENGE: u32 = 1;
+
+/// One simulated run's settings, all drawn from `seed` by [`Scenario::random`].
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The seed.
+    pub seed: u64,
+    /// Validators at genesis.
+    pub validators: usize,
+    /// Miners at genesis.
+    pub miners: usize,
+    /// Epochs the run lasts (faults happen in the first half; the rest is calm).
+    pub epochs: u64,
+    /// Virtual time per block.
+    pub block_ms: u64,
+    /// Blocks per epoch.
+    pub epoch_blocks: u64,
+    /// Link delay range.
+    pub delay_ms: (u64, u64),
+    /// Messages lost per thousand.
+    pub loss_per_mille: u64,
+    /// Crash-and-restart events.
+    pub crashes: usize,
+    /// Partitions (each heals).
+    pub partitions: usize,
+    /// Metagraph changes: miners registering and replaced, stake moving, a validator
+    /// joining and one leaving.
+    pub churn: bool,
+    /// One validator, as leader, proposes a value with a wrong result digest.
+    pub liar: bool,
+    /// The liar's stake (the honest validators hold 300 to 999 each).
+    pub liar_stake: u64,
+    /// A broken rule given to every node (the proof that the checks catch it).
+    pub rule_break: Option<RuleBreak>,
+}
+
+impl Scenario {
+    /// A scenario drawn from `seed`: 4 to 16 validators; most seeds have crashes,
+    /// partitions, churn and loss.
+    pub fn random(seed: u64) -> Scenario {
+        let mut r = Rng(seed ^ 0x5151_5151);
+        Scenario {
+            seed,
+            validators: 4 + r.below(13) as usize,
+            miners: 3 + r.below(6) as usize,
+            epochs: 8,
+            block_ms: 100,
+            epoch_blocks: 8 + r.below(5),
+            delay_ms: (1, 5 + r.below(30)),
+            loss_per_mille: r.below(40),
+            crashes: r.below(4) as usize,
+            partitions: r.below(2) as usize,
+            churn: r.chance(700),
+            liar: r.chance(300),
+            liar_stake: 50,
+            rule_break: None,
+        }
+    }
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The seed.
+    pub seed: u64,
+    /// Epochs committed (agreed by every node that applied them).
+    pub committed: u64,
+    /// Virtual time simulated.
+    pub virtual_ms: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+    /// A hash of every applied (node, epoch, digest), in order: equal runs, equal traces.
+    pub trace: Hash,
+}
+
+/// A broken invariant, with the seed that reproduces it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("seed {seed}: {what} (replay: platform sim --seed {seed})")]
+pub struct Violation {
+    /// The seed.
+    pub seed: u64,
+    /// What broke.
+    pub what: String,
+}
+
+/// What a node made durable (what its redb files hold in the real node).
+#[derive(Default)]
+struct Disk {
+    subs: BTreeMap<Hash, Arrival>,
+    scores: BTreeMap<Hash, Option<u64>>,
+    batches: Vec<(u64, Hotkey, Vec<u8>)>,
+    modules: BTreeMap<Hash, Vec<u8>>,
+    registry: BTreeMap<u32, Vec<u8>>,
+    nonce: u64,
+    applied_height: u64,
+    last_epoch: Option<u64>,
+}
+
+struct Node {
+    key: Keypair,
+    machine: Option<Machine<MemStore>>,
+    store: Option<MemStore>,
+    disk: Disk,
+    incarnation: u32,
+    group: u8,
+    liar: bool,
+    provided: BTreeMap<Hash, Vec<u8>>,
+    applied: Vec<u64>,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Tick,
+    Block,
+    Deliver { to: usize, inc: u32, input: Input },
+    Crash(usize),
+    Restart(usize),
+    Partition(bool),
+    Churn,
+    Submit { miner: usize, nonce: u64 },
+}
+
+/// The world of one run.
+pub(super) struct World {
+    sc: Scenario,
+    rng: Rng,
+    now: u64,
+    seq: u64,
+    queue: BTreeMap<(u64, u64), Ev>,
+    chain: SimChain,
+    nodes: Vec<Node>,
+    miners: Vec<Hotkey>,
+    owner: Keypair,
+    agreed: BTreeMap<u64, (Hash, Vec<(u16, u64)>)>,
+    delivered: u64,
+    trace: sha2::Sha256,
+    faults_until: u64,
+    end: u64,
+    pending_violation: Option<String>,
+    miners_stop: bool,
+}
+
+fn keypair(tag: u8, i: u64, seed: u64) -> Keypair {
+    let mut s = [tag; 32];
+    s[..8].copy_from_slice(&seed.to_le_bytes());
+    s[8..16].copy_from_slice(&i.to_le_bytes());
+    Keypair::from_seed(&s)
+}
+
+impl World {
+    pub(super) fn new(sc: Scenario) -> World {
+        let mut rng = Rng(sc.seed);
+        let nodes: Vec<Node> = (0..sc.validators)
+            .map(|i| Node::new(keypair(1, i as u64, sc.seed)))
+            .collect();
+        let miners: Vec<Hotkey> = (0..sc.miners)
+            .map(|i| keypair(2, i as u64, sc.seed).public())
+            .collect();
+        let liar = if sc.liar {
+            Some(rng.below(nodes.len() as u64) as usize)
+        } else {
+            None
+        };
+        let mut genesis: Vec<([u8; 32], u64)> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                // A liar's stake stays well under a third of the honest stake.
+                let stake = if Some(i) == liar {
+                    sc.liar_stake
+                } else {
+                    300 + rng.below(700)
+                };
+                (n.key.public(), stake)
+            })
+            .collect();
+        genesis.extend(miners.iter().map(|m| (*m, 0)));
+        let chain = SimChain::new(
+            [9; 32],
+            vec![SubnetGenesis {
+                netuid: NETUID,
+                hyperparams: platform_chain::Hyperparams {
+                    tempo: (sc.epoch_blocks - 1) as u16,
+                    commit_reveal_enabled: false,
+                    commit_reveal_period: 1,
+                    weights_version_key: 0,
+                    weights_rate_limit: 1,
+                    min_allowed_weights: 1,
+                    max_weight_limit: u16::MAX,
+                },
+                max_uids: 256,
+                max_validators: 64,
+                min_stake_to_set_weights: 1,
+                neurons: genesis,
+            }],
+        );
+        let epoch_ms = sc.block_ms * sc.epoch_blocks;
+        let end = sc.epochs * epoch_ms;
+        let mut w = World {
+            pending_violation: None,
+            miners_stop: false,
+            faults_until: end / 2,
+            end,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BTreeMap::new(),
+            chain,
+            nodes,
+            miners,
+            owner: keypair(3, 0, sc.seed),
+            agreed: BTreeMap::new(),
+            delivered: 0,
+            trace: <sha2::Sha256 as sha2::Digest>::new(),
+            sc,
+        };
+        if let Some(l) = liar {
+            w.nodes[l].liar = true;
+        }
+        for i in 0..w.nodes.len() {
+            w.start(i);
+        }
+        w.at(0, Ev::Tick);
+        w.at(w.sc.block_ms, Ev::Block);
+        for _ in 0..w.sc.crashes {
+            let t = w.rng.below(w.faults_until);
+            let i = w.rng.below(w.nodes.len() as u64) as usize;
+            w.at(t, Ev::Crash(i));
+            let back = t + 100 + w.rng.below(2 * epoch_ms);
+            w.at(back.min(w.faults_until), Ev::Restart(i));
+        }
+        for _ in 0..w.sc.partitions {
+            let t = w.rng.below(w.faults_until);
+            w.at(t, Ev::Partition(true));
+            let heal = (t + w.rng.below(epoch_ms * 2)).min(w.faults_until);
+            w.at(heal, Ev::Partition(false));
+        }
+        if w.sc.churn {
+            for _ in 0..4 {
+                let t = w.rng.below(w.faults_until);
+                w.at(t, Ev::Churn);
+            }
+        }
+        w
+    }
+
+    fn cfg(&self) -> MachineConfig {
+        MachineConfig {
+            netuid: NETUID,
+            schedule: Schedule::of_subnet(NETUID, self.sc.epoch_blocks),
+            genesis_epoch: 0,
+            settle_ms: 150,
+            view_timeout_ms: 200,
+            view_timeout_max_ms: 1600,
+            checkpoint_interval: 16,
+            rule_break: self.sc.rule_break,
+        }
+    }
+
+    fn at(&mut self, t: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.insert((t, self.seq), ev);
+    }
+
+    fn delay(&mut self) -> u64 {
+        let (lo, hi) = self.sc.delay_ms;
+        lo + self.rng.below(hi - lo + 1)
+    }
+
+    /// Start (or restart) node `i` from its disk.
+    fn start(&mut self, i: usize) {
+        let cfg = self.cfg();
+        let owner = self.owner.public();
+        let n = &mut self.nodes[i];
+        let d = &n.disk;
+        let registry = Registry::restore(
+            owner,
+            &d.registry
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect::<Vec<_>>(),
+            d.nonce,
+        )
+        .ok();
+        let open = |e: u64| d.last_epoch.is_none_or(|l| e > l);
+        let restored = Restored {
+            registry,
+            applied_height: d.applied_height,
+            last_epoch: d.last_epoch,
+            batches: d.batches.iter().filter(|b| open(b.0)).cloned().collect(),
+            submissions: d
+                .subs
+                .values()
+                .filter(|a| open(a.epoch))
+                .map(|a| (a.clone(), d.scores.get(&a.id).copied()))
+                .collect(),
+            modules: d.modules.keys().copied().collect(),
+        };
+        let store = n.store.take().unwrap_or_default();
+        let (m, effects) = Machine::new(cfg, n.key.clone(), owner, store, restored);
+        n.machine = Some(m);
+        n.incarnation += 1;
+        // The shell provides every stored module again at start.
+        let modules: Vec<Vec<u8>> = n.disk.modules.values().cloned().collect();
+        for b in modules {
+            n.provided.insert(platform_net::wire::sha256(&b), b);
+        }
+        self.carry_out(i, effects);
+        if let Some(head) = self.chain.current_block().ok().map(|b| b.number) {
+            let inc = self.nodes[i].incarnation;
+            let t = self.now + 1;
+            self.at(
+                t,
+                Ev::Deliver {
+                    to: i,
+                    inc,
+                    input: Input::Block { number: head },
+                },
+            );
+        }
+    }
+
+    pub(super) fn run(mut self) -> Result<Outcome, Violation> {
+        // The owner publishes and activates the challenge through node 0's API.
+        let meta = ChallengeMeta {
+            id: CHALLENGE,
+            name: "sim".into(),
+            version: 1,
+            module_hash: platform_net::wire::sha256(b"sim-module"),
+            limits: Limits {
+                fuel: 1,
+                memory_bytes: 1,
+                input_bytes: 64,
+                output_bytes: 8,
+            },
+            emission_share: 1,
+            rule: Rule::Proportional,
+        };
+        for (k, (change, module)) in [
+            (Change::Publish(meta), Some(b"sim-module".to_vec())),
+            (Change::Activate(CHALLENGE), None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let sc = SignedChange::sign(&self.owner, change, k as u64 + 1).encode();
+            self.at(
+                10 + k as u64,
+                Ev::Deliver {
+                    to: 0,
+                    inc: 1,
+                    input: Input::Post {
+                        token: 0,
+                        change: sc,
+                        module,
+                    },
+                },
+            );
+        }
+        self.run_until(self.end)?;
+        // Liveness: with the faults healed for half the run, the network kept committing.
+        let current = self.current_epoch();
+        let committed = self.agreed.keys().next_back().copied();
+        if committed.is_none_or(|c| c + 2 < current) {
+            return Err(self.stuck(format!(
+                "the network committed up to epoch {committed:?} of {current}"
+            )));
+        }
+        // Every node, restarted ones and joiners included, catches up to that within two
+        // more epochs (no new submissions: only the chain goes on).
+        self.miners_stop = true;
+        let grace = 2 * self.sc.block_ms * self.sc.epoch_blocks;
+        self.run_until(self.end + grace)?;
+        self.check_caught_up(committed.unwrap_or(0))?;
+        Ok(Outcome {
+            seed: self.sc.seed,
+            committed: self.agreed.len() as u64,
+            virtual_ms: self.now,
+            delivered: self.delivered,
+            trace: sha2::Digest::finalize(self.trace).into(),
+        })
+    }
+
+    fn run_until(&mut self, end: u64) -> Result<(), Violation> {
+        while let Some((&(t, _), _)) = self.queue.first_key_value() {
+            if t > end {
+                break;
+            }
+            let Some((_, ev)) = self.queue.pop_first() else {
+                break;
+            };
+            self.now = t;
+            self.event(ev)?;
+        }
+        Ok(())
+    }
+
+    fn current_epoch(&self) -> u64 {
+        let head = self.chain.current_block().map(|b| b.number).unwrap_or(0);
+        Schedule::of_subnet(NETUID, self.sc.epoch_blocks).epoch_of(head)
+    }
+
+    fn event(&mut self, ev: Ev) -> Result<(), Violation> {
+        match ev {
+            Ev::Tick => {
+                for i in 0..self.nodes.len() {
+                    self.input(i, Input::Tick)?;
+                }
+                self.at(self.now + TICK_MS, Ev::Tick);
+            }
+            Ev::Block => {
+                self.chain.advance(1);
+                let number = self.chain.current_block().map(|b| b.number).unwrap_or(0);
+                for i in 0..self.nodes.len() {
+                    let d = self.rng.below(20);
+                    let inc = self.nodes[i].incarnation;
+                    self.at(
+                        self.now + d,
+                        Ev::Deliver {
+                            to: i,
+                            inc,
+                            input: Input::Block { number },
+                        },
+                    );
+                }
+                // Miners submit during the epoch.
+                for m in 0..self.miners.len() {
+                    if self.miners_stop {
+                        break;
+                    }
+                    if self.rng.chance(300) {
+                        let t = self.now + self.rng.below(self.sc.block_ms);
+                        let nonce = self.rng.next();
+                        self.at(t, Ev::Submit { miner: m, nonce });
+                    }
+                }
+                self.at(self.now + self.sc.block_ms, Ev::Block);
+            }
+            Ev::Deliver { to, inc, input } => {
+                if self.nodes[to].incarnation == inc {
+                    self.delivered += 1;
+                    self.input(to, input)?;
+                }
+            }
+            Ev::Crash(i) => {
+                if let Some(m) = self.nodes[i].machine.take() {
+                    self.nodes[i].store = m.into_consensus_store();
+                    self.nodes[i].provided.clear();
+                    self.nodes[i].incarnation += 1;
+                }
+            }
+            Ev::Restart(i) => {
+                if self.nodes[i].machine.is_none() {
+                    self.start(i);
+                }
+            }
+            Ev::Partition(on) => {
+                for i in 0..self.nodes.len() {
+                    self.nodes[i].group = if on { self.rng.below(2) as u8 } else { 0 };
+                }
+            }
+            Ev::Churn => self.churn(),
+            Ev::Submit { miner, nonce } => self.submit(miner, nonce)?,
+        }
+        Ok(())
+    }
+
+    fn churn(&mut self) {
+        match self.rng.below(5) {
+            0 => {
+                let k = keypair(2, 1000 + self.miners.len() as u64, self.sc.seed).public();
+                if self.chain.register(NETUID, k, 0).is_ok() {
+                    self.miners.push(k);
+                }
+            }
+            1 => {
+                // A miner's uid goes to a new hotkey.
+                let m = self.rng.below(self.miners.len() as u64) as usize;
+                let old = self.miners[m];
+                let uid = self
+                    .chain
+                    .metagraph(NETUID)
+                    .ok()
+                    .and_then(|g| g.neurons.iter().find(|n| n.hotkey == old).map(|n| n.uid));
+                let k = keypair(2, 2000 + m as u64 + self.now, self.sc.seed).public();
+                if let Some(uid) = uid
+                    && self.chain.replace(NETUID, uid, k, 0).is_ok()
+                {
+                    self.miners[m] = k;
+                }
+            }
+            2 => {
+                // Stake moves between honest validators.
+                let i = self.rng.below(self.nodes.len() as u64) as usize;
+                if !self.nodes[i].liar {
+                    let k = self.nodes[i].key.public();
+                    let _ = self.chain.set_stake(NETUID, &k, 300 + self.rng.below(700));
+                }
+            }
+            3 => {
+                // A validator joins: registered with stake, its node started now.
+                let key = keypair(1, 500 + self.nodes.len() as u64, self.sc.seed);
+                if self
+                    .chain
+                    .register(NETUID, key.public(), 300 + self.rng.below(700))
+                    .is_ok()
+                {
+                    self.nodes.push(Node::new(key));
+                    let i = self.nodes.len() - 1;
+                    self.start(i);
+                }
+            }
+            _ => {
+                // A validator leaves (its stake goes); its node follows from then on. Only
+                // while enough honest validators remain.
+                let honest = self.nodes.iter().filter(|n| !n.liar).count();
+                let i = self.rng.below(self.nodes.len() as u64) as usize;
+                if honest > 4 && !self.nodes[i].liar {
+                    let k = self.nodes[i].key.public();
+                    let _ = self.chain.set_stake(NETUID, &k, 0);
+                }
+            }
+        }
+    }
+
+    fn submit(&mut self, miner: usize, nonce: u64) -> Result<(), Violation> {
+        let Ok(head) = self.chain.current_block() else {
+            return Ok(());
+        };
+        let epoch = Schedule::of_subnet(NETUID, self.sc.epoch_blocks).epoch_of(head.number);
+        let author = self.miners[miner];
+        let body = nonce.to_le_bytes().to_vec();
+        let mut id_src = author.to_vec();
+        id_src.extend_from_slice(&body);
+        let a = Arrival {
+            id: platform_net::wire::sha256(&id_src),
+            author,
+            challenge: CHALLENGE,
+            epoch,
+            body,
+            envelope: Vec::new(),
+        };
+        // The miner reaches one validator, which gossips the submission to the others.
+        let entry = self.rng.below(self.nodes.len() as u64) as usize;
+        for to in 0..self.nodes.len() {
+            if to != entry && !self.link(entry, to) {
+                continue;
+            }
+            let d = if to == entry { 0 } else { self.delay() };
+            let inc = self.nodes[to].incarnation;
+            self.at(
+                self.now + d,
+                Ev::Deliver {
+                    to,
+                    inc,
+                    input: Input::Submission(a.clone()),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether a message from `a` reaches `b` (both up, same side of a partition, not lost).
+    fn link(&mut self, a: usize, b: usize) -> bool {
+        self.nodes[a].machine.is_some()
+            && self.nodes[b].machine.is_some()
+            && self.nodes[a].group == self.nodes[b].group
+            && !self.rng.chance(self.sc.loss_per_mille)
+    }
+
+    fn input(&mut self, i: usize, input: Input) -> Result<(), Violation> {
+        let now = self.now;
+        let Some(m) = self.nodes[i].machine.as_mut() else {
+            return Ok(());
+        };
+        let effects = m.handle(now, input);
+        self.carry_out(i, effects);
+        self.check_applied(i)
+    }
+
+    fn carry_out(&mut self, i: usize, effects: Vec<Effect>) {
+        let inc = self.nodes[i].incarnation;
+        for e in effects {
+            match e {
+                Effect::Publish { topic, payload } => self.publish(i, topic, payload),
+                Effect::Provide(b) => {
+                    self.nodes[i]
+                        .provided
+                        .insert(platform_net::wire::sha256(&b), b);
+                }
+                Effect::Fetch(hash) => {
+                    let holders: Vec<usize> = (0..self.nodes.len())
+                        .filter(|j| *j != i && self.nodes[*j].provided.contains_key(&hash))
+                        .collect();
+                    let from = holders.into_iter().find(|j| self.link(i, *j));
+                    let (t, bytes) = match from {
+                        Some(j) => (2 * self.delay(), self.nodes[j].provided.get(&hash).cloned()),
+                        None => (300, None),
+                    };
+                    self.at(
+                        self.now + t,
+                        Ev::Deliver {
+                            to: i,
+                            inc,
+                            input: Input::Fetched { hash, bytes },
+                        },
+                    );
+                }
+                Effect::ReadRoster { epoch, block } => {
+                    let input = match self.chain.metagraph_at(NETUID, block) {
+                        Ok(g) => {
+                            let (v, uids) = crate::chainsvc::split_metagraph(&g);
+                            Input::Roster {
+                                epoch,
+                                roster: Roster::new(
+                                    crate::machine::Pin {
+                                        block: g.block.number,
+                                        hash: g.block.hash,
+                                    },
+                                    v,
+                                    uids,
+                                ),
+                            }
+                        }
+                        Err(e) => Input::RosterUnavailable {
+                            epoch,
+                            reason: e.to_string(),
+                        },
+                    };
+                    self.at(self.now + 3, Ev::Deliver { to: i, inc, input });
+                }
+                Effect::Pinned { .. } | Effect::RetireChallenge(_) | Effect::Reply { .. } => {}
+                Effect::RecordSubmission(a) => {
+                    self.nodes[i].disk.subs.insert(a.id, a);
+                }
+                Effect::Evaluate { id, seed, body, .. } => {
+                    // The shell stores the result with its audit record as it arrives.
+                    let mut src = seed.to_vec();
+                    src.extend_from_slice(&body);
+                    let h = platform_net::wire::sha256(&src);
+                    let score = (h[0] != 0).then(|| u64::from(h[1]) * 1000 + u64::from(h[2]));
+                    self.nodes[i].disk.scores.insert(id, score);
+                    let t = self.now + 1 + self.rng.below(5);
+                    self.at(
+                        t,
+                        Ev::Deliver {
+                            to: i,
+                            inc,
+                            input: Input::Evaluated { id, score },
+                        },
+                    );
+                }
+                Effect::StoreBatch {
+                    epoch,
+                    author,
+                    envelope,
+                } => {
+                    self.nodes[i].disk.batches.push((epoch, author, envelope));
+                }
+                Effect::StoreModule(b) => {
+                    self.nodes[i]
+                        .disk
+                        .modules
+                        .insert(platform_net::wire::sha256(&b), b);
+                }
+                Effect::LoadChallenge(meta) => {
+                    let input = Input::ChallengeLoaded {
+                        id: meta.id,
+                        ok: true,
+                    };
+                    self.at(self.now, Ev::Deliver { to: i, inc, input });
+                }
+                Effect::Applied(a) => self.applied(i, &a),
+            }
+        }
+    }
+
+    fn publish(&mut self, from: usize, topic: Topic, payload: Vec<u8>) {
+        let payload = if self.nodes[from].liar {
+            self.lie(from, topic, payload)
+        } else {
+            payload
+        };
+        for to in 0..self.nodes.len() {
+            if to == from || !self.link(from, to) {
+                continue;
+            }
+            let d = self.delay();
+            let inc = self.nodes[to].incarnation;
+            let input = Input::Gossip {
+                topic,
+                payload: payload.clone(),
+            };
+            self.at(self.now + d, Ev::Deliver { to, inc, input });
+        }
+    }
+
+    /// The liar re-signs its proposals with a wrong result digest.
+    fn lie(&mut self, from: usize, topic: Topic, payload: Vec<u8>) -> Vec<u8> {
+        if topic != Topic::Consensus {
+            return payload;
+        }
+        let Ok(Message::Proposal(p)) = platform_consensus::codec::decode_message(&payload) else {
+            return payload;
+        };
+        let Some(mut v) = decode_exact::<EpochValue>(&p.value) else {
+            return payload;
+        };
+        v.digest[0] ^= 0xff;
+        let signer = Signer::from_seed(self.nodes[from].key.secret_seed());
+        let domain = Domain {
+            netuid: NETUID,
+            epoch: v.epoch,
+        };
+        let forged = Proposal::sign(
+            &signer,
+            domain,
+            p.height,
+            p.view,
+            v.encode(),
+            p.justification,
+        );
+        platform_consensus::codec::encode_message(&Message::Proposal(forged))
+    }
+
+    fn applied(&mut self, i: usize, a: &crate::machine::Applied) {
+        let n = &mut self.nodes[i];
+        n.disk.applied_height = a.height;
+        n.disk.last_epoch = Some(a.epoch);
+        n.disk.nonce = a.registry_nonce;
+        for (id, e) in &a.registry {
+            n.disk.registry.insert(*id, e.clone());
+        }
+        n.applied.push(a.epoch);
+        sha2::Digest::update(
+            &mut self.trace,
+            (i as u64, a.epoch, a.record.digest).encode(),
+        );
+        if a.recent && !n.liar && !a.record.weights.is_empty() {
+            let (uids, w): (Vec<u16>, Vec<u64>) = a.record.weights.iter().copied().unzip();
+            if let Ok((u, v)) = platform_chain::weights::conform(&uids, &w, u16::MAX, None) {
+                let k = n.key.public();
+                let _ = self.chain.set_weights(&k, NETUID, &u, &v, 0);
+            }
+        }
+        let entry = self
+            .agreed
+            .entry(a.epoch)
+            .or_insert((a.record.digest, a.record.weights.clone()));
+        if entry.0 != a.record.digest || entry.1 != a.record.weights {
+            self.pending_violation =
+                Some(format!("node {i} applied epoch {} differently", a.epoch));
+        } else if !a.recomputed && !self.nodes[i].liar {
+            self.pending_violation = Some(format!(
+                "node {i}: committed digest of epoch {} is not the result of its inputs",
+                a.epoch
+            ));
+        }
+    }
+
+    fn check_applied(&mut self, i: usize) -> Result<(), Violation> {
+        if let Some(what) = self.pending_violation.take() {
+            return Err(self.violation(what));
+        }
+        let ap = &self.nodes[i].applied;
+        if let Some(w) = ap.windows(2).find(|w| w[1] != w[0] + 1) {
+            return Err(self.violation(format!("node {i} applied epoch {} after {}", w[1], w[0])));
+        }
+        if ap.first().is_some_and(|e| *e != 0) {
+            return Err(self.violation(format!("node {i} skipped the genesis epoch")));
+        }
+        Ok(())
+    }
+
+    fn check_caught_up(&self, want: u64) -> Result<(), Violation> {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let Some(m) = &n.machine else { continue };
+            let last = m.applied().1;
+            if last.is_none_or(|l| l < want) {
+                return Err(self.stuck(format!(
+                    "node {i} applied up to epoch {last:?}, not {want} (height {}, view {})",
+                    m.height(),
+                    m.view()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A liveness violation, with every node's state when `PLATFORM_SIM_DEBUG` is set.
+    fn stuck(&self, what: String) -> Violation {
+        if std::env::var_os("PLATFORM_SIM_DEBUG").is_some() {
+            for (j, n) in self.nodes.iter().enumerate() {
+                if let Some(m) = &n.machine {
+                    let liar = if n.liar { " (liar)" } else { "" };
+                    eprintln!("node {j}{liar}: {}", m.debug_state());
+                }
+            }
+            eprintln!("{:?}", self.sc);
+        }
+        self.violation(what)
+    }
+
+    fn violation(&self, what: String) -> Violation {
+        Violation {
+            seed: self.sc.seed,
+            what,
+        }
+    }
+}
+
+impl Node {
+    fn new(key: Keypair) -> Node {
+        Node {
+            key,
+            machine: None,
+            store: None,
+            disk: Disk::default(),
+            incarnation: 0,
+            group: 0,
+            liar: false,
+            provided: BTreeMap::new(),
+            applied: Vec::new(),
+        }
+    }
+}
