@@ -5,6 +5,7 @@
 //! core count or local time); integer arithmetic only in anything agreed.
 
 pub mod app;
+pub mod boot;
 pub mod chainserver;
 pub mod chainsvc;
 pub mod cli;
@@ -19,6 +20,7 @@ pub mod machine;
 pub mod metrics;
 pub mod msg;
 pub mod registry;
+mod shell;
 pub mod sim;
 pub mod status;
 pub mod store;

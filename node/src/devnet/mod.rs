@@ -124,7 +124,7 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
     for i in 0..total {
         let data = dir.join(format!("v{i}"));
         let node_key = seed("node-key", i);
-        crate::app::write_node_key(&data, &node_key)?;
+        crate::boot::write_node_key(&data, &node_key)?;
         let peer = platform_net::peer_id_of(node_key)?;
         let port = free_port()?;
         addrs.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"));

@@ -2,21 +2,20 @@
 //! (`PLATFORM_SIM_DEBUG=1` prints every node's state on a liveness failure.)
 #![allow(clippy::print_stderr)]
 
+mod effects;
+
 use std::collections::BTreeMap;
 
 use parity_scale_codec::Encode as _;
 use platform_chain::Chain as _;
 use platform_chain::sim::{SimChain, SubnetGenesis};
+use platform_consensus::MemStore;
 use platform_consensus::sim::Rng;
-use platform_consensus::{Domain, MemStore, Message, Proposal, Signer};
 use platform_keys::Keypair;
-use platform_net::Topic;
 
 use crate::machine::{
-    Arrival, Effect, Hash, Hotkey, Input, Machine, MachineConfig, Restored, Roster, RuleBreak,
-    Schedule,
+    Arrival, Hash, Hotkey, Input, Machine, MachineConfig, Restored, RuleBreak, Schedule,
 };
-use crate::msg::{EpochValue, decode_exact};
 use crate::registry::{ChallengeMeta, Change, Limits, Registry, Rule, SignedChange};
 
 const NETUID: u16 = 7;
@@ -589,246 +588,6 @@ impl World {
             && self.nodes[b].machine.is_some()
             && self.nodes[a].group == self.nodes[b].group
             && !self.rng.chance(self.sc.loss_per_mille)
-    }
-
-    fn input(&mut self, i: usize, input: Input) -> Result<(), Violation> {
-        let now = self.now;
-        let Some(m) = self.nodes[i].machine.as_mut() else {
-            return Ok(());
-        };
-        let effects = m.handle(now, input);
-        self.carry_out(i, effects);
-        self.check_applied(i)
-    }
-
-    fn carry_out(&mut self, i: usize, effects: Vec<Effect>) {
-        let inc = self.nodes[i].incarnation;
-        for e in effects {
-            match e {
-                Effect::Publish { topic, payload } => self.publish(i, topic, payload),
-                Effect::Provide(b) => {
-                    self.nodes[i]
-                        .provided
-                        .insert(platform_net::wire::sha256(&b), b);
-                }
-                Effect::Fetch(hash) => {
-                    let holders: Vec<usize> = (0..self.nodes.len())
-                        .filter(|j| *j != i && self.nodes[*j].provided.contains_key(&hash))
-                        .collect();
-                    let from = holders.into_iter().find(|j| self.link(i, *j));
-                    let (t, bytes) = match from {
-                        Some(j) => (2 * self.delay(), self.nodes[j].provided.get(&hash).cloned()),
-                        None => (300, None),
-                    };
-                    self.at(
-                        self.now + t,
-                        Ev::Deliver {
-                            to: i,
-                            inc,
-                            input: Input::Fetched { hash, bytes },
-                        },
-                    );
-                }
-                Effect::ReadRoster { epoch, block } => {
-                    let input = match self.chain.metagraph_at(NETUID, block) {
-                        Ok(g) => {
-                            let (v, uids) = crate::chainsvc::split_metagraph(&g);
-                            Input::Roster {
-                                epoch,
-                                roster: Roster::new(
-                                    crate::machine::Pin {
-                                        block: g.block.number,
-                                        hash: g.block.hash,
-                                    },
-                                    v,
-                                    uids,
-                                ),
-                            }
-                        }
-                        Err(e) => Input::RosterUnavailable {
-                            epoch,
-                            reason: e.to_string(),
-                        },
-                    };
-                    self.at(self.now + 3, Ev::Deliver { to: i, inc, input });
-                }
-                Effect::Pinned { .. } | Effect::RetireChallenge(_) | Effect::Reply { .. } => {}
-                Effect::RecordSubmission(a) => {
-                    self.nodes[i].disk.subs.insert(a.id, a);
-                }
-                Effect::Evaluate { id, seed, body, .. } => {
-                    // The shell stores the result with its audit record as it arrives.
-                    let mut src = seed.to_vec();
-                    src.extend_from_slice(&body);
-                    let h = platform_net::wire::sha256(&src);
-                    let score = (h[0] != 0).then(|| u64::from(h[1]) * 1000 + u64::from(h[2]));
-                    self.nodes[i].disk.scores.insert(id, score);
-                    let t = self.now + 1 + self.rng.below(5);
-                    self.at(
-                        t,
-                        Ev::Deliver {
-                            to: i,
-                            inc,
-                            input: Input::Evaluated { id, score },
-                        },
-                    );
-                }
-                Effect::StoreBatch {
-                    epoch,
-                    author,
-                    envelope,
-                } => {
-                    self.nodes[i].disk.batches.push((epoch, author, envelope));
-                }
-                Effect::StoreModule(b) => {
-                    self.nodes[i]
-                        .disk
-                        .modules
-                        .insert(platform_net::wire::sha256(&b), b);
-                }
-                Effect::LoadChallenge(meta) => {
-                    let input = Input::ChallengeLoaded {
-                        id: meta.id,
-                        ok: true,
-                    };
-                    self.at(self.now, Ev::Deliver { to: i, inc, input });
-                }
-                Effect::Applied(a) => self.applied(i, &a),
-            }
-        }
-    }
-
-    fn publish(&mut self, from: usize, topic: Topic, payload: Vec<u8>) {
-        let payload = if self.nodes[from].liar {
-            self.lie(from, topic, payload)
-        } else {
-            payload
-        };
-        for to in 0..self.nodes.len() {
-            if to == from || !self.link(from, to) {
-                continue;
-            }
-            let d = self.delay();
-            let inc = self.nodes[to].incarnation;
-            let input = Input::Gossip {
-                topic,
-                payload: payload.clone(),
-            };
-            self.at(self.now + d, Ev::Deliver { to, inc, input });
-        }
-    }
-
-    /// The liar re-signs its proposals with a wrong result digest.
-    fn lie(&mut self, from: usize, topic: Topic, payload: Vec<u8>) -> Vec<u8> {
-        if topic != Topic::Consensus {
-            return payload;
-        }
-        let Ok(Message::Proposal(p)) = platform_consensus::codec::decode_message(&payload) else {
-            return payload;
-        };
-        let Some(mut v) = decode_exact::<EpochValue>(&p.value) else {
-            return payload;
-        };
-        v.digest[0] ^= 0xff;
-        let signer = Signer::from_seed(self.nodes[from].key.secret_seed());
-        let domain = Domain {
-            netuid: NETUID,
-            epoch: v.epoch,
-        };
-        let forged = Proposal::sign(
-            &signer,
-            domain,
-            p.height,
-            p.view,
-            v.encode(),
-            p.justification,
-        );
-        platform_consensus::codec::encode_message(&Message::Proposal(forged))
-    }
-
-    fn applied(&mut self, i: usize, a: &crate::machine::Applied) {
-        let n = &mut self.nodes[i];
-        n.disk.applied_height = a.height;
-        n.disk.last_epoch = Some(a.epoch);
-        n.disk.nonce = a.registry_nonce;
-        for (id, e) in &a.registry {
-            n.disk.registry.insert(*id, e.clone());
-        }
-        n.applied.push(a.epoch);
-        sha2::Digest::update(
-            &mut self.trace,
-            (i as u64, a.epoch, a.record.digest).encode(),
-        );
-        if a.recent && !n.liar && !a.record.weights.is_empty() {
-            let (uids, w): (Vec<u16>, Vec<u64>) = a.record.weights.iter().copied().unzip();
-            if let Ok((u, v)) = platform_chain::weights::conform(&uids, &w, u16::MAX, None) {
-                let k = n.key.public();
-                let _ = self.chain.set_weights(&k, NETUID, &u, &v, 0);
-            }
-        }
-        let entry = self
-            .agreed
-            .entry(a.epoch)
-            .or_insert((a.record.digest, a.record.weights.clone()));
-        if entry.0 != a.record.digest || entry.1 != a.record.weights {
-            self.pending_violation =
-                Some(format!("node {i} applied epoch {} differently", a.epoch));
-        } else if !a.recomputed && !self.nodes[i].liar {
-            self.pending_violation = Some(format!(
-                "node {i}: committed digest of epoch {} is not the result of its inputs",
-                a.epoch
-            ));
-        }
-    }
-
-    fn check_applied(&mut self, i: usize) -> Result<(), Violation> {
-        if let Some(what) = self.pending_violation.take() {
-            return Err(self.violation(what));
-        }
-        let ap = &self.nodes[i].applied;
-        if let Some(w) = ap.windows(2).find(|w| w[1] != w[0] + 1) {
-            return Err(self.violation(format!("node {i} applied epoch {} after {}", w[1], w[0])));
-        }
-        if ap.first().is_some_and(|e| *e != 0) {
-            return Err(self.violation(format!("node {i} skipped the genesis epoch")));
-        }
-        Ok(())
-    }
-
-    fn check_caught_up(&self, want: u64) -> Result<(), Violation> {
-        for (i, n) in self.nodes.iter().enumerate() {
-            let Some(m) = &n.machine else { continue };
-            let last = m.applied().1;
-            if last.is_none_or(|l| l < want) {
-                return Err(self.stuck(format!(
-                    "node {i} applied up to epoch {last:?}, not {want} (height {}, view {})",
-                    m.height(),
-                    m.view()
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// A liveness violation, with every node's state when `PLATFORM_SIM_DEBUG` is set.
-    fn stuck(&self, what: String) -> Violation {
-        if std::env::var_os("PLATFORM_SIM_DEBUG").is_some() {
-            for (j, n) in self.nodes.iter().enumerate() {
-                if let Some(m) = &n.machine {
-                    let liar = if n.liar { " (liar)" } else { "" };
-                    eprintln!("node {j}{liar}: {}", m.debug_state());
-                }
-            }
-            eprintln!("{:?}", self.sc);
-        }
-        self.violation(what)
-    }
-
-    fn violation(&self, what: String) -> Violation {
-        Violation {
-            seed: self.sc.seed,
-            what,
-        }
     }
 }
 

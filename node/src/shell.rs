@@ -1,0 +1,409 @@
+//! The shell's hands: carries out the epoch machine's effects on the real net, engine,
+//! store and chain thread, and turns what they report into machine inputs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use platform_consensus::RedbStore;
+use platform_engine::{
+    ChallengeId, ChallengeSpec, EvalContext, EvalResult, Runtime, ShardedEngine, SubmitError,
+};
+use platform_keys::ss58_encode;
+use platform_net::{NetEvent, NetHandle, Topic};
+
+use crate::app::{AppMsg, now_ms};
+use crate::chainsvc::{ChainJob, WeightsJob};
+use crate::machine::{Applied, Arrival, Effect, Hash, Hotkey, Input, Machine, Roster};
+use crate::metrics as m;
+use crate::msg::{ChallengePost, decode_exact};
+use crate::registry::ChallengeMeta;
+use crate::status::StatusView;
+use crate::store::{AppliedDecision, AuditRecord, Store};
+
+/// Fetches of one blob give up after this.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Submissions waiting for room in the engine at most; beyond, new ones are shed (counted).
+const BACKLOG_MAX: usize = 200_000;
+
+/// Everything the application thread owns besides the machine.
+pub(crate) struct Shell {
+    pub(crate) store: Store,
+    pub(crate) runtime: Runtime,
+    pub(crate) engine: ShardedEngine,
+    pub(crate) challenges: HashMap<u32, Arc<platform_engine::Challenge>>,
+    pub(crate) net: NetHandle,
+    pub(crate) app_tx: Sender<AppMsg>,
+    pub(crate) chain_tx: Sender<ChainJob>,
+    pub(crate) inflight: HashMap<Hash, (u64, u32, Hash)>,
+    pub(crate) backlog: std::collections::VecDeque<(u64, platform_engine::Submission)>,
+    pub(crate) fetching: HashSet<Hash>,
+    pub(crate) replies: HashMap<u64, Sender<Result<String, String>>>,
+    pub(crate) next_token: u64,
+    pub(crate) miners: Arc<RwLock<HashSet<Hotkey>>>,
+    pub(crate) pinned: std::collections::BTreeMap<u64, Roster>,
+    pub(crate) view: StatusView,
+}
+
+impl Shell {
+    pub(crate) fn on_net(&mut self, ev: NetEvent, inputs: &mut Vec<Input>) {
+        let NetEvent::Message(d) = ev else {
+            return;
+        };
+        if d.topic == Topic::Submissions {
+            match platform_net::Submission::decode(&d.payload) {
+                Ok(sub) => inputs.push(Input::Submission(Arrival {
+                    id: d.id,
+                    author: d.author,
+                    challenge: sub.challenge,
+                    epoch: sub.epoch,
+                    body: sub.body,
+                    envelope: d.envelope,
+                })),
+                Err(_) => metrics::counter!(m::INGRESS, "result" => "malformed").increment(1),
+            }
+            return;
+        }
+        inputs.push(Input::Gossip {
+            topic: d.topic,
+            payload: d.payload,
+        });
+    }
+
+    pub(crate) fn on_app(&mut self, msg: AppMsg, inputs: &mut Vec<Input>) {
+        match msg {
+            AppMsg::Post { body, reply } => match decode_exact::<ChallengePost>(&body) {
+                Some(post) => {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    self.replies.insert(token, reply);
+                    inputs.push(Input::Post {
+                        token,
+                        change: post.change,
+                        module: post.module,
+                    });
+                }
+                None => {
+                    let _ = reply.send(Err("malformed challenge post".into()));
+                }
+            },
+            AppMsg::Fetched { hash, bytes } => {
+                self.fetching.remove(&hash);
+                inputs.push(Input::Fetched { hash, bytes });
+            }
+        }
+    }
+
+    /// Evaluation results: stored with their audit record, then their scores to the machine.
+    pub(crate) fn engine_results(&mut self, inputs: &mut Vec<Input>) {
+        while let Some(r) = self.engine.try_recv() {
+            let id = r.result.submission_id;
+            let Some((epoch, challenge, input_hash)) = self.inflight.remove(&id) else {
+                continue;
+            };
+            self.view.evaluated += 1;
+            let canonical = r.result.canonical_bytes();
+            let audit = AuditRecord {
+                epoch,
+                challenge,
+                module_hash: r.result.module_hash,
+                input_hash,
+                submission: id,
+                outcome: canonical[120],
+                score: r.result.score,
+                fuel: r.result.fuel_used,
+                host_calls: r
+                    .host_calls
+                    .0
+                    .iter()
+                    .fold(0u32, |a, b| a.saturating_add(*b)),
+            };
+            match self.store.record_result(epoch, &id, &canonical, &audit) {
+                Ok(_) => metrics::counter!(m::AUDIT).increment(1),
+                Err(e) => {
+                    metrics::counter!(m::STORE_ERRORS).increment(1);
+                    tracing::error!("store: {e}");
+                }
+            }
+            inputs.push(Input::Evaluated {
+                id,
+                score: EvalResult::agreed_score(&canonical),
+            });
+        }
+        while let Some((epoch, s)) = self.backlog.pop_front() {
+            let before = self.backlog.len();
+            self.submit(epoch, s);
+            if self.backlog.len() > before {
+                break; // still full
+            }
+        }
+    }
+
+    fn submit(&mut self, epoch: u64, s: platform_engine::Submission) {
+        let key = (
+            epoch,
+            s.challenge.id.0,
+            platform_net::wire::sha256(&s.payload),
+        );
+        let id = s.id;
+        match self.engine.submit(s.clone()) {
+            Ok(()) => {
+                self.inflight.insert(id, key);
+            }
+            Err(SubmitError::QueueFull { .. } | SubmitError::Saturated { .. })
+                if self.backlog.len() < BACKLOG_MAX =>
+            {
+                self.backlog.push_back((epoch, s));
+            }
+            Err(SubmitError::QueueFull { .. } | SubmitError::Saturated { .. }) => {
+                metrics::counter!(m::INGRESS, "result" => "shed").increment(1);
+            }
+            Err(e) => tracing::warn!("submission {} not evaluated: {e}", hex::encode(id)),
+        }
+    }
+
+    fn fetch(&mut self, hash: Hash) {
+        if !self.fetching.insert(hash) {
+            return;
+        }
+        let net = self.net.clone();
+        let tx = self.app_tx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("platform-fetch".into())
+            .spawn(move || {
+                let deadline = Instant::now() + FETCH_TIMEOUT;
+                let mut bytes = None;
+                while bytes.is_none() && Instant::now() < deadline {
+                    match net.fetch(hash) {
+                        Ok(b) => bytes = Some(b),
+                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
+                    }
+                }
+                let _ = tx.send(AppMsg::Fetched { hash, bytes });
+            });
+        if spawned.is_err() {
+            self.fetching.remove(&hash);
+            let _ = self.app_tx.try_send(AppMsg::Fetched { hash, bytes: None });
+        }
+    }
+
+    /// Carry out the machine's effects, in order; inputs they produce at once (a challenge
+    /// loaded) go straight back.
+    pub(crate) fn carry_out(&mut self, machine: &mut Machine<RedbStore>, effects: Vec<Effect>) {
+        let mut queue: std::collections::VecDeque<Effect> = effects.into();
+        while let Some(e) = queue.pop_front() {
+            if let Some(input) = self.effect(e) {
+                queue.extend(machine.handle(now_ms(), input));
+            }
+        }
+    }
+
+    fn effect(&mut self, e: Effect) -> Option<Input> {
+        match e {
+            Effect::Publish { topic, payload } => {
+                if let Err(err) = self.net.publish(topic, payload) {
+                    tracing::debug!(?topic, "not published: {err}");
+                }
+            }
+            Effect::Provide(bytes) => {
+                let _ = self.net.provide(bytes);
+            }
+            Effect::Fetch(hash) => self.fetch(hash),
+            Effect::ReadRoster { epoch, block } => {
+                if self
+                    .chain_tx
+                    .try_send(ChainJob::Roster { epoch, block })
+                    .is_err()
+                {
+                    tracing::warn!(epoch, "chain thread busy; the roster is asked again");
+                }
+            }
+            Effect::Pinned { epoch, roster } => self.pinned(epoch, roster),
+            Effect::RecordSubmission(a) => {
+                if let Err(e) = self.store.record_submission(
+                    a.epoch,
+                    a.challenge,
+                    &a.author,
+                    &a.id,
+                    &a.envelope,
+                ) {
+                    metrics::counter!(m::STORE_ERRORS).increment(1);
+                    tracing::error!("store: {e}");
+                }
+            }
+            Effect::Evaluate {
+                epoch,
+                id,
+                challenge,
+                seed,
+                body,
+            } => match self.challenges.get(&challenge).cloned() {
+                Some(ch) => self.submit(
+                    epoch,
+                    platform_engine::Submission {
+                        id,
+                        challenge: ch,
+                        payload: body.into(),
+                        context: EvalContext { epoch, seed },
+                    },
+                ),
+                None => return Some(Input::Evaluated { id, score: None }),
+            },
+            Effect::StoreBatch {
+                epoch,
+                author,
+                envelope,
+            } => {
+                if let Err(e) = self.store.put_batch(epoch, &author, &envelope) {
+                    tracing::error!("store: {e}");
+                }
+            }
+            Effect::StoreModule(bytes) => {
+                if let Err(e) = self.store.put_module(&bytes, None) {
+                    tracing::error!("store: {e}");
+                }
+            }
+            Effect::LoadChallenge(meta) => {
+                let ok = self.load_challenge(&meta);
+                return Some(Input::ChallengeLoaded { id: meta.id, ok });
+            }
+            Effect::RetireChallenge(id) => {
+                if self.challenges.remove(&id).is_some() {
+                    self.engine.retire(ChallengeId(id));
+                }
+            }
+            Effect::Applied(a) => self.applied(&a),
+            Effect::Reply { token, result } => {
+                if let Some(tx) = self.replies.remove(&token) {
+                    let _ = tx.send(result);
+                }
+            }
+        }
+        None
+    }
+
+    /// Compile (or load from the artifact cache) an active challenge and warm its pools.
+    fn load_challenge(&mut self, meta: &ChallengeMeta) -> bool {
+        let module = match self.store.module(&meta.module_hash) {
+            Ok(Some(m)) => m,
+            Ok(None) => {
+                tracing::warn!(challenge = meta.id, "module not held yet");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(challenge = meta.id, "module: {e}");
+                return false;
+            }
+        };
+        match self.runtime.register(ChallengeSpec {
+            id: ChallengeId(meta.id),
+            name: meta.name.clone(),
+            wasm: module,
+            policy: crate::boot::policy_of(meta),
+            data: Vec::new(),
+        }) {
+            Ok(ch) => {
+                self.engine.warm(&ch);
+                self.challenges.insert(meta.id, ch);
+                tracing::info!(challenge = meta.id, name = %meta.name, "challenge active");
+                true
+            }
+            Err(e) => {
+                // Deterministic: every validator refuses the same module the same way.
+                tracing::error!(challenge = meta.id, "module refused by the engine: {e}");
+                false
+            }
+        }
+    }
+
+    /// An epoch's roster is pinned: logged, and the net's door checks follow it (validators
+    /// and miners of the two latest pinned epochs).
+    fn pinned(&mut self, epoch: u64, roster: Roster) {
+        tracing::info!(
+            epoch,
+            block = roster.pin.block,
+            hash = %hex::encode(&roster.pin.hash[..8]),
+            validators = %roster
+                .validators
+                .iter()
+                .map(|(k, s)| format!("{}={s}", &ss58_encode(k)[..8]))
+                .collect::<Vec<_>>()
+                .join(","),
+            miners = roster.miners.len(),
+            "metagraph pinned"
+        );
+        self.pinned.insert(epoch, roster);
+        while self.pinned.len() > 2 {
+            self.pinned.pop_first();
+        }
+        let validators: HashSet<Hotkey> = self
+            .pinned
+            .values()
+            .flat_map(|r| r.validators.iter().map(|(k, _)| *k))
+            .collect();
+        for t in [Topic::Consensus, Topic::Evaluations, Topic::Challenges] {
+            let _ = self.net.set_authors(t, Some(validators.clone()));
+        }
+        let miners: HashSet<Hotkey> = self
+            .pinned
+            .values()
+            .flat_map(|r| r.miners.keys().copied())
+            .collect();
+        *self.miners.write().unwrap_or_else(|p| p.into_inner()) = miners;
+    }
+
+    fn applied(&mut self, a: &Applied) {
+        let rec_bytes = parity_scale_codec::Encode::encode(&a.record);
+        if let Err(e) = self.store.apply_decision(&AppliedDecision {
+            height: a.height,
+            epoch: Some((a.epoch, &rec_bytes)),
+            registry: &a.registry,
+            registry_nonce: a.registry_nonce,
+        }) {
+            // The machine moves on; a restart re-applies from the consensus store.
+            metrics::counter!(m::STORE_ERRORS).increment(1);
+            tracing::error!("store: {e}; the decision is applied again after a restart");
+        }
+        if let Some(t) = a.ended_at_ms {
+            metrics::histogram!(m::COMMIT_LATENCY)
+                .record(now_ms().saturating_sub(t) as f64 / 1000.0);
+        }
+        metrics::gauge!(m::COMMITTED_EPOCH).set(a.epoch as f64);
+        self.view.push_history(a.epoch, a.pin.block, &a.record);
+        // Weights for a recent epoch go to the chain; replayed history does not.
+        if a.recent {
+            let (uids, w): (Vec<u16>, Vec<u64>) = a.record.weights.iter().copied().unzip();
+            let job = ChainJob::Weights(WeightsJob {
+                epoch: a.epoch,
+                uids,
+                weights: w,
+            });
+            if self.chain_tx.try_send(job).is_err() {
+                tracing::warn!(epoch = a.epoch, "chain thread busy; weights not queued");
+            }
+        }
+    }
+
+    pub(crate) fn publish_status(&mut self, machine: &Machine<RedbStore>) {
+        let peers = self.net.peers().map(|p| p.len()).unwrap_or(0);
+        self.view.publish(
+            machine,
+            &self.net,
+            peers,
+            self.engine.outstanding(),
+            self.backlog.len(),
+            &self.challenges.keys().copied().collect(),
+        );
+        let vc = machine.view_changes();
+        if vc > self.view.view_changes {
+            metrics::counter!(m::VIEW_CHANGES).increment(vc - self.view.view_changes);
+            self.view.view_changes = vc;
+        }
+        metrics::gauge!(m::HEIGHT).set(machine.height() as f64);
+        metrics::gauge!(m::VIEW).set(machine.view() as f64);
+        if let Some(e) = machine.current_epoch() {
+            metrics::gauge!(m::EPOCH).set(e as f64);
+        }
+    }
+}
