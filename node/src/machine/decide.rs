@@ -21,6 +21,13 @@ use crate::metrics as m;
 use crate::msg::{EPOCH_VALUE_VERSION, EpochRecord, EpochValue};
 use crate::registry::Change;
 
+/// What a validator does with a proposed value.
+enum Verdict {
+    Accept,
+    Reject(&'static str),
+    Wait(&'static str),
+}
+
 impl<S: Storage> Machine<S> {
     /// Committed decisions this node had not applied before a restart.
     pub(super) fn restore_decisions(&mut self) {
@@ -393,35 +400,39 @@ impl<S: Storage> Machine<S> {
         Ok(n)
     }
 
-    /// Why a proposed value cannot be voted for (`Err`), or `Ok(None)` while inputs are
-    /// still coming.
-    fn judge(&mut self, now: u64, height: u64, bytes: &[u8]) -> Result<Option<()>, &'static str> {
-        let v = EpochValue::decode_checked(bytes).ok_or("malformed value")?;
+    /// The verdict on a proposed value: vote for it, refuse it (why), or wait for inputs
+    /// (what is awaited: the reason given if the wait runs out).
+    fn judge(&mut self, now: u64, height: u64, bytes: &[u8]) -> Verdict {
+        let Some(v) = EpochValue::decode_checked(bytes) else {
+            return Verdict::Reject("malformed value");
+        };
         if self.cfg.rule_break == Some(RuleBreak::VoteWithoutRecompute) {
-            return Ok(Some(()));
+            return Verdict::Accept;
         }
         if v.epoch != self.epoch_of_height(height) {
-            return Err("not the epoch this height decides");
+            return Verdict::Reject("not the epoch this height decides");
         }
         let Some(roster) = self.rosters.get(&v.epoch) else {
-            return Ok(None); // the pinned block is being read
+            return Verdict::Wait("pinned block unreadable");
         };
         if v.pin != roster.pin {
-            return Err("pinned block differs");
+            return Verdict::Reject("pinned block differs");
         }
         if v.roster != roster.digest() {
-            return Err("metagraph at the pinned block differs");
+            return Verdict::Reject("metagraph at the pinned block differs");
         }
         if self.ended(now, v.epoch).is_none() {
-            return Ok(None); // our chain view has not reached the epoch's end yet
+            return Verdict::Wait("epoch has not ended");
         }
-        if self.missing_inputs(now, &v)? > 0 {
-            return Ok(None);
+        match self.missing_inputs(now, &v) {
+            Err(why) => return Verdict::Reject(why),
+            Ok(n) if n > 0 => return Verdict::Wait("inputs unavailable"),
+            Ok(_) => {}
         }
         match self.compute(v.epoch, &v.batches) {
-            Some(r) if r.digest == v.digest => Ok(Some(())),
-            Some(_) => Err("result digest differs"),
-            None => Ok(None),
+            Some(r) if r.digest == v.digest => Verdict::Accept,
+            Some(_) => Verdict::Reject("result digest differs"),
+            None => Verdict::Wait("inputs unavailable"),
         }
     }
 
@@ -432,13 +443,13 @@ impl<S: Storage> Machine<S> {
                 continue;
             }
             let verdict = match self.judge(now, p.height, &p.value) {
-                Ok(None) if now >= p.deadline_ms => Err("inputs unavailable"),
-                Ok(None) => {
+                Verdict::Wait(why) if now >= p.deadline_ms => Err(why),
+                Verdict::Wait(_) => {
                     self.validations.push(p);
                     continue;
                 }
-                Ok(Some(())) => Ok(()),
-                Err(e) => Err(e),
+                Verdict::Accept => Ok(()),
+                Verdict::Reject(why) => Err(why),
             };
             if let Err(why) = verdict {
                 *self.stats.rejected.entry(why).or_default() += 1;

@@ -21,6 +21,8 @@
 mod decide;
 mod intake;
 mod schedule;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 

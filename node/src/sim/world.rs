@@ -97,7 +97,9 @@ pub struct Outcome {
 
 /// A broken invariant, with the seed that reproduces it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("seed {seed}: {what} (replay: PLATFORM_SIM_SEED={seed} cargo test -p platform-node --test simulation)")]
+#[error(
+    "seed {seed}: {what} (replay: PLATFORM_SIM_SEED={seed} cargo test -p platform-node --test simulation)"
+)]
 pub struct Violation {
     /// The seed.
     pub seed: u64,

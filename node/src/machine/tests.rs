@@ -1,0 +1,291 @@
+//! The machine alone and in pairs, with effects carried out in memory: a lone validator, a
+//! follower, an unreachable chain. (A disagreeing metagraph is refused in the simulation's
+//! churn runs, where rosters are read at different times.)
+
+use std::collections::{BTreeMap, VecDeque};
+
+use parity_scale_codec::Encode as _;
+use platform_consensus::MemStore;
+use platform_keys::Keypair;
+use platform_net::Topic;
+
+use super::*;
+use crate::registry::{ChallengeMeta, Change, Limits, Rule, SignedChange};
+
+const MODULE: &[u8] = b"test-module";
+
+fn cfg() -> MachineConfig {
+    MachineConfig {
+        netuid: 1,
+        schedule: Schedule { len: 5, offset: 0 },
+        genesis_epoch: 0,
+        settle_ms: 100,
+        view_timeout_ms: 200,
+        view_timeout_max_ms: 800,
+        checkpoint_interval: 16,
+        rule_break: None,
+    }
+}
+
+fn key(i: u8) -> Keypair {
+    Keypair::from_seed(&[i; 32])
+}
+
+fn roster(validators: &[(Hotkey, u64)], miners: &[Hotkey], block: u64) -> Roster {
+    Roster::new(
+        Pin {
+            block,
+            hash: [block as u8; 32],
+        },
+        validators.to_vec(),
+        miners
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (*m, i as u16))
+            .collect(),
+    )
+}
+
+/// Machines wired together in memory; `rosters[i]` is what node `i` reads from its chain.
+struct Pair {
+    nodes: Vec<Machine<MemStore>>,
+    rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>>,
+    provided: Vec<BTreeMap<Hash, Vec<u8>>>,
+    published: Vec<Vec<(Topic, Vec<u8>)>>,
+    applied: Vec<Vec<Applied>>,
+    replies: Vec<Result<String, String>>,
+    queue: VecDeque<(usize, Input)>,
+}
+
+impl Pair {
+    fn new(keys: &[Keypair], rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>>) -> Pair {
+        let owner = key(9).public();
+        let nodes = keys
+            .iter()
+            .map(|k| {
+                Machine::new(
+                    cfg(),
+                    k.clone(),
+                    owner,
+                    MemStore::default(),
+                    Restored::default(),
+                )
+                .0
+            })
+            .collect();
+        let n = keys.len();
+        Pair {
+            nodes,
+            rosters,
+            provided: vec![BTreeMap::new(); n],
+            published: vec![Vec::new(); n],
+            applied: vec![Vec::new(); n],
+            replies: Vec::new(),
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn input(&mut self, now: u64, i: usize, input: Input) {
+        self.queue.push_back((i, input));
+        while let Some((i, input)) = self.queue.pop_front() {
+            let effects = self.nodes[i].handle(now, input);
+            for e in effects {
+                self.effect(i, e);
+            }
+        }
+    }
+
+    fn all(&mut self, now: u64, input: Input) {
+        for i in 0..self.nodes.len() {
+            self.input(now, i, input.clone());
+        }
+    }
+
+    fn effect(&mut self, i: usize, e: Effect) {
+        match e {
+            Effect::Publish { topic, payload } => {
+                self.published[i].push((topic, payload.clone()));
+                for j in 0..self.nodes.len() {
+                    if j != i {
+                        self.queue.push_back((
+                            j,
+                            Input::Gossip {
+                                topic,
+                                payload: payload.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+            Effect::Provide(b) => {
+                self.provided[i].insert(platform_net::wire::sha256(&b), b);
+            }
+            Effect::Fetch(hash) => {
+                let bytes = self.provided.iter().find_map(|p| p.get(&hash).cloned());
+                self.queue.push_back((i, Input::Fetched { hash, bytes }));
+            }
+            Effect::ReadRoster { epoch, block } => {
+                let input = match (self.rosters[i])(block) {
+                    Some(roster) => Input::Roster { epoch, roster },
+                    None => Input::RosterUnavailable {
+                        epoch,
+                        reason: "connection refused".into(),
+                    },
+                };
+                self.queue.push_back((i, input));
+            }
+            Effect::LoadChallenge(meta) => self.queue.push_back((
+                i,
+                Input::ChallengeLoaded {
+                    id: meta.id,
+                    ok: true,
+                },
+            )),
+            Effect::Evaluate { id, .. } => self
+                .queue
+                .push_back((i, Input::Evaluated { id, score: Some(7) })),
+            Effect::Applied(a) => self.applied[i].push(*a),
+            Effect::Reply { result, .. } => self.replies.push(result),
+            _ => {}
+        }
+    }
+
+    /// Blocks `0..=to` at 100 ms each, ticking every 20 ms in between.
+    fn run_blocks(&mut self, to: u64) {
+        for b in 0..=to {
+            for t in 0..5 {
+                let now = b * 100 + t * 20;
+                if t == 0 {
+                    self.all(now, Input::Block { number: b });
+                }
+                self.all(now, Input::Tick);
+            }
+        }
+    }
+}
+
+fn publish_challenge(p: &mut Pair, via: usize) {
+    let owner = key(9);
+    let meta = ChallengeMeta {
+        id: 1,
+        name: "t".into(),
+        version: 1,
+        module_hash: platform_net::wire::sha256(MODULE),
+        limits: Limits {
+            fuel: 1,
+            memory_bytes: 1,
+            input_bytes: 64,
+            output_bytes: 8,
+        },
+        emission_share: 1,
+        rule: Rule::Proportional,
+    };
+    for (nonce, change, module) in [
+        (1, Change::Publish(meta), Some(MODULE.to_vec())),
+        (2, Change::Activate(1), None),
+    ] {
+        let change = SignedChange::sign(&owner, change, nonce).encode();
+        p.input(
+            1,
+            via,
+            Input::Post {
+                token: nonce,
+                change,
+                module,
+            },
+        );
+    }
+}
+
+#[test]
+fn a_lone_validator_commits_registry_changes_and_epochs_alone() {
+    let me = key(1);
+    let v = vec![(me.public(), 100)];
+    let mut p = Pair::new(
+        &[me],
+        vec![Box::new(move |b| Some(roster(&v, &[[5; 32]], b)))],
+    );
+    p.input(0, 0, Input::Block { number: 0 });
+    publish_challenge(&mut p, 0);
+    assert!(p.replies.iter().all(|r| r.is_ok()), "{:?}", p.replies);
+    p.run_blocks(12);
+    let epochs: Vec<u64> = p.applied[0].iter().map(|a| a.epoch).collect();
+    assert_eq!(
+        epochs,
+        vec![0, 1],
+        "epochs 0 and 1 ended and committed, in order"
+    );
+    assert!(p.applied[0].iter().all(|a| a.recomputed));
+    assert!(
+        !p.applied[0][0].registry.is_empty(),
+        "the changes committed with epoch 0"
+    );
+    assert_eq!(p.nodes[0].registry().active().count(), 1);
+    assert!(p.nodes[0].votes());
+    // Each applied epoch names its pinned block: the epoch's first.
+    assert_eq!(p.applied[0][1].pin.block, 5);
+}
+
+#[test]
+fn a_follower_publishes_nothing_and_applies_what_the_validators_commit() {
+    let (v, f) = (key(1), key(2));
+    let set = vec![(v.public(), 100)];
+    let r = move |b| Some(roster(&set, &[[5; 32]], b));
+    let mut p = Pair::new(&[v, f], vec![Box::new(r.clone()), Box::new(r)]);
+    p.all(0, Input::Block { number: 0 });
+    publish_challenge(&mut p, 0);
+    p.run_blocks(12);
+    assert!(!p.nodes[1].votes());
+    let a: Vec<_> = p.applied[0]
+        .iter()
+        .map(|a| (a.epoch, a.record.digest))
+        .collect();
+    let b: Vec<_> = p.applied[1]
+        .iter()
+        .map(|a| (a.epoch, a.record.digest))
+        .collect();
+    assert!(
+        a.len() >= 2 && a == b,
+        "follower applied {b:?}, validator {a:?}"
+    );
+    // A follower sends no batches and no votes: at most requests for decisions it lacks.
+    for (topic, payload) in &p.published[1] {
+        assert_ne!(*topic, Topic::Evaluations);
+        if *topic == Topic::Consensus {
+            let m = platform_consensus::codec::decode_message(payload).unwrap();
+            assert!(
+                matches!(m, platform_consensus::Message::SyncRequest { .. }),
+                "{m:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_chain_delays_the_epoch_and_is_asked_again() {
+    let me = key(1);
+    let v = vec![(me.public(), 100)];
+    let up = std::rc::Rc::new(std::cell::Cell::new(false));
+    let flag = up.clone();
+    let mut p = Pair::new(
+        &[me],
+        vec![Box::new(move |b| flag.get().then(|| roster(&v, &[], b)))],
+    );
+    p.run_blocks(7);
+    assert!(
+        p.nodes[0].stats().roster_unavailable >= 2,
+        "asked again after a failure"
+    );
+    assert!(p.applied[0].is_empty(), "no epoch without its metagraph");
+    assert_eq!(p.nodes[0].height(), 1);
+    up.set(true);
+    for t in 0..60 {
+        p.all(800 + t * 20, Input::Tick);
+    }
+    p.all(2000, Input::Block { number: 11 });
+    for t in 0..60 {
+        p.all(2000 + t * 20, Input::Tick);
+    }
+    let epochs: Vec<u64> = p.applied[0].iter().map(|a| a.epoch).collect();
+    assert_eq!(epochs, vec![0, 1], "delayed, never skipped");
+}
