@@ -15,8 +15,8 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use platform_keys::Keypair;
 use platform_net::miner::MinerClient;
-use platform_net::wire::now_ms;
 use platform_net::{Submission, SubmitAck};
+use platform_types::now_ms;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use platform_keys::Keypair;
-use platform_net::wire::{Envelope, Topic, now_ms};
+use platform_net::wire::{Envelope, Topic};
 use platform_net::{Identity, Net, NetConfig, NetEvent, Options, TopicLimits};
+use platform_types::now_ms;
 use serde::Serialize;
 
 use crate::machine::Machine;

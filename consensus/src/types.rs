@@ -2,8 +2,7 @@
 
 use sha2::{Digest, Sha256};
 
-/// A 32-byte hash (sha256).
-pub type Hash32 = [u8; 32];
+pub use platform_types::Hash32;
 /// Consensus instance number within an epoch (one decision per height).
 pub type Height = u64;
 /// PBFT view (round) within a height; leader rotates per view.

@@ -7,8 +7,7 @@ use zerocopy::{Immutable, IntoBytes, KnownLayout};
 
 use crate::host::HostCallCounts;
 
-/// A 32-byte content hash (sha256).
-pub type Hash32 = [u8; 32];
+pub use platform_types::Hash32;
 
 /// Fixed-point score scale: a guest reports `score` where `SCORE_SCALE` means 1.0.
 pub const SCORE_SCALE: u64 = 1_000_000_000;

@@ -4,10 +4,9 @@
 //! Decoders are total: any byte string gives a value or a [`WireError`], never a panic.
 
 use platform_keys::Keypair;
-use sha2::{Digest, Sha256};
 
 /// A 32-byte hash (sha256).
-pub type Hash32 = [u8; 32];
+pub use platform_types::Hash32;
 /// A hotkey's sr25519 public key.
 pub type Hotkey = [u8; 32];
 
@@ -110,18 +109,7 @@ impl Topic {
     }
 }
 
-/// sha256 of bytes: message ids, blob hashes, record keys.
-pub fn sha256(bytes: &[u8]) -> Hash32 {
-    Sha256::digest(bytes).into()
-}
-
-/// Milliseconds since the Unix epoch (the envelope clock).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use platform_types::{now_ms, sha256};
 
 struct Reader<'a> {
     bytes: &'a [u8],

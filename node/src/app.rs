@@ -22,14 +22,14 @@ use platform_net::{Envelope, Identity, Net, Options, Topic};
 use crate::chainsvc::{self, ChainEvent, ChainJob, ChainStatus};
 use crate::config::NodeConfig;
 use crate::exporter::{Api, Exporter};
-use crate::machine::{Hash, Hotkey, Input, Machine, MachineConfig, Schedule};
+use crate::machine::{Hash32, Hotkey, Input, Machine, MachineConfig, Schedule};
 use crate::msg::{EpochRecord, decode_exact};
 use crate::status::StatusView;
 use crate::store::Store;
 
 /// Wall-clock milliseconds since the Unix epoch: the shell's clock, handed to the machine.
 pub(crate) fn now_ms() -> u64 {
-    platform_net::wire::now_ms()
+    platform_types::now_ms()
 }
 
 /// Messages to the application thread from the API, fetch and chain threads.
@@ -39,7 +39,7 @@ pub(crate) enum AppMsg {
         reply: Sender<Result<String, String>>,
     },
     Fetched {
-        hash: Hash,
+        hash: Hash32,
         bytes: Option<Vec<u8>>,
     },
 }

@@ -179,7 +179,7 @@ fn owner_key(a: &OwnerArgs) -> anyhow::Result<Keypair> {
 }
 
 fn nonce(a: &OwnerArgs) -> u64 {
-    a.nonce.unwrap_or_else(platform_net::wire::now_ms)
+    a.nonce.unwrap_or_else(platform_types::now_ms)
 }
 
 fn meta(m: &MetaArgs) -> anyhow::Result<(ChallengeMeta, Vec<u8>)> {
@@ -190,7 +190,7 @@ fn meta(m: &MetaArgs) -> anyhow::Result<(ChallengeMeta, Vec<u8>)> {
             id: m.id,
             name: m.name.clone(),
             version: m.version,
-            module_hash: platform_net::wire::sha256(&module),
+            module_hash: platform_types::sha256(&module),
             limits: Limits {
                 fuel: m.fuel,
                 memory_bytes: m.memory,

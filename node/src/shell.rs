@@ -15,7 +15,7 @@ use platform_net::{NetEvent, NetHandle, Topic};
 
 use crate::app::{AppMsg, now_ms};
 use crate::chainsvc::{ChainJob, WeightsJob};
-use crate::machine::{Applied, Arrival, Effect, Hash, Hotkey, Input, Machine, Roster};
+use crate::machine::{Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Roster};
 use crate::metrics as m;
 use crate::msg::{ChallengePost, decode_exact};
 use crate::registry::ChallengeMeta;
@@ -36,9 +36,9 @@ pub(crate) struct Shell {
     pub(crate) net: NetHandle,
     pub(crate) app_tx: Sender<AppMsg>,
     pub(crate) chain_tx: Sender<ChainJob>,
-    pub(crate) inflight: HashMap<Hash, (u64, u32, Hash)>,
+    pub(crate) inflight: HashMap<Hash32, (u64, u32, Hash32)>,
     pub(crate) backlog: std::collections::VecDeque<(u64, platform_engine::Submission)>,
-    pub(crate) fetching: HashSet<Hash>,
+    pub(crate) fetching: HashSet<Hash32>,
     pub(crate) replies: HashMap<u64, Sender<Result<String, String>>>,
     pub(crate) next_token: u64,
     pub(crate) miners: Arc<RwLock<HashSet<Hotkey>>>,
@@ -141,11 +141,7 @@ impl Shell {
     }
 
     fn submit(&mut self, epoch: u64, s: platform_engine::Submission) {
-        let key = (
-            epoch,
-            s.challenge.id.0,
-            platform_net::wire::sha256(&s.payload),
-        );
+        let key = (epoch, s.challenge.id.0, platform_types::sha256(&s.payload));
         let id = s.id;
         match self.engine.submit(s.clone()) {
             Ok(()) => {
@@ -163,7 +159,7 @@ impl Shell {
         }
     }
 
-    fn fetch(&mut self, hash: Hash) {
+    fn fetch(&mut self, hash: Hash32) {
         if !self.fetching.insert(hash) {
             return;
         }

@@ -196,13 +196,13 @@ fn status(api: &str) -> Option<serde_json::Value> {
 /// Register every example challenge through node `api`: publish then activate.
 fn register_examples(api: &str) -> anyhow::Result<()> {
     let owner = Keypair::from_seed(&owner_seed());
-    let mut nonce = platform_net::wire::now_ms();
+    let mut nonce = platform_types::now_ms();
     for ex in platform_challenges::EXAMPLES {
         let meta = ChallengeMeta {
             id: ex.id,
             name: ex.name.into(),
             version: 1,
-            module_hash: platform_net::wire::sha256(ex.wasm),
+            module_hash: platform_types::sha256(ex.wasm),
             limits: Limits {
                 fuel: 1_000_000_000,
                 memory_bytes: 16 << 20,

@@ -13,7 +13,7 @@ use platform_net::Topic;
 
 use super::intake::{change_name, module_of};
 use super::{
-    Applied, Effect, FUTURE_MAX, Hash, Machine, PendingValidation, RuleBreak, SYNC_AHEAD_MAX,
+    Applied, Effect, FUTURE_MAX, Hash32, Machine, PendingValidation, RuleBreak, SYNC_AHEAD_MAX,
     leader_seed,
 };
 use crate::epoch::{self, EpochInput, Report};
@@ -308,8 +308,8 @@ impl<S: Storage> Machine<S> {
     }
 
     /// The batch ids held for an epoch (the first per author), sorted.
-    fn batch_ids(&self, epoch: u64) -> Vec<Hash> {
-        let mut ids: Vec<Hash> = self
+    fn batch_ids(&self, epoch: u64) -> Vec<Hash32> {
+        let mut ids: Vec<Hash32> = self
             .by_epoch
             .get(&epoch)
             .map(|m| m.values().copied().collect())
@@ -320,7 +320,7 @@ impl<S: Storage> Machine<S> {
 
     /// The epoch result over these batches (all held), with the epoch's roster and the
     /// registry as applied.
-    pub(super) fn compute(&self, epoch: u64, ids: &[Hash]) -> Option<epoch::EpochResult> {
+    pub(super) fn compute(&self, epoch: u64, ids: &[Hash32]) -> Option<epoch::EpochResult> {
         let roster = self.rosters.get(&epoch)?;
         let mut reports = Vec::new();
         for id in ids {

@@ -5,7 +5,7 @@ use parity_scale_codec::Encode as _;
 use platform_consensus::Storage;
 use platform_net::{Envelope, Topic};
 
-use super::{Arrival, Effect, Hash, KnownBatch, Machine, ROSTERS_AHEAD, Roster, epoch_seed};
+use super::{Arrival, Effect, Hash32, KnownBatch, Machine, ROSTERS_AHEAD, Roster, epoch_seed};
 use crate::metrics as m;
 use crate::msg::{Batch, BatchAnnounce, BatchEntry, decode_exact};
 use crate::registry::{Change, RegistryError, SignedChange};
@@ -16,7 +16,7 @@ fn count(result: &'static str) {
 }
 
 /// The module a change names, if any.
-pub(super) fn module_of(c: &Change) -> Option<Hash> {
+pub(super) fn module_of(c: &Change) -> Option<Hash32> {
     match c {
         Change::Publish(m) | Change::Update(m) => Some(m.module_hash),
         _ => None,
@@ -188,7 +188,7 @@ impl<S: Storage> Machine<S> {
         });
     }
 
-    pub(super) fn on_evaluated(&mut self, id: Hash, score: Option<u64>) {
+    pub(super) fn on_evaluated(&mut self, id: Hash32, score: Option<u64>) {
         // The epoch is not known from the id alone; open epochs are few.
         for subs in self.subs.values_mut() {
             if subs.counted.values().any(|c| *c == id) {
@@ -263,7 +263,7 @@ impl<S: Storage> Machine<S> {
 
     /// Keep a signed batch; returns its id when it is new and the first of its author for
     /// its epoch (a second one is kept by id only, so a value naming it can be checked).
-    pub(super) fn ingest_batch(&mut self, envelope: &[u8]) -> Option<Hash> {
+    pub(super) fn ingest_batch(&mut self, envelope: &[u8]) -> Option<Hash32> {
         let env = Envelope::decode(envelope).ok()?;
         if env.topic != Topic::Evaluations || !env.verify() {
             return None;
@@ -277,7 +277,7 @@ impl<S: Storage> Machine<S> {
         {
             return None; // not a validator of that epoch
         }
-        let id = platform_net::wire::sha256(envelope);
+        let id = platform_types::sha256(envelope);
         if self.batches.contains_key(&id) {
             return None;
         }
@@ -307,12 +307,12 @@ impl<S: Storage> Machine<S> {
         first.then_some(id)
     }
 
-    pub(super) fn on_fetched(&mut self, hash: Hash, bytes: Option<Vec<u8>>) {
+    pub(super) fn on_fetched(&mut self, hash: Hash32, bytes: Option<Vec<u8>>) {
         self.fetching.remove(&hash);
         let Some(bytes) = bytes else {
             return tracing::debug!("fetch of {} failed", hex::encode(hash));
         };
-        if platform_net::wire::sha256(&bytes) != hash {
+        if platform_types::sha256(&bytes) != hash {
             return tracing::warn!("fetched blob does not match its hash");
         }
         if self.modules_wanted.remove(&hash) {
@@ -323,7 +323,7 @@ impl<S: Storage> Machine<S> {
         }
     }
 
-    fn keep_module(&mut self, bytes: Vec<u8>, hash: Hash) {
+    fn keep_module(&mut self, bytes: Vec<u8>, hash: Hash32) {
         if !self.modules.insert(hash) {
             return;
         }
@@ -357,7 +357,7 @@ impl<S: Storage> Machine<S> {
             && !self.modules.contains(&hash)
         {
             match module {
-                Some(bytes) if platform_net::wire::sha256(&bytes) == hash => {
+                Some(bytes) if platform_types::sha256(&bytes) == hash => {
                     self.keep_module(bytes, hash);
                 }
                 Some(_) => return Err("the module sent does not match the change's hash".into()),

@@ -31,7 +31,7 @@ use platform_keys::Keypair;
 use platform_net::Topic;
 
 pub use schedule::{
-    EPOCH_BLOCKS_MIN, Hash, Hotkey, Pin, Roster, Schedule, epoch_seed, leader_seed,
+    EPOCH_BLOCKS_MIN, Hash32, Hotkey, Pin, Roster, Schedule, epoch_seed, leader_seed,
 };
 
 use crate::msg::{Batch, EpochRecord};
@@ -114,14 +114,14 @@ pub enum Input {
     /// The engine's verdict on a submission: its agreed score, or `None` (abstain).
     Evaluated {
         /// The submission.
-        id: Hash,
+        id: Hash32,
         /// Its score.
         score: Option<u64>,
     },
     /// A blob asked for with [`Effect::Fetch`]: its bytes, or `None` if it could not be had.
     Fetched {
         /// Its hash.
-        hash: Hash,
+        hash: Hash32,
         /// Its bytes.
         bytes: Option<Vec<u8>>,
     },
@@ -147,7 +147,7 @@ pub enum Input {
 #[derive(Clone, Debug)]
 pub struct Arrival {
     /// sha256 of the signed envelope.
-    pub id: Hash,
+    pub id: Hash32,
     /// The miner's hotkey.
     pub author: Hotkey,
     /// The challenge.
@@ -173,7 +173,7 @@ pub enum Effect {
     /// Serve a blob by its sha256.
     Provide(Vec<u8>),
     /// Fetch a blob by sha256; answer with [`Input::Fetched`].
-    Fetch(Hash),
+    Fetch(Hash32),
     /// Read the metagraph at `block`; answer with [`Input::Roster`] or `RosterUnavailable`.
     ReadRoster {
         /// The epoch.
@@ -195,11 +195,11 @@ pub enum Effect {
         /// The epoch.
         epoch: u64,
         /// The submission.
-        id: Hash,
+        id: Hash32,
         /// The challenge.
         challenge: u32,
         /// Agreed seed (from the pinned block hash).
-        seed: Hash,
+        seed: Hash32,
         /// The payload.
         body: Vec<u8>,
     },
@@ -267,7 +267,7 @@ pub struct Restored {
     /// Kept counted submissions of epochs not yet applied, with their score if evaluated.
     pub submissions: Vec<(Arrival, Option<Option<u64>>)>,
     /// Modules held.
-    pub modules: BTreeSet<Hash>,
+    pub modules: BTreeSet<Hash32>,
 }
 
 /// A batch the machine holds.
@@ -282,9 +282,9 @@ struct KnownBatch {
 #[derive(Debug, Default)]
 struct EpochSubs {
     /// The counted submission per (challenge, miner).
-    counted: BTreeMap<(u32, Hotkey), Hash>,
+    counted: BTreeMap<(u32, Hotkey), Hash32>,
     /// Evaluated: the score or abstain.
-    scores: HashMap<Hash, Option<u64>>,
+    scores: HashMap<Hash32, Option<u64>>,
 }
 
 #[derive(Debug)]
@@ -316,7 +316,7 @@ pub struct Machine<S: Storage> {
     me: Keypair,
     registry: Registry,
     changes: BTreeMap<u64, Vec<u8>>,
-    modules: BTreeSet<Hash>,
+    modules: BTreeSet<Hash32>,
     loaded: BTreeSet<u32>,
     head: Option<u64>,
     ended_at: BTreeMap<u64, u64>,
@@ -324,11 +324,11 @@ pub struct Machine<S: Storage> {
     roster_asked: BTreeMap<u64, u64>,
     subs: BTreeMap<u64, EpochSubs>,
     pending_evaluations: Vec<Arrival>,
-    batches: HashMap<Hash, KnownBatch>,
-    by_epoch: BTreeMap<u64, BTreeMap<Hotkey, Hash>>,
+    batches: HashMap<Hash32, KnownBatch>,
+    by_epoch: BTreeMap<u64, BTreeMap<Hotkey, Hash32>>,
     published: BTreeSet<u64>,
-    fetching: BTreeMap<Hash, u64>,
-    modules_wanted: BTreeSet<Hash>,
+    fetching: BTreeMap<Hash32, u64>,
+    modules_wanted: BTreeSet<Hash32>,
     replica: Option<Replica<S>>,
     cstore: Option<S>,
     future: Vec<Message>,
@@ -616,7 +616,7 @@ impl<S: Storage> Machine<S> {
             self.retry_validations(now);
         }
         self.fire_timer(now);
-        let stale: Vec<Hash> = self
+        let stale: Vec<Hash32> = self
             .fetching
             .iter()
             .filter(|(_, at)| now >= **at + 2 * self.cfg.view_timeout_ms)
@@ -628,14 +628,14 @@ impl<S: Storage> Machine<S> {
     }
 
     /// Fetch a module unless it is held.
-    fn fetch_module(&mut self, now: u64, hash: Hash) {
+    fn fetch_module(&mut self, now: u64, hash: Hash32) {
         if !self.modules.contains(&hash) {
             self.modules_wanted.insert(hash);
             self.fetch(now, hash);
         }
     }
 
-    fn fetch(&mut self, now: u64, hash: Hash) {
+    fn fetch(&mut self, now: u64, hash: Hash32) {
         if self.fetching.len() >= FETCHES_MAX || self.fetching.contains_key(&hash) {
             return;
         }

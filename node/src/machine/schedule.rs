@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 /// A hotkey (sr25519 public key).
 pub type Hotkey = [u8; 32];
 /// A sha256 or block hash.
-pub type Hash = [u8; 32];
+pub use platform_types::Hash32;
 
 /// Fewest blocks an epoch may have: evaluation, settling and voting need room.
 pub const EPOCH_BLOCKS_MIN: u64 = 3;
@@ -60,7 +60,7 @@ pub struct Pin {
     /// Block number.
     pub block: u64,
     /// Its hash.
-    pub hash: Hash,
+    pub hash: Hash32,
 }
 
 /// The metagraph of one epoch as read at its pinned block: who validates (permit and stake)
@@ -107,7 +107,7 @@ impl Roster {
 
     /// `sha256("platform/roster/v1" | block | hash | n | (hotkey, stake)… | m | (hotkey, uid)…)`,
     /// integers little endian, both lists in hotkey order.
-    pub fn digest(&self) -> Hash {
+    pub fn digest(&self) -> Hash32 {
         let mut h = Sha256::new();
         h.update(b"platform/roster/v1");
         h.update(self.pin.block.to_le_bytes());
@@ -128,7 +128,7 @@ impl Roster {
 
 /// The seed challenges read through their context: agreed data only (the epoch's pinned block
 /// hash), so no validator can predict it before the epoch starts or bias it.
-pub fn epoch_seed(netuid: u16, epoch: u64, pin: &Pin) -> Hash {
+pub fn epoch_seed(netuid: u16, epoch: u64, pin: &Pin) -> Hash32 {
     let mut h = Sha256::new();
     h.update(b"platform/epoch-seed/v2");
     h.update(netuid.to_le_bytes());
@@ -138,7 +138,7 @@ pub fn epoch_seed(netuid: u16, epoch: u64, pin: &Pin) -> Hash {
 }
 
 /// Seed of the consensus leader rotation for the height deciding `epoch`.
-pub fn leader_seed(netuid: u16, epoch: u64, pin: &Pin) -> Hash {
+pub fn leader_seed(netuid: u16, epoch: u64, pin: &Pin) -> Hash32 {
     let mut h = Sha256::new();
     h.update(b"platform/leader-seed/v2");
     h.update(netuid.to_le_bytes());

@@ -50,7 +50,7 @@ fn roster(validators: &[(Hotkey, u64)], miners: &[Hotkey], block: u64) -> Roster
 struct Pair {
     nodes: Vec<Machine<MemStore>>,
     rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>>,
-    provided: Vec<BTreeMap<Hash, Vec<u8>>>,
+    provided: Vec<BTreeMap<Hash32, Vec<u8>>>,
     published: Vec<Vec<(Topic, Vec<u8>)>>,
     applied: Vec<Vec<Applied>>,
     replies: Vec<Result<String, String>>,
@@ -118,7 +118,7 @@ impl Pair {
                 }
             }
             Effect::Provide(b) => {
-                self.provided[i].insert(platform_net::wire::sha256(&b), b);
+                self.provided[i].insert(platform_types::sha256(&b), b);
             }
             Effect::Fetch(hash) => {
                 let bytes = self.provided.iter().find_map(|p| p.get(&hash).cloned());
@@ -170,7 +170,7 @@ fn publish_challenge(p: &mut Pair, via: usize) {
         id: 1,
         name: "t".into(),
         version: 1,
-        module_hash: platform_net::wire::sha256(MODULE),
+        module_hash: platform_types::sha256(MODULE),
         limits: Limits {
             fuel: 1,
             memory_bytes: 1,

@@ -14,7 +14,7 @@ use platform_consensus::sim::Rng;
 use platform_keys::Keypair;
 
 use crate::machine::{
-    Arrival, Hash, Hotkey, Input, Machine, MachineConfig, Restored, RuleBreak, Schedule,
+    Arrival, Hash32, Hotkey, Input, Machine, MachineConfig, Restored, RuleBreak, Schedule,
 };
 use crate::registry::{ChallengeMeta, Change, Limits, Registry, Rule, SignedChange};
 
@@ -92,7 +92,7 @@ pub struct Outcome {
     /// Messages delivered.
     pub delivered: u64,
     /// A hash of every applied (node, epoch, digest), in order: equal runs, equal traces.
-    pub trace: Hash,
+    pub trace: Hash32,
 }
 
 /// A broken invariant, with the seed that reproduces it.
@@ -110,10 +110,10 @@ pub struct Violation {
 /// What a node made durable (what its redb files hold in the real node).
 #[derive(Default)]
 struct Disk {
-    subs: BTreeMap<Hash, Arrival>,
-    scores: BTreeMap<Hash, Option<u64>>,
+    subs: BTreeMap<Hash32, Arrival>,
+    scores: BTreeMap<Hash32, Option<u64>>,
     batches: Vec<(u64, Hotkey, Vec<u8>)>,
-    modules: BTreeMap<Hash, Vec<u8>>,
+    modules: BTreeMap<Hash32, Vec<u8>>,
     registry: BTreeMap<u32, Vec<u8>>,
     nonce: u64,
     applied_height: u64,
@@ -128,7 +128,7 @@ struct Node {
     incarnation: u32,
     group: u8,
     liar: bool,
-    provided: BTreeMap<Hash, Vec<u8>>,
+    provided: BTreeMap<Hash32, Vec<u8>>,
     applied: Vec<u64>,
 }
 
@@ -155,7 +155,7 @@ pub(super) struct World {
     nodes: Vec<Node>,
     miners: Vec<Hotkey>,
     owner: Keypair,
-    agreed: BTreeMap<u64, (Hash, Vec<(u16, u64)>)>,
+    agreed: BTreeMap<u64, (Hash32, Vec<(u16, u64)>)>,
     delivered: u64,
     trace: sha2::Sha256,
     faults_until: u64,
@@ -327,7 +327,7 @@ impl World {
         // The shell provides every stored module again at start.
         let modules: Vec<Vec<u8>> = n.disk.modules.values().cloned().collect();
         for b in modules {
-            n.provided.insert(platform_net::wire::sha256(&b), b);
+            n.provided.insert(platform_types::sha256(&b), b);
         }
         self.carry_out(i, effects);
         if let Some(head) = self.chain.current_block().ok().map(|b| b.number) {
@@ -350,7 +350,7 @@ impl World {
             id: CHALLENGE,
             name: "sim".into(),
             version: 1,
-            module_hash: platform_net::wire::sha256(b"sim-module"),
+            module_hash: platform_types::sha256(b"sim-module"),
             limits: Limits {
                 fuel: 1,
                 memory_bytes: 1,
@@ -557,7 +557,7 @@ impl World {
         let mut id_src = author.to_vec();
         id_src.extend_from_slice(&body);
         let a = Arrival {
-            id: platform_net::wire::sha256(&id_src),
+            id: platform_types::sha256(&id_src),
             author,
             challenge: CHALLENGE,
             epoch,

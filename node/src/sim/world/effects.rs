@@ -28,9 +28,7 @@ impl World {
             match e {
                 Effect::Publish { topic, payload } => self.publish(i, topic, payload),
                 Effect::Provide(b) => {
-                    self.nodes[i]
-                        .provided
-                        .insert(platform_net::wire::sha256(&b), b);
+                    self.nodes[i].provided.insert(platform_types::sha256(&b), b);
                 }
                 Effect::Fetch(hash) => {
                     let holders: Vec<usize> = (0..self.nodes.len())
@@ -81,7 +79,7 @@ impl World {
                     // The shell stores the result with its audit record as it arrives.
                     let mut src = seed.to_vec();
                     src.extend_from_slice(&body);
-                    let h = platform_net::wire::sha256(&src);
+                    let h = platform_types::sha256(&src);
                     let score = (h[0] != 0).then(|| u64::from(h[1]) * 1000 + u64::from(h[2]));
                     self.nodes[i].disk.scores.insert(id, score);
                     let t = self.now + 1 + self.rng.below(5);
@@ -105,7 +103,7 @@ impl World {
                     self.nodes[i]
                         .disk
                         .modules
-                        .insert(platform_net::wire::sha256(&b), b);
+                        .insert(platform_types::sha256(&b), b);
                 }
                 Effect::LoadChallenge(meta) => {
                     let input = Input::ChallengeLoaded {
