@@ -52,6 +52,9 @@ pub struct Args {
     /// Stop after this many submissions (before `duration` if reached).
     #[arg(long)]
     count: Option<u64>,
+    /// Example challenges the devnet registers, by name, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    challenges: Vec<String>,
     /// Attach to a running devnet: its directory (with devnet.json) instead of starting one.
     #[arg(long)]
     attach: Option<PathBuf>,
@@ -204,6 +207,12 @@ fn start(args: &Args) -> anyhow::Result<(Devnet, PathBuf)> {
         .args(["devnet", "--load", "0", "--nodes", &args.nodes.to_string()])
         .args(["--miners", &args.miners.to_string()])
         .args(["--epoch-blocks", &args.epoch_blocks.to_string()])
+        .args(
+            (!args.challenges.is_empty())
+                .then(|| ["--challenges".to_string(), args.challenges.join(",")])
+                .into_iter()
+                .flatten(),
+        )
         .arg("--block-time")
         .arg(format!("{}ms", args.block_time.as_millis()))
         .arg("--dir")

@@ -218,6 +218,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let (mut machine, first) = Machine::new(mcfg, me.clone(), owner, cstore, restored);
     let mut shell = crate::shell::Shell {
         store,
+        pending: Default::default(),
         runtime,
         engine,
         challenges: HashMap::new(),
@@ -288,6 +289,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
             let effects = machine.handle(now_ms(), input);
             shell.carry_out(&mut machine, effects);
         }
+        shell.flush();
         if last_status.elapsed() >= Duration::from_millis(250) {
             shell.publish_status(&machine);
             last_status = Instant::now();
@@ -295,6 +297,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     }
 
     tracing::info!("shutting down");
+    shell.flush();
     let crate::shell::Shell {
         engine, chain_tx, ..
     } = shell;

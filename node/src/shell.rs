@@ -20,7 +20,7 @@ use crate::metrics as m;
 use crate::msg::{ChallengePost, decode_exact};
 use crate::registry::ChallengeMeta;
 use crate::status::StatusView;
-use crate::store::{AppliedDecision, AuditRecord, Store};
+use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
 
 /// Fetches of one blob give up after this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,6 +30,8 @@ const BACKLOG_MAX: usize = 200_000;
 /// Everything the application thread owns besides the machine.
 pub(crate) struct Shell {
     pub(crate) store: Store,
+    /// Records of this pass of the loop, committed together by [`Shell::flush`].
+    pub(crate) pending: Writes,
     pub(crate) runtime: Runtime,
     pub(crate) engine: ShardedEngine,
     pub(crate) challenges: HashMap<u32, Arc<platform_engine::Challenge>>,
@@ -95,7 +97,25 @@ impl Shell {
         }
     }
 
-    /// Evaluation results: stored with their audit record, then their scores to the machine.
+    /// Commit the records gathered since the last flush in one transaction. Called once per
+    /// pass of the loop and before any other store write, so records land in order.
+    pub(crate) fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let audits = self.pending.audit_len() as u64;
+        match self.store.write(&mut self.pending) {
+            Ok(_) => metrics::counter!(m::AUDIT).increment(audits),
+            Err(e) => {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!("store: {e}");
+                self.pending = Writes::default();
+            }
+        }
+    }
+
+    /// Evaluation results: kept for the store with their audit record (committed at the
+    /// next flush), their scores to the machine.
     pub(crate) fn engine_results(&mut self, inputs: &mut Vec<Input>) {
         while let Some(r) = self.engine.try_recv() {
             let id = r.result.submission_id;
@@ -119,17 +139,9 @@ impl Shell {
                     .iter()
                     .fold(0u32, |a, b| a.saturating_add(*b)),
             };
-            match self.store.record_result(epoch, &id, &canonical, &audit) {
-                Ok(_) => metrics::counter!(m::AUDIT).increment(1),
-                Err(e) => {
-                    metrics::counter!(m::STORE_ERRORS).increment(1);
-                    tracing::error!("store: {e}");
-                }
-            }
-            inputs.push(Input::Evaluated {
-                id,
-                score: EvalResult::agreed_score(&canonical),
-            });
+            let score = EvalResult::agreed_score(&canonical);
+            self.pending.result(epoch, id, canonical, audit);
+            inputs.push(Input::Evaluated { id, score });
         }
         while let Some((epoch, s)) = self.backlog.pop_front() {
             let before = self.backlog.len();
@@ -217,16 +229,8 @@ impl Shell {
             }
             Effect::Pinned { epoch, roster } => self.pinned(epoch, roster),
             Effect::RecordSubmission(a) => {
-                if let Err(e) = self.store.record_submission(
-                    a.epoch,
-                    a.challenge,
-                    &a.author,
-                    &a.id,
-                    &a.envelope,
-                ) {
-                    metrics::counter!(m::STORE_ERRORS).increment(1);
-                    tracing::error!("store: {e}");
-                }
+                self.pending
+                    .submission(a.epoch, a.challenge, a.author, a.id, a.envelope);
             }
             Effect::Evaluate {
                 epoch,
@@ -251,11 +255,13 @@ impl Shell {
                 author,
                 envelope,
             } => {
+                self.flush();
                 if let Err(e) = self.store.put_batch(epoch, &author, &envelope) {
                     tracing::error!("store: {e}");
                 }
             }
             Effect::StoreModule(bytes) => {
+                self.flush();
                 if let Err(e) = self.store.put_module(&bytes, None) {
                     tracing::error!("store: {e}");
                 }
@@ -351,6 +357,7 @@ impl Shell {
 
     fn applied(&mut self, a: &Applied) {
         let rec_bytes = parity_scale_codec::Encode::encode(&a.record);
+        self.flush();
         if let Err(e) = self.store.apply_decision(&AppliedDecision {
             height: a.height,
             epoch: Some((a.epoch, &rec_bytes)),

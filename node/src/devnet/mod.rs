@@ -68,6 +68,23 @@ pub struct DevnetArgs {
     /// Do not register the example challenges.
     #[arg(long)]
     pub no_challenges: bool,
+    /// Which example challenges to register, by name (default: all of them).
+    #[arg(long, value_delimiter = ',', value_parser = parse_example)]
+    pub challenges: Vec<String>,
+}
+
+fn parse_example(name: &str) -> Result<String, String> {
+    match platform_challenges::by_name(name) {
+        Some(_) => Ok(name.to_string()),
+        None => Err(format!(
+            "no example challenge named {name:?} (known: {})",
+            platform_challenges::EXAMPLES
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 fn seed(label: &str, i: usize) -> [u8; 32] {
@@ -193,11 +210,15 @@ fn status(api: &str) -> Option<serde_json::Value> {
     serde_json::from_str(&text).ok()
 }
 
-/// Register every example challenge through node `api`: publish then activate.
-fn register_examples(api: &str) -> anyhow::Result<()> {
+/// Register the chosen example challenges (all when `names` is empty) through node `api`:
+/// publish then activate.
+fn register_examples(api: &str, names: &[String]) -> anyhow::Result<()> {
     let owner = Keypair::from_seed(&owner_seed());
     let mut nonce = platform_types::now_ms();
-    for ex in platform_challenges::EXAMPLES {
+    for ex in platform_challenges::EXAMPLES
+        .iter()
+        .filter(|e| names.is_empty() || names.iter().any(|n| n == e.name))
+    {
         let meta = ChallengeMeta {
             id: ex.id,
             name: ex.name.into(),
@@ -407,7 +428,7 @@ fn drive(
     }
     println!("devnet: {} nodes connected", up.len());
     if !args.no_challenges {
-        register_examples(&specs[0].api)?;
+        register_examples(&specs[0].api, &args.challenges)?;
         println!("devnet: example challenges sent to v0; they take effect once committed");
     }
     let schedule = Schedule::of_subnet(NETUID, args.epoch_blocks);

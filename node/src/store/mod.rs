@@ -1,7 +1,9 @@
 //! The node's durable state under `data/`: one redb file holding challenge modules by hash,
 //! the registry, the submissions index, evaluation results, an append-only audit log of
 //! evaluations, and small counters. Every write is one redb transaction: a node killed at
-//! any moment reopens to the last committed transaction, never a torn one.
+//! any moment reopens to the last committed transaction, never a torn one. Under load the
+//! node gathers one loop pass's submissions and results in [`Writes`] and commits them in
+//! one transaction: one fsync per pass instead of one per record.
 
 use std::path::Path;
 
@@ -164,6 +166,95 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A submission waiting in [`Writes`].
+#[derive(Clone, Debug)]
+struct PendingSubmission {
+    epoch: u64,
+    challenge: u32,
+    miner: [u8; 32],
+    id: [u8; 32],
+    envelope: Vec<u8>,
+}
+
+/// Records gathered over one pass of the node's loop and committed together by
+/// [`Store::write`]: a node under load pays one fsync per pass, not one per record.
+#[derive(Clone, Debug, Default)]
+pub struct Writes {
+    submissions: Vec<PendingSubmission>,
+    results: Vec<(u64, [u8; 32], Vec<u8>, AuditRecord)>,
+}
+
+impl Writes {
+    /// A miner's submission (see [`Store::record_submission`] for which one counts).
+    pub fn submission(
+        &mut self,
+        epoch: u64,
+        challenge: u32,
+        miner: [u8; 32],
+        id: [u8; 32],
+        envelope: Vec<u8>,
+    ) {
+        self.submissions.push(PendingSubmission {
+            epoch,
+            challenge,
+            miner,
+            id,
+            envelope,
+        });
+    }
+
+    /// An evaluation's canonical record and its audit entry.
+    pub fn result(&mut self, epoch: u64, id: [u8; 32], canonical: Vec<u8>, audit: AuditRecord) {
+        self.results.push((epoch, id, canonical, audit));
+    }
+
+    /// Audit records waiting.
+    pub fn audit_len(&self) -> usize {
+        self.results.len()
+    }
+
+    /// Records waiting.
+    pub fn len(&self) -> usize {
+        self.submissions.len() + self.results.len()
+    }
+
+    /// Nothing waiting.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn put_submission(
+    tx: &redb::WriteTransaction,
+    epoch: u64,
+    challenge: u32,
+    miner: &[u8; 32],
+    id: &[u8; 32],
+    envelope: &[u8],
+) -> Result<Counted, StoreError> {
+    let counted = {
+        let mut subs = tx.open_table(SUBMISSIONS).map_err(db)?;
+        let current = subs
+            .get((epoch, challenge, miner))
+            .map_err(db)?
+            .map(|v| *v.value());
+        let counted = match current {
+            None => Counted::New,
+            Some(c) if *id < c => Counted::Replaced,
+            Some(_) => Counted::Kept,
+        };
+        if counted != Counted::Kept {
+            subs.insert((epoch, challenge, miner), id).map_err(db)?;
+        }
+        counted
+    };
+    tx.open_table(BODIES)
+        .map_err(db)?
+        .insert(id, envelope)
+        .map_err(db)?;
+    Ok(counted)
+}
+
 impl Store {
     /// Open or create the store file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -262,26 +353,7 @@ impl Store {
         envelope: &[u8],
     ) -> Result<Counted, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let counted = {
-            let mut subs = tx.open_table(SUBMISSIONS).map_err(db)?;
-            let current = subs
-                .get((epoch, challenge, miner))
-                .map_err(db)?
-                .map(|v| *v.value());
-            let counted = match current {
-                None => Counted::New,
-                Some(c) if *id < c => Counted::Replaced,
-                Some(_) => Counted::Kept,
-            };
-            if counted != Counted::Kept {
-                subs.insert((epoch, challenge, miner), id).map_err(db)?;
-            }
-            counted
-        };
-        tx.open_table(BODIES)
-            .map_err(db)?
-            .insert(id, envelope)
-            .map_err(db)?;
+        let counted = put_submission(&tx, epoch, challenge, miner, id, envelope)?;
         tx.commit().map_err(db)?;
         Ok(counted)
     }
@@ -334,19 +406,35 @@ impl Store {
         canonical: &[u8],
         audit: &AuditRecord,
     ) -> Result<u64, StoreError> {
+        let mut w = Writes::default();
+        w.result(epoch, *submission, canonical.to_vec(), audit.clone());
+        Ok(self.write(&mut w)?.saturating_sub(1))
+    }
+
+    /// Commit everything gathered in `w` in one transaction (one fsync instead of one per
+    /// record), then empty it. Returns the next audit sequence number.
+    pub fn write(&self, w: &mut Writes) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let seq = {
-            tx.open_table(RESULTS)
-                .map_err(db)?
-                .insert((epoch, submission), canonical)
-                .map_err(db)?;
+        for s in &w.submissions {
+            put_submission(&tx, s.epoch, s.challenge, &s.miner, &s.id, &s.envelope)?;
+        }
+        let next = {
+            let mut results = tx.open_table(RESULTS).map_err(db)?;
             let mut log = tx.open_table(AUDIT).map_err(db)?;
-            let seq = log.last().map_err(db)?.map_or(0, |(k, _)| k.value() + 1);
-            log.insert(seq, audit.encode().as_slice()).map_err(db)?;
+            let mut seq = log.last().map_err(db)?.map_or(0, |(k, _)| k.value() + 1);
+            for (epoch, id, canonical, audit) in &w.results {
+                results
+                    .insert((*epoch, id), canonical.as_slice())
+                    .map_err(db)?;
+                log.insert(seq, audit.encode().as_slice()).map_err(db)?;
+                seq += 1;
+            }
             seq
         };
         tx.commit().map_err(db)?;
-        Ok(seq)
+        w.submissions.clear();
+        w.results.clear();
+        Ok(next)
     }
 
     /// A stored canonical evaluation record.
@@ -469,145 +557,4 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn audit(i: u8) -> AuditRecord {
-        AuditRecord {
-            epoch: 3,
-            challenge: 1,
-            module_hash: [i; 32],
-            input_hash: [i + 1; 32],
-            submission: [i + 2; 32],
-            outcome: 0,
-            score: 500_000_000,
-            fuel: 12_345,
-            host_calls: 7,
-        }
-    }
-
-    #[test]
-    fn first_batch_per_author_wins_and_decisions_apply_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.redb");
-        {
-            let s = Store::open(&path).unwrap();
-            assert_eq!(s.put_batch(5, &[1; 32], b"first").unwrap(), b"first");
-            assert_eq!(s.put_batch(5, &[1; 32], b"second").unwrap(), b"first");
-            s.put_batch(6, &[2; 32], b"other").unwrap();
-            s.apply_decision(&AppliedDecision {
-                height: 3,
-                epoch: Some((5, b"result")),
-                registry: &[(9, b"entry".to_vec())],
-                registry_nonce: 77,
-            })
-            .unwrap();
-        }
-        let s = Store::open(&path).unwrap();
-        let rows = s.batches_from(5).unwrap();
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0], (5, [1; 32], b"first".to_vec()));
-        assert_eq!(s.batches_from(6).unwrap().len(), 1);
-        assert_eq!(s.epochs_from(0).unwrap(), vec![(5, b"result".to_vec())]);
-        assert_eq!(s.registry().unwrap(), vec![(9, b"entry".to_vec())]);
-        assert_eq!(s.meta(META_APPLIED_HEIGHT).unwrap(), Some(3));
-        assert_eq!(s.meta(META_REGISTRY_NONCE).unwrap(), Some(77));
-        assert_eq!(s.meta(META_LAST_EPOCH).unwrap(), Some(5));
-    }
-
-    #[test]
-    fn everything_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("node.redb");
-        let module = b"\0asm\x01\0\0\0".to_vec();
-        let h = {
-            let s = Store::open(&path).unwrap();
-            let h = s.put_module(&module, None).unwrap();
-            assert!(
-                s.put_module(b"other", Some(&h)).is_err(),
-                "a wrong hash is refused"
-            );
-            s.put_registry(1, b"entry-1").unwrap();
-            assert_eq!(
-                s.record_submission(3, 1, &[9; 32], &[5; 32], b"env5")
-                    .unwrap(),
-                Counted::New
-            );
-            assert_eq!(
-                s.record_result(3, &[5; 32], &[1; 128], &audit(1)).unwrap(),
-                0
-            );
-            assert_eq!(
-                s.record_result(3, &[6; 32], &[2; 128], &audit(2)).unwrap(),
-                1
-            );
-            s.set_meta("last_committed_epoch", 2).unwrap();
-            h
-        };
-        let s = Store::open(&path).unwrap();
-        assert_eq!(s.module(&h).unwrap(), Some(module));
-        assert_eq!(s.registry().unwrap(), vec![(1, b"entry-1".to_vec())]);
-        assert_eq!(
-            s.counted_submissions(3).unwrap(),
-            vec![(1, [9; 32], [5; 32])]
-        );
-        assert_eq!(s.submission_body(&[5; 32]).unwrap(), Some(b"env5".to_vec()));
-        assert_eq!(s.result(3, &[5; 32]).unwrap(), Some(vec![1; 128]));
-        assert_eq!(s.meta("last_committed_epoch").unwrap(), Some(2));
-        // The audit log continues where it stopped.
-        assert_eq!(
-            s.record_result(3, &[7; 32], &[3; 128], &audit(3)).unwrap(),
-            2
-        );
-        let log = s.audit_from(1).unwrap();
-        assert_eq!(log.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(log[0].1, audit(2));
-    }
-
-    #[test]
-    fn the_counted_submission_is_the_smallest_id_in_any_arrival_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids = [[7u8; 32], [3; 32], [9; 32]];
-        for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
-            let s = Store::open(&dir.path().join(format!("{order:?}.redb"))).unwrap();
-            for i in order {
-                s.record_submission(1, 4, &[1; 32], &ids[i], b"e").unwrap();
-            }
-            assert_eq!(
-                s.counted_submissions(1).unwrap(),
-                vec![(4, [1; 32], [3; 32])]
-            );
-        }
-        let s = Store::open(&dir.path().join("x.redb")).unwrap();
-        assert_eq!(
-            s.record_submission(1, 4, &[1; 32], &[7; 32], b"e").unwrap(),
-            Counted::New
-        );
-        assert_eq!(
-            s.record_submission(1, 4, &[1; 32], &[3; 32], b"e").unwrap(),
-            Counted::Replaced
-        );
-        assert_eq!(
-            s.record_submission(1, 4, &[1; 32], &[9; 32], b"e").unwrap(),
-            Counted::Kept
-        );
-        assert!(s.counted_submissions(2).unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_corrupted_module_is_detected_on_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("m.redb")).unwrap();
-        // Write bytes under a hash they do not have, bypassing put_module's check.
-        let tx = s.db.begin_write().unwrap();
-        tx.open_table(MODULES)
-            .unwrap()
-            .insert(&[1u8; 32], &b"junk"[..])
-            .unwrap();
-        tx.commit().unwrap();
-        assert!(matches!(
-            s.module(&[1; 32]),
-            Err(StoreError::HashMismatch(_))
-        ));
-    }
-}
+mod tests;

@@ -1,0 +1,172 @@
+use super::*;
+
+fn audit(i: u8) -> AuditRecord {
+    AuditRecord {
+        epoch: 3,
+        challenge: 1,
+        module_hash: [i; 32],
+        input_hash: [i + 1; 32],
+        submission: [i + 2; 32],
+        outcome: 0,
+        score: 500_000_000,
+        fuel: 12_345,
+        host_calls: 7,
+    }
+}
+
+#[test]
+fn first_batch_per_author_wins_and_decisions_apply_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    {
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.put_batch(5, &[1; 32], b"first").unwrap(), b"first");
+        assert_eq!(s.put_batch(5, &[1; 32], b"second").unwrap(), b"first");
+        s.put_batch(6, &[2; 32], b"other").unwrap();
+        s.apply_decision(&AppliedDecision {
+            height: 3,
+            epoch: Some((5, b"result")),
+            registry: &[(9, b"entry".to_vec())],
+            registry_nonce: 77,
+        })
+        .unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    let rows = s.batches_from(5).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0], (5, [1; 32], b"first".to_vec()));
+    assert_eq!(s.batches_from(6).unwrap().len(), 1);
+    assert_eq!(s.epochs_from(0).unwrap(), vec![(5, b"result".to_vec())]);
+    assert_eq!(s.registry().unwrap(), vec![(9, b"entry".to_vec())]);
+    assert_eq!(s.meta(META_APPLIED_HEIGHT).unwrap(), Some(3));
+    assert_eq!(s.meta(META_REGISTRY_NONCE).unwrap(), Some(77));
+    assert_eq!(s.meta(META_LAST_EPOCH).unwrap(), Some(5));
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let module = b"\0asm\x01\0\0\0".to_vec();
+    let h = {
+        let s = Store::open(&path).unwrap();
+        let h = s.put_module(&module, None).unwrap();
+        assert!(
+            s.put_module(b"other", Some(&h)).is_err(),
+            "a wrong hash is refused"
+        );
+        s.put_registry(1, b"entry-1").unwrap();
+        assert_eq!(
+            s.record_submission(3, 1, &[9; 32], &[5; 32], b"env5")
+                .unwrap(),
+            Counted::New
+        );
+        assert_eq!(
+            s.record_result(3, &[5; 32], &[1; 128], &audit(1)).unwrap(),
+            0
+        );
+        assert_eq!(
+            s.record_result(3, &[6; 32], &[2; 128], &audit(2)).unwrap(),
+            1
+        );
+        s.set_meta("last_committed_epoch", 2).unwrap();
+        h
+    };
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.module(&h).unwrap(), Some(module));
+    assert_eq!(s.registry().unwrap(), vec![(1, b"entry-1".to_vec())]);
+    assert_eq!(
+        s.counted_submissions(3).unwrap(),
+        vec![(1, [9; 32], [5; 32])]
+    );
+    assert_eq!(s.submission_body(&[5; 32]).unwrap(), Some(b"env5".to_vec()));
+    assert_eq!(s.result(3, &[5; 32]).unwrap(), Some(vec![1; 128]));
+    assert_eq!(s.meta("last_committed_epoch").unwrap(), Some(2));
+    // The audit log continues where it stopped.
+    assert_eq!(
+        s.record_result(3, &[7; 32], &[3; 128], &audit(3)).unwrap(),
+        2
+    );
+    let log = s.audit_from(1).unwrap();
+    assert_eq!(log.iter().map(|(k, _)| *k).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(log[0].1, audit(2));
+}
+
+#[test]
+fn the_counted_submission_is_the_smallest_id_in_any_arrival_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = [[7u8; 32], [3; 32], [9; 32]];
+    for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
+        let s = Store::open(&dir.path().join(format!("{order:?}.redb"))).unwrap();
+        for i in order {
+            s.record_submission(1, 4, &[1; 32], &ids[i], b"e").unwrap();
+        }
+        assert_eq!(
+            s.counted_submissions(1).unwrap(),
+            vec![(4, [1; 32], [3; 32])]
+        );
+    }
+    let s = Store::open(&dir.path().join("x.redb")).unwrap();
+    assert_eq!(
+        s.record_submission(1, 4, &[1; 32], &[7; 32], b"e").unwrap(),
+        Counted::New
+    );
+    assert_eq!(
+        s.record_submission(1, 4, &[1; 32], &[3; 32], b"e").unwrap(),
+        Counted::Replaced
+    );
+    assert_eq!(
+        s.record_submission(1, 4, &[1; 32], &[9; 32], b"e").unwrap(),
+        Counted::Kept
+    );
+    assert!(s.counted_submissions(2).unwrap().is_empty());
+}
+
+#[test]
+fn a_corrupted_module_is_detected_on_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("m.redb")).unwrap();
+    // Write bytes under a hash they do not have, bypassing put_module's check.
+    let tx = s.db.begin_write().unwrap();
+    tx.open_table(MODULES)
+        .unwrap()
+        .insert(&[1u8; 32], &b"junk"[..])
+        .unwrap();
+    tx.commit().unwrap();
+    assert!(matches!(
+        s.module(&[1; 32]),
+        Err(StoreError::HashMismatch(_))
+    ));
+}
+
+#[test]
+fn one_write_holds_many_records_and_keeps_the_counting_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("w.redb")).unwrap();
+    let mut w = Writes::default();
+    for id in [[7u8; 32], [3; 32], [9; 32]] {
+        w.submission(1, 4, [1; 32], id, id.to_vec());
+    }
+    w.submission(1, 4, [2; 32], [8; 32], b"other miner".to_vec());
+    w.result(1, [3; 32], vec![1; 128], audit(1));
+    w.result(1, [8; 32], vec![2; 128], audit(2));
+    assert_eq!(w.len(), 6);
+    assert_eq!(
+        s.write(&mut w).unwrap(),
+        2,
+        "the next audit sequence number"
+    );
+    assert!(w.is_empty(), "a write empties what it committed");
+    assert_eq!(
+        s.counted_submissions(1).unwrap(),
+        vec![(4, [1; 32], [3; 32]), (4, [2; 32], [8; 32])]
+    );
+    assert_eq!(s.submission_body(&[9; 32]).unwrap(), Some(vec![9; 32]));
+    assert_eq!(s.result(1, &[8; 32]).unwrap(), Some(vec![2; 128]));
+    // Singles after a batch continue the same audit log.
+    assert_eq!(
+        s.record_result(1, &[7; 32], &[3; 128], &audit(3)).unwrap(),
+        2
+    );
+    assert_eq!(s.audit_from(0).unwrap().len(), 3);
+}
