@@ -155,6 +155,32 @@ pub fn verify(context: &[u8], public: &[u8; 32], message: &[u8], signature: &[u8
         .is_ok()
 }
 
+/// Verify many sr25519 signatures made under one `context` at once: `(public key,
+/// message, signature)` each. Batch verification (one multi-scalar multiplication with
+/// random coefficients) costs well under one single verification per signature; the
+/// answer is `true` only if every signature verifies (a forged one fails the whole batch,
+/// except with negligible probability). Malformed keys or signatures make it `false`.
+pub fn verify_many(context: &[u8], items: &[(&[u8; 32], &[u8], &[u8; 64])]) -> bool {
+    if items.is_empty() {
+        return true;
+    }
+    let mut keys = Vec::with_capacity(items.len());
+    let mut sigs = Vec::with_capacity(items.len());
+    for (pk, _, sig) in items {
+        let (Ok(pk), Ok(sig)) = (
+            schnorrkel::PublicKey::from_bytes(&pk[..]),
+            schnorrkel::Signature::from_bytes(&sig[..]),
+        ) else {
+            return false;
+        };
+        keys.push(pk);
+        sigs.push(sig);
+    }
+    let ctx = signing_context(context);
+    let transcripts = items.iter().map(|(_, m, _)| ctx.bytes(m));
+    schnorrkel::verify_batch(transcripts, &sigs, &keys, false).is_ok()
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct HotkeyFile {
     #[serde(rename = "secretSeed")]
@@ -207,6 +233,38 @@ mod tests {
     const ALICE_SEED: &str = "e5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a";
     const ALICE_PUBLIC: &str = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
     const ALICE_SS58: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+
+    #[test]
+    fn many_signatures_verify_together_and_one_forgery_fails_them() {
+        let keys: Vec<Keypair> = (0..40u8).map(|i| Keypair::from_seed(&[i; 32])).collect();
+        let msgs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1 + i as usize]).collect();
+        let mut sigs: Vec<[u8; 64]> = keys
+            .iter()
+            .zip(&msgs)
+            .map(|(k, m)| k.sign(b"ctx", m))
+            .collect();
+        let pubs: Vec<[u8; 32]> = keys.iter().map(|k| k.public()).collect();
+        let items = |sigs: &[[u8; 64]]| -> Vec<([u8; 32], Vec<u8>, [u8; 64])> {
+            (0..40)
+                .map(|i| (pubs[i], msgs[i].clone(), sigs[i]))
+                .collect()
+        };
+        let check = |ctx: &[u8], v: &[([u8; 32], Vec<u8>, [u8; 64])]| {
+            let refs: Vec<(&[u8; 32], &[u8], &[u8; 64])> =
+                v.iter().map(|(p, m, s)| (p, m.as_slice(), s)).collect();
+            verify_many(ctx, &refs)
+        };
+        assert!(check(b"ctx", &items(&sigs)));
+        assert!(!check(b"other", &items(&sigs)), "the context is bound");
+        assert!(verify_many(b"ctx", &[]));
+        // Each signature also verifies alone; swapping two breaks the batch.
+        assert!(verify(b"ctx", &pubs[7], &msgs[7], &sigs[7]));
+        sigs.swap(3, 4);
+        assert!(!check(b"ctx", &items(&sigs)));
+        sigs.swap(3, 4);
+        sigs[39][5] ^= 1;
+        assert!(!check(b"ctx", &items(&sigs)), "one flipped bit fails all");
+    }
 
     #[test]
     fn alice_matches_substrate() {

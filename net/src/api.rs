@@ -44,6 +44,9 @@ pub struct Hostile {
     pub claim_hotkey: Option<Hotkey>,
     /// Serve blobs with a flipped byte.
     pub corrupt_blobs: bool,
+    /// Seal submission batches whose last entry's signature has a flipped bit (the batch
+    /// hash is computed over the forged bytes, so only the signature check catches it).
+    pub forge_batch_entries: bool,
 }
 
 /// What to start a node with besides its config.

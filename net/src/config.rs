@@ -80,6 +80,19 @@ pub struct NetConfig {
     pub event_queue: usize,
     /// Capacity of the command channel from the application.
     pub command_queue: usize,
+    /// Submissions a validator accepts from miners are bundled over this window into one
+    /// signed, content-addressed batch that peers fetch once (`0s`: gossip each one).
+    #[serde(with = "humantime_serde")]
+    pub batch_window: Duration,
+    /// A batch is sealed early once it holds this many submissions.
+    pub batch_max_entries: usize,
+    /// A batch is sealed early once it holds this many bytes (at most `max_blob_bytes`).
+    pub batch_max_bytes: usize,
+    /// Batches fetched but not yet verified at most; announcements beyond wait.
+    pub batch_verify_queue: usize,
+    /// Memory for the batches this node serves, apart from `blob_cache_bytes`; the oldest
+    /// are evicted beyond it.
+    pub batch_cache_bytes: usize,
 }
 
 /// Largest payload per topic.
@@ -94,6 +107,8 @@ pub struct TopicLimits {
     pub consensus: usize,
     /// Challenge announcements.
     pub challenges: usize,
+    /// Submission-batch announcements (the batches themselves travel as blobs).
+    pub batches: usize,
 }
 
 impl Default for TopicLimits {
@@ -103,6 +118,7 @@ impl Default for TopicLimits {
             evaluations: 128 * 1024,
             consensus: 128 * 1024,
             challenges: 16 * 1024,
+            batches: 1024,
         }
     }
 }
@@ -115,6 +131,7 @@ impl TopicLimits {
             Topic::Evaluations => self.evaluations,
             Topic::Consensus => self.consensus,
             Topic::Challenges => self.challenges,
+            Topic::Batches => self.batches,
         }
     }
 }
@@ -154,6 +171,11 @@ impl Default for NetConfig {
             max_clock_skew: Duration::from_secs(30),
             event_queue: 16 * 1024,
             command_queue: 4096,
+            batch_window: Duration::from_millis(50),
+            batch_max_entries: 4096,
+            batch_max_bytes: 1024 * 1024,
+            batch_verify_queue: 64,
+            batch_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -256,6 +278,32 @@ impl NetConfig {
         }
         if c.max_records == 0 {
             return Err(bad("max_records", "must be at least 1"));
+        }
+        if c.batch_max_entries == 0 || c.batch_max_entries > crate::batch::MAX_ENTRIES {
+            return Err(bad(
+                "batch_max_entries",
+                format!("must be between 1 and {}", crate::batch::MAX_ENTRIES),
+            ));
+        }
+        if c.batch_max_bytes < c.max_payload_bytes.submissions + ENVELOPE_OVERHEAD + 16
+            || c.batch_max_bytes > c.max_blob_bytes
+        {
+            return Err(bad(
+                "batch_max_bytes",
+                "must hold one largest submission and be at most max_blob_bytes",
+            ));
+        }
+        if c.batch_cache_bytes < c.batch_max_bytes {
+            return Err(bad(
+                "batch_cache_bytes",
+                "must hold at least one batch_max_bytes batch",
+            ));
+        }
+        if c.batch_verify_queue == 0 {
+            return Err(bad("batch_verify_queue", "must be at least 1"));
+        }
+        if c.batch_window > Duration::from_secs(10) {
+            return Err(bad("batch_window", "must be at most 10s"));
         }
         for (f, d) in [
             ("request_timeout", c.request_timeout),

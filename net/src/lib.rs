@@ -7,6 +7,9 @@
 //!   and payload; accept, reject (the peer is penalised) or ignore, with a counted reason.
 //! - PeerId-to-hotkey binding: each side sends a record signed by its hotkey naming its
 //!   PeerId on connection; a record that does not verify gets the peer refused.
+//! - Submissions a validator accepts travel to its peers in batches ([`batch`]): a signed
+//!   announcement on gossip, the batch fetched once by hash, opened and its signatures
+//!   verified in bulk on a rayon pool, never on the net thread.
 //! - Kademlia records (submissions, evaluation batches, checkpoints) keyed by content hash,
 //!   and blobs (modules, large bodies) fetched by request-response from providers, hashes
 //!   verified.
@@ -16,6 +19,7 @@
 //! application (a full event queue drops and counts); net carries messages, it never decides.
 
 mod api;
+pub mod batch;
 mod codec;
 pub mod config;
 pub mod miner;

@@ -22,6 +22,8 @@ use libp2p::{
 use platform_keys::Keypair;
 use tokio::sync::Notify;
 
+mod batches;
+
 use crate::api::{
     Command, Delivery, Hostile, NetError, NetEvent, Options, PayloadCheck, PeerInfo, Reply, Shared,
 };
@@ -177,6 +179,8 @@ enum Outbound {
 
 struct Node {
     swarm: Swarm<Behaviour>,
+    hotkey: Arc<Keypair>,
+    batches: batches::Batches,
     cfg: NetConfig,
     shared: Arc<Shared>,
     events: Sender<NetEvent>,
@@ -215,7 +219,8 @@ pub(crate) async fn run(
     events: Sender<NetEvent>,
     ready: Sender<Result<(), NetError>>,
 ) {
-    let mut node = match Node::new(&config, key, &hotkey, options, shared, events).await {
+    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut node = match Node::new(&config, key, hotkey, options, shared, events, opened_tx).await {
         Ok(n) => n,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -226,6 +231,10 @@ pub(crate) async fn run(
     node.dial_bootstrap();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut batch_tick =
+        tokio::time::interval(config.config.batch_window.max(Duration::from_millis(1)));
+    batch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let batching = node.batching();
     loop {
         tokio::select! {
             ev = node.swarm.select_next_some() => node.on_swarm_event(ev),
@@ -238,6 +247,8 @@ pub(crate) async fn run(
                 }
             }
             _ = tick.tick() => node.housekeeping(),
+            _ = batch_tick.tick(), if batching => node.batch_tick(Instant::now()),
+            Some(opened) = opened_rx.recv() => node.on_opened(opened),
         }
     }
 }
@@ -246,10 +257,11 @@ impl Node {
     async fn new(
         config: &ValidNetConfig,
         key: libp2p::identity::Keypair,
-        hotkey: &Keypair,
+        hotkey: Arc<Keypair>,
         options: Options,
         shared: Arc<Shared>,
         events: Sender<NetEvent>,
+        opened_tx: tokio::sync::mpsc::UnboundedSender<batches::Opened>,
     ) -> Result<Node, NetError> {
         let cfg = config.config.clone();
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
@@ -321,11 +333,13 @@ impl Node {
             })
             .collect();
         let own_hotkey = options.hostile.claim_hotkey.unwrap_or(hotkey.public());
-        let mut binding = Binding::sign(hotkey, peer_id.to_bytes(), now_ms());
+        let mut binding = Binding::sign(&hotkey, peer_id.to_bytes(), now_ms());
         binding.hotkey = own_hotkey;
         tracing::info!(peer = %peer_id, "net started");
         Ok(Node {
             swarm,
+            hotkey,
+            batches: batches::Batches::new(cfg.batch_cache_bytes, opened_tx),
             seen: SeenCache::new(cfg.max_message_age + cfg.max_clock_skew, SEEN_CAPACITY),
             blobs: BlobCache::new(cfg.blob_cache_bytes),
             cfg,
@@ -616,6 +630,11 @@ impl Node {
                     .report_message_validation_result(&msg_id, &source, MessageAcceptance::Accept);
                 self.seen.insert(id, now);
                 self.counters().message(topic, "in", "accept", len);
+                if topic == Topic::Batches {
+                    let publisher = msg.source.unwrap_or(source);
+                    self.on_announce(publisher, source, &env.payload);
+                    return;
+                }
                 self.emit(NetEvent::Message(Delivery {
                     id,
                     topic,
@@ -981,6 +1000,7 @@ impl Node {
                 let _ = w.send(result.clone());
             }
         }
+        self.batch_fetched(hash, result.ok());
     }
 
     fn put_record(&mut self, kind: RecordKind, bytes: Vec<u8>, reply: Reply<Hash32>) {
@@ -1058,13 +1078,17 @@ impl Node {
                     }
                     match blob {
                         Some(b) if b.len() <= self.cfg.max_blob_bytes && sha256(&b) == hash => {
-                            self.store_blob(hash, b.clone());
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .kad
-                                .start_providing(blob_key(&hash));
-                            self.finish_fetch(&hash, Ok(b));
+                            if self.is_batch(&hash) {
+                                self.finish_fetch(&hash, Ok(b));
+                            } else {
+                                self.store_blob(hash, b.clone());
+                                let _ = self
+                                    .swarm
+                                    .behaviour_mut()
+                                    .kad
+                                    .start_providing(blob_key(&hash));
+                                self.finish_fetch(&hash, Ok(b));
+                            }
                         }
                         Some(_) => {
                             tracing::warn!(%peer, "blob does not match its hash");
@@ -1124,7 +1148,11 @@ impl Node {
                 Response::Hello(self.binding.clone())
             }
             Request::Blob(hash) => {
-                let mut blob = self.blobs.get(&hash).cloned();
+                let mut blob = self
+                    .blobs
+                    .get(&hash)
+                    .or_else(|| self.batches.cache.get(&hash))
+                    .cloned();
                 if self.hostile.corrupt_blobs
                     && let Some(b) = blob.as_mut()
                     && let Some(x) = b.first_mut()
@@ -1159,16 +1187,20 @@ impl Node {
         };
         self.seen.insert(id, now);
         let len = bytes.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(IdentTopic::new(Topic::Submissions.name()), bytes.clone())
-        {
-            Ok(_) => self
-                .counters()
-                .message(Topic::Submissions, "out", "sent", len),
-            Err(e) => tracing::debug!("submission not gossiped: {e}"),
+        if self.batching() {
+            self.enqueue_submission(&bytes, now);
+        } else {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(IdentTopic::new(Topic::Submissions.name()), bytes.clone())
+            {
+                Ok(_) => self
+                    .counters()
+                    .message(Topic::Submissions, "out", "sent", len),
+                Err(e) => tracing::debug!("submission not gossiped: {e}"),
+            }
         }
         self.counters().submission_accepted();
         self.counters()

@@ -27,6 +27,13 @@ pub mod names {
     /// Counter: messages gossipsub dropped because a peer was too slow to take them.
     pub const SLOW_PEER_DROPS: &str = "platform_net_slow_peer_drops_total";
 
+    /// Counter: submission batches by `direction` (out, in) and `result` (sealed, opened,
+    /// refused, fetch_failed).
+    pub const BATCHES: &str = "platform_net_batches_total";
+    /// Counter: entries of opened batches by `result` (delivered, duplicate, or the reason
+    /// the entry alone was dropped).
+    pub const BATCH_ENTRIES: &str = "platform_net_batch_entries_total";
+
     /// Register help text and units with the installed recorder (if any).
     pub fn describe() {
         use metrics::{Unit, describe_counter, describe_gauge};
@@ -47,6 +54,11 @@ pub mod names {
             "Request-response exchanges, by kind, direction and outcome."
         );
         describe_counter!(BANS, "Peers banned for misbehaviour.");
+        describe_counter!(BATCHES, "Submission batches, by direction and result.");
+        describe_counter!(
+            BATCH_ENTRIES,
+            "Entries of opened submission batches, by result."
+        );
         describe_counter!(
             EVENTS_DROPPED,
             "Events the application did not take in time."
@@ -229,6 +241,14 @@ impl Counters {
 
 pub(crate) fn dht(op: &'static str, outcome: &'static str) {
     metrics::counter!(names::DHT, "op" => op, "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn batch(direction: &'static str, result: &'static str) {
+    metrics::counter!(names::BATCHES, "direction" => direction, "result" => result).increment(1);
+}
+
+pub(crate) fn batch_entries(result: &'static str, n: u64) {
+    metrics::counter!(names::BATCH_ENTRIES, "result" => result).increment(n);
 }
 
 pub(crate) fn request(kind: &'static str, direction: &'static str, outcome: &'static str) {

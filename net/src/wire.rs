@@ -64,15 +64,18 @@ pub enum Topic {
     Consensus = 3,
     /// Owner-signed challenge lifecycle announcements.
     Challenges = 4,
+    /// Validators' announcements of submission batches (fetched by hash).
+    Batches = 5,
 }
 
 impl Topic {
     /// Every topic, in tag order.
-    pub const ALL: [Topic; 4] = [
+    pub const ALL: [Topic; 5] = [
         Topic::Submissions,
         Topic::Evaluations,
         Topic::Consensus,
         Topic::Challenges,
+        Topic::Batches,
     ];
 
     /// The gossipsub topic name.
@@ -82,6 +85,7 @@ impl Topic {
             Topic::Evaluations => "/platform/evaluations/1",
             Topic::Consensus => "/platform/consensus/1",
             Topic::Challenges => "/platform/challenges/1",
+            Topic::Batches => "/platform/batches/1",
         }
     }
 
@@ -92,6 +96,7 @@ impl Topic {
             Topic::Evaluations => "evaluations",
             Topic::Consensus => "consensus",
             Topic::Challenges => "challenges",
+            Topic::Batches => "batches",
         }
     }
 

@@ -421,6 +421,82 @@ fn miner_submissions_are_checked_gossiped_and_replays_refused() {
 }
 
 #[test]
+fn submission_batches_deliver_checked_entries_and_a_forged_entry_refuses_the_batch() {
+    // One batch window long enough that both submissions below travel in one batch.
+    let mut slow = NetConfig::loopback();
+    slow.batch_window = Duration::from_secs(1);
+    let miner = Keypair::from_seed(&[49; 32]);
+    let stranger = Keypair::from_seed(&[48; 32]);
+    let only_miner = Options {
+        authors: HashMap::from([(Topic::Submissions, HashSet::from([miner.public()]))]),
+        ..Options::default()
+    };
+    let a = start(45, slow.clone(), None, Options::default());
+    let b = start(46, NetConfig::loopback(), Some(&a), only_miner);
+    let nodes = [a, b];
+    wait_for_mesh(&nodes);
+    let addr = nodes[0].handle().listen_addrs()[0].clone();
+    let sub = |k: &Keypair, body: &[u8]| {
+        Submission {
+            challenge: 1,
+            epoch: 3,
+            body: body.to_vec(),
+        }
+        .sign(k, now_ms())
+        .encode()
+    };
+    let accepted = |env: Vec<u8>| match platform_net::miner::deliver(&addr, env, WAIT).unwrap() {
+        SubmitAck::Accepted(id) => id,
+        other => panic!("refused: {other:?}"),
+    };
+    // Node a accepts both (it restricts no author); b keeps the registered miner's entry
+    // and drops the stranger's alone.
+    let mine = accepted(sub(&miner, b"registered"));
+    let theirs = accepted(sub(&stranger, b"not registered on b"));
+    let mut inbox = Inbox::new(2);
+    inbox.wait_delivered(&nodes, &[1], &mine);
+    wait_until("the stranger's entry dropped", || {
+        nodes[1].handle().stats().rejected(Reason::UnknownAuthor) >= 1
+    });
+    inbox.drain(&nodes);
+    assert_eq!(inbox.count(1, &theirs), 0);
+    assert_eq!(inbox.count(1, &mine), 1, "delivered once");
+
+    // A validator that forges an entry: its batch is refused whole and it is penalised.
+    let liar = start(
+        47,
+        slow,
+        Some(&nodes[1]),
+        Options {
+            hostile: Hostile {
+                forge_batch_entries: true,
+                ..Hostile::default()
+            },
+            ..Options::default()
+        },
+    );
+    let nodes = [nodes.into_iter().nth(1).unwrap(), liar];
+    wait_for_mesh(&nodes);
+    let liar_addr = nodes[1].handle().listen_addrs()[0].clone();
+    let before = nodes[0].handle().stats().rejected(Reason::BadSignature);
+    let ack =
+        platform_net::miner::deliver(&liar_addr, sub(&miner, b"forged in transit"), WAIT).unwrap();
+    let SubmitAck::Accepted(forged) = ack else {
+        panic!("refused: {ack:?}")
+    };
+    wait_until("the forged batch refused", || {
+        nodes[0].handle().stats().rejected(Reason::BadSignature) > before
+    });
+    let mut inbox = Inbox::new(2);
+    inbox.drain(&nodes);
+    assert_eq!(
+        inbox.count(0, &forged),
+        0,
+        "nothing of a forged batch is delivered"
+    );
+}
+
+#[test]
 fn a_corrupt_provider_is_caught_and_an_honest_one_serves() {
     let cfg = NetConfig::loopback();
     let liar = start(

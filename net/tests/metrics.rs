@@ -64,7 +64,7 @@ fn net_series_are_exported_with_bounded_labels() {
             .peers()
             .unwrap()
             .iter()
-            .any(|p| p.hotkey.is_some() && p.topics.len() == 4)
+            .any(|p| p.hotkey.is_some() && p.topics.len() == Topic::ALL.len())
     };
     while !(ready(&a) && ready(&b)) {
         assert!(Instant::now() < deadline, "mesh");

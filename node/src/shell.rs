@@ -344,7 +344,12 @@ impl Shell {
             .values()
             .flat_map(|r| r.validators.iter().map(|(k, _)| *k))
             .collect();
-        for t in [Topic::Consensus, Topic::Evaluations, Topic::Challenges] {
+        for t in [
+            Topic::Consensus,
+            Topic::Evaluations,
+            Topic::Challenges,
+            Topic::Batches,
+        ] {
             let _ = self.net.set_authors(t, Some(validators.clone()));
         }
         let miners: HashSet<Hotkey> = self

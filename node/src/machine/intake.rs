@@ -133,7 +133,9 @@ impl<S: Storage> Machine<S> {
                     tracing::warn!("registry change refused: {e}");
                 }
             },
-            Topic::Submissions => {}
+            // Submissions arrive as `Input::Submission`; submission batches are opened by
+            // the net, which delivers their entries one by one.
+            Topic::Submissions | Topic::Batches => {}
         }
     }
 
