@@ -219,6 +219,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let mut shell = crate::shell::Shell {
         store,
         pending: Default::default(),
+        last_flush: Instant::now(),
         runtime,
         engine,
         challenges: HashMap::new(),
@@ -289,7 +290,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
             let effects = machine.handle(now_ms(), input);
             shell.carry_out(&mut machine, effects);
         }
-        shell.flush();
+        shell.maybe_flush();
         if last_status.elapsed() >= Duration::from_millis(250) {
             shell.publish_status(&machine);
             last_status = Instant::now();

@@ -73,12 +73,13 @@ impl ChainServer {
             std::thread::Builder::new()
                 .name("platform-chain-http".into())
                 .spawn(move || {
+                    let mut pinned = PinnedCache::default();
                     for conn in listener.incoming() {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
                         if let Ok(c) = conn {
-                            serve(&c, &chain);
+                            serve(&c, &chain, &mut pinned);
                         }
                     }
                 })?
@@ -143,7 +144,27 @@ fn error_json(e: &ChainError) -> Value {
     }
 }
 
-fn serve(stream: &TcpStream, chain: &Mutex<SimChain>) {
+/// Answers for metagraphs at a given block: immutable once the block exists, and asked by
+/// every validator at each epoch start, so each is built (and serialised) once.
+#[derive(Default)]
+struct PinnedCache(std::collections::VecDeque<(String, String)>);
+
+impl PinnedCache {
+    const MAX: usize = 16;
+
+    fn get(&self, path: &str) -> Option<&str> {
+        self.0.iter().find(|(p, _)| p == path).map(|(_, b)| b.as_str())
+    }
+
+    fn put(&mut self, path: &str, body: &str) {
+        if self.0.len() >= Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back((path.to_string(), body.to_string()));
+    }
+}
+
+fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) {
     let Some(mut req) = crate::http::read_head(stream) else {
         return;
     };
@@ -160,6 +181,10 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>) {
         }
     }
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let at_block = method == "GET" && seg.len() == 3 && seg[0] == "metagraph";
+    if at_block && let Some(body) = pinned.get(path) {
+        return crate::http::respond(stream, "200 OK", "application/json", body);
+    }
     let answer: Result<Value, String> = (|| {
         let mut c = lock(chain);
         let num = |i: usize| -> Result<u64, String> {
@@ -222,7 +247,13 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>) {
         })
     })();
     match answer {
-        Ok(v) => crate::http::respond(stream, "200 OK", "application/json", &v.to_string()),
+        Ok(v) => {
+            let body = v.to_string();
+            if at_block && v.get("error").is_none() {
+                pinned.put(path, &body);
+            }
+            crate::http::respond(stream, "200 OK", "application/json", &body)
+        }
         Err(e) => crate::http::respond(stream, "400 Bad Request", "text/plain", &(e + "\n")),
     }
 }

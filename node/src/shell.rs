@@ -24,6 +24,10 @@ use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
 
 /// Fetches of one blob give up after this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Records gathered at most this long before they are committed (one fsync per window).
+const FLUSH_EVERY: Duration = Duration::from_millis(20);
+/// ... or this many, whichever comes first.
+const FLUSH_MAX: usize = 8192;
 /// Submissions waiting for room in the engine at most; beyond, new ones are shed (counted).
 const BACKLOG_MAX: usize = 200_000;
 
@@ -32,6 +36,7 @@ pub(crate) struct Shell {
     pub(crate) store: Store,
     /// Records of this pass of the loop, committed together by [`Shell::flush`].
     pub(crate) pending: Writes,
+    pub(crate) last_flush: Instant,
     pub(crate) runtime: Runtime,
     pub(crate) engine: ShardedEngine,
     pub(crate) challenges: HashMap<u32, Arc<platform_engine::Challenge>>,
@@ -97,9 +102,17 @@ impl Shell {
         }
     }
 
-    /// Commit the records gathered since the last flush in one transaction. Called once per
-    /// pass of the loop and before any other store write, so records land in order.
+    /// Commit the gathered records when the flush window has passed or they are many.
+    pub(crate) fn maybe_flush(&mut self) {
+        if self.pending.len() >= FLUSH_MAX || self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Commit the records gathered since the last flush in one transaction. Called every
+    /// `FLUSH_EVERY` and before any other store write, so records land in order.
     pub(crate) fn flush(&mut self) {
+        self.last_flush = Instant::now();
         if self.pending.is_empty() {
             return;
         }
