@@ -168,7 +168,7 @@ impl<S: Storage> Machine<S> {
         if subs.counted.get(&key).is_some_and(|c| *c <= a.id) {
             return count("not_counted");
         }
-        subs.counted.insert(key, a.id);
+        subs.count(key, a.id);
         count("accepted");
         self.stats.admitted += 1;
         self.out.push(Effect::RecordSubmission(a.clone()));
@@ -193,7 +193,7 @@ impl<S: Storage> Machine<S> {
     pub(super) fn on_evaluated(&mut self, id: Hash32, score: Option<u64>) {
         // The epoch is not known from the id alone; open epochs are few.
         for subs in self.subs.values_mut() {
-            if subs.counted.values().any(|c| *c == id) {
+            if subs.ids.contains(&id) {
                 subs.scores.insert(id, score);
                 return;
             }

@@ -24,7 +24,7 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use platform_consensus::{Decision, Height, Message, Replica, Storage, View};
 use platform_keys::Keypair;
@@ -285,6 +285,18 @@ struct EpochSubs {
     counted: BTreeMap<(u32, Hotkey), Hash32>,
     /// Evaluated: the score or abstain.
     scores: HashMap<Hash32, Option<u64>>,
+    /// The ids in `counted`, to find an evaluated id's epoch without a scan.
+    ids: HashSet<Hash32>,
+}
+
+impl EpochSubs {
+    /// Make `id` the counted submission of `key` (the caller checked it is the smallest).
+    fn count(&mut self, key: (u32, Hotkey), id: Hash32) {
+        if let Some(old) = self.counted.insert(key, id) {
+            self.ids.remove(&old);
+        }
+        self.ids.insert(id);
+    }
 }
 
 #[derive(Debug)]
@@ -410,7 +422,7 @@ impl<S: Storage> Machine<S> {
             let subs = m.subs.entry(a.epoch).or_default();
             let key = (a.challenge, a.author);
             if subs.counted.get(&key).is_none_or(|c| a.id < *c) {
-                subs.counted.insert(key, a.id);
+                subs.count(key, a.id);
             }
             match score {
                 Some(s) => {
