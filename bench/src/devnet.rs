@@ -97,6 +97,40 @@ struct Report {
     followed_to_commit: u64,
     rss_mib_over_time: Vec<Vec<u64>>,
     peak_rss_mib: Vec<u64>,
+    challenges: Vec<String>,
+    /// Epochs from the first to the last loaded one that did not commit everywhere.
+    epochs_skipped: Vec<u64>,
+    /// p99 over loaded epochs of seconds from the epoch's end to its commit everywhere.
+    commit_after_epoch_end_p99_s: f64,
+    /// The engine alone in this run: pooled evaluations/s on 2 shards of the submission
+    /// mix (harmonic mean over the challenges, which the load round-robins).
+    engine_2shard_evals_per_sec: f64,
+    /// What the replicated design allows: every validator evaluates every submission.
+    limit_committed_per_sec: f64,
+    /// evaluated into committed results/s ÷ that limit.
+    limit_ratio: f64,
+    /// Per validator: bytes received from peers (gossip of every topic and fetched
+    /// submission batches) per unique submission it did not get from a miner, ÷ the mean
+    /// submission envelope size.
+    bytes_received_per_submission_ratio: Vec<f64>,
+    mean_submission_bytes: f64,
+}
+
+/// Sum of a Prometheus counter's samples whose labels contain every `labels` pair.
+fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            (n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
+            .then(|| value.parse::<f64>().ok())
+            .flatten()
+        })
+        .sum()
 }
 
 struct Node {
@@ -266,6 +300,22 @@ fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, u64> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let machine = Machine::detect();
     println!("{}", machine.line());
+    // The engine's own limit, measured in this run before the devnet starts.
+    let names: Vec<String> = if args.challenges.is_empty() {
+        platform_challenges::EXAMPLES
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect()
+    } else {
+        args.challenges.clone()
+    };
+    let mut inverse = 0.0;
+    for n in &names {
+        let r = crate::engine::pooled_rate(2, n, Duration::from_secs(2))?;
+        println!("engine alone, 2 shards, {n}: {r:.0} evaluations/s");
+        inverse += 1.0 / r.max(1e-9);
+    }
+    let engine_rate = names.len() as f64 / inverse;
     let (_devnet, dir) = start(&args)?;
     let manifest: Value = wait_for(120, "devnet.json", || {
         serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).ok()?).ok()
@@ -341,6 +391,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let (mut sent, mut accepted) = (0u64, 0u64);
     let mut rss_over_time = Vec::new();
+    let mut envelope_bytes = 0u64;
     let mut last_sample = Instant::now() - Duration::from_secs(3600);
     // Epochs follow the chain: the current one is what the validators report.
     let chain_epoch = |nodes: &[Node]| status(&nodes[0].api).and_then(|s| s["epoch"].as_u64());
@@ -367,6 +418,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 .sign(miner, now_ms())
                 .encode();
+                envelope_bytes += env.len() as u64;
                 inflight.push_back((Instant::now(), epoch, clients[i % clients.len()].send(env)));
                 sent += 1;
                 continue;
@@ -480,6 +532,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|n| n.pid.and_then(|p| rss_kib(p, "VmHWM:")).unwrap_or(0) / 1024)
         .collect();
+    let skipped: Vec<u64> = (first_epoch..=last_epoch)
+        .filter(|e| !committed.contains_key(e))
+        .collect();
+    let mut lags: Vec<f64> = commit_lag.iter().map(|(_, s)| *s).collect();
+    lags.sort_by(f64::total_cmp);
+    let lag_p99 = lags
+        .get(((lags.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0);
+    let n = nodes.len().max(1) as f64;
+    let mean_sub = envelope_bytes as f64 / sent.max(1) as f64;
+    let from_peers = accepted as f64 * (n - 1.0) / n;
+    let amplification: Vec<f64> = nodes
+        .iter()
+        .map(|node| {
+            let text = http_get(&node.api, "/metrics").unwrap_or_default();
+            let bytes = prom_sum(&text, "platform_net_message_bytes_total", &[("direction", "in")])
+                + prom_sum(&text, "platform_net_batch_bytes_total", &[("direction", "in")]);
+            bytes / (from_peers * mean_sub).max(1.0)
+        })
+        .collect();
+    let limit = engine_rate / n;
     let report = Report {
         machine: machine.clone(),
         nodes: nodes.len(),
@@ -502,6 +576,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         followed_to_commit: followed,
         rss_mib_over_time: rss_over_time,
         peak_rss_mib: peak,
+        challenges: names.clone(),
+        epochs_skipped: skipped,
+        commit_after_epoch_end_p99_s: lag_p99,
+        engine_2shard_evals_per_sec: engine_rate,
+        limit_committed_per_sec: limit,
+        limit_ratio: evaluated as f64 / seconds / limit,
+        bytes_received_per_submission_ratio: amplification,
+        mean_submission_bytes: mean_sub,
     };
     println!(
         "\n| sent | accepted/s | evaluated into results/s | ack p50 / p99 | to committed p50 / p99 / max | peak RSS per node |"
@@ -532,6 +614,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .map(|(e, s)| format!("{e}: {s:.2}"))
             .collect::<Vec<_>>()
     );
+    println!(
+        "limit: engine {:.0} evals/s on 2 shards ÷ {} validators = {:.0}/s; committed/s ÷ limit = {:.3}",
+        report.engine_2shard_evals_per_sec,
+        report.nodes,
+        report.limit_committed_per_sec,
+        report.limit_ratio
+    );
+    println!(
+        "epochs skipped: {:?}; commit after epoch end p99 {:.2} s; bytes received per submission ÷ its size ({:.0} B): {:?}",
+        report.epochs_skipped,
+        report.commit_after_epoch_end_p99_s,
+        report.mean_submission_bytes,
+        report
+            .bytes_received_per_submission_ratio
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+    );
     if !report.refused.is_empty() {
         println!("refused: {:?}", report.refused);
     }
@@ -545,10 +645,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     ) {
         println!("RSS MiB at start {first:?}, at end {last:?}");
     }
-    let name = if args.rate > 0.0 {
-        format!("devnet-{}rps-{}s", args.rate, args.duration.as_secs())
+    let mix = if args.challenges.is_empty() {
+        "all".to_string()
     } else {
-        format!("devnet-max-{}s", args.duration.as_secs())
+        args.challenges.join("+")
+    };
+    let name = if args.rate > 0.0 {
+        format!("devnet-{mix}-{}rps-{}s", args.rate, args.duration.as_secs())
+    } else {
+        format!("devnet-{mix}-max-{}s", args.duration.as_secs())
     };
     crate::machine::write_results(&args.out, &name, &machine, &report)
 }

@@ -261,6 +261,14 @@ fn measure_pooled(
     }
 }
 
+/// Pooled evaluations per second of one example on `shards` shards, measured for `secs`:
+/// the engine's own limit, which `bench devnet` reports its whole-system rate against.
+pub(crate) fn pooled_rate(shards: usize, name: &str, secs: Duration) -> anyhow::Result<f64> {
+    let e = platform_challenges::by_name(name).with_context(|| format!("no example {name}"))?;
+    let payloads: Vec<Vec<u8>> = (0..64).map(|s| (e.sample_payload)(s)).collect();
+    Ok(measure_pooled(shards, e, &payloads, secs)?.0.evals_per_sec)
+}
+
 fn measure_instantiation(
     rt: &Runtime,
     base: &Baseline,

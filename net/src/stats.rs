@@ -34,6 +34,10 @@ pub mod names {
     /// the entry alone was dropped).
     pub const BATCH_ENTRIES: &str = "platform_net_batch_entries_total";
 
+    /// Counter: bytes of submission batches by `direction` (out: sealed, in: fetched and
+    /// opened).
+    pub const BATCH_BYTES: &str = "platform_net_batch_bytes_total";
+
     /// Register help text and units with the installed recorder (if any).
     pub fn describe() {
         use metrics::{Unit, describe_counter, describe_gauge};
@@ -55,6 +59,11 @@ pub mod names {
         );
         describe_counter!(BANS, "Peers banned for misbehaviour.");
         describe_counter!(BATCHES, "Submission batches, by direction and result.");
+        describe_counter!(
+            BATCH_BYTES,
+            Unit::Bytes,
+            "Bytes of submission batches, by direction."
+        );
         describe_counter!(
             BATCH_ENTRIES,
             "Entries of opened submission batches, by result."
@@ -245,6 +254,10 @@ pub(crate) fn dht(op: &'static str, outcome: &'static str) {
 
 pub(crate) fn batch(direction: &'static str, result: &'static str) {
     metrics::counter!(names::BATCHES, "direction" => direction, "result" => result).increment(1);
+}
+
+pub(crate) fn batch_bytes(direction: &'static str, n: usize) {
+    metrics::counter!(names::BATCH_BYTES, "direction" => direction).increment(n as u64);
 }
 
 pub(crate) fn batch_entries(result: &'static str, n: u64) {

@@ -98,6 +98,7 @@ impl Node {
             *last ^= 1;
             announce.hash = sha256(&blob);
         }
+        stats::batch_bytes("out", blob.len());
         self.batches.cache.insert(announce.hash, blob);
         stats::batch("out", "sealed");
         stats::batch_entries("sealed", u64::from(announce.count));
@@ -217,6 +218,7 @@ impl Node {
             }
         };
         stats::batch("in", "opened");
+        stats::batch_bytes("in", o.bytes.len());
         self.batches.cache.insert(o.announce.hash, o.bytes.clone());
         let now = Instant::now();
         let via = o.publisher.to_base58();
