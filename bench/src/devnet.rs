@@ -87,9 +87,14 @@ struct Report {
     accepted: u64,
     accepted_per_sec: f64,
     refused: BTreeMap<String, u64>,
-    committed_epochs: Vec<(u64, u64)>,
+    /// (epoch, reports from all validators, submissions with an agreed score).
+    committed_epochs: Vec<(u64, u64, u64)>,
+    /// Reports in committed inputs ÷ validators (abstentions included).
     evaluated_into_results: u64,
     evaluated_per_sec: f64,
+    /// Submissions with an agreed score in a committed epoch: what counted.
+    scored_into_results: u64,
+    scored_per_sec: f64,
     ack: Percentiles,
     to_committed: Percentiles,
     /// Per loaded epoch: seconds from the epoch's end until every validator had committed it.
@@ -107,7 +112,7 @@ struct Report {
     engine_2shard_evals_per_sec: f64,
     /// What the replicated design allows: every validator evaluates every submission.
     limit_committed_per_sec: f64,
-    /// evaluated into committed results/s ÷ that limit.
+    /// scored into committed results/s ÷ that limit.
     limit_ratio: f64,
     /// Per validator: bytes received from peers (gossip of every topic and fetched
     /// submission batches) per unique submission it did not get from a miner, ÷ the mean
@@ -277,14 +282,16 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> anyho
 }
 
 /// Epochs committed by every node, and when this process first saw that.
-fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, u64> {
-    let mut counts: BTreeMap<u64, (usize, u64)> = BTreeMap::new();
+/// Per epoch: (reports in its input, (challenge, miner) pairs with an agreed score).
+fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, (u64, u64)> {
+    let mut counts: BTreeMap<u64, (usize, (u64, u64))> = BTreeMap::new();
     for n in nodes {
         if let Some(st) = status(&n.api) {
             for c in st["committed"].as_array().into_iter().flatten() {
                 if let Some(e) = c["epoch"].as_u64() {
                     let reports = c["reports"].as_u64().unwrap_or(0);
-                    let entry = counts.entry(e).or_insert((0, reports));
+                    let scored = c["scored"].as_u64().unwrap_or(0);
+                    let entry = counts.entry(e).or_insert((0, (reports, scored)));
                     entry.0 += 1;
                 }
             }
@@ -293,7 +300,7 @@ fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, u64> {
     counts
         .into_iter()
         .filter(|(_, (n, _))| *n == nodes.len())
-        .map(|(e, (_, reports))| (e, reports))
+        .map(|(e, (_, rs))| (e, rs))
         .collect()
 }
 
@@ -523,11 +530,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     let committed = committed_everywhere(&nodes);
-    let loaded: Vec<(u64, u64)> = committed
+    let loaded: Vec<(u64, u64, u64)> = committed
         .range(first_epoch..=last_epoch)
-        .map(|(e, r)| (*e, *r))
+        .map(|(e, (r, sc))| (*e, *r, *sc))
         .collect();
-    let evaluated: u64 = loaded.iter().map(|(_, r)| r).sum::<u64>() / nodes.len().max(1) as u64;
+    let evaluated: u64 = loaded.iter().map(|(_, r, _)| r).sum::<u64>() / nodes.len().max(1) as u64;
+    let scored: u64 = loaded.iter().map(|(_, _, sc)| sc).sum();
     let peak: Vec<u64> = nodes
         .iter()
         .map(|n| n.pid.and_then(|p| rss_kib(p, "VmHWM:")).unwrap_or(0) / 1024)
@@ -548,8 +556,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .iter()
         .map(|node| {
             let text = http_get(&node.api, "/metrics").unwrap_or_default();
-            let bytes = prom_sum(&text, "platform_net_message_bytes_total", &[("direction", "in")])
-                + prom_sum(&text, "platform_net_batch_bytes_total", &[("direction", "in")]);
+            let bytes = prom_sum(
+                &text,
+                "platform_net_message_bytes_total",
+                &[("direction", "in")],
+            ) + prom_sum(
+                &text,
+                "platform_net_batch_bytes_total",
+                &[("direction", "in")],
+            );
             bytes / (from_peers * mean_sub).max(1.0)
         })
         .collect();
@@ -570,6 +585,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         committed_epochs: loaded,
         evaluated_into_results: evaluated,
         evaluated_per_sec: evaluated as f64 / seconds,
+        scored_into_results: scored,
+        scored_per_sec: scored as f64 / seconds,
         ack: percentiles(&ack),
         to_committed: percentiles(&to_commit),
         commit_after_epoch_end_s: commit_lag,
@@ -581,19 +598,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         commit_after_epoch_end_p99_s: lag_p99,
         engine_2shard_evals_per_sec: engine_rate,
         limit_committed_per_sec: limit,
-        limit_ratio: evaluated as f64 / seconds / limit,
+        limit_ratio: scored as f64 / seconds / limit,
         bytes_received_per_submission_ratio: amplification,
         mean_submission_bytes: mean_sub,
     };
     println!(
-        "\n| sent | accepted/s | evaluated into results/s | ack p50 / p99 | to committed p50 / p99 / max | peak RSS per node |"
+        "\n| sent | accepted/s | evaluated into results/s | scored into results/s | ack p50 / p99 | to committed p50 / p99 / max | peak RSS per node |"
     );
-    println!("|---:|---:|---:|---:|---:|---|");
+    println!("|---:|---:|---:|---:|---:|---:|---|");
     println!(
-        "| {} | {:.1} | {:.1} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} s | {} MiB |",
+        "| {} | {:.1} | {:.1} | {:.1} | {:.1} / {:.1} ms | {:.2} / {:.2} / {:.2} s | {} MiB |",
         report.sent,
         report.accepted_per_sec,
         report.evaluated_per_sec,
+        report.scored_per_sec,
         report.ack.p50_ms,
         report.ack.p99_ms,
         report.to_committed.p50_ms / 1000.0,
@@ -615,7 +633,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     );
     println!(
-        "limit: engine {:.0} evals/s on 2 shards ÷ {} validators = {:.0}/s; committed/s ÷ limit = {:.3}",
+        "limit: engine {:.0} evals/s on 2 shards ÷ {} validators = {:.0}/s; scored/s ÷ limit = {:.3}",
         report.engine_2shard_evals_per_sec,
         report.nodes,
         report.limit_committed_per_sec,
@@ -636,7 +654,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("refused: {:?}", report.refused);
     }
     println!(
-        "committed epochs (epoch, reports from all validators): {:?}",
+        "committed epochs (epoch, reports from all validators, scored): {:?}",
         report.committed_epochs
     );
     if let (Some(first), Some(last)) = (

@@ -409,6 +409,27 @@ mod tests {
             ),
             (
                 NetConfig {
+                    batch_max_bytes: 32 * 1024 * 1024,
+                    ..NetConfig::default()
+                },
+                "net.batch_max_bytes",
+            ),
+            (
+                NetConfig {
+                    batch_max_entries: 0,
+                    ..NetConfig::default()
+                },
+                "net.batch_max_entries",
+            ),
+            (
+                NetConfig {
+                    batch_cache_bytes: 1024,
+                    ..NetConfig::default()
+                },
+                "net.batch_cache_bytes",
+            ),
+            (
+                NetConfig {
                     mesh_n_low: 7,
                     ..NetConfig::default()
                 },

@@ -153,7 +153,10 @@ impl PinnedCache {
     const MAX: usize = 16;
 
     fn get(&self, path: &str) -> Option<&str> {
-        self.0.iter().find(|(p, _)| p == path).map(|(_, b)| b.as_str())
+        self.0
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, b)| b.as_str())
     }
 
     fn put(&mut self, path: &str, body: &str) {
