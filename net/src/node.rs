@@ -553,6 +553,28 @@ impl Node {
         }
     }
 
+    /// Within the replay window and not too far ahead of our clock.
+    fn check_fresh(&self, issued_at_ms: u64) -> Result<(), Reason> {
+        let now = now_ms();
+        let age = self.cfg.max_message_age.as_millis() as u64;
+        let skew = self.cfg.max_clock_skew.as_millis() as u64;
+        if issued_at_ms.saturating_add(age) < now {
+            return Err(Reason::Stale);
+        }
+        if issued_at_ms > now.saturating_add(skew) {
+            return Err(Reason::Future);
+        }
+        Ok(())
+    }
+
+    /// In the topic's author set, when it has one.
+    fn check_author(&self, topic: Topic, author: &Hotkey) -> Result<(), Reason> {
+        match self.authors.get(&topic) {
+            Some(allowed) if !allowed.contains(author) => Err(Reason::UnknownAuthor),
+            _ => Ok(()),
+        }
+    }
+
     /// Every check of an envelope short of replay and rate: size, structure, topic,
     /// freshness, author, signature, payload.
     fn check_envelope(&self, bytes: &[u8], topic: Topic, fresh: bool) -> Result<Envelope, Reason> {
@@ -564,21 +586,9 @@ impl Node {
             return Err(Reason::WrongTopic);
         }
         if fresh {
-            let now = now_ms();
-            let age = self.cfg.max_message_age.as_millis() as u64;
-            let skew = self.cfg.max_clock_skew.as_millis() as u64;
-            if env.issued_at_ms.saturating_add(age) < now {
-                return Err(Reason::Stale);
-            }
-            if env.issued_at_ms > now.saturating_add(skew) {
-                return Err(Reason::Future);
-            }
+            self.check_fresh(env.issued_at_ms)?;
         }
-        if let Some(allowed) = self.authors.get(&topic)
-            && !allowed.contains(&env.author)
-        {
-            return Err(Reason::UnknownAuthor);
-        }
+        self.check_author(topic, &env.author)?;
         if !env.verify() {
             return Err(Reason::BadSignature);
         }

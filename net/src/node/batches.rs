@@ -129,7 +129,7 @@ impl Node {
             self.refuse(via, Reason::InvalidPayload);
             return;
         };
-        if a.bytes as usize > self.cfg.batch_max_bytes.max(self.cfg.max_blob_bytes) {
+        if a.bytes as usize > self.cfg.max_blob_bytes {
             self.refuse(via, Reason::Oversized);
             return;
         }
@@ -219,7 +219,6 @@ impl Node {
         };
         stats::batch("in", "opened");
         stats::batch_bytes("in", o.bytes.len());
-        self.batches.cache.insert(o.announce.hash, o.bytes.clone());
         let now = Instant::now();
         let via = o.publisher.to_base58();
         let mut delivered = 0u64;
@@ -256,26 +255,16 @@ impl Node {
             }));
         }
         stats::batch_entries("delivered", delivered);
+        // Kept to serve peers that ask us for it.
+        self.batches.cache.insert(o.announce.hash, o.bytes);
     }
 
     /// The per-entry checks a batch's verification leaves to the net thread: freshness,
     /// the submissions topic's author set and payload check. Signatures are already
     /// verified.
     fn check_entry(&self, e: &Entry, bytes: &[u8]) -> Result<Envelope, Reason> {
-        let now = now_ms();
-        let age = self.cfg.max_message_age.as_millis() as u64;
-        let skew = self.cfg.max_clock_skew.as_millis() as u64;
-        if e.issued_at_ms.saturating_add(age) < now {
-            return Err(Reason::Stale);
-        }
-        if e.issued_at_ms > now.saturating_add(skew) {
-            return Err(Reason::Future);
-        }
-        if let Some(allowed) = self.authors.get(&Topic::Submissions)
-            && !allowed.contains(&e.author)
-        {
-            return Err(Reason::UnknownAuthor);
-        }
+        self.check_fresh(e.issued_at_ms)?;
+        self.check_author(Topic::Submissions, &e.author)?;
         let env = Envelope::decode(bytes).map_err(|_| Reason::Malformed)?;
         if let Some(check) = self.checks.get(&Topic::Submissions)
             && check(&env).is_err()
