@@ -56,9 +56,6 @@ pub struct Options {
     pub checks: HashMap<Topic, PayloadCheck>,
     /// Who may publish on each topic (`None` or absent: any author with a valid signature).
     pub authors: HashMap<Topic, HashSet<Hotkey>>,
-    /// Set by the application while it cannot take more submissions (its evaluation
-    /// backlog would not drain before the epoch closes): miners are answered `busy`.
-    pub busy: Option<Arc<std::sync::atomic::AtomicBool>>,
     #[doc(hidden)]
     pub hostile: Hostile,
 }

@@ -187,7 +187,6 @@ struct Node {
     binding: Vec<u8>,
     checks: HashMap<Topic, PayloadCheck>,
     authors: HashMap<Topic, HashSet<Hotkey>>,
-    busy: Option<Arc<std::sync::atomic::AtomicBool>>,
     hostile: Hostile,
     peers: HashMap<PeerId, PeerState>,
     bans: VecDeque<(Instant, PeerId)>,
@@ -349,7 +348,6 @@ impl Node {
             binding: binding.encode(),
             checks: options.checks,
             authors: options.authors,
-            busy: options.busy,
             hostile: options.hostile,
             peers: HashMap::new(),
             bans: VecDeque::new(),
@@ -1185,14 +1183,6 @@ impl Node {
 
     /// A miner's submission: checked like gossip, then delivered here and gossiped.
     fn accept_submission(&mut self, peer: PeerId, bytes: Vec<u8>, now: Instant) -> SubmitAck {
-        if self
-            .busy
-            .as_ref()
-            .is_some_and(|b| b.load(std::sync::atomic::Ordering::Relaxed))
-        {
-            self.counters().reject(Reason::Busy);
-            return SubmitAck::Rejected(Reason::Busy.label().into());
-        }
         let id = sha256(&bytes);
         if self.seen.contains(&id) {
             self.counters().reject(Reason::Replay);

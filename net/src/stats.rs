@@ -107,13 +107,11 @@ pub enum Reason {
     BadBinding,
     /// A blob or record whose bytes do not hash to what was asked for.
     HashMismatch,
-    /// The validator cannot evaluate more before the epoch closes: try another or later.
-    Busy,
 }
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 12] = [
         Reason::Malformed,
         Reason::BadSignature,
         Reason::Oversized,
@@ -126,7 +124,6 @@ impl Reason {
         Reason::RateLimited,
         Reason::BadBinding,
         Reason::HashMismatch,
-        Reason::Busy,
     ];
 
     /// The label value.
@@ -144,7 +141,6 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::BadBinding => "bad_binding",
             Reason::HashMismatch => "hash_mismatch",
-            Reason::Busy => "busy",
         }
     }
 
@@ -160,7 +156,6 @@ impl Reason {
                 | Reason::Replay
                 | Reason::UnknownAuthor
                 | Reason::RateLimited
-                | Reason::Busy
         )
     }
 }
