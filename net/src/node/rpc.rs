@@ -1,0 +1,185 @@
+//! Request-response on the net thread: hello (hotkey bindings), blob requests, and miners'
+//! submissions with their acks.
+
+use super::*;
+
+impl Node {
+    pub(super) fn on_rpc(&mut self, ev: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.on_request(peer, request, channel),
+            Event::Message {
+                peer,
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => match (self.outbound.remove(&request_id), response) {
+                (Some(Outbound::Hello), Response::Hello(bytes)) => {
+                    stats::request("hello", "out", "ok");
+                    self.bind(peer, &bytes);
+                }
+                (Some(Outbound::Blob(hash)), Response::Blob(blob)) => {
+                    if let Some(f) = self.fetches.get_mut(&hash) {
+                        f.in_flight = false;
+                    }
+                    match blob {
+                        Some(b) if b.len() <= self.cfg.max_blob_bytes && sha256(&b) == hash => {
+                            if self.is_batch(&hash) {
+                                self.finish_fetch(&hash, Ok(b));
+                            } else {
+                                self.store_blob(hash, b.clone());
+                                let _ = self
+                                    .swarm
+                                    .behaviour_mut()
+                                    .kad
+                                    .start_providing(blob_key(&hash));
+                                self.finish_fetch(&hash, Ok(b));
+                            }
+                        }
+                        Some(_) => {
+                            tracing::warn!(%peer, "blob does not match its hash");
+                            self.refuse(peer, Reason::HashMismatch);
+                            self.advance_fetch(&hash);
+                        }
+                        None => self.advance_fetch(&hash),
+                    }
+                }
+                (Some(_), _) => {
+                    self.refuse(peer, Reason::Malformed);
+                }
+                (None, _) => {}
+            },
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => match self.outbound.remove(&request_id) {
+                Some(Outbound::Blob(hash)) => {
+                    stats::request("blob", "out", "failed");
+                    if let Some(f) = self.fetches.get_mut(&hash) {
+                        f.in_flight = false;
+                    }
+                    self.advance_fetch(&hash);
+                }
+                Some(Outbound::Hello) => {
+                    tracing::debug!("hello failed: {error}");
+                    stats::request("hello", "out", "failed");
+                }
+                None => {}
+            },
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, "inbound request failed: {error}");
+                stats::request("any", "in", "failed");
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    pub(super) fn on_request(
+        &mut self,
+        peer: PeerId,
+        request: Request,
+        channel: ResponseChannel<Response>,
+    ) {
+        let now = Instant::now();
+        let kind = request.label();
+        let allowed = self.peers.get_mut(&peer).is_none_or(|p| {
+            p.requests
+                .take(self.cfg.peer_request_rate, self.cfg.peer_request_burst, now)
+        });
+        if !allowed {
+            stats::request(kind, "in", "rate_limited");
+            self.refuse(peer, Reason::RateLimited);
+            return; // dropping the channel answers nothing; the requester times out
+        }
+        let response = match request {
+            Request::Hello(bytes) => {
+                self.bind(peer, &bytes);
+                if !self.swarm.is_connected(&peer) {
+                    return;
+                }
+                Response::Hello(self.binding.clone())
+            }
+            Request::Blob(hash) => {
+                let mut blob = self
+                    .blobs
+                    .get(&hash)
+                    .or_else(|| self.batches.cache.get(&hash))
+                    .cloned();
+                if self.hostile.corrupt_blobs
+                    && let Some(b) = blob.as_mut()
+                    && let Some(x) = b.first_mut()
+                {
+                    *x ^= 0xff;
+                }
+                Response::Blob(blob)
+            }
+            Request::Submit(bytes) => Response::Submit(self.accept_submission(peer, bytes, now)),
+        };
+        stats::request(kind, "in", "ok");
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_response(channel, response);
+    }
+
+    /// A miner's submission: checked like gossip, then delivered here and gossiped.
+    pub(super) fn accept_submission(
+        &mut self,
+        peer: PeerId,
+        bytes: Vec<u8>,
+        now: Instant,
+    ) -> SubmitAck {
+        let id = sha256(&bytes);
+        if self.seen.contains(&id) {
+            self.counters().reject(Reason::Replay);
+            return SubmitAck::Rejected(Reason::Replay.label().into());
+        }
+        let env = match self.check_envelope(&bytes, Topic::Submissions, true) {
+            Ok(env) => env,
+            Err(reason) => {
+                self.refuse(peer, reason);
+                return SubmitAck::Rejected(reason.label().into());
+            }
+        };
+        self.seen.insert(id, now);
+        let len = bytes.len();
+        if self.batching() {
+            self.enqueue_submission(&bytes, now);
+        } else {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(IdentTopic::new(Topic::Submissions.name()), bytes.clone())
+            {
+                Ok(_) => self
+                    .counters()
+                    .message(Topic::Submissions, "out", "sent", len),
+                Err(e) => tracing::debug!("submission not gossiped: {e}"),
+            }
+        }
+        self.counters().submission_accepted();
+        self.counters()
+            .message(Topic::Submissions, "in", "accept", len);
+        self.emit(NetEvent::Message(Delivery {
+            id,
+            topic: Topic::Submissions,
+            author: env.author,
+            issued_at_ms: env.issued_at_ms,
+            payload: env.payload,
+            envelope: bytes,
+            via_peer: peer.to_base58(),
+        }));
+        SubmitAck::Accepted(id)
+    }
+}
