@@ -30,8 +30,8 @@ pub mod names {
     /// Counter: submission batches by `direction` (out, in) and `result` (sealed, opened,
     /// refused, fetch_failed).
     pub const BATCHES: &str = "platform_net_batches_total";
-    /// Counter: entries of opened batches by `result` (delivered, duplicate, or the reason
-    /// the entry alone was dropped).
+    /// Counter: batch entries by `result`: sealed (sent), delivered, duplicate, or the
+    /// reason the entry alone was dropped.
     pub const BATCH_ENTRIES: &str = "platform_net_batch_entries_total";
 
     /// Counter: bytes of submission batches by `direction` (out: sealed, in: fetched and
