@@ -46,7 +46,8 @@ pub struct EngineConfig {
     pub queue_depth_max: usize,
     /// Pre-instantiated instances kept ready per challenge per shard.
     pub instances_ready_per_challenge: usize,
-    /// Most challenges active at once (sizes the instance pool).
+    /// Challenges whose ready instances a shard keeps at once (sizes the instance pool).
+    /// More may be registered: the least recently used give their ready instances up.
     pub challenges_max: usize,
     /// Ceiling for any challenge's linear memory; policies may set less.
     pub memory_max_bytes: u64,

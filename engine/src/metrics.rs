@@ -11,6 +11,8 @@ pub const FUEL_CONSUMED: &str = "platform_engine_fuel_consumed_total";
 pub const QUEUE_DEPTH: &str = "platform_engine_queue_depth";
 /// Gauge: pre-instantiated instances ready in a shard's pools, by `shard`.
 pub const POOL_READY: &str = "platform_engine_pool_ready_instances";
+/// Counter: ready instances released so a hotter challenge could use the slot, by `shard`.
+pub const POOL_RELEASED: &str = "platform_engine_pool_released_instances_total";
 /// Counter: evaluations that found no ready instance and instantiated inline, by `shard`.
 pub const INLINE_INSTANTIATIONS: &str = "platform_engine_inline_instantiations_total";
 /// Counter: submissions refused at the door, by `reason`.
@@ -44,6 +46,10 @@ pub fn describe() {
     describe_gauge!(
         POOL_READY,
         "Pre-instantiated instances ready in a shard's pools."
+    );
+    describe_counter!(
+        POOL_RELEASED,
+        "Ready instances of cold challenges released to make room for hotter ones."
     );
     describe_counter!(
         INLINE_INSTANTIATIONS,

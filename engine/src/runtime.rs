@@ -23,6 +23,9 @@ use crate::result::{ChallengeId, Hash32};
 /// artifact cache key and of the engine fingerprint peers compare.
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
+/// Tables one challenge module may define (pool limit; more is refused at instantiation).
+const MAX_TABLES_PER_MODULE: u32 = 4;
+
 /// Version of the challenge ABI this engine implements (see `docs/challenge-abi.md`).
 pub const ABI_VERSION: u32 = 1;
 
@@ -253,11 +256,12 @@ impl Runtime {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(valid.instance_slots())
             .total_memories(valid.instance_slots())
-            .total_tables(valid.instance_slots())
+            // A module may define up to `max_tables_per_module` tables, each taking a slot.
+            .total_tables(valid.instance_slots().saturating_mul(MAX_TABLES_PER_MODULE))
             .total_stacks(valid.stack_slots())
             .total_component_instances(0)
             .max_memories_per_module(1)
-            .max_tables_per_module(4)
+            .max_tables_per_module(MAX_TABLES_PER_MODULE)
             .max_memory_size(usize::try_from(cfg.memory_max_bytes).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(cfg.memory_keep_resident_bytes)
             .table_keep_resident(64 << 10)

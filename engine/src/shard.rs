@@ -283,6 +283,9 @@ impl ChallengeMetrics {
 struct Pool {
     challenge: Arc<Challenge>,
     ready: VecDeque<Prepared>,
+    /// The shard's use clock when this pool last served an evaluation (0: never). The
+    /// ready budget goes to the most recently used pools.
+    last_used: u64,
     /// Instantiation fails for this module (e.g. its start function traps): stop making
     /// instances ahead of time; each evaluation instantiates inline and records the outcome.
     failing: bool,
@@ -295,6 +298,12 @@ struct Shard {
     pools: RefCell<BTreeMap<ChallengeId, Pool>>,
     refill: LocalSender<()>,
     stopping: Cell<bool>,
+    /// Ready instances this shard may hold across all its pools: `challenges_max ×
+    /// instances_ready_per_challenge`, the share of the instance slots sized for it.
+    ready_budget: usize,
+    /// Advances on every evaluation; stamps `Pool::last_used`.
+    uses: Cell<u64>,
+    released_counter: metrics::Counter,
     ready_gauge: metrics::Gauge,
     queue_gauge: metrics::Gauge,
     inline_counter: metrics::Counter,
@@ -323,6 +332,7 @@ impl Shard {
                 Pool {
                     challenge: challenge.clone(),
                     ready: VecDeque::new(),
+                    last_used: 0,
                     failing: false,
                     metrics: ChallengeMetrics::new(challenge.id),
                 },
@@ -332,13 +342,57 @@ impl Shard {
 
     fn take_ready(&self, challenge: &Arc<Challenge>) -> Option<Prepared> {
         self.ensure_pool(challenge);
+        let now = self.uses.get() + 1;
+        self.uses.set(now);
         let taken = self
             .pools
             .borrow_mut()
             .get_mut(&challenge.id)
-            .and_then(|p| p.ready.pop_front());
+            .and_then(|p| {
+                p.last_used = now;
+                p.ready.pop_front()
+            });
         let _ = self.refill.try_send(());
         taken
+    }
+
+    /// The next pool to refill: the most recently used one below `depth`. When the shard's
+    /// ready budget is spent, one ready instance of a colder pool is released to make room;
+    /// when no pool is colder, nothing is refilled.
+    fn next_refill(&self, depth: usize) -> Option<Arc<Challenge>> {
+        let mut pools = self.pools.borrow_mut();
+        let (id, hot) = pools
+            .iter()
+            .filter(|(_, p)| !p.failing && p.ready.len() < depth)
+            .max_by_key(|(_, p)| p.last_used)
+            .map(|(id, p)| (*id, p.last_used))?;
+        let total: usize = pools.values().map(|p| p.ready.len()).sum();
+        if total >= self.ready_budget {
+            let cold = pools
+                .iter_mut()
+                .filter(|(other, p)| **other != id && !p.ready.is_empty() && p.last_used < hot)
+                .min_by_key(|(_, p)| p.last_used)?;
+            // Dropping the store frees its instance slot at once.
+            drop(cold.1.ready.pop_back());
+            self.released_counter.increment(1);
+        }
+        pools.get(&id).map(|p| p.challenge.clone())
+    }
+
+    /// Release one ready instance of the least recently used pool other than `except`, so
+    /// an inline instantiation that found no free slot can try again. False if none is held.
+    fn release_coldest(&self, except: ChallengeId) -> bool {
+        let mut pools = self.pools.borrow_mut();
+        let Some((_, pool)) = pools
+            .iter_mut()
+            .filter(|(id, p)| **id != except && !p.ready.is_empty())
+            .min_by_key(|(_, p)| p.last_used)
+        else {
+            return false;
+        };
+        drop(pool.ready.pop_back());
+        self.released_counter.increment(1);
+        true
     }
 
     /// Put a freshly made instance in its pool. Returns false when refilling should pause
@@ -398,6 +452,9 @@ async fn shard_main(shared: Arc<Shared>) {
         pools: RefCell::new(BTreeMap::new()),
         refill: refill_tx,
         stopping: Cell::new(false),
+        ready_budget: cfg.challenges_max * cfg.instances_ready_per_challenge,
+        uses: Cell::new(0),
+        released_counter: metrics::counter!(m::POOL_RELEASED, "shard" => label.clone()),
         ready_gauge: metrics::gauge!(m::POOL_READY, "shard" => label.clone()),
         queue_gauge: metrics::gauge!(m::QUEUE_DEPTH, "shard" => label.clone()),
         inline_counter: metrics::counter!(m::INLINE_INSTANTIATIONS, "shard" => label),
@@ -453,7 +510,7 @@ async fn run_job(shard: &Shard, sub: Submission) {
     let rt = &shard.shared.rt;
     let (prepared, pooled) = match shard.take_ready(&sub.challenge) {
         Some(p) => (Ok(p), true),
-        None => (eval::prepare(rt, &sub.challenge).await, false),
+        None => (prepare_inline(shard, &sub.challenge).await, false),
     };
     let (result, store) = eval::run(rt, prepared, &sub).await;
     let nanos = eval::nanos_since(start);
@@ -465,17 +522,29 @@ async fn run_job(shard: &Shard, sub: Submission) {
     drop(store);
 }
 
+/// Instantiate for one evaluation. The ready budget leaves slots for every evaluation in
+/// flight, so a local failure (no free slot: other users of the runtime, or instances being
+/// dropped) is met by releasing cold ready instances and trying again, never by aborting
+/// while this shard still holds any.
+async fn prepare_inline(
+    shard: &Shard,
+    challenge: &Arc<Challenge>,
+) -> Result<Prepared, eval::PrepareFailed> {
+    loop {
+        match eval::prepare(&shard.shared.rt, challenge).await {
+            Err(f) if !f.outcome.is_deterministic() && shard.release_coldest(challenge.id) => {}
+            made => return made,
+        }
+    }
+}
+
 async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) {
     while signal.recv().await.is_some() && !shard.stopping.get() {
         while !shard.stopping.get() {
             // Pick one pool below its depth; never hold the borrow across an await.
-            let next = shard
-                .pools
-                .borrow()
-                .values()
-                .find(|p| !p.failing && p.ready.len() < depth)
-                .map(|p| p.challenge.clone());
-            let Some(challenge) = next else { break };
+            let Some(challenge) = shard.next_refill(depth) else {
+                break;
+            };
             let made = eval::prepare(&shard.shared.rt, &challenge).await;
             if !shard.store_prepared(&challenge, made) {
                 break;
