@@ -114,6 +114,41 @@ fn digest(results: &[EvalResult]) -> Vec<Hash32> {
     results.iter().map(EvalResult::hash).collect()
 }
 
+/// The corpus's agreed results as this build computes them. Engine speed work (Cranelift
+/// and memory settings, pooling, scheduling) must leave them unchanged: a different value
+/// means validators on this build and on the last would disagree. Change them only with a
+/// consensus-breaking release, together with the engine fingerprint.
+///
+/// `CORPUS_DIGEST` covers whole results (fuel and module hash included) and holds when the
+/// example modules are the bytes in `PINNED_MODULES`; another Rust toolchain builds other
+/// bytes (and fuel counts), so then only `SCORES_DIGEST` (outcome, score, output hash) is
+/// compared, which no compiler may change.
+const CORPUS_DIGEST: &str = "0f8688cd2bc3a9478a0a8001e5e87435c6c9547d32b6b791452ed6b92ff5c5d3";
+const SCORES_DIGEST: &str = "9ccad888be450b79bcb25aaf285b485ca574f292f782f0b688f0983221f8bf5e";
+const PINNED_MODULES: [&str; 3] = [
+    "30c66376680a0ef690cdb3e9d75523a5d7ba8822c94c20700dd1054ee7c8b7fe",
+    "0865846917b2d80efce79f5ef334bdd0829356df7b29b7c291086877d19e762e",
+    "2aaa4f9fd5d1e1dd430f4a0a6f7e08d52e90937c7425b5487e249c9d0fe0c5b0",
+];
+
+fn scores_digest(results: &[EvalResult]) -> String {
+    let mut h = Sha256::new();
+    for r in results {
+        h.update(r.outcome.as_str());
+        h.update(r.score.to_le_bytes());
+        h.update(r.output_hash);
+    }
+    hex::encode(h.finalize())
+}
+
+fn corpus_digest(results: &[EvalResult]) -> String {
+    let mut h = Sha256::new();
+    for r in results {
+        h.update(r.hash());
+    }
+    hex::encode(h.finalize())
+}
+
 #[test]
 fn identical_results_across_shard_counts_runs_baseline_and_native() {
     let one_a = run_sharded(1);
@@ -124,6 +159,27 @@ fn identical_results_across_shard_counts_runs_baseline_and_native() {
     assert_eq!(digest(&one_a), digest(&one_b), "1 shard, run to run");
     assert_eq!(digest(&one_a), digest(&two_a), "1 shard vs 2 shards");
     assert_eq!(digest(&two_a), digest(&two_b), "2 shards, run to run");
+    assert_eq!(
+        scores_digest(&one_a),
+        SCORES_DIGEST,
+        "the corpus's scores changed (see CORPUS_DIGEST)"
+    );
+    let modules: Vec<String> = EXAMPLES
+        .iter()
+        .map(|e| hex::encode(Sha256::digest(e.wasm)))
+        .collect();
+    if modules == PINNED_MODULES {
+        assert_eq!(
+            corpus_digest(&one_a),
+            CORPUS_DIGEST,
+            "the agreed results of the corpus changed (see CORPUS_DIGEST)"
+        );
+    } else {
+        println!(
+            "example modules {modules:?} are not the pinned build (another toolchain): \
+             whole results are not compared with CORPUS_DIGEST, scores are"
+        );
+    }
 
     // Every outcome is deterministic and the corpus exercises both scores and rejections.
     assert!(
