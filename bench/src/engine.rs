@@ -60,11 +60,29 @@ struct Row {
     instantiate_pooled_p50_us: f64,
     instantiate_pooled_p99_us: f64,
     instantiate_naive_p50_us: f64,
-    /// Median time inside `platform_evaluate`, one evaluation at a time on warm pooled
-    /// instances (see `measure_guest_call`).
+    /// Median time inside `platform_evaluate` on the pooled engine's sync path, one
+    /// evaluation at a time, round-robin with the other call columns (see `measure_calls`).
     guest_call_p50_us: f64,
-    /// Same scoring code: guest call p50 ÷ native call p50.
+    /// The same on the async path (a fiber per call), as every evaluation ran before.
+    guest_call_async_p50_us: f64,
+    /// The native call, in the same round-robin.
+    native_call_p50_us: f64,
+    /// Guest call and whole evaluation on the sync path of an unmetered runtime, and the
+    /// whole evaluation metered (the call metered is `guest_call_p50_us`).
+    guest_call_unmetered_p50_us: f64,
+    eval_unmetered_p50_us: f64,
+    eval_metered_p50_us: f64,
+    /// Same scoring code: guest call p50 (sync path) ÷ native call p50.
     wasm_over_native_compute: f64,
+    /// Guest call p50: sync path ÷ async path.
+    sync_over_async_call: f64,
+    /// Whole evaluations (fresh instance included) on the async path, and sync ÷ async.
+    eval_async_p50_us: f64,
+    sync_over_async_eval: f64,
+    /// Guest call p50 with fuel metering ÷ without.
+    fuel_on_over_off_call: f64,
+    /// Whole evaluations (fresh pooled instance, sync path) with fuel metering ÷ without.
+    fuel_on_over_off_eval: f64,
     /// Whole evaluations: native evals/s ÷ pooled 1-shard evals/s.
     wasm_over_native_end_to_end: f64,
     pooled_over_naive: f64,
@@ -156,34 +174,78 @@ fn measure_naive(
     Ok(figures(n, start.elapsed(), &h))
 }
 
-/// Median time inside the guest's `platform_evaluate` (µs), one evaluation at a time on
-/// the calling thread with pooled (warm) instances: the guest's compute time, with no
-/// interleaving and no first-touch page faults.
-fn measure_guest_call(
+/// Medians (µs) of one evaluation on the calling thread, the guest call alone and the
+/// whole evaluation (fresh pooled instance included), per path: native code, the pooled
+/// engine's sync path (what a shard runs for an evaluation within one yield slice), its
+/// async path (a fiber per call), and the sync path on an unmetered runtime. The paths take
+/// turns in short blocks, so each runs warm and all see the same machine noise.
+#[derive(Debug, Clone, Copy, Default)]
+struct Calls {
+    native: f64,
+    sync: f64,
+    fiber: f64,
+    unmetered: f64,
+    whole_sync: f64,
+    whole_fiber: f64,
+    whole_unmetered: f64,
+}
+
+/// Turns each path takes in `measure_calls`.
+const BLOCKS: u32 = 10;
+
+fn measure_calls(
+    e: &Example,
     rt: &Runtime,
-    ch: &Arc<Challenge>,
+    bare: &Runtime,
+    chs: (&Arc<Challenge>, &Arc<Challenge>),
     payloads: &[Vec<u8>],
     secs: Duration,
-) -> anyhow::Result<f64> {
-    let mut calls = hist();
-    let start = Instant::now();
+) -> anyhow::Result<Calls> {
+    let mut call: [Histogram<u64>; 4] = std::array::from_fn(|_| hist());
+    let mut whole: [Histogram<u64>; 4] = std::array::from_fn(|_| hist());
+    let block = secs / (BLOCKS * 4);
     let mut n = 0usize;
-    while start.elapsed() < secs {
-        let sub = Submission::new(
-            ch.clone(),
-            payloads[n % payloads.len()].clone(),
-            EvalContext::default(),
-        );
-        let r = platform_engine::evaluate_blocking(rt, &sub);
-        anyhow::ensure!(
-            r.result.outcome == Outcome::Scored,
-            "guest call: {:?}",
-            r.result.outcome
-        );
-        calls.record(r.call_nanos.max(1)).ok();
-        n += 1;
+    for _ in 0..BLOCKS {
+        for path in 0..4 {
+            let start = Instant::now();
+            while start.elapsed() < block {
+                let payload = &payloads[n % payloads.len()];
+                n += 1;
+                if path == 0 {
+                    let t = Instant::now();
+                    std::hint::black_box((e.native)(payload));
+                    let d = nanos(t.elapsed());
+                    call[0].record(d).ok();
+                    whole[0].record(d).ok();
+                    continue;
+                }
+                let ch = if path == 3 { chs.1 } else { chs.0 };
+                let sub = Submission::new(ch.clone(), payload.clone(), EvalContext::default());
+                let r = match path {
+                    1 => platform_engine::evaluate_blocking(rt, &sub),
+                    2 => platform_engine::evaluate_blocking_async(rt, &sub),
+                    _ => platform_engine::evaluate_blocking(bare, &sub),
+                };
+                anyhow::ensure!(
+                    r.result.outcome == Outcome::Scored,
+                    "guest call: {:?}",
+                    r.result.outcome
+                );
+                call[path].record(r.call_nanos.max(1)).ok();
+                whole[path].record(r.service_nanos.max(1)).ok();
+            }
+        }
     }
-    Ok(calls.value_at_quantile(0.5) as f64 / 1e3)
+    let p50 = |h: &Histogram<u64>| h.value_at_quantile(0.5) as f64 / 1e3;
+    Ok(Calls {
+        native: p50(&call[0]),
+        sync: p50(&call[1]),
+        fiber: p50(&call[2]),
+        unmetered: p50(&call[3]),
+        whole_sync: p50(&whole[1]),
+        whole_fiber: p50(&whole[2]),
+        whole_unmetered: p50(&whole[3]),
+    })
 }
 
 /// Drive a sharded engine as fast as it accepts for `secs`; latency is service time.
@@ -337,10 +399,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         shards: 1,
         ..EngineConfig::default()
     })?;
+    let bare = Runtime::unmetered(&EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    })?;
     let mut base = Baseline::new(&EngineConfig::default())?;
     let mut rows = vec![];
     for e in examples {
         let ch = register(&rt, e)?;
+        let bare_ch = register(&bare, e)?;
         base.add(&ch, e.wasm)?;
         let payloads: Vec<Vec<u8>> = (0..args.payloads).map(|s| (e.sample_payload)(s)).collect();
         let (mut native, mut naive, mut p1, mut pn, mut inst, mut call) =
@@ -366,7 +433,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             bar.inc(1);
             step("instantiation and guest call");
             inst.push(measure_instantiation(&rt, &base, &ch, 2000));
-            call.push(measure_guest_call(&rt, &ch, &payloads, secs / 2)?);
+            call.push(measure_calls(
+                e,
+                &rt,
+                &bare,
+                (&ch, &bare_ch),
+                &payloads,
+                secs,
+            )?);
             bar.inc(1);
         }
         let (native, naive, pooled_1, pooled_n) = (
@@ -375,7 +449,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             median_figures(&p1),
             median_figures(&pn),
         );
-        let guest_call_p50_us = median(call);
+        let calls = |f: fn(&Calls) -> f64| median(call.iter().map(f).collect());
+        let (sync, fiber, native_call, bare_call) = (
+            calls(|c| c.sync),
+            calls(|c| c.fiber),
+            calls(|c| c.native),
+            calls(|c| c.unmetered),
+        );
+        let (eval_metered, eval_fiber, eval_bare) = (
+            calls(|c| c.whole_sync),
+            calls(|c| c.whole_fiber),
+            calls(|c| c.whole_unmetered),
+        );
         rows.push(Row {
             challenge: e.name,
             native,
@@ -386,8 +471,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             instantiate_pooled_p50_us: median(inst.iter().map(|i| i.0).collect()),
             instantiate_pooled_p99_us: median(inst.iter().map(|i| i.1).collect()),
             instantiate_naive_p50_us: median(inst.iter().map(|i| i.2).collect()),
-            guest_call_p50_us,
-            wasm_over_native_compute: guest_call_p50_us / native.p50_us,
+            guest_call_p50_us: sync,
+            guest_call_async_p50_us: fiber,
+            native_call_p50_us: native_call,
+            guest_call_unmetered_p50_us: bare_call,
+            eval_unmetered_p50_us: eval_bare,
+            eval_metered_p50_us: eval_metered,
+            wasm_over_native_compute: sync / native_call,
+            sync_over_async_call: sync / fiber,
+            eval_async_p50_us: eval_fiber,
+            sync_over_async_eval: eval_metered / eval_fiber,
+            fuel_on_over_off_call: sync / bare_call,
+            fuel_on_over_off_eval: eval_metered / eval_bare,
             wasm_over_native_end_to_end: native.evals_per_sec / pooled_1.evals_per_sec,
             pooled_over_naive: pooled_1.evals_per_sec / naive.evals_per_sec,
             scaling_efficiency: pooled_n.evals_per_sec / (shards_n as f64 * pooled_1.evals_per_sec),
@@ -456,7 +551,39 @@ fn print_table(rows: &[Row]) {
     }
     println!();
     println!(
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>11} {:>10} {:>11} {:>11}",
+        "challenge",
+        "native µs",
+        "sync µs",
+        "async µs",
+        "sync÷async",
+        "eval s÷a",
+        "no fuel µs",
+        "fuel÷none",
+        "eval f÷none"
+    );
+    for r in rows {
+        println!(
+            "{:<14} {:>10.2} {:>10.2} {:>10.2} {:>9.2}× {:>10.2}× {:>10.2} {:>10.2}× {:>10.2}×",
+            r.challenge,
+            r.native_call_p50_us,
+            r.guest_call_p50_us,
+            r.guest_call_async_p50_us,
+            r.sync_over_async_call,
+            r.sync_over_async_eval,
+            r.guest_call_unmetered_p50_us,
+            r.fuel_on_over_off_call,
+            r.fuel_on_over_off_eval
+        );
+    }
+    println!();
+    println!(
         "inst: new store + instantiate + drop (pooled with InstancePre; naive: new linker, on-demand)."
+    );
+    println!(
+        "Calls (last table): p50 of `platform_evaluate`, the paths taking turns in short blocks. \
+         sync: the pooled engine's fiber-less path; async: a fiber per call; no fuel: the sync path \
+         unmetered. eval s÷a, f÷none: whole evaluations (fresh instance included), sync ÷ async and metered ÷ unmetered."
     );
     println!(
         "w÷n call: guest `platform_evaluate` p50 ÷ native call p50, the same scoring code (lower is better)."

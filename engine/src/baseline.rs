@@ -54,7 +54,12 @@ impl Baseline {
         let module = self.modules.get(&sub.challenge.module_hash)?;
         let (result, store) = self.run(module, &sub.challenge, sub);
         let nanos = eval::nanos_since(start);
-        Some(eval::report(result, &store, 0, nanos, false))
+        let ran = eval::Ran {
+            result,
+            store,
+            sync: true,
+        };
+        Some(eval::report(ran, 0, nanos, false))
     }
 
     /// The naive instance lifecycle alone: new linker with every host function, new store,

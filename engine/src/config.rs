@@ -59,7 +59,9 @@ pub struct EngineConfig {
     pub async_stack_bytes: usize,
     /// Linear memory kept resident (memset, not madvise) when a pool slot is reused.
     pub memory_keep_resident_bytes: usize,
-    /// Fuel between cooperative yields to the shard's executor.
+    /// Fuel between cooperative yields to the shard's executor. An evaluation that fits in
+    /// one such slice runs synchronously (no fiber); a longer one starts over, from a fresh
+    /// instance, on the yielding path. Results are identical either way.
     pub fuel_yield_interval: u64,
     /// Granularity of the wall-clock deadline (epoch ticks).
     #[serde(with = "humantime_serde")]

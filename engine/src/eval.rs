@@ -1,6 +1,13 @@
 //! One evaluation: prepare a fresh instance (store + instantiate, start function included),
 //! copy the payload in, call `platform_evaluate`, read and check the output, and map every
 //! failure to an [`Outcome`]. An instance serves exactly one evaluation.
+//!
+//! Two paths give identical results. The sync path runs instantiation and the calls on the
+//! caller's stack with the store's fuel capped at one yield slice (`fuel_yield_interval`),
+//! so it holds its shard no longer than a yielding evaluation would and pays no fiber
+//! switch. An evaluation that needs more than a slice is dropped and starts again from a
+//! fresh instance on the async path, which yields to its shard every slice. Fuel is
+//! carried over exactly, so `fuel_used` is the same on either path.
 
 use std::sync::Arc;
 
@@ -51,6 +58,8 @@ impl Submission {
 pub(crate) struct Prepared {
     store: Store<HostState>,
     exports: Exports,
+    /// Made on the sync path (no fuel yields configured): its evaluation runs there first.
+    sync: bool,
 }
 
 /// Instantiation failed: the evaluation that needs this instance gets `outcome`.
@@ -73,10 +82,10 @@ pub(crate) fn new_store(
         HostState::new(challenge.data.clone(), memory_limit, log_max),
     );
     store.limiter(|s| s);
-    // Fuel is enabled on every engine we build, so these cannot fail.
-    store
-        .set_fuel(policy.fuel_limit)
-        .expect("fuel metering is enabled");
+    // Fuel is enabled on every engine we build except the benchmark's unmetered baseline
+    // (which never asks for yields), so only that one can fail here.
+    let metered = store.set_fuel(policy.fuel_limit).is_ok();
+    debug_assert!(metered || yield_interval.is_none());
     if yield_interval.is_some() {
         store
             .fuel_async_yield_interval(yield_interval)
@@ -133,34 +142,150 @@ pub(crate) async fn prepare(
         }
     };
     match exports(&mut store, &instance) {
-        Ok(exports) => Ok(Prepared { store, exports }),
+        Ok(exports) => Ok(Prepared {
+            store,
+            exports,
+            sync: false,
+        }),
         Err(outcome) => Err(PrepareFailed { store, outcome }),
     }
 }
 
-/// Run one evaluation on a prepared instance (or report why preparing failed).
+/// The most fuel one synchronous step may burn: the slice between two yields.
+fn slice(rt: &Runtime) -> u64 {
+    rt.config().raw.fuel_yield_interval
+}
+
+/// Cap the store's fuel at one slice; returns (fuel the evaluation has left, the cap), or
+/// `None` on an unmetered benchmark runtime.
+fn cap_fuel(rt: &Runtime, store: &mut Store<HostState>) -> Option<(u64, u64)> {
+    let remaining = store.get_fuel().ok()?;
+    let cap = remaining.min(slice(rt));
+    store.set_fuel(cap).ok()?;
+    Some((remaining, cap))
+}
+
+/// Undo `cap_fuel`: what the step used comes off what the evaluation had left, exactly as
+/// if it had run uncapped. True when the step ran out of its slice, not of its fuel.
+fn uncap_fuel(store: &mut Store<HostState>, capped: Option<(u64, u64)>, out_of_fuel: bool) -> bool {
+    let Some((remaining, cap)) = capped else {
+        return false;
+    };
+    let used = cap.saturating_sub(store.get_fuel().unwrap_or(0));
+    let _ = store.set_fuel(remaining.saturating_sub(used));
+    out_of_fuel && cap < remaining
+}
+
+/// Instantiate on the sync path. `None` when the start function needs more than a slice
+/// of fuel (the async path must make this instance).
+pub(crate) fn prepare_sync(
+    rt: &Runtime,
+    challenge: &Challenge,
+) -> Option<Result<Prepared, PrepareFailed>> {
+    let mut store = new_store(
+        rt.engine(),
+        challenge,
+        rt.deadline_ticks(&challenge.policy),
+        None,
+    );
+    let capped = cap_fuel(rt, &mut store);
+    let made = challenge.pre.instantiate(&mut store);
+    let outcome = made.as_ref().err().map(|e| classify(&store, e));
+    if uncap_fuel(&mut store, capped, outcome == Some(Outcome::OutOfFuel)) {
+        return None;
+    }
+    let instance = match (made, outcome) {
+        (Ok(i), _) => i,
+        (Err(_), outcome) => {
+            let outcome = outcome.unwrap_or(Outcome::Aborted);
+            return Some(Err(PrepareFailed { store, outcome }));
+        }
+    };
+    Some(match exports(&mut store, &instance) {
+        Ok(exports) => Ok(Prepared {
+            store,
+            exports,
+            sync: true,
+        }),
+        Err(outcome) => Err(PrepareFailed { store, outcome }),
+    })
+}
+
+/// Instantiate on the sync path when `sync` is asked for and the start function fits in a
+/// slice, else on the async path.
+pub(crate) async fn prepare_any(
+    rt: &Runtime,
+    challenge: &Challenge,
+    sync: bool,
+) -> Result<Prepared, PrepareFailed> {
+    if sync && let Some(made) = prepare_sync(rt, challenge) {
+        return made;
+    }
+    prepare(rt, challenge).await
+}
+
+/// A finished evaluation: the result, its store, and whether it ran on the sync path.
+pub(crate) struct Ran {
+    pub result: EvalResult,
+    pub store: Store<HostState>,
+    pub sync: bool,
+}
+
+/// Run one evaluation on a prepared instance (or report why preparing failed). A sync
+/// instance whose evaluation needs more than a slice starts again on the async path.
 pub(crate) async fn run(
     rt: &Runtime,
     prepared: Result<Prepared, PrepareFailed>,
     sub: &Submission,
-) -> (EvalResult, Store<HostState>) {
+) -> Ran {
     let meta = Meta::of(sub);
+    let failed = |f: PrepareFailed| Ran {
+        result: finish(&f.store, &meta, Err(f.outcome)),
+        store: f.store,
+        sync: false,
+    };
     let mut p = match prepared {
         Ok(p) => p,
-        Err(failed) => {
-            return (
-                finish(&failed.store, &meta, Err(failed.outcome)),
-                failed.store,
-            );
-        }
+        Err(f) => return failed(f),
     };
-    // The instance may have waited in the pool: the deadline counts from now.
+    if p.sync {
+        match run_sync(rt, p, sub, &meta) {
+            Some(ran) => return ran,
+            None => match prepare(rt, &sub.challenge).await {
+                Ok(again) => p = again,
+                Err(f) => return failed(f),
+            },
+        }
+    }
+    start(rt, &mut p, sub);
+    let output = call_async(&mut p, &sub.payload).await;
+    Ran {
+        result: finish(&p.store, &meta, output),
+        store: p.store,
+        sync: false,
+    }
+}
+
+/// The instance may have waited in the pool: the deadline counts from now.
+fn start(rt: &Runtime, p: &mut Prepared, sub: &Submission) {
     p.store
         .set_epoch_deadline(rt.deadline_ticks(&sub.challenge.policy));
     set_context(&mut p.store, sub.id, sub.context);
-    let output = call_async(&mut p, &sub.payload).await;
-    let result = finish(&p.store, &meta, output);
-    (result, p.store)
+}
+
+/// The evaluation on the sync path; `None` if it needs more than the slice it has.
+fn run_sync(rt: &Runtime, mut p: Prepared, sub: &Submission, meta: &Meta<'_>) -> Option<Ran> {
+    start(rt, &mut p, sub);
+    let capped = cap_fuel(rt, &mut p.store);
+    let output = call_sync(&mut p, &sub.payload);
+    if uncap_fuel(&mut p.store, capped, output == Err(Outcome::OutOfFuel)) {
+        return None;
+    }
+    Some(Ran {
+        result: finish(&p.store, meta, output),
+        store: p.store,
+        sync: true,
+    })
 }
 
 pub(crate) fn set_context(store: &mut Store<HostState>, submission_id: Hash32, ctx: EvalContext) {
@@ -201,6 +326,22 @@ async fn call_async(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome
         .evaluate
         .call_async(&mut p.store, (ptr, len))
         .await;
+    p.store.data_mut().call_nanos = nanos_since(start);
+    match called {
+        Ok(packed) => read_output(&p.store, p.exports.memory, packed),
+        Err(e) => Err(classify(&p.store, &e)),
+    }
+}
+
+fn call_sync(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome> {
+    let len = i32::try_from(payload.len()).map_err(|_| Outcome::InvalidOutput)?;
+    let ptr = match p.exports.alloc.call(&mut p.store, len) {
+        Ok(ptr) => ptr,
+        Err(e) => return Err(classify(&p.store, &e)),
+    };
+    write_input(&mut p.store, p.exports.memory, ptr, payload)?;
+    let start = std::time::Instant::now();
+    let called = p.exports.evaluate.call(&mut p.store, (ptr, len));
     p.store.data_mut().call_nanos = nanos_since(start);
     match called {
         Ok(packed) => read_output(&p.store, p.exports.memory, packed),
@@ -309,15 +450,15 @@ pub(crate) fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Outcome
 
 /// Assemble the report for a finished evaluation.
 pub(crate) fn report(
-    result: EvalResult,
-    store: &Store<HostState>,
+    ran: Ran,
     shard: usize,
     service_nanos: u64,
     pooled_instance: bool,
 ) -> EvalReport {
-    let state = store.data();
+    let state = ran.store.data();
     EvalReport {
-        result,
+        result: ran.result,
+        sync: ran.sync,
         host_calls: state.host_calls,
         log: state.log.clone(),
         log_dropped_bytes: state.log_dropped_bytes,

@@ -31,21 +31,34 @@ pub use runtime::{
 pub use shard::{ShardedEngine, SubmitError};
 
 /// Evaluate one submission on the calling thread with the pooled engine's exact code path
-/// (fresh instance, async calls driven to completion here). For tests, tools and validators
-/// recomputing a single result outside the shards.
+/// (fresh instance; the sync path first, the async one driven to completion here if the
+/// evaluation needs it). For tests, tools and validators recomputing a single result
+/// outside the shards.
 pub fn evaluate_blocking(rt: &Runtime, sub: &Submission) -> EvalReport {
     futures_lite::future::block_on(async {
         let start = std::time::Instant::now();
-        let prepared = eval::prepare(rt, &sub.challenge).await;
-        let (result, store) = eval::run(rt, prepared, sub).await;
+        let prepared = eval::prepare_any(rt, &sub.challenge, true).await;
+        let ran = eval::run(rt, prepared, sub).await;
         let nanos = eval::nanos_since(start);
-        eval::report(result, &store, 0, nanos, false)
+        eval::report(ran, 0, nanos, false)
+    })
+}
+
+/// Evaluate on the async path only (every call on a fiber, yielding every slice), as the
+/// engine did before its sync path; results are identical. For tests and benchmarks.
+pub fn evaluate_blocking_async(rt: &Runtime, sub: &Submission) -> EvalReport {
+    futures_lite::future::block_on(async {
+        let start = std::time::Instant::now();
+        let prepared = eval::prepare(rt, &sub.challenge).await;
+        let ran = eval::run(rt, prepared, sub).await;
+        let nanos = eval::nanos_since(start);
+        eval::report(ran, 0, nanos, false)
     })
 }
 
 /// Create a fresh pooled instance of `challenge` (store + instantiate, start function
-/// included) and drop it, on the calling thread. Returns false if instantiation failed.
-/// For benchmarks of the instance lifecycle.
+/// included) the way the shards make ready instances, and drop it, on the calling thread.
+/// Returns false if instantiation failed. For benchmarks of the instance lifecycle.
 pub fn instantiate_and_drop(rt: &Runtime, challenge: &Challenge) -> bool {
-    futures_lite::future::block_on(eval::prepare(rt, challenge)).is_ok()
+    futures_lite::future::block_on(eval::prepare_any(rt, challenge, true)).is_ok()
 }

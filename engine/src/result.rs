@@ -213,6 +213,9 @@ pub struct EvalReport {
     pub call_nanos: u64,
     /// Whether a pre-instantiated instance was used (false: instantiated inline).
     pub pooled_instance: bool,
+    /// Whether the evaluation ran to its end synchronously, within one yield slice of fuel
+    /// (false: on the async path, yielding to its shard). Never changes the result.
+    pub sync: bool,
 }
 
 #[cfg(test)]

@@ -251,8 +251,21 @@ impl Runtime {
     /// Build the engine from a configuration. Fails with a clear error if the configuration
     /// is invalid or the pooling allocator cannot reserve its address space.
     pub fn new(cfg: &EngineConfig) -> Result<Runtime, EngineError> {
+        Runtime::build(cfg, true)
+    }
+
+    /// The same runtime without fuel metering, so a benchmark can price metering side by
+    /// side on the pooled sync path. Nothing bounds a guest here but the wall-clock
+    /// deadline, and its fingerprint differs from every metered engine's: never for results
+    /// that count. Evaluate with [`crate::evaluate_blocking`]; shards need a metered runtime.
+    pub fn unmetered(cfg: &EngineConfig) -> Result<Runtime, EngineError> {
+        Runtime::build(cfg, false)
+    }
+
+    fn build(cfg: &EngineConfig, metered: bool) -> Result<Runtime, EngineError> {
         let valid = cfg.validate()?;
         let mut wcfg = deterministic_config(cfg);
+        wcfg.consume_fuel(metered);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_core_instances(valid.instance_slots())
             .total_memories(valid.instance_slots())

@@ -289,6 +289,9 @@ struct Pool {
     /// Instantiation fails for this module (e.g. its start function traps): stop making
     /// instances ahead of time; each evaluation instantiates inline and records the outcome.
     failing: bool,
+    /// Make instances for the sync path. Cleared when an evaluation needed more than a
+    /// slice (it started over on the async path); set again when one fits in a slice.
+    sync: bool,
     metrics: ChallengeMetrics,
 }
 
@@ -334,6 +337,7 @@ impl Shard {
                     ready: VecDeque::new(),
                     last_used: 0,
                     failing: false,
+                    sync: true,
                     metrics: ChallengeMetrics::new(challenge.id),
                 },
             );
@@ -421,9 +425,16 @@ impl Shard {
         true
     }
 
+    /// Which path this challenge's next instances are made for.
+    fn sync_mode(&self, id: ChallengeId) -> bool {
+        self.pools.borrow().get(&id).is_none_or(|p| p.sync)
+    }
+
     fn record(&self, report: &EvalReport) {
-        let pools = self.pools.borrow();
-        if let Some(pool) = pools.get(&report.result.challenge_id) {
+        let mut pools = self.pools.borrow_mut();
+        if let Some(pool) = pools.get_mut(&report.result.challenge_id) {
+            let slice = self.shared.rt.config().raw.fuel_yield_interval;
+            pool.sync = report.sync || report.result.fuel_used < slice;
             if let Some(c) = pool.metrics.by_outcome.get(report.result.outcome.as_str()) {
                 c.increment(1);
             }
@@ -512,14 +523,13 @@ async fn run_job(shard: &Shard, sub: Submission) {
         Some(p) => (Ok(p), true),
         None => (prepare_inline(shard, &sub.challenge).await, false),
     };
-    let (result, store) = eval::run(rt, prepared, &sub).await;
+    let ran = eval::run(rt, prepared, &sub).await;
     let nanos = eval::nanos_since(start);
-    let report = eval::report(result, &store, shard.index, nanos, pooled);
+    let report = eval::report(ran, shard.index, nanos, pooled);
     shard.record(&report);
     // Capacity covers every admitted job, so this only fails if the receiver is gone.
     let _ = shard.shared.results.try_send(report);
     shard.update_gauges();
-    drop(store);
 }
 
 /// Instantiate for one evaluation. The ready budget leaves slots for every evaluation in
@@ -531,7 +541,8 @@ async fn prepare_inline(
     challenge: &Arc<Challenge>,
 ) -> Result<Prepared, eval::PrepareFailed> {
     loop {
-        match eval::prepare(&shard.shared.rt, challenge).await {
+        let sync = shard.sync_mode(challenge.id);
+        match eval::prepare_any(&shard.shared.rt, challenge, sync).await {
             Err(f) if !f.outcome.is_deterministic() && shard.release_coldest(challenge.id) => {}
             made => return made,
         }
@@ -545,7 +556,8 @@ async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) 
             let Some(challenge) = shard.next_refill(depth) else {
                 break;
             };
-            let made = eval::prepare(&shard.shared.rt, &challenge).await;
+            let sync = shard.sync_mode(challenge.id);
+            let made = eval::prepare_any(&shard.shared.rt, &challenge, sync).await;
             if !shard.store_prepared(&challenge, made) {
                 break;
             }
