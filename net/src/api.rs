@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::config::{NetConfig, ValidNetConfig};
 use crate::node::run;
-use crate::stats::{Counters, NetStats};
+use crate::stats::{Counters, NetStats, Reason};
 use crate::wire::{Envelope, Hash32, Hotkey, RecordKind, Topic, now_ms};
 
 /// Who this node is: the hotkey it signs with and the key of its libp2p PeerId.
@@ -34,7 +34,27 @@ impl std::fmt::Debug for Identity {
 
 /// A check of a topic's payload beyond what net knows (for example "decodes as a consensus
 /// message"), run on the net thread before a message is accepted. It must be cheap.
-pub type PayloadCheck = Arc<dyn Fn(&Envelope) -> Result<(), String> + Send + Sync>;
+pub type PayloadCheck = Arc<dyn Fn(&Envelope) -> Result<(), Refused> + Send + Sync>;
+
+/// Why a [`PayloadCheck`] refused a message: the reason counted and answered (it decides
+/// whether the sender is penalised), and a detail for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// The reason.
+    pub reason: Reason,
+    /// What was wrong, for the log.
+    pub detail: String,
+}
+
+impl From<String> for Refused {
+    /// A payload that is not what its topic carries (`invalid_payload`).
+    fn from(detail: String) -> Refused {
+        Refused {
+            reason: Reason::InvalidPayload,
+            detail,
+        }
+    }
+}
 
 /// Misbehaviour, for tests of peer protection only: a validator never sets it.
 #[doc(hidden)]
@@ -56,6 +76,10 @@ pub struct Options {
     pub checks: HashMap<Topic, PayloadCheck>,
     /// Who may publish on each topic (`None` or absent: any author with a valid signature).
     pub authors: HashMap<Topic, HashSet<Hotkey>>,
+    /// Hold each miner's submit ack until the application decides ([`NetEvent::Submit`],
+    /// answered with [`NetHandle::admit`]): what counts is then answered at the door. Off,
+    /// the net acks every submission that passes its own checks.
+    pub admission: bool,
     #[doc(hidden)]
     pub hostile: Hostile,
 }
@@ -153,6 +177,15 @@ pub enum NetEvent {
         /// Its hotkey.
         hotkey: Hotkey,
     },
+    /// A miner's submission that passed the net's checks, waiting for the application's
+    /// admission (with [`Options::admission`]): answer with [`NetHandle::admit`] and
+    /// `token`. Unanswered for `ADMISSION_TIMEOUT` (5 s), the miner is told `busy`.
+    Submit {
+        /// Names the waiting ack.
+        token: u64,
+        /// The submission.
+        delivery: Delivery,
+    },
     /// A peer's last connection closed.
     PeerLeft {
         /// The PeerId.
@@ -212,6 +245,10 @@ pub(crate) enum Command {
     },
     Peers {
         reply: Reply<Vec<PeerInfo>>,
+    },
+    Admit {
+        token: u64,
+        verdict: Result<(), Reason>,
     },
     Shutdown,
 }
@@ -423,6 +460,13 @@ impl NetHandle {
             bytes,
             reply,
         })
+    }
+
+    /// The application's admission of a [`NetEvent::Submit`]: `Ok` acks it accepted and
+    /// passes it on to peers; `Err` tells the miner why (never penalised: use it for
+    /// honest states such as a closed epoch).
+    pub fn admit(&self, token: u64, verdict: Result<(), Reason>) -> Result<(), NetError> {
+        self.send(Command::Admit { token, verdict })
     }
 
     /// Allow only these authors on `topic` (`None`: any author with a valid signature).

@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use api::{
     Delivery, Hostile, Identity, Net, NetError, NetEvent, NetHandle, Options, PayloadCheck,
-    PeerInfo, peer_id_of,
+    PeerInfo, Refused, peer_id_of,
 };
 pub use config::{ConfigError, NetConfig, TopicLimits, ValidNetConfig};
 pub use stats::{NetStats, Reason};

@@ -12,7 +12,9 @@ use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity, MessageId};
 use libp2p::kad;
 use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
-use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::request_response::{
+    self, InboundRequestId, OutboundRequestId, ProtocolSupport, ResponseChannel,
+};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{
@@ -22,6 +24,7 @@ use libp2p::{
 use platform_keys::Keypair;
 use tokio::sync::Notify;
 
+mod admit;
 mod batches;
 mod dht;
 mod rpc;
@@ -35,7 +38,7 @@ use crate::protect::{BlobCache, Bucket, Penalty, SeenCache};
 use crate::stats::{self, Counters, Reason};
 use crate::wire::{
     Binding, ENVELOPE_OVERHEAD, Envelope, Hash32, Hotkey, RecordKind, Request, Response,
-    Submission, SubmitAck, Topic, now_ms, sha256,
+    Submission, Topic, now_ms, sha256,
 };
 
 /// Penalty points for a message or record that breaks the rules.
@@ -198,6 +201,9 @@ struct Node {
     kad_ops: HashMap<kad::QueryId, KadOp>,
     outbound: HashMap<OutboundRequestId, Outbound>,
     bootstrap: Vec<(PeerId, Multiaddr)>,
+    /// Submit acks wait for the application's admission.
+    admission: bool,
+    door: admit::Door,
     last_redial: Instant,
     last_kad_bootstrap: Option<Instant>,
 }
@@ -351,6 +357,8 @@ impl Node {
             checks: options.checks,
             authors: options.authors,
             hostile: options.hostile,
+            admission: options.admission,
+            door: admit::Door::default(),
             peers: HashMap::new(),
             bans: VecDeque::new(),
             fetches: HashMap::new(),
@@ -367,8 +375,18 @@ impl Node {
     }
 
     fn emit(&self, ev: NetEvent) {
-        if let Err(TrySendError::Full(_)) = self.events.try_send(ev) {
-            self.counters().event_dropped();
+        self.try_emit(ev);
+    }
+
+    /// Deliver an event; false (and counted) when the application's queue is full.
+    fn try_emit(&self, ev: NetEvent) -> bool {
+        match self.events.try_send(ev) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                self.counters().event_dropped();
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
         }
     }
 
@@ -406,6 +424,7 @@ impl Node {
         for h in expired {
             self.finish_fetch(&h, Err(NetError::Timeout));
         }
+        self.expire_admissions(now);
         if now.duration_since(self.last_redial) >= Duration::from_secs(5) {
             self.dial_bootstrap();
         }
@@ -450,6 +469,7 @@ impl Node {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
+            Command::Admit { token, verdict } => self.on_admit(token, verdict, Instant::now()),
             Command::Publish {
                 topic,
                 bytes,
@@ -598,14 +618,25 @@ impl Node {
         if let Some(check) = self.checks.get(&topic)
             && let Err(e) = check(&env)
         {
-            tracing::debug!(topic = topic.label(), "payload refused: {e}");
-            return Err(Reason::InvalidPayload);
+            tracing::debug!(
+                topic = topic.label(),
+                reason = e.reason.label(),
+                "payload refused: {}",
+                e.detail
+            );
+            return Err(e.reason);
         }
         Ok(env)
     }
 
     fn refuse(&mut self, peer: PeerId, reason: Reason) {
         self.counters().reject(reason);
+        self.penalise_for(peer, reason);
+    }
+
+    /// The penalty a refusal costs: provable abuse a lot, a rate overrun a little, honest
+    /// states nothing.
+    fn penalise_for(&mut self, peer: PeerId, reason: Reason) {
         if reason.penalises() {
             self.penalise(peer, INVALID_POINTS);
         } else if reason == Reason::RateLimited {

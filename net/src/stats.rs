@@ -107,11 +107,26 @@ pub enum Reason {
     BadBinding,
     /// A blob or record whose bytes do not hash to what was asked for.
     HashMismatch,
+    /// A submission for a challenge that is not active (application's admission).
+    InactiveChallenge,
+    /// A submission for an epoch that has ended or been decided (application's admission).
+    EpochClosed,
+    /// A submission for an epoch that has not started yet (application's admission).
+    EpochNotOpen,
+    /// The miner already has a counted submission for this challenge and epoch with a
+    /// lower id (application's admission: one counted per miner, challenge and epoch).
+    NotCounted,
+    /// The validator cannot decide now (not caught up with the chain, or its admission
+    /// queue is full): try again shortly, or another validator.
+    Busy,
 }
+
+/// Number of [`Reason`] variants.
+pub const REASONS: usize = 17;
 
 impl Reason {
     /// Every reason.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; REASONS] = [
         Reason::Malformed,
         Reason::BadSignature,
         Reason::Oversized,
@@ -124,6 +139,11 @@ impl Reason {
         Reason::RateLimited,
         Reason::BadBinding,
         Reason::HashMismatch,
+        Reason::InactiveChallenge,
+        Reason::EpochClosed,
+        Reason::EpochNotOpen,
+        Reason::NotCounted,
+        Reason::Busy,
     ];
 
     /// The label value.
@@ -141,13 +161,19 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::BadBinding => "bad_binding",
             Reason::HashMismatch => "hash_mismatch",
+            Reason::InactiveChallenge => "inactive_challenge",
+            Reason::EpochClosed => "epoch_closed",
+            Reason::EpochNotOpen => "epoch_not_open",
+            Reason::NotCounted => "not_counted",
+            Reason::Busy => "busy",
         }
     }
 
     /// Whether the message itself is invalid (reject: gossipsub scores its sender down
-    /// and it costs penalty points) or merely not wanted now (ignore: a replay, an old
-    /// message, an author the set does not know yet, a peer over its rate; a rate
-    /// overrun still costs a point).
+    /// and it costs penalty points: provable abuse) or merely not wanted now (ignore: a
+    /// replay, an old message, an author the set does not know, a peer over its rate, and
+    /// every honest state the application's admission reports; a rate overrun still costs
+    /// a point).
     pub const fn penalises(self) -> bool {
         !matches!(
             self,
@@ -156,7 +182,17 @@ impl Reason {
                 | Reason::Replay
                 | Reason::UnknownAuthor
                 | Reason::RateLimited
+                | Reason::InactiveChallenge
+                | Reason::EpochClosed
+                | Reason::EpochNotOpen
+                | Reason::NotCounted
+                | Reason::Busy
         )
+    }
+
+    /// The reason with this label.
+    pub fn from_label(label: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.label() == label)
     }
 }
 
@@ -164,7 +200,7 @@ impl Reason {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetStats {
     /// Refusals by reason (indexed like [`Reason::ALL`]).
-    pub rejected: [u64; 12],
+    pub rejected: [u64; REASONS],
     /// Gossip messages accepted and delivered to the application.
     pub delivered: u64,
     /// Gossip messages this node published.
@@ -186,7 +222,7 @@ impl NetStats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    rejected: [AtomicU64; 12],
+    rejected: [AtomicU64; REASONS],
     delivered: AtomicU64,
     published: AtomicU64,
     bans: AtomicU64,
@@ -233,7 +269,7 @@ impl Counters {
     }
 
     pub fn snapshot(&self) -> NetStats {
-        let mut rejected = [0; 12];
+        let mut rejected = [0; REASONS];
         for (slot, c) in rejected.iter_mut().zip(&self.rejected) {
             *slot = c.load(Ordering::Relaxed);
         }

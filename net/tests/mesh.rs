@@ -615,3 +615,130 @@ fn hex_id(s: &str) -> [u8; 32] {
     }
     out
 }
+
+/// With admission on, the application's decision is the miner's answer: an honest refusal
+/// (here a closed epoch, and an unregistered hotkey at the door's check) is answered on
+/// every try and never penalised; an admitted submission is acked with its id and reaches
+/// the peers; a forger hears `bad_signature` on every try, including the one that bans it.
+#[test]
+fn admission_answers_at_the_door_penalises_only_abuse_and_sends_the_reason_before_a_ban() {
+    let cfg = NetConfig::loopback();
+    let registered = Keypair::from_seed(&[59; 32]);
+    let lapsed = Keypair::from_seed(&[58; 32]);
+    let known = registered.public();
+    let door: platform_net::PayloadCheck = std::sync::Arc::new(move |env: &Envelope| {
+        if env.author == known {
+            Ok(())
+        } else {
+            Err(platform_net::Refused {
+                reason: Reason::UnknownAuthor,
+                detail: "not registered".into(),
+            })
+        }
+    });
+    let a = start(
+        50,
+        cfg.clone(),
+        None,
+        Options {
+            checks: HashMap::from([(Topic::Submissions, door)]),
+            admission: true,
+            ..Options::default()
+        },
+    );
+    let b = start(51, cfg.clone(), Some(&a), Options::default());
+    let nodes = [a, b];
+    wait_for_mesh(&nodes);
+    let addr = nodes[0].handle().listen_addrs()[0].clone();
+    let client = platform_net::miner::MinerClient::connect(&addr, WAIT).unwrap();
+    let sub = |key: &Keypair, epoch: u64, n: u64| {
+        Submission {
+            challenge: 1,
+            epoch,
+            body: n.to_le_bytes().to_vec(),
+        }
+        .sign(key, now_ms())
+        .encode()
+    };
+    // The application: epoch 7 is closed, epoch 8 is open.
+    let app = |n: &Net, pending: std::sync::mpsc::Receiver<()>| {
+        let h = n.handle();
+        let events = n.events().clone();
+        std::thread::spawn(move || {
+            let mut decided = 0;
+            while pending.try_recv().is_err() {
+                let Ok(ev) = events.recv_timeout(Duration::from_millis(20)) else {
+                    continue;
+                };
+                if let NetEvent::Submit { token, delivery } = ev {
+                    let s = Submission::decode(&delivery.payload).unwrap();
+                    let verdict = if s.epoch == 7 {
+                        Err(Reason::EpochClosed)
+                    } else {
+                        Ok(())
+                    };
+                    h.admit(token, verdict).unwrap();
+                    decided += 1;
+                }
+            }
+            decided
+        })
+    };
+    let (stop, stopped) = std::sync::mpsc::channel();
+    let deciding = app(&nodes[0], stopped);
+
+    // Far more honest refusals than a ban takes (10 invalid ones would ban): each answered.
+    for n in 0..25 {
+        assert_eq!(
+            client.submit(sub(&registered, 7, n)).unwrap(),
+            SubmitAck::Rejected("epoch_closed".into()),
+            "try {n}"
+        );
+        assert_eq!(
+            client.submit(sub(&lapsed, 8, n)).unwrap(),
+            SubmitAck::Rejected("unknown_author".into()),
+            "try {n}"
+        );
+    }
+    let ok = sub(&registered, 8, 1);
+    let SubmitAck::Accepted(id) = client.submit(ok.clone()).unwrap() else {
+        panic!("an open epoch's submission is admitted")
+    };
+    assert_eq!(id, sha256(&ok));
+    wait_until("the admitted submission at the peer", || {
+        std::iter::from_fn(|| nodes[1].events().try_recv().ok())
+            .any(|e| matches!(e, NetEvent::Message(d) if d.id == id))
+    });
+    let stats = nodes[0].handle().stats();
+    assert_eq!(stats.bans, 0, "honest refusals are never penalised");
+    assert_eq!(stats.rejected(Reason::EpochClosed), 25);
+    assert_eq!(stats.rejected(Reason::UnknownAuthor), 25);
+    assert_eq!(stats.submissions_accepted, 1);
+
+    // A forger: every try answered with its reason, the banning one too; then banned.
+    let forger = platform_net::miner::MinerClient::connect(&addr, WAIT).unwrap();
+    let mut answered = 0;
+    for n in 0..20 {
+        let mut bad = Envelope::decode(&sub(&registered, 8, 100 + n)).unwrap();
+        bad.signature[0] ^= 1;
+        match forger.submit(bad.encode()) {
+            Ok(ack) => {
+                assert_eq!(ack, SubmitAck::Rejected("bad_signature".into()));
+                answered += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    wait_until("the forger banned", || nodes[0].handle().stats().bans == 1);
+    assert_eq!(
+        u64::try_from(answered).unwrap(),
+        nodes[0].handle().stats().rejected(Reason::BadSignature),
+        "every forged try, the banning one included, got its reason"
+    );
+    assert!(
+        answered >= 10,
+        "the ban came after the threshold ({answered})"
+    );
+    let _ = stop.send(());
+    assert!(deciding.join().unwrap() >= 26);
+}

@@ -141,7 +141,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         Arc::new(|env: &Envelope| {
             platform_consensus::codec::decode_message(&env.payload)
                 .map(|_| ())
-                .map_err(|e| e.0.to_string())
+                .map_err(|e| e.0.to_string().into())
         }),
     );
     checks.insert(
@@ -149,7 +149,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         Arc::new(|env: &Envelope| {
             decode_exact::<crate::msg::BatchAnnounce>(&env.payload)
                 .map(|_| ())
-                .ok_or_else(|| "not a batch announcement".to_string())
+                .ok_or_else(|| "not a batch announcement".to_string().into())
         }),
     );
     let door = miners.clone();
@@ -160,7 +160,11 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
             if known.is_empty() || known.contains(&env.author) {
                 Ok(())
             } else {
-                Err("the miner's hotkey is not registered on the subnet".into())
+                // An honest state (a lapsed registration), not abuse: never penalised.
+                Err(platform_net::Refused {
+                    reason: platform_net::Reason::UnknownAuthor,
+                    detail: "the miner's hotkey is not registered on the subnet".into(),
+                })
             }
         }),
     );
@@ -172,6 +176,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         },
         Options {
             checks,
+            admission: true,
             ..Options::default()
         },
     )?;

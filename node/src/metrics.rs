@@ -5,17 +5,20 @@
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Counter: miner submissions received by the node, by `result` (accepted, not_counted,
-/// malformed, unregistered_miner, inactive_challenge, wrong_epoch, store_error, shed).
+/// malformed, unregistered_miner, inactive_challenge, not_ready, epoch_closed, epoch_not_open,
+/// store_error, shed).
 pub const INGRESS: &str = "platform_engine_ingress_submissions_total";
 /// The `result` labels of [`INGRESS`].
-pub const INGRESS_RESULTS: [&str; 8] = [
+pub const INGRESS_RESULTS: [&str; 10] = [
     "shed",
     "accepted",
     "not_counted",
     "malformed",
     "unregistered_miner",
     "inactive_challenge",
-    "wrong_epoch",
+    "not_ready",
+    "epoch_closed",
+    "epoch_not_open",
     "store_error",
 ];
 /// Gauge: consensus height being decided.

@@ -11,11 +11,11 @@ use platform_engine::{
     ChallengeId, ChallengeSpec, EvalContext, EvalResult, Runtime, ShardedEngine, SubmitError,
 };
 use platform_keys::ss58_encode;
-use platform_net::{NetEvent, NetHandle, Topic};
+use platform_net::{NetEvent, NetHandle, Reason, Topic};
 
 use crate::app::{AppMsg, now_ms};
 use crate::chainsvc::{ChainJob, WeightsJob};
-use crate::machine::{Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Roster};
+use crate::machine::{Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster};
 use crate::metrics as m;
 use crate::msg::{ChallengePost, decode_exact};
 use crate::registry::ChallengeMeta;
@@ -53,22 +53,43 @@ pub(crate) struct Shell {
     pub(crate) view: StatusView,
 }
 
+/// A delivered submission as the machine takes it (`None`, counted, if it does not decode).
+fn arrival(d: platform_net::Delivery) -> Option<Arrival> {
+    match platform_net::Submission::decode(&d.payload) {
+        Ok(sub) => Some(Arrival {
+            id: d.id,
+            author: d.author,
+            challenge: sub.challenge,
+            epoch: sub.epoch,
+            body: sub.body,
+            envelope: d.envelope,
+        }),
+        Err(_) => {
+            metrics::counter!(m::INGRESS, "result" => "malformed").increment(1);
+            None
+        }
+    }
+}
+
 impl Shell {
     pub(crate) fn on_net(&mut self, ev: NetEvent, inputs: &mut Vec<Input>) {
-        let NetEvent::Message(d) = ev else {
-            return;
+        let d = match ev {
+            NetEvent::Message(d) => d,
+            // Sent to us by a miner: the machine's admission answers its ack.
+            NetEvent::Submit { token, delivery } => {
+                match arrival(delivery) {
+                    Some(arrival) => inputs.push(Input::Submit { token, arrival }),
+                    None => {
+                        let _ = self.net.admit(token, Err(Reason::Malformed));
+                    }
+                }
+                return;
+            }
+            _ => return,
         };
         if d.topic == Topic::Submissions {
-            match platform_net::Submission::decode(&d.payload) {
-                Ok(sub) => inputs.push(Input::Submission(Arrival {
-                    id: d.id,
-                    author: d.author,
-                    challenge: sub.challenge,
-                    epoch: sub.epoch,
-                    body: sub.body,
-                    envelope: d.envelope,
-                })),
-                Err(_) => metrics::counter!(m::INGRESS, "result" => "malformed").increment(1),
+            if let Some(a) = arrival(d) {
+                inputs.push(Input::Submission(a));
             }
             return;
         }
@@ -289,6 +310,17 @@ impl Shell {
                 }
             }
             Effect::Applied(a) => self.applied(&a),
+            Effect::Admit { token, verdict } => {
+                let verdict = verdict.map_err(|r| match r {
+                    Refusal::NotReady => Reason::Busy,
+                    Refusal::EpochClosed => Reason::EpochClosed,
+                    Refusal::EpochNotOpen => Reason::EpochNotOpen,
+                    Refusal::Unregistered => Reason::UnknownAuthor,
+                    Refusal::InactiveChallenge => Reason::InactiveChallenge,
+                    Refusal::NotCounted => Reason::NotCounted,
+                });
+                let _ = self.net.admit(token, verdict);
+            }
             Effect::Reply { token, result } => {
                 if let Some(tx) = self.replies.remove(&token) {
                     let _ = tx.send(result);

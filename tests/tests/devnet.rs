@@ -243,27 +243,51 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
     )
     .unwrap();
     let challenge = platform_challenges::EXAMPLES[1].id.to_string();
-    // `platform submit` of the payload for `epoch` to v0, signed with `key` (flag, value).
-    let submit = |key: [&str; 2], epoch: u64| {
+    // `platform submit` of the payload for `challenge` and `epoch` to v0, signed with `key`
+    // (flag, value).
+    let submit_to = |key: [&str; 2], challenge: &str, epoch: u64| {
         Command::new(EXE)
             .args(["submit", "--to", nodes[0]["p2p"].as_str().unwrap()])
             .args(key)
             .args([
                 "--challenge",
-                &challenge,
+                challenge,
                 "--epoch",
                 &epoch.to_string(),
                 "--payload",
             ])
             .arg(&payload)
+            .env_remove("RUST_BACKTRACE")
             .output()
             .unwrap()
     };
+    let submit = |key: [&str; 2], epoch: u64| submit_to(key, &challenge, epoch);
+    // A refusal is one line naming the reason, and a failed exit.
+    let refused = |out: std::process::Output, reason: &str| {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.trim().lines().count() == 1,
+            "one line and a failed exit: {err}"
+        );
+        assert!(
+            err.contains(&format!("refused it: {reason}")),
+            "{reason}: {err}"
+        );
+    };
     let (epoch, _) = early_in_epoch(&api(0));
-    // An unregistered hotkey is refused at the door, with the reason.
-    let out = submit(["--seed", &format!("0x{}", "77".repeat(32))], epoch);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("refused"), "{err}");
+    // An unregistered hotkey is refused at the door, with the reason, on every try and
+    // without a ban.
+    for _ in 0..12 {
+        let out = submit(["--seed", &format!("0x{}", "77".repeat(32))], epoch);
+        refused(out, "unknown_author");
+    }
+    let miner_key = ["--hotkey-file", miner["hotkey_file"].as_str().unwrap()];
+    // What does not count is refused at the ack: a challenge that is not active, an epoch
+    // that closed long ago.
+    refused(submit_to(miner_key, "4242", epoch), "inactive_challenge");
+    if let Some(old) = epoch.checked_sub(2) {
+        refused(submit(miner_key, old), "epoch_closed");
+    }
     let out = submit(
         ["--hotkey-file", miner["hotkey_file"].as_str().unwrap()],
         epoch,

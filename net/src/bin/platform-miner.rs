@@ -13,9 +13,25 @@ struct Cli {
     args: platform_net::miner::SubmitArgs,
 }
 
-fn main() -> anyhow::Result<()> {
+/// Prints the accepted id; a refusal or failure is one line on stderr and a non-zero exit
+/// (the backtrace only when asked for with `RUST_BACKTRACE`).
+#[allow(
+    clippy::print_stderr,
+    reason = "a command line reports its failure on stderr"
+)]
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let id = platform_net::miner::run_submit(&cli.args)?;
-    println!("{id}");
-    Ok(())
+    match platform_net::miner::run_submit(&cli.args) {
+        Ok(id) => {
+            println!("{id}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("platform-miner: {e:#}");
+            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                eprintln!("{}", e.backtrace());
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

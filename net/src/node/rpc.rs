@@ -11,10 +11,12 @@ impl Node {
                 peer,
                 message:
                     Message::Request {
-                        request, channel, ..
+                        request_id,
+                        request,
+                        channel,
                     },
                 ..
-            } => self.on_request(peer, request, channel),
+            } => self.on_request(peer, request_id, request, channel),
             Event::Message {
                 peer,
                 message:
@@ -75,17 +77,24 @@ impl Node {
                 }
                 None => {}
             },
-            Event::InboundFailure { peer, error, .. } => {
+            Event::InboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 tracing::debug!(%peer, "inbound request failed: {error}");
                 stats::request("any", "in", "failed");
+                self.answered(request_id);
             }
-            Event::ResponseSent { .. } => {}
+            Event::ResponseSent { request_id, .. } => self.answered(request_id),
         }
     }
 
     pub(super) fn on_request(
         &mut self,
         peer: PeerId,
+        request_id: InboundRequestId,
         request: Request,
         channel: ResponseChannel<Response>,
     ) {
@@ -97,6 +106,10 @@ impl Node {
         });
         if !allowed {
             stats::request(kind, "in", "rate_limited");
+            if let Request::Submit(_) = request {
+                // A miner hears why; the point it costs is taken once the answer is out.
+                return self.refuse_submit(peer, request_id, channel, Reason::RateLimited);
+            }
             self.refuse(peer, Reason::RateLimited);
             return; // dropping the channel answers nothing; the requester times out
         }
@@ -122,7 +135,10 @@ impl Node {
                 }
                 Response::Blob(blob)
             }
-            Request::Submit(bytes) => Response::Submit(self.accept_submission(peer, bytes, now)),
+            Request::Submit(bytes) => {
+                stats::request(kind, "in", "ok");
+                return self.on_submit(peer, request_id, bytes, channel, now);
+            }
         };
         stats::request(kind, "in", "ok");
         let _ = self
@@ -130,56 +146,5 @@ impl Node {
             .behaviour_mut()
             .rpc
             .send_response(channel, response);
-    }
-
-    /// A miner's submission: checked like gossip, then delivered here and gossiped.
-    pub(super) fn accept_submission(
-        &mut self,
-        peer: PeerId,
-        bytes: Vec<u8>,
-        now: Instant,
-    ) -> SubmitAck {
-        let id = sha256(&bytes);
-        if self.seen.contains(&id) {
-            self.counters().reject(Reason::Replay);
-            return SubmitAck::Rejected(Reason::Replay.label().into());
-        }
-        let env = match self.check_envelope(&bytes, Topic::Submissions, true) {
-            Ok(env) => env,
-            Err(reason) => {
-                self.refuse(peer, reason);
-                return SubmitAck::Rejected(reason.label().into());
-            }
-        };
-        self.seen.insert(id, now);
-        let len = bytes.len();
-        if self.batching() {
-            self.enqueue_submission(&bytes, now);
-        } else {
-            match self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(IdentTopic::new(Topic::Submissions.name()), bytes.clone())
-            {
-                Ok(_) => self
-                    .counters()
-                    .message(Topic::Submissions, "out", "sent", len),
-                Err(e) => tracing::debug!("submission not gossiped: {e}"),
-            }
-        }
-        self.counters().submission_accepted();
-        self.counters()
-            .message(Topic::Submissions, "in", "accept", len);
-        self.emit(NetEvent::Message(Delivery {
-            id,
-            topic: Topic::Submissions,
-            author: env.author,
-            issued_at_ms: env.issued_at_ms,
-            payload: env.payload,
-            envelope: bytes,
-            via_peer: peer.to_base58(),
-        }));
-        SubmitAck::Accepted(id)
     }
 }

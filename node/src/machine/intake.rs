@@ -5,7 +5,9 @@ use parity_scale_codec::Encode as _;
 use platform_consensus::Storage;
 use platform_net::{Envelope, Topic};
 
-use super::{Arrival, Effect, Hash32, KnownBatch, Machine, ROSTERS_AHEAD, Roster, epoch_seed};
+use super::{
+    Arrival, Effect, Hash32, KnownBatch, Machine, ROSTERS_AHEAD, Refusal, Roster, epoch_seed,
+};
 use crate::metrics as m;
 use crate::msg::{Batch, BatchAnnounce, BatchEntry, decode_exact};
 use crate::registry::{Change, RegistryError, SignedChange};
@@ -139,40 +141,54 @@ impl<S: Storage> Machine<S> {
         }
     }
 
-    pub(super) fn on_submission(&mut self, now: u64, a: Arrival) {
+    /// Count a submission, or say why it does not count (the ingress counter is moved
+    /// either way).
+    pub(super) fn on_submission(&mut self, now: u64, a: Arrival) -> Result<(), Refusal> {
+        let verdict = self.admit(now, &a);
+        count(verdict.err().map_or("accepted", Refusal::label));
+        verdict?;
+        let subs = self.subs.entry(a.epoch).or_default();
+        subs.count((a.challenge, a.author), a.id);
+        self.stats.admitted += 1;
+        self.out.push(Effect::RecordSubmission(a.clone()));
+        self.evaluate(a);
+        Ok(())
+    }
+
+    /// Whether a submission counts: its epoch open, its miner registered at the epoch's
+    /// pinned block, its challenge active, and no lower id from the same miner counted for
+    /// the challenge and epoch.
+    fn admit(&mut self, now: u64, a: &Arrival) -> Result<(), Refusal> {
         let sched = self.cfg.schedule;
-        let Some(head) = self.head else {
-            return count("wrong_epoch");
-        };
-        if a.epoch < self.next_epoch() || head < sched.start(a.epoch) {
-            return count("wrong_epoch");
+        let head = self.head.ok_or(Refusal::NotReady)?;
+        if a.epoch < self.next_epoch() {
+            return Err(Refusal::EpochClosed);
+        }
+        if head < sched.start(a.epoch) {
+            return Err(Refusal::EpochNotOpen);
         }
         let open = head < sched.end(a.epoch)
             || self
                 .ended(now, a.epoch)
                 .is_some_and(|t| now < t + self.cfg.settle_ms / 2);
         if !open {
-            return count("wrong_epoch");
+            return Err(Refusal::EpochClosed);
         }
-        let Some(roster) = self.rosters.get(&a.epoch) else {
-            return count("wrong_epoch");
-        };
+        let roster = self.rosters.get(&a.epoch).ok_or(Refusal::NotReady)?;
         if !roster.miners.contains_key(&a.author) {
-            return count("unregistered_miner");
+            return Err(Refusal::Unregistered);
         }
         if !self.loaded.contains(&a.challenge) {
-            return count("inactive_challenge");
+            return Err(Refusal::InactiveChallenge);
         }
-        let subs = self.subs.entry(a.epoch).or_default();
-        let key = (a.challenge, a.author);
-        if subs.counted.get(&key).is_some_and(|c| *c <= a.id) {
-            return count("not_counted");
+        let counted = self
+            .subs
+            .get(&a.epoch)
+            .and_then(|s| s.counted.get(&(a.challenge, a.author)));
+        if counted.is_some_and(|c| *c <= a.id) {
+            return Err(Refusal::NotCounted);
         }
-        subs.count(key, a.id);
-        count("accepted");
-        self.stats.admitted += 1;
-        self.out.push(Effect::RecordSubmission(a.clone()));
-        self.evaluate(a);
+        Ok(())
     }
 
     fn evaluate(&mut self, a: Arrival) {

@@ -109,8 +109,16 @@ pub enum Input {
         /// Its payload.
         payload: Vec<u8>,
     },
-    /// A miner's signed submission (signature checked by the net).
+    /// A miner's signed submission (signature checked by the net), relayed by a peer.
     Submission(Arrival),
+    /// A miner's signed submission sent to this validator, whose ack waits for the
+    /// machine's admission ([`Effect::Admit`] with `token`).
+    Submit {
+        /// The shell's ack handle.
+        token: u64,
+        /// The submission.
+        arrival: Arrival,
+    },
     /// The engine's verdict on a submission: its agreed score, or `None` (abstain).
     Evaluated {
         /// The submission.
@@ -141,6 +149,38 @@ pub enum Input {
         /// The module, for publish/update.
         module: Option<Vec<u8>>,
     },
+}
+
+/// Why a submission does not count, as the miner is told at the door.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The machine has not read the chain yet, or the epoch's roster is not pinned yet.
+    NotReady,
+    /// The epoch has ended (and its settle window passed) or was decided.
+    EpochClosed,
+    /// The epoch has not started.
+    EpochNotOpen,
+    /// The hotkey is not a miner in the epoch's pinned metagraph.
+    Unregistered,
+    /// The challenge is not active (or not loaded here).
+    InactiveChallenge,
+    /// The miner already has a counted submission for this challenge and epoch with a
+    /// lower id.
+    NotCounted,
+}
+
+impl Refusal {
+    /// The `result` label of the ingress counter.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::NotReady => "not_ready",
+            Refusal::EpochClosed => "epoch_closed",
+            Refusal::EpochNotOpen => "epoch_not_open",
+            Refusal::Unregistered => "unregistered_miner",
+            Refusal::InactiveChallenge => "inactive_challenge",
+            Refusal::NotCounted => "not_counted",
+        }
+    }
 }
 
 /// A miner's submission as it arrives.
@@ -221,6 +261,13 @@ pub enum Effect {
     RetireChallenge(u32),
     /// A committed decision was applied: persist it in one transaction, then submit weights.
     Applied(Box<Applied>),
+    /// Answer an [`Input::Submit`]: counted, or why not.
+    Admit {
+        /// The shell's ack handle.
+        token: u64,
+        /// The admission.
+        verdict: Result<(), Refusal>,
+    },
     /// Answer an [`Input::Post`].
     Reply {
         /// The shell's token.
@@ -456,7 +503,13 @@ impl<S: Storage> Machine<S> {
                 );
             }
             Input::Gossip { topic, payload } => self.on_gossip(now_ms, topic, payload),
-            Input::Submission(a) => self.on_submission(now_ms, a),
+            Input::Submission(a) => {
+                let _ = self.on_submission(now_ms, a);
+            }
+            Input::Submit { token, arrival } => {
+                let verdict = self.on_submission(now_ms, arrival);
+                self.out.push(Effect::Admit { token, verdict });
+            }
             Input::Evaluated { id, score } => self.on_evaluated(id, score),
             Input::Fetched { hash, bytes } => self.on_fetched(hash, bytes),
             Input::ChallengeLoaded { id, ok } => {

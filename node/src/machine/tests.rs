@@ -54,6 +54,7 @@ struct Pair {
     published: Vec<Vec<(Topic, Vec<u8>)>>,
     applied: Vec<Vec<Applied>>,
     replies: Vec<Result<String, String>>,
+    admits: Vec<(u64, Result<(), Refusal>)>,
     queue: VecDeque<(usize, Input)>,
 }
 
@@ -81,6 +82,7 @@ impl Pair {
             published: vec![Vec::new(); n],
             applied: vec![Vec::new(); n],
             replies: Vec::new(),
+            admits: Vec::new(),
             queue: VecDeque::new(),
         }
     }
@@ -146,6 +148,7 @@ impl Pair {
                 .push_back((i, Input::Evaluated { id, score: Some(7) })),
             Effect::Applied(a) => self.applied[i].push(*a),
             Effect::Reply { result, .. } => self.replies.push(result),
+            Effect::Admit { token, verdict } => self.admits.push((token, verdict)),
             _ => {}
         }
     }
@@ -288,4 +291,63 @@ fn an_unreachable_chain_delays_the_epoch_and_is_asked_again() {
     }
     let epochs: Vec<u64> = p.applied[0].iter().map(|a| a.epoch).collect();
     assert_eq!(epochs, vec![0, 1], "delayed, never skipped");
+}
+
+#[test]
+fn a_submission_sent_to_us_is_answered_with_what_counts() {
+    let me = key(1);
+    let miner = [5; 32];
+    let v = vec![(me.public(), 100)];
+    let mut p = Pair::new(
+        &[me],
+        vec![Box::new(move |b| Some(roster(&v, &[miner], b)))],
+    );
+    let arrival = |id: u8, author: Hotkey, challenge: u32, epoch: u64| Arrival {
+        id: [id; 32],
+        author,
+        challenge,
+        epoch,
+        body: vec![id],
+        envelope: vec![id],
+    };
+    // Before the chain is read, nothing can be decided.
+    p.input(
+        0,
+        0,
+        Input::Submit {
+            token: 1,
+            arrival: arrival(1, miner, 1, 0),
+        },
+    );
+    p.input(0, 0, Input::Block { number: 0 });
+    publish_challenge(&mut p, 0);
+    p.run_blocks(7); // epoch 1 (blocks 5..10) is open; epoch 0 has ended and settled
+    let now = 800;
+    let cases = [
+        (2, arrival(2, miner, 1, 0)),
+        (3, arrival(3, miner, 1, 3)),
+        (4, arrival(4, [6; 32], 1, 1)),
+        (5, arrival(5, miner, 2, 1)),
+        (6, arrival(6, miner, 1, 1)),
+        (7, arrival(7, miner, 1, 1)),
+        (8, arrival(1, miner, 1, 1)),
+    ];
+    for (token, a) in cases {
+        p.input(now, 0, Input::Submit { token, arrival: a });
+    }
+    assert_eq!(
+        p.admits,
+        vec![
+            (1, Err(Refusal::NotReady)),
+            (2, Err(Refusal::EpochClosed)),
+            (3, Err(Refusal::EpochNotOpen)),
+            (4, Err(Refusal::Unregistered)),
+            (5, Err(Refusal::InactiveChallenge)),
+            (6, Ok(())),
+            // One counted per miner, challenge and epoch: a higher id does not count, a
+            // lower one replaces it.
+            (7, Err(Refusal::NotCounted)),
+            (8, Ok(())),
+        ]
+    );
 }

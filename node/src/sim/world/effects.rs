@@ -71,7 +71,10 @@ impl World {
                     };
                     self.at(self.now + 3, Ev::Deliver { to: i, inc, input });
                 }
-                Effect::Pinned { .. } | Effect::RetireChallenge(_) | Effect::Reply { .. } => {}
+                Effect::Pinned { .. }
+                | Effect::RetireChallenge(_)
+                | Effect::Reply { .. }
+                | Effect::Admit { .. } => {}
                 Effect::RecordSubmission(a) => {
                     self.nodes[i].disk.subs.insert(a.id, a);
                 }

@@ -1,0 +1,219 @@
+//! Miners' submissions at the door: the net's own checks, then (with
+//! [`Options::admission`](crate::Options)) the application's decision before the ack, so the
+//! miner hears what counts. Refusals are answered first and penalised after the answer has
+//! gone out, so the request that trips a ban still carries its reason.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use libp2p::PeerId;
+use libp2p::gossipsub::IdentTopic;
+use libp2p::request_response::{InboundRequestId, ResponseChannel};
+
+use super::Node;
+use crate::api::{Delivery, NetEvent};
+use crate::stats::{self, Reason};
+use crate::wire::{Hash32, Response, SubmitAck, Topic, sha256};
+
+/// How long a submission may wait for the application's admission before the miner is told
+/// `busy`.
+pub(crate) const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Submissions waiting for admission at once; beyond it the miner is told `busy` at once.
+pub(crate) const ADMISSION_QUEUE: usize = 4096;
+
+/// A submission waiting for the application's decision.
+struct Waiting {
+    /// The ack to send; taken when the miner was told `busy` before the decision came.
+    channel: Option<ResponseChannel<Response>>,
+    id: Hash32,
+    bytes: Vec<u8>,
+    since: Instant,
+}
+
+/// The door's state on the net thread.
+#[derive(Default)]
+pub(super) struct Door {
+    waiting: HashMap<u64, Waiting>,
+    /// Ids of waiting submissions: the same bytes again meanwhile are a replay.
+    waiting_ids: HashSet<Hash32>,
+    next_token: u64,
+    /// Penalties owed for refused requests, applied once the answer was sent (or failed).
+    owed: HashMap<InboundRequestId, (PeerId, Reason)>,
+}
+
+impl Node {
+    /// A miner's submission: checked like gossip; then admitted (acked and passed on to
+    /// peers) at once, or handed to the application to decide.
+    pub(super) fn on_submit(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        bytes: Vec<u8>,
+        channel: ResponseChannel<Response>,
+        now: Instant,
+    ) {
+        let id = sha256(&bytes);
+        if self.seen.contains(&id) || self.door.waiting_ids.contains(&id) {
+            return self.refuse_submit(peer, request_id, channel, Reason::Replay);
+        }
+        let env = match self.check_envelope(&bytes, Topic::Submissions, true) {
+            Ok(env) => env,
+            Err(reason) => return self.refuse_submit(peer, request_id, channel, reason),
+        };
+        let delivery = Delivery {
+            id,
+            topic: Topic::Submissions,
+            author: env.author,
+            issued_at_ms: env.issued_at_ms,
+            payload: env.payload,
+            envelope: bytes.clone(),
+            via_peer: peer.to_base58(),
+        };
+        if !self.admission {
+            self.admitted(id, &bytes, now);
+            self.emit(NetEvent::Message(delivery));
+            return self.respond(channel, SubmitAck::Accepted(id));
+        }
+        if self.door.waiting.len() >= ADMISSION_QUEUE {
+            return self.refuse_submit(peer, request_id, channel, Reason::Busy);
+        }
+        let token = self.door.next_token;
+        self.door.next_token += 1;
+        if !self.try_emit(NetEvent::Submit { token, delivery }) {
+            return self.refuse_submit(peer, request_id, channel, Reason::Busy);
+        }
+        self.door.waiting_ids.insert(id);
+        self.door.waiting.insert(
+            token,
+            Waiting {
+                channel: Some(channel),
+                id,
+                bytes,
+                since: now,
+            },
+        );
+    }
+
+    /// The application's decision on a waiting submission.
+    pub(super) fn on_admit(&mut self, token: u64, verdict: Result<(), Reason>, now: Instant) {
+        let Some(w) = self.door.waiting.remove(&token) else {
+            return;
+        };
+        self.door.waiting_ids.remove(&w.id);
+        match verdict {
+            Ok(()) => {
+                // Counted by the application: peers must see it even if the miner was
+                // already told `busy`, or validators would count different sets.
+                self.admitted(w.id, &w.bytes, now);
+                if let Some(channel) = w.channel {
+                    self.respond(channel, SubmitAck::Accepted(w.id));
+                } else {
+                    stats::request("submit", "in", "admitted_late");
+                }
+            }
+            Err(reason) => {
+                self.counters().reject(reason);
+                if let Some(channel) = w.channel {
+                    self.respond(channel, SubmitAck::Rejected(reason.label().into()));
+                }
+            }
+        }
+    }
+
+    /// Tell miners whose submissions waited too long that the validator is busy. The
+    /// submission stays waiting: if the application admits it later, it is passed on.
+    pub(super) fn expire_admissions(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .door
+            .waiting
+            .iter()
+            .filter(|(_, w)| {
+                w.channel.is_some() && now.duration_since(w.since) >= ADMISSION_TIMEOUT
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for token in late {
+            let channel = self
+                .door
+                .waiting
+                .get_mut(&token)
+                .and_then(|w| w.channel.take());
+            if let Some(channel) = channel {
+                self.counters().reject(Reason::Busy);
+                self.respond(channel, SubmitAck::Rejected(Reason::Busy.label().into()));
+            }
+        }
+        // Never decided at all (the application is gone or lost it): forget them.
+        self.door
+            .waiting
+            .retain(|_, w| now.duration_since(w.since) < 12 * ADMISSION_TIMEOUT);
+        let waiting: HashSet<Hash32> = self.door.waiting.values().map(|w| w.id).collect();
+        self.door.waiting_ids = waiting;
+    }
+
+    /// Refuse a submission: the reason goes out now, any penalty once it has been sent.
+    pub(super) fn refuse_submit(
+        &mut self,
+        peer: PeerId,
+        request_id: InboundRequestId,
+        channel: ResponseChannel<Response>,
+        reason: Reason,
+    ) {
+        self.counters().reject(reason);
+        self.respond(channel, SubmitAck::Rejected(reason.label().into()));
+        self.owe_penalty(request_id, peer, reason);
+    }
+
+    /// Penalise `peer` for `reason` once the answer to `request_id` is out.
+    pub(super) fn owe_penalty(
+        &mut self,
+        request_id: InboundRequestId,
+        peer: PeerId,
+        reason: Reason,
+    ) {
+        if reason.penalises() || reason == Reason::RateLimited {
+            self.door.owed.insert(request_id, (peer, reason));
+        }
+    }
+
+    /// The answer to `request_id` was sent or could not be: apply what it owes.
+    pub(super) fn answered(&mut self, request_id: InboundRequestId) {
+        if let Some((peer, reason)) = self.door.owed.remove(&request_id) {
+            self.penalise_for(peer, reason);
+        }
+    }
+
+    fn respond(&mut self, channel: ResponseChannel<Response>, ack: SubmitAck) {
+        let _ = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_response(channel, Response::Submit(ack));
+    }
+
+    /// An admitted submission: remembered against replays and passed on to peers (in the
+    /// next submission batch, or gossiped on its own).
+    fn admitted(&mut self, id: Hash32, bytes: &[u8], now: Instant) {
+        self.seen.insert(id, now);
+        let len = bytes.len();
+        if self.batching() {
+            self.enqueue_submission(bytes, now);
+        } else {
+            match self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(IdentTopic::new(Topic::Submissions.name()), bytes.to_vec())
+            {
+                Ok(_) => self
+                    .counters()
+                    .message(Topic::Submissions, "out", "sent", len),
+                Err(e) => tracing::debug!("submission not gossiped: {e}"),
+            }
+        }
+        self.counters().submission_accepted();
+        self.counters()
+            .message(Topic::Submissions, "in", "accept", len);
+    }
+}
