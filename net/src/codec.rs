@@ -6,7 +6,28 @@ use std::io;
 use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::StreamProtocol;
 
+use crate::stats::Reason;
 use crate::wire::{Request, Response};
+
+/// An inbound frame refused by the codec (too long, or bytes that do not decode), carried
+/// inside the `io::Error` so the net thread can count it and penalise the sender.
+#[derive(Debug, thiserror::Error)]
+#[error("frame refused ({}): {detail}", reason.label())]
+pub(crate) struct FrameRefused {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+fn refused(reason: Reason, detail: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, FrameRefused { reason, detail })
+}
+
+/// The refusal inside a failed inbound stream, if the codec refused its frame.
+pub(crate) fn frame_refusal(e: &io::Error) -> Option<Reason> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<FrameRefused>())
+        .map(|f| f.reason)
+}
 
 pub(crate) const PROTOCOL: StreamProtocol = StreamProtocol::new("/platform/rpc/1");
 
@@ -21,8 +42,8 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T, limit: usize) -> io
     io.read_exact(&mut len).await?;
     let len = u32::from_le_bytes(len) as usize;
     if len > limit {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
+        return Err(refused(
+            Reason::Oversized,
             format!("frame of {len} bytes exceeds {limit}"),
         ));
     }
@@ -48,7 +69,7 @@ async fn write_frame<T: AsyncWrite + Unpin + Send>(
 }
 
 fn invalid(e: crate::wire::WireError) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e)
+    refused(Reason::Malformed, e.to_string())
 }
 
 impl libp2p::request_response::Codec for RpcCodec {
@@ -90,5 +111,43 @@ impl libp2p::request_response::Codec for RpcCodec {
         res: Response,
     ) -> io::Result<()> {
         write_frame(io, &res.encode(), self.max_response).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::io::Cursor;
+    use libp2p::request_response::Codec as _;
+
+    use super::*;
+
+    fn read(bytes: Vec<u8>) -> io::Result<Request> {
+        let mut codec = RpcCodec {
+            max_request: 64,
+            max_response: 64,
+        };
+        futures::executor::block_on(codec.read_request(&PROTOCOL, &mut Cursor::new(bytes)))
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn refused_frames_carry_their_reason() {
+        let long = read((1000u32).to_le_bytes().to_vec()).unwrap_err();
+        assert_eq!(frame_refusal(&long), Some(Reason::Oversized));
+        let unknown_kind = read(frame(&[1, 99, 0])).unwrap_err();
+        assert_eq!(frame_refusal(&unknown_kind), Some(Reason::Malformed));
+        let unknown_version = read(frame(&[9, 1])).unwrap_err();
+        assert_eq!(frame_refusal(&unknown_version), Some(Reason::Malformed));
+        // A stream that ends early is a transport failure, not a refusal.
+        let cut = read(vec![5, 0]).unwrap_err();
+        assert_eq!(frame_refusal(&cut), None);
+        let mut blob = vec![1, 2];
+        blob.extend_from_slice(&[7; 32]);
+        assert_eq!(read(frame(&blob)).unwrap(), Request::Blob([7; 32]));
     }
 }

@@ -86,6 +86,13 @@ impl Node {
                 tracing::debug!(%peer, "inbound request failed: {error}");
                 stats::request("any", "in", "failed");
                 self.answered(request_id);
+                // A frame the codec refused (over-long, unknown kind or version, garbage)
+                // is counted with its reason and costs its sender like any invalid input.
+                if let request_response::InboundFailure::Io(e) = &error
+                    && let Some(reason) = crate::codec::frame_refusal(e)
+                {
+                    self.refuse(peer, reason);
+                }
             }
             Event::ResponseSent { request_id, .. } => self.answered(request_id),
         }
