@@ -121,6 +121,9 @@ struct Report {
     mean_submission_bytes: f64,
 }
 
+/// How long a connection told `rate_limited` waits before sending again.
+const RATE_BACKOFF: Duration = Duration::from_millis(100);
+
 /// Sum of a Prometheus counter's samples whose labels contain every `labels` pair.
 fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
@@ -391,7 +394,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let start = Instant::now();
-    let mut inflight: VecDeque<(Instant, u64, crossbeam_channel::Receiver<_>)> = VecDeque::new();
+    let mut inflight: VecDeque<(Instant, u64, usize, crossbeam_channel::Receiver<_>)> =
+        VecDeque::new();
+    // A miner told `rate_limited` holds off on that connection for a while, as a real one
+    // must: a client that keeps sending over the rate is a flood, and validators ban floods.
+    let mut paused_until: Vec<Instant> = vec![Instant::now(); clients.len()];
     let mut ack = Histogram::<u64>::new(3)?;
     let mut to_commit = Histogram::<u64>::new(3)?;
     let mut accepted_at: Vec<(Instant, u64)> = Vec::new();
@@ -410,7 +417,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     loop {
         let elapsed = start.elapsed();
         let done_sending = elapsed >= args.duration || args.count.is_some_and(|c| sent >= c);
-        if !done_sending && inflight.len() < args.window {
+        let now = Instant::now();
+        let client = (0..clients.len())
+            .map(|k| (sent as usize + k) % clients.len())
+            .find(|&k| paused_until[k] <= now);
+        if !done_sending
+            && inflight.len() < args.window
+            && let Some(client) = client
+        {
             let due = args.rate <= 0.0 || (sent as f64) < elapsed.as_secs_f64() * args.rate;
             if due {
                 let epoch = current_epoch;
@@ -426,13 +440,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .sign(miner, now_ms())
                 .encode();
                 envelope_bytes += env.len() as u64;
-                inflight.push_back((Instant::now(), epoch, clients[i % clients.len()].send(env)));
+                inflight.push_back((Instant::now(), epoch, client, clients[client].send(env)));
                 sent += 1;
                 continue;
             }
         }
         // Answers.
-        while let Some((t, epoch, rx)) = inflight.front() {
+        while let Some((t, epoch, client, rx)) = inflight.front() {
             match rx.try_recv() {
                 Ok(r) => {
                     let us = t.elapsed().as_micros() as u64;
@@ -442,7 +456,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             ack.record(us.max(1))?;
                             accepted_at.push((*t, *epoch));
                         }
-                        Ok(SubmitAck::Rejected(reason)) => *refused.entry(reason).or_default() += 1,
+                        Ok(SubmitAck::Rejected(reason)) => {
+                            if reason == "rate_limited" {
+                                paused_until[*client] = Instant::now() + RATE_BACKOFF;
+                            }
+                            *refused.entry(reason).or_default() += 1
+                        }
                         Err(e) => {
                             // "submit to ADDR: why" → "why": bounded keys.
                             let e = e.to_string();
@@ -491,7 +510,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if done_sending && inflight.is_empty() {
             break;
         }
-        if inflight.len() >= args.window || (args.rate > 0.0 && !done_sending) {
+        if inflight.len() >= args.window || client.is_none() || (args.rate > 0.0 && !done_sending) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
