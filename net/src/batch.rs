@@ -22,9 +22,7 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, KnownLayout, Unaligned};
 
 use crate::stats::Reason;
-use crate::wire::{
-    ENVELOPE_CONTEXT, ENVELOPE_OVERHEAD, Hash32, Submission, Topic, WIRE_VERSION, sha256,
-};
+use crate::wire::{ENVELOPE_OVERHEAD, Hash32, Scheme, Submission, Topic, WIRE_VERSION, sha256};
 
 /// Most entries one batch may declare (a bound on what a peer can make us allocate).
 pub const MAX_ENTRIES: usize = 65_536;
@@ -149,6 +147,9 @@ impl Outbox {
     }
 }
 
+/// An entry's author, the message its signature covers and the signature.
+type Signed<'a> = (&'a [u8; 32], std::borrow::Cow<'a, [u8]>, &'a [u8; 64]);
+
 /// Open a fetched batch: check that it is what `announce` named, that every entry is a
 /// well-formed submission envelope of at most `max_envelope` bytes, and that every miner
 /// signature verifies (in one batch verification). Any failure refuses the batch whole,
@@ -179,7 +180,7 @@ pub fn open(
         }
         let env = bytes.get(at..at + len).ok_or(Reason::Malformed)?;
         let (h, rest) = EnvelopeHeader::ref_from_prefix(env).map_err(|_| Reason::Malformed)?;
-        if h.version != WIRE_VERSION || rest.len() != h.len.get() as usize + 64 {
+        if Scheme::of_version(h.version).is_none() || rest.len() != h.len.get() as usize + 64 {
             return Err(Reason::Malformed);
         }
         if h.topic != Topic::Submissions as u8 {
@@ -196,16 +197,24 @@ pub fn open(
     if at != bytes.len() {
         return Err(Reason::Malformed);
     }
-    let items: Vec<(&[u8; 32], &[u8], &[u8; 64])> = entries
-        .iter()
-        .map(|e| {
-            let env = &bytes[e.range.clone()];
-            let (signed, sig) = env.split_at(env.len() - 64);
-            (&e.author, signed, sig.try_into().expect("64 bytes"))
-        })
-        .collect();
-    if !platform_keys::verify_many(ENVELOPE_CONTEXT, &items) {
-        return Err(Reason::BadSignature);
+    // One batch verification per signing scheme (each has its own context).
+    for scheme in [Scheme::Platform, Scheme::Substrate] {
+        let messages: Vec<Signed<'_>> = entries
+            .iter()
+            .filter(|e| bytes[e.range.start] == scheme.version())
+            .map(|e| {
+                let env = &bytes[e.range.clone()];
+                let (signed, sig) = env.split_at(env.len() - 64);
+                let (_, message) = scheme.message(signed);
+                (&e.author, message, sig.try_into().expect("64 bytes"))
+            })
+            .collect();
+        let items: Vec<(&[u8; 32], &[u8], &[u8; 64])> =
+            messages.iter().map(|(a, m, s)| (*a, &m[..], *s)).collect();
+        let (context, _) = scheme.message(&[]);
+        if !platform_keys::verify_many(context, &items) {
+            return Err(Reason::BadSignature);
+        }
     }
     Ok(entries)
 }
@@ -264,6 +273,43 @@ mod tests {
         envs[11][2..34].copy_from_slice(&Keypair::from_seed(&[9; 32]).public());
         let (a, blob) = sealed(&envs);
         assert_eq!(open(&blob, &a, 4096), Err(Reason::BadSignature));
+    }
+
+    #[test]
+    fn entries_of_both_signing_schemes_open_and_a_forged_one_of_either_refuses() {
+        let key = Keypair::from_seed(&[4; 32]);
+        let v2 = |n: u64| {
+            let payload = Submission {
+                challenge: 1,
+                epoch: 7,
+                body: n.to_le_bytes().to_vec(),
+            }
+            .encode();
+            Envelope::sign_as(
+                crate::wire::Scheme::Substrate,
+                &key,
+                Topic::Submissions,
+                n,
+                payload,
+            )
+            .encode()
+        };
+        let envs: Vec<Vec<u8>> = (0..10)
+            .map(|i| if i % 2 == 0 { submission(2, i) } else { v2(i) })
+            .collect();
+        let (a, blob) = sealed(&envs);
+        assert_eq!(open(&blob, &a, 4096).unwrap().len(), 10);
+        for forged in [4, 5] {
+            let mut bad = envs.clone();
+            let last = bad[forged].len() - 1;
+            bad[forged][last] ^= 1;
+            let (a, blob) = sealed(&bad);
+            assert_eq!(
+                open(&blob, &a, 4096),
+                Err(Reason::BadSignature),
+                "entry {forged}"
+            );
+        }
     }
 
     #[test]

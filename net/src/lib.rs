@@ -34,7 +34,9 @@ pub use api::{
 };
 pub use config::{ConfigError, NetConfig, TopicLimits, ValidNetConfig};
 pub use stats::{NetStats, Reason};
-pub use wire::{Envelope, Hash32, Hotkey, RecordKind, Submission, SubmitAck, Topic, WireError};
+pub use wire::{
+    Envelope, Hash32, Hotkey, RecordKind, Scheme, Submission, SubmitAck, Topic, WireError,
+};
 
 /// Gossipsub topic names, versioned: a change of encoding gets a new topic name.
 pub mod topics {

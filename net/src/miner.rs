@@ -190,6 +190,10 @@ pub struct SubmitArgs {
     /// How long to wait for the validator's answer.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Sign as Bittensor tooling does (envelope version 2: the standard Substrate context
+    /// over a domain-separated message) instead of the version-1 platform context.
+    #[arg(long)]
+    pub substrate_signing: bool,
 }
 
 /// Run `submit`: prints the accepted id, or fails with the validator's reason.
@@ -214,7 +218,13 @@ pub fn run_submit(args: &SubmitArgs) -> anyhow::Result<String> {
         epoch: args.epoch,
         body,
     };
-    match submit(&args.to, &miner, &submission, args.timeout)? {
+    let scheme = if args.substrate_signing {
+        crate::wire::Scheme::Substrate
+    } else {
+        crate::wire::Scheme::Platform
+    };
+    let env = submission.sign_as(scheme, &miner, now_ms());
+    match deliver(&args.to, env.encode(), args.timeout)? {
         SubmitAck::Accepted(id) => Ok(hex::encode(id)),
         SubmitAck::Rejected(reason) => anyhow::bail!("the validator refused it: {reason}"),
     }

@@ -12,6 +12,14 @@ pub type Hotkey = [u8; 32];
 
 /// Signing context of gossip envelopes (and of submissions, which are envelopes).
 pub const ENVELOPE_CONTEXT: &[u8] = b"platform/net/envelope/v1";
+/// Version byte of an envelope signed the way Bittensor tooling signs ([`Scheme::Substrate`]).
+pub const ENVELOPE_V2: u8 = 2;
+/// Signing context of [`Scheme::Substrate`] envelopes: the one Substrate's and Bittensor's
+/// `Keypair.sign` use.
+pub const SUBSTRATE_CONTEXT: &[u8] = b"substrate";
+/// Prefix of the message a [`Scheme::Substrate`] envelope's signature covers, so the
+/// signature means nothing outside this protocol.
+pub const ENVELOPE_V2_DOMAIN: &[u8] = b"platform/net/envelope/v2:";
 /// Signing context of PeerId-to-hotkey binding records.
 pub const BINDING_CONTEXT: &[u8] = b"platform/net/binding/v1";
 /// Version byte of every format here.
@@ -166,13 +174,61 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// How an envelope is signed; its version byte says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Scheme {
+    /// Version 1: sr25519 under context [`ENVELOPE_CONTEXT`] over every byte before the
+    /// signature.
+    #[default]
+    Platform,
+    /// Version 2: sr25519 under context [`SUBSTRATE_CONTEXT`] over [`ENVELOPE_V2_DOMAIN`]
+    /// followed by every byte before the signature: what `Keypair.sign(message)` of the
+    /// Bittensor and Substrate Python tools makes, so a btcli hotkey can sign.
+    Substrate,
+}
+
+impl Scheme {
+    /// The envelope version byte.
+    pub const fn version(self) -> u8 {
+        match self {
+            Scheme::Platform => WIRE_VERSION,
+            Scheme::Substrate => ENVELOPE_V2,
+        }
+    }
+
+    /// The scheme of an envelope version byte.
+    pub const fn of_version(v: u8) -> Option<Scheme> {
+        match v {
+            WIRE_VERSION => Some(Scheme::Platform),
+            ENVELOPE_V2 => Some(Scheme::Substrate),
+            _ => None,
+        }
+    }
+
+    /// The signing context and the message it covers, for `signed` (the envelope's bytes
+    /// before its signature).
+    pub fn message(self, signed: &[u8]) -> (&'static [u8], std::borrow::Cow<'_, [u8]>) {
+        match self {
+            Scheme::Platform => (ENVELOPE_CONTEXT, std::borrow::Cow::Borrowed(signed)),
+            Scheme::Substrate => {
+                let mut m = Vec::with_capacity(ENVELOPE_V2_DOMAIN.len() + signed.len());
+                m.extend_from_slice(ENVELOPE_V2_DOMAIN);
+                m.extend_from_slice(signed);
+                (SUBSTRATE_CONTEXT, std::borrow::Cow::Owned(m))
+            }
+        }
+    }
+}
+
 /// A signed gossip message.
 ///
 /// Layout: `version u8 | topic u8 | author [32] | issued_at_ms u64 | len u32 | payload |
-/// signature [64]`; the signature (sr25519, context [`ENVELOPE_CONTEXT`]) covers every byte
-/// before it. Its id is the sha256 of all its bytes.
+/// signature [64]`; the signature covers every byte before it, as its [`Scheme`] says
+/// (version 1 or 2). Its id is the sha256 of all its bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Envelope {
+    /// How it is signed (its version byte).
+    pub scheme: Scheme,
     /// Where it is published.
     pub topic: Topic,
     /// The hotkey that signed it.
@@ -199,20 +255,35 @@ impl std::fmt::Debug for Envelope {
 impl Envelope {
     /// Sign `payload` for `topic` as `key`, stamped `issued_at_ms`.
     pub fn sign(key: &Keypair, topic: Topic, issued_at_ms: u64, payload: Vec<u8>) -> Envelope {
+        Envelope::sign_as(Scheme::Platform, key, topic, issued_at_ms, payload)
+    }
+
+    /// Sign under `scheme` (see [`Scheme::Substrate`] for what Bittensor tooling makes).
+    pub fn sign_as(
+        scheme: Scheme,
+        key: &Keypair,
+        topic: Topic,
+        issued_at_ms: u64,
+        payload: Vec<u8>,
+    ) -> Envelope {
         let mut env = Envelope {
+            scheme,
             topic,
             author: key.public(),
             issued_at_ms,
             payload,
             signature: [0; 64],
         };
-        env.signature = key.sign(ENVELOPE_CONTEXT, &env.signed_part());
+        let signed = env.signed_part();
+        let (context, message) = scheme.message(&signed);
+        env.signature = key.sign(context, &message);
         env
     }
 
-    fn signed_part(&self) -> Vec<u8> {
+    /// Every byte before the signature.
+    pub fn signed_part(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(ENVELOPE_OVERHEAD + self.payload.len());
-        b.push(WIRE_VERSION);
+        b.push(self.scheme.version());
         b.push(self.topic as u8);
         b.extend_from_slice(&self.author);
         b.extend_from_slice(&self.issued_at_ms.to_le_bytes());
@@ -231,7 +302,8 @@ impl Envelope {
     /// Parse wire bytes (structure only; see [`Envelope::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Envelope, WireError> {
         let mut r = Reader::new(bytes, "envelope");
-        r.version()?;
+        let v = r.u8()?;
+        let scheme = Scheme::of_version(v).ok_or(WireError::Version(v))?;
         let topic = Topic::from_tag(r.u8()?)?;
         let author = r.array()?;
         let issued_at_ms = r.u64()?;
@@ -240,6 +312,7 @@ impl Envelope {
         let signature = r.array()?;
         r.end()?;
         Ok(Envelope {
+            scheme,
             topic,
             author,
             issued_at_ms,
@@ -250,12 +323,9 @@ impl Envelope {
 
     /// Whether the author's signature is valid.
     pub fn verify(&self) -> bool {
-        platform_keys::verify(
-            ENVELOPE_CONTEXT,
-            &self.author,
-            &self.signed_part(),
-            &self.signature,
-        )
+        let signed = self.signed_part();
+        let (context, message) = self.scheme.message(&signed);
+        platform_keys::verify(context, &self.author, &message, &self.signature)
     }
 
     /// The message id: sha256 of the wire bytes.
@@ -319,6 +389,17 @@ impl Submission {
     /// Sign as a miner: the envelope to deliver.
     pub fn sign(&self, miner: &Keypair, issued_at_ms: u64) -> Envelope {
         Envelope::sign(miner, Topic::Submissions, issued_at_ms, self.encode())
+    }
+
+    /// Sign as `miner` under `scheme` ([`Scheme::Substrate`]: as Bittensor tooling signs).
+    pub fn sign_as(&self, scheme: Scheme, miner: &Keypair, issued_at_ms: u64) -> Envelope {
+        Envelope::sign_as(
+            scheme,
+            miner,
+            Topic::Submissions,
+            issued_at_ms,
+            self.encode(),
+        )
     }
 }
 
@@ -618,6 +699,46 @@ mod tests {
                 assert!(!e.verify(), "flip at byte {i} still verifies");
             }
         }
+    }
+
+    #[test]
+    fn substrate_signed_envelopes_verify_and_cannot_pass_for_the_other_scheme() {
+        let env = Envelope::sign_as(Scheme::Substrate, &key(), Topic::Submissions, 9, vec![4; 5]);
+        let bytes = env.encode();
+        assert_eq!(bytes[0], ENVELOPE_V2);
+        let back = Envelope::decode(&bytes).unwrap();
+        assert_eq!(back.scheme, Scheme::Substrate);
+        assert!(back.verify());
+        // The signature is Substrate's over the domain-separated bytes, not the v1 one.
+        let signed = env.signed_part();
+        let (ctx, msg) = Scheme::Substrate.message(&signed);
+        assert_eq!(ctx, b"substrate");
+        assert!(msg.starts_with(ENVELOPE_V2_DOMAIN));
+        for v in [WIRE_VERSION, ENVELOPE_V2] {
+            let other = if v == WIRE_VERSION {
+                ENVELOPE_V2
+            } else {
+                WIRE_VERSION
+            };
+            let signed = Envelope::sign_as(
+                Scheme::of_version(v).unwrap(),
+                &key(),
+                Topic::Submissions,
+                9,
+                vec![4; 5],
+            )
+            .encode();
+            let mut relabelled = signed.clone();
+            relabelled[0] = other;
+            assert!(
+                !Envelope::decode(&relabelled).unwrap().verify(),
+                "v{v} as v{other}"
+            );
+        }
+        assert_eq!(
+            Envelope::decode(&[3; ENVELOPE_OVERHEAD]),
+            Err(WireError::Version(3))
+        );
     }
 
     #[test]

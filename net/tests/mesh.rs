@@ -375,6 +375,18 @@ fn miner_submissions_are_checked_gossiped_and_replays_refused() {
         platform_net::miner::deliver(&addr, env, WAIT).unwrap(),
         SubmitAck::Rejected("replay".into())
     );
+    // Signed as Bittensor tooling signs (envelope version 2): accepted and passed on too.
+    let v2 = Submission {
+        body: b"signed like btcli".to_vec(),
+        ..s.clone()
+    }
+    .sign_as(platform_net::Scheme::Substrate, &miner, now_ms())
+    .encode();
+    assert_eq!(v2[0], 2);
+    let SubmitAck::Accepted(id2) = platform_net::miner::deliver(&addr, v2, WAIT).unwrap() else {
+        panic!("a version-2 submission is accepted")
+    };
+    inbox.wait_delivered(&nodes, &[0, 1], &id2);
     // A wrong signature, a payload that is not a submission, garbage.
     let mut bad = s.sign(&miner, now_ms());
     bad.signature[0] ^= 1;
@@ -392,7 +404,7 @@ fn miner_submissions_are_checked_gossiped_and_replays_refused() {
         SubmitAck::Rejected("malformed".into())
     );
     let stats = nodes[0].handle().stats();
-    assert_eq!(stats.submissions_accepted, 1);
+    assert_eq!(stats.submissions_accepted, 2);
     assert_eq!(stats.rejected(Reason::Replay), 1);
 
     // The CLI entry does the same from a hotkey file.
@@ -730,14 +742,17 @@ fn admission_answers_at_the_door_penalises_only_abuse_and_sends_the_reason_befor
         }
     }
     wait_until("the forger banned", || nodes[0].handle().stats().bans == 1);
-    assert_eq!(
-        u64::try_from(answered).unwrap(),
-        nodes[0].handle().stats().rejected(Reason::BadSignature),
-        "every forged try, the banning one included, got its reason"
-    );
+    // Ten forged tries reach the ban threshold: the tenth, which trips it, was answered
+    // with its reason like the nine before (a try already in flight when the connection
+    // closed may be counted without an answer).
     assert!(
         answered >= 10,
-        "the ban came after the threshold ({answered})"
+        "the try that tripped the ban got its reason ({answered} answered)"
+    );
+    let counted = nodes[0].handle().stats().rejected(Reason::BadSignature);
+    assert!(
+        counted >= 10 && counted <= u64::try_from(answered).unwrap() + 1,
+        "{counted}"
     );
     let _ = stop.send(());
     assert!(deciding.join().unwrap() >= 26);
