@@ -26,6 +26,7 @@ use tokio::sync::Notify;
 
 mod admit;
 mod batches;
+mod checks;
 mod dht;
 mod rpc;
 
@@ -441,32 +442,6 @@ impl Node {
             .set((self.peers.len() - validators) as f64);
     }
 
-    fn penalise(&mut self, peer: PeerId, points: f64) {
-        let now = Instant::now();
-        let Some(state) = self.peers.get_mut(&peer) else {
-            return;
-        };
-        let total = state.penalty.add(points, now);
-        self.swarm
-            .behaviour_mut()
-            .gossipsub
-            .set_application_score(&peer, -total);
-        if total >= self.cfg.ban_threshold {
-            self.ban(peer, "penalty threshold");
-        }
-    }
-
-    fn ban(&mut self, peer: PeerId, why: &str) {
-        tracing::warn!(%peer, why, "banning peer");
-        let b = self.swarm.behaviour_mut();
-        if b.blocked.block_peer(peer) {
-            self.shared.counters.ban();
-            self.bans
-                .push_back((Instant::now() + self.cfg.ban_duration, peer));
-        }
-        let _ = self.swarm.disconnect_peer_id(peer);
-    }
-
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Admit { token, verdict } => self.on_admit(token, verdict, Instant::now()),
@@ -570,77 +545,6 @@ impl Node {
                 limit,
             }),
             Err(e) => Err(NetError::Other(format!("publish: {e}"))),
-        }
-    }
-
-    /// Within the replay window and not too far ahead of our clock.
-    fn check_fresh(&self, issued_at_ms: u64) -> Result<(), Reason> {
-        let now = now_ms();
-        let age = self.cfg.max_message_age.as_millis() as u64;
-        let skew = self.cfg.max_clock_skew.as_millis() as u64;
-        if issued_at_ms.saturating_add(age) < now {
-            return Err(Reason::Stale);
-        }
-        if issued_at_ms > now.saturating_add(skew) {
-            return Err(Reason::Future);
-        }
-        Ok(())
-    }
-
-    /// In the topic's author set, when it has one.
-    fn check_author(&self, topic: Topic, author: &Hotkey) -> Result<(), Reason> {
-        match self.authors.get(&topic) {
-            Some(allowed) if !allowed.contains(author) => Err(Reason::UnknownAuthor),
-            _ => Ok(()),
-        }
-    }
-
-    /// Every check of an envelope short of replay and rate: size, structure, topic,
-    /// freshness, author, signature, payload.
-    fn check_envelope(&self, bytes: &[u8], topic: Topic, fresh: bool) -> Result<Envelope, Reason> {
-        if bytes.len() > self.cfg.max_payload_bytes.of(topic) + ENVELOPE_OVERHEAD {
-            return Err(Reason::Oversized);
-        }
-        let env = Envelope::decode(bytes).map_err(|_| Reason::Malformed)?;
-        if env.topic != topic {
-            return Err(Reason::WrongTopic);
-        }
-        if fresh {
-            self.check_fresh(env.issued_at_ms)?;
-        }
-        self.check_author(topic, &env.author)?;
-        if !env.verify() {
-            return Err(Reason::BadSignature);
-        }
-        if topic == Topic::Submissions && Submission::decode(&env.payload).is_err() {
-            return Err(Reason::InvalidPayload);
-        }
-        if let Some(check) = self.checks.get(&topic)
-            && let Err(e) = check(&env)
-        {
-            tracing::debug!(
-                topic = topic.label(),
-                reason = e.reason.label(),
-                "payload refused: {}",
-                e.detail
-            );
-            return Err(e.reason);
-        }
-        Ok(env)
-    }
-
-    fn refuse(&mut self, peer: PeerId, reason: Reason) {
-        self.counters().reject(reason);
-        self.penalise_for(peer, reason);
-    }
-
-    /// The penalty a refusal costs: provable abuse a lot, a rate overrun a little, honest
-    /// states nothing.
-    fn penalise_for(&mut self, peer: PeerId, reason: Reason) {
-        if reason.penalises() {
-            self.penalise(peer, INVALID_POINTS);
-        } else if reason == Reason::RateLimited {
-            self.penalise(peer, RATE_POINTS);
         }
     }
 
