@@ -202,6 +202,9 @@ pub struct PeerInfo {
     pub peer: String,
     /// The hotkey it proved, if any.
     pub hotkey: Option<Hotkey>,
+    /// Whether that hotkey is in the validator set (the authors allowed on the consensus
+    /// topic); with no set given, any bound peer counts.
+    pub validator: bool,
     /// Its gossipsub score.
     pub gossip_score: Option<f64>,
     /// Its penalty points.

@@ -436,7 +436,11 @@ impl Node {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
             self.last_kad_bootstrap = Some(now);
         }
-        let validators = self.peers.values().filter(|p| p.hotkey.is_some()).count();
+        let validators = self
+            .peers
+            .values()
+            .filter(|p| self.is_validator(p.hotkey.as_ref()))
+            .count();
         metrics::gauge!(stats::names::PEERS, "role" => "validator").set(validators as f64);
         metrics::gauge!(stats::names::PEERS, "role" => "other")
             .set((self.peers.len() - validators) as f64);
@@ -487,6 +491,18 @@ impl Node {
         }
     }
 
+    /// A peer counts as a validator only when its bound hotkey is in the validator set
+    /// (the consensus topic's authors, as the application pins them); with no set given,
+    /// any bound peer does.
+    fn is_validator(&self, hotkey: Option<&Hotkey>) -> bool {
+        let Some(h) = hotkey else {
+            return false;
+        };
+        self.authors
+            .get(&Topic::Consensus)
+            .is_none_or(|set| set.contains(h))
+    }
+
     fn peer_infos(&self) -> Vec<PeerInfo> {
         let gs = &self.swarm.behaviour().gossipsub;
         let topics: HashMap<PeerId, Vec<Topic>> = gs
@@ -506,6 +522,7 @@ impl Node {
             .map(|(p, s)| PeerInfo {
                 peer: p.to_base58(),
                 hotkey: s.hotkey,
+                validator: self.is_validator(s.hotkey.as_ref()),
                 gossip_score: gs.peer_score(p),
                 penalty: s.penalty.clone().add(0.0, now),
                 topics: topics.get(p).cloned().unwrap_or_default(),

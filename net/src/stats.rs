@@ -8,7 +8,8 @@ use crate::wire::Topic;
 
 /// Metric names (all `platform_net_*`).
 pub mod names {
-    /// Gauge: connected peers, by `role` (validator = bound to a hotkey, other).
+    /// Gauge: connected peers, by `role` (validator = bound to a hotkey in the validator set,
+    /// other).
     pub const PEERS: &str = "platform_net_peers";
     /// Counter: gossip messages by `topic`, `direction` (in, out) and `verdict`.
     pub const MESSAGES: &str = "platform_net_messages_total";

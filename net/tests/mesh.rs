@@ -757,3 +757,33 @@ fn admission_answers_at_the_door_penalises_only_abuse_and_sends_the_reason_befor
     let _ = stop.send(());
     assert!(deciding.join().unwrap() >= 26);
 }
+
+/// A bound peer counts as a validator only when its hotkey is in the validator set the
+/// application gave (the consensus topic's authors).
+#[test]
+fn a_bound_peer_outside_the_validator_set_is_not_counted_as_a_validator() {
+    let cfg = NetConfig::loopback();
+    let only_self = Options {
+        authors: HashMap::from([(
+            Topic::Consensus,
+            HashSet::from([identity(60).hotkey.public()]),
+        )]),
+        ..Options::default()
+    };
+    let a = start(60, cfg.clone(), None, only_self);
+    let b = start(61, cfg.clone(), Some(&a), Options::default());
+    let nodes = [a, b];
+    wait_for_mesh(&nodes);
+    let seen_by_a = nodes[0].handle().peers().unwrap();
+    assert_eq!(seen_by_a.len(), 1);
+    assert_eq!(seen_by_a[0].hotkey, Some(identity(61).hotkey.public()));
+    assert!(
+        !seen_by_a[0].validator,
+        "bound, but not in a's validator set"
+    );
+    let seen_by_b = nodes[1].handle().peers().unwrap();
+    assert!(
+        seen_by_b[0].validator,
+        "b has no set: any bound peer counts"
+    );
+}
