@@ -106,3 +106,59 @@ fn sync_and_async_paths_agree_across_the_slice_boundary() {
     assert!(seen.contains(&(false, Outcome::Scored)));
     assert!(seen.contains(&(false, Outcome::OutOfFuel)));
 }
+
+/// The wasm stack limit counts from the guest's entry on either path (the sync path runs on
+/// the caller's stack, the async one on a fiber's): unbounded recursion overflows at the
+/// same depth, so the same fuel, on the sync path, the async path, the naive baseline and a
+/// shard, whichever side of the slice the overflow falls.
+#[test]
+fn stack_overflow_is_the_same_on_either_path() {
+    const RECURSE: &str = r#"(module
+        (memory (export "memory") 1)
+        (func $down (param i32) (result i32)
+            (call $down (i32.add (local.get 0) (i32.const 1))))
+        (func (export "platform_abi_v1"))
+        (func (export "platform_alloc") (param i32) (result i32) (i32.const 1024))
+        (func (export "platform_evaluate") (param $ptr i32) (param $len i32) (result i64)
+            (drop (call $down (i32.const 0)))
+            (i64.const 0)))"#;
+    for slice in [SLICE, 100_000_000] {
+        let cfg = EngineConfig {
+            fuel_yield_interval: slice,
+            ..config()
+        };
+        let rt = Runtime::new(&cfg).unwrap();
+        let mut baseline = Baseline::new(&cfg).unwrap();
+        let spec = ChallengeSpec {
+            id: ChallengeId(9),
+            name: "recurse".into(),
+            wasm: RECURSE.as_bytes().to_vec(),
+            policy: ChallengePolicy::default(),
+            data: vec![],
+        };
+        let ch = rt.register(spec.clone()).unwrap();
+        baseline.add(&ch, &spec.wasm).unwrap();
+        let sub = Submission::new(ch.clone(), vec![0u8], EvalContext::default());
+        let sync = platform_engine::evaluate_blocking(&rt, &sub);
+        let fiber = platform_engine::evaluate_blocking_async(&rt, &sub);
+        let naive = baseline.evaluate(&sub).unwrap();
+        assert_eq!(
+            sync.result.outcome,
+            Outcome::Trap(platform_engine::TrapKind::StackOverflow)
+        );
+        assert_eq!(sync.result, fiber.result, "slice {slice}");
+        assert_eq!(sync.result, naive.result, "slice {slice}");
+        assert_eq!(sync.sync, sync.result.fuel_used < slice, "slice {slice}");
+        let engine_rt = Runtime::new(&cfg).unwrap();
+        let on_shard = engine_rt.register(spec).unwrap();
+        let engine = ShardedEngine::start(engine_rt).unwrap();
+        engine
+            .submit(Submission::new(on_shard, vec![0u8], EvalContext::default()))
+            .unwrap();
+        let r = engine
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a report");
+        assert_eq!(r.result.fuel_used, sync.result.fuel_used, "slice {slice}");
+        assert_eq!(r.result.outcome, sync.result.outcome);
+    }
+}
