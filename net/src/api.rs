@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use crate::config::{NetConfig, ValidNetConfig};
 use crate::node::run;
 use crate::stats::{Counters, NetStats, Reason};
-use crate::wire::{Envelope, Hash32, Hotkey, RecordKind, Topic, now_ms};
+use crate::wire::{Envelope, Hash32, Hotkey, RecordKind, SubmitAck, Topic, now_ms};
 
 /// Who this node is: the hotkey it signs with and the key of its libp2p PeerId.
 pub struct Identity {
@@ -253,6 +253,10 @@ pub(crate) enum Command {
         token: u64,
         verdict: Result<(), Reason>,
     },
+    Submit {
+        bytes: Vec<u8>,
+        reply: Reply<SubmitAck>,
+    },
     Shutdown,
 }
 
@@ -463,6 +467,19 @@ impl NetHandle {
             bytes,
             reply,
         })
+    }
+
+    /// Submit a miner's signed envelope as if it had arrived over request-response (for a
+    /// node's HTTP endpoint): the same checks, admission and answer, with no peer to
+    /// penalise. Waits for the answer (`busy` after the admission timeout).
+    pub fn submit(&self, envelope: Vec<u8>) -> Result<SubmitAck, NetError> {
+        self.call(
+            crate::node::ADMISSION_TIMEOUT + Duration::from_secs(2),
+            |reply| Command::Submit {
+                bytes: envelope,
+                reply,
+            },
+        )
     }
 
     /// The application's admission of a [`NetEvent::Submit`]: `Ok` acks it accepted and

@@ -25,6 +25,8 @@ use platform_keys::Keypair;
 use tokio::sync::Notify;
 
 mod admit;
+
+pub(crate) use admit::ADMISSION_TIMEOUT;
 mod batches;
 mod checks;
 mod dht;
@@ -449,6 +451,9 @@ impl Node {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Admit { token, verdict } => self.on_admit(token, verdict, Instant::now()),
+            Command::Submit { bytes, reply } => {
+                self.on_submit(admit::Answer::Local(reply), bytes, Instant::now())
+            }
             Command::Publish {
                 topic,
                 bytes,

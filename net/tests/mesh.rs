@@ -721,11 +721,21 @@ fn admission_answers_at_the_door_penalises_only_abuse_and_sends_the_reason_befor
         std::iter::from_fn(|| nodes[1].events().try_recv().ok())
             .any(|e| matches!(e, NetEvent::Message(d) if d.id == id))
     });
+    // The same door for a caller on the node (its HTTP endpoint).
+    assert_eq!(
+        nodes[0].handle().submit(sub(&registered, 7, 999)).unwrap(),
+        SubmitAck::Rejected("epoch_closed".into())
+    );
+    let local = sub(&registered, 8, 2);
+    assert_eq!(
+        nodes[0].handle().submit(local.clone()).unwrap(),
+        SubmitAck::Accepted(sha256(&local))
+    );
     let stats = nodes[0].handle().stats();
     assert_eq!(stats.bans, 0, "honest refusals are never penalised");
-    assert_eq!(stats.rejected(Reason::EpochClosed), 25);
+    assert_eq!(stats.rejected(Reason::EpochClosed), 26);
     assert_eq!(stats.rejected(Reason::UnknownAuthor), 25);
-    assert_eq!(stats.submissions_accepted, 1);
+    assert_eq!(stats.submissions_accepted, 2);
 
     // A forger: every try answered with its reason, the banning one too; then banned.
     let forger = platform_net::miner::MinerClient::connect(&addr, WAIT).unwrap();
@@ -755,7 +765,7 @@ fn admission_answers_at_the_door_penalises_only_abuse_and_sends_the_reason_befor
         "{counted}"
     );
     let _ = stop.send(());
-    assert!(deciding.join().unwrap() >= 26);
+    assert!(deciding.join().unwrap() >= 28);
 }
 
 /// A bound peer counts as a validator only when its hotkey is in the validator set the

@@ -49,6 +49,8 @@ pub(crate) enum AppMsg {
 struct NodeApi {
     status: Arc<Mutex<String>>,
     tx: Sender<AppMsg>,
+    /// Set once the net thread runs; submissions before that are `busy`.
+    net: Arc<std::sync::OnceLock<platform_net::NetHandle>>,
 }
 
 impl Api for NodeApi {
@@ -57,6 +59,17 @@ impl Api for NodeApi {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    fn submit(&self, envelope: Vec<u8>) -> Result<String, String> {
+        let Some(net) = self.net.get() else {
+            return Err("busy".into());
+        };
+        match net.submit(envelope) {
+            Ok(platform_net::SubmitAck::Accepted(id)) => Ok(hex::encode(id)),
+            Ok(platform_net::SubmitAck::Rejected(reason)) => Err(reason),
+            Err(_) => Err("busy".into()),
+        }
     }
 
     fn post_challenge(&self, body: Vec<u8>) -> Result<String, String> {
@@ -115,11 +128,13 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     // Metrics and API.
     let status = Arc::new(Mutex::new(String::from("{}")));
     let (app_tx, app_rx) = crossbeam_channel::bounded::<AppMsg>(4096);
+    let api_net: Arc<std::sync::OnceLock<platform_net::NetHandle>> = Arc::default();
     let exporter = Exporter::install_with_api(
         cfg.metrics.listen,
         Some(Arc::new(NodeApi {
             status: status.clone(),
             tx: app_tx.clone(),
+            net: api_net.clone(),
         })),
     )?;
     tracing::info!("metrics and status on http://{}", exporter.addr());
@@ -180,6 +195,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
             ..Options::default()
         },
     )?;
+    let _ = api_net.set(net.handle());
     tracing::info!(
         "validator {} peer {} listening on {:?}",
         ss58_encode(&my_hotkey),

@@ -30,13 +30,56 @@ pub enum ExporterError {
 /// Largest request body the API reads (a challenge post carries a module).
 pub const BODY_MAX_BYTES: usize = 32 << 20;
 
-/// What the node serves beside `/metrics`: `GET /status` (JSON) and `POST /challenge` (an
-/// owner-signed registry change; anyone may relay one, only the owner's signature counts).
+/// Largest `POST /submission` body: a signed envelope within the submission limit.
+pub const SUBMISSION_MAX_BYTES: usize = 256 << 10;
+
+/// Requests the API serves at once (each on its own thread); beyond, `503` at once.
+pub const API_CONCURRENCY: usize = 64;
+
+/// `POST /submission`s one client address may make per second (and its burst).
+pub const SUBMISSION_RATE: f64 = 50.0;
+const SUBMISSION_BURST: f64 = 100.0;
+/// Client addresses whose buckets are kept; beyond, the table starts afresh.
+const SUBMISSION_CLIENTS: usize = 16_384;
+
+/// Token buckets of `POST /submission` by client address.
+#[derive(Default)]
+struct SubmitLimiter {
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl SubmitLimiter {
+    fn allow(&self, ip: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= SUBMISSION_CLIENTS && !b.contains_key(&ip) {
+            b.clear();
+        }
+        let (tokens, at) = b.entry(ip).or_insert((SUBMISSION_BURST, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * SUBMISSION_RATE)
+            .min(SUBMISSION_BURST);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What the node serves beside `/metrics`: `GET /status` (JSON), `POST /challenge` (an
+/// owner-signed registry change; anyone may relay one, only the owner's signature counts)
+/// and `POST /submission` (a miner's signed envelope, answered like `submit` over libp2p).
 pub trait Api: Send + Sync + 'static {
     /// The status document.
     fn status(&self) -> String;
     /// Handle a challenge post; `Ok` text or `Err` reason.
     fn post_challenge(&self, body: Vec<u8>) -> Result<String, String>;
+    /// Handle a miner's submission: `Ok` the accepted id (hex) or `Err` the reason (one of
+    /// the `submit` reasons in docs/net-wire.md).
+    fn submit(&self, envelope: Vec<u8>) -> Result<String, String>;
 }
 
 /// A running exporter; stops its thread on drop.
@@ -104,6 +147,8 @@ impl Exporter {
             })?;
         let stop = Arc::new(AtomicBool::new(false));
         let (h, s) = (handle.clone(), stop.clone());
+        let limiter = Arc::new(SubmitLimiter::default());
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let thread = std::thread::Builder::new()
             .name("platform-metrics".into())
             .spawn(move || {
@@ -111,8 +156,24 @@ impl Exporter {
                     if s.load(Ordering::Relaxed) {
                         break;
                     }
-                    if let Ok(c) = conn {
-                        serve(c, &h, api.as_deref());
+                    let Ok(c) = conn else { continue };
+                    // Each request on its own thread (a submission waits for admission), at
+                    // most API_CONCURRENCY at once.
+                    if active.fetch_add(1, Ordering::AcqRel) >= API_CONCURRENCY {
+                        active.fetch_sub(1, Ordering::AcqRel);
+                        crate::http::respond(&c, "503 Service Unavailable", "text/plain", "busy\n");
+                        continue;
+                    }
+                    let (h, api, limiter, done) =
+                        (h.clone(), api.clone(), limiter.clone(), active.clone());
+                    let spawned = std::thread::Builder::new()
+                        .name("platform-api".into())
+                        .spawn(move || {
+                            serve(c, &h, api.as_deref(), &limiter);
+                            done.fetch_sub(1, Ordering::AcqRel);
+                        });
+                    if spawned.is_err() {
+                        active.fetch_sub(1, Ordering::AcqRel);
                     }
                 }
             })
@@ -151,7 +212,12 @@ impl Drop for Exporter {
 /// One request: `GET /metrics` gets the exposition, `GET /status` and `POST /challenge` go
 /// to the API; anything else 404 or 405. Slow or oversized requests are dropped; nothing a
 /// client sends can stop the thread.
-fn serve(stream: TcpStream, handle: &PrometheusHandle, api: Option<&dyn Api>) {
+fn serve(
+    stream: TcpStream,
+    handle: &PrometheusHandle,
+    api: Option<&dyn Api>,
+    limiter: &SubmitLimiter,
+) {
     let Some(req) = crate::http::read_head(&stream) else {
         return;
     };
@@ -180,6 +246,41 @@ fn serve(stream: TcpStream, handle: &PrometheusHandle, api: Option<&dyn Api>) {
                     Ok(()) => match api.post_challenge(body) {
                         Ok(m) => ("200 OK", text, m + "\n"),
                         Err(m) => ("400 Bad Request", text, m + "\n"),
+                    },
+                }
+            }
+        }
+        (Some("POST"), Some("/submission"), Some(api)) => {
+            let ip = stream.peer_addr().map(|a| a.ip());
+            let refused = |status, reason: &str| {
+                (
+                    status,
+                    "application/json",
+                    format!("{{\"refused\":\"{reason}\"}}\n"),
+                )
+            };
+            if content_length > SUBMISSION_MAX_BYTES {
+                refused("413 Payload Too Large", "oversized")
+            } else if ip.is_ok_and(|ip| !limiter.allow(ip)) {
+                refused("429 Too Many Requests", "rate_limited")
+            } else {
+                let mut body = vec![0u8; content_length];
+                match reader.read_exact(&mut body) {
+                    Err(_) => refused("400 Bad Request", "malformed"),
+                    Ok(()) => match api.submit(body) {
+                        Ok(id) => (
+                            "200 OK",
+                            "application/json",
+                            format!("{{\"accepted\":\"{id}\"}}\n"),
+                        ),
+                        Err(reason) => {
+                            let status = match reason.as_str() {
+                                "busy" => "503 Service Unavailable",
+                                "rate_limited" => "429 Too Many Requests",
+                                _ => "422 Unprocessable Entity",
+                            };
+                            refused(status, &reason)
+                        }
                     },
                 }
             }

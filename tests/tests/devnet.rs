@@ -288,6 +288,49 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
     if let Some(old) = epoch.checked_sub(2) {
         refused(submit(miner_key, old), "epoch_closed");
     }
+    // The HTTP endpoint is the same door: an envelope signed as Bittensor tooling signs
+    // (version 2), posted to `/submission`, gets the same answers.
+    let post = |envelope: Vec<u8>| {
+        let (code, body) = platform_node::http::request(
+            &api(0),
+            "POST",
+            "/submission",
+            &envelope,
+            Duration::from_secs(15),
+        )
+        .unwrap();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    };
+    let signed = |key: &platform_keys::Keypair, challenge: u32| {
+        platform_net::Submission {
+            challenge,
+            epoch,
+            body: std::fs::read(&payload).unwrap(),
+        }
+        .sign_as(
+            platform_net::Scheme::Substrate,
+            key,
+            platform_net::wire::now_ms(),
+        )
+        .encode()
+    };
+    let miner_kp = platform_keys::Keypair::from_hotkey_file(std::path::Path::new(
+        miner["hotkey_file"].as_str().unwrap(),
+    ))
+    .unwrap();
+    let (code, body) = post(signed(&miner_kp, 4242));
+    assert_eq!(
+        (code, body.trim()),
+        (422, r#"{"refused":"inactive_challenge"}"#)
+    );
+    let stranger = platform_keys::Keypair::from_seed(&[0x77; 32]);
+    let (code, body) = post(signed(&stranger, 4242));
+    assert_eq!(
+        (code, body.trim()),
+        (422, r#"{"refused":"unknown_author"}"#)
+    );
+    let (code, body) = post(b"not an envelope".to_vec());
+    assert_eq!((code, body.trim()), (422, r#"{"refused":"malformed"}"#));
     let out = submit(
         ["--hotkey-file", miner["hotkey_file"].as_str().unwrap()],
         epoch,

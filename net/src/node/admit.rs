@@ -11,7 +11,7 @@ use libp2p::gossipsub::IdentTopic;
 use libp2p::request_response::{InboundRequestId, ResponseChannel};
 
 use super::Node;
-use crate::api::{Delivery, NetEvent};
+use crate::api::{Delivery, NetEvent, Reply};
 use crate::stats::{self, Reason};
 use crate::wire::{Hash32, Response, SubmitAck, Topic, sha256};
 
@@ -22,10 +22,21 @@ pub(crate) const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Submissions waiting for admission at once; beyond it the miner is told `busy` at once.
 pub(crate) const ADMISSION_QUEUE: usize = 4096;
 
+/// Who is waiting for a submission's answer: a miner over request-response, or a caller
+/// on this node (the HTTP endpoint) through [`crate::NetHandle::submit`].
+pub(super) enum Answer {
+    Rpc {
+        channel: ResponseChannel<Response>,
+        peer: PeerId,
+        request_id: InboundRequestId,
+    },
+    Local(Reply<SubmitAck>),
+}
+
 /// A submission waiting for the application's decision.
 struct Waiting {
     /// The ack to send; taken when the miner was told `busy` before the decision came.
-    channel: Option<ResponseChannel<Response>>,
+    channel: Option<Answer>,
     id: Hash32,
     bytes: Vec<u8>,
     since: Instant,
@@ -45,21 +56,18 @@ pub(super) struct Door {
 impl Node {
     /// A miner's submission: checked like gossip; then admitted (acked and passed on to
     /// peers) at once, or handed to the application to decide.
-    pub(super) fn on_submit(
-        &mut self,
-        peer: PeerId,
-        request_id: InboundRequestId,
-        bytes: Vec<u8>,
-        channel: ResponseChannel<Response>,
-        now: Instant,
-    ) {
+    pub(super) fn on_submit(&mut self, answer: Answer, bytes: Vec<u8>, now: Instant) {
         let id = sha256(&bytes);
         if self.seen.contains(&id) || self.door.waiting_ids.contains(&id) {
-            return self.refuse_submit(peer, request_id, channel, Reason::Replay);
+            return self.refuse_submit(answer, Reason::Replay);
         }
         let env = match self.check_envelope(&bytes, Topic::Submissions, true) {
             Ok(env) => env,
-            Err(reason) => return self.refuse_submit(peer, request_id, channel, reason),
+            Err(reason) => return self.refuse_submit(answer, reason),
+        };
+        let via_peer = match &answer {
+            Answer::Rpc { peer, .. } => peer.to_base58(),
+            Answer::Local(_) => "local".into(),
         };
         let delivery = Delivery {
             id,
@@ -68,26 +76,26 @@ impl Node {
             issued_at_ms: env.issued_at_ms,
             payload: env.payload,
             envelope: bytes.clone(),
-            via_peer: peer.to_base58(),
+            via_peer,
         };
         if !self.admission {
             self.admitted(id, &bytes, now);
             self.emit(NetEvent::Message(delivery));
-            return self.respond(channel, SubmitAck::Accepted(id));
+            return self.respond(answer, SubmitAck::Accepted(id));
         }
         if self.door.waiting.len() >= ADMISSION_QUEUE {
-            return self.refuse_submit(peer, request_id, channel, Reason::Busy);
+            return self.refuse_submit(answer, Reason::Busy);
         }
         let token = self.door.next_token;
         self.door.next_token += 1;
         if !self.try_emit(NetEvent::Submit { token, delivery }) {
-            return self.refuse_submit(peer, request_id, channel, Reason::Busy);
+            return self.refuse_submit(answer, Reason::Busy);
         }
         self.door.waiting_ids.insert(id);
         self.door.waiting.insert(
             token,
             Waiting {
-                channel: Some(channel),
+                channel: Some(answer),
                 id,
                 bytes,
                 since: now,
@@ -152,17 +160,17 @@ impl Node {
         self.door.waiting_ids = waiting;
     }
 
-    /// Refuse a submission: the reason goes out now, any penalty once it has been sent.
-    pub(super) fn refuse_submit(
-        &mut self,
-        peer: PeerId,
-        request_id: InboundRequestId,
-        channel: ResponseChannel<Response>,
-        reason: Reason,
-    ) {
+    /// Refuse a submission: the reason goes out now, any penalty (a peer's) once it has
+    /// been sent.
+    pub(super) fn refuse_submit(&mut self, answer: Answer, reason: Reason) {
         self.counters().reject(reason);
-        self.respond(channel, SubmitAck::Rejected(reason.label().into()));
-        self.owe_penalty(request_id, peer, reason);
+        if let Answer::Rpc {
+            peer, request_id, ..
+        } = &answer
+        {
+            self.owe_penalty(*request_id, *peer, reason);
+        }
+        self.respond(answer, SubmitAck::Rejected(reason.label().into()));
     }
 
     /// Penalise `peer` for `reason` once the answer to `request_id` is out.
@@ -184,12 +192,19 @@ impl Node {
         }
     }
 
-    fn respond(&mut self, channel: ResponseChannel<Response>, ack: SubmitAck) {
-        let _ = self
-            .swarm
-            .behaviour_mut()
-            .rpc
-            .send_response(channel, Response::Submit(ack));
+    fn respond(&mut self, answer: Answer, ack: SubmitAck) {
+        match answer {
+            Answer::Rpc { channel, .. } => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .rpc
+                    .send_response(channel, Response::Submit(ack));
+            }
+            Answer::Local(reply) => {
+                let _ = reply.send(Ok(ack));
+            }
+        }
     }
 
     /// An admitted submission: remembered against replays and passed on to peers (in the

@@ -115,7 +115,12 @@ impl Node {
             stats::request(kind, "in", "rate_limited");
             if let Request::Submit(_) = request {
                 // A miner hears why; the point it costs is taken once the answer is out.
-                return self.refuse_submit(peer, request_id, channel, Reason::RateLimited);
+                let answer = admit::Answer::Rpc {
+                    channel,
+                    peer,
+                    request_id,
+                };
+                return self.refuse_submit(answer, Reason::RateLimited);
             }
             self.refuse(peer, Reason::RateLimited);
             return; // dropping the channel answers nothing; the requester times out
@@ -144,7 +149,12 @@ impl Node {
             }
             Request::Submit(bytes) => {
                 stats::request(kind, "in", "ok");
-                return self.on_submit(peer, request_id, bytes, channel, now);
+                let answer = admit::Answer::Rpc {
+                    channel,
+                    peer,
+                    request_id,
+                };
+                return self.on_submit(answer, bytes, now);
             }
         };
         stats::request(kind, "in", "ok");
