@@ -23,6 +23,8 @@ if command -v python3 >/dev/null 2>&1; then
         python3 -m venv .venv
     fi
     .venv/bin/pip install --quiet --disable-pip-version-check -r chain/tests/verifiers/requirements.txt
+    # The Python miner client (and the bittensor-wallet it pins), for the devnet test.
+    .venv/bin/pip install --quiet --disable-pip-version-check ./clients/python
 else
     echo "setup: python3 not found; the chain verifier tests will be skipped" >&2
 fi

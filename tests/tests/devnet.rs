@@ -331,10 +331,39 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
     );
     let (code, body) = post(b"not an envelope".to_vec());
     assert_eq!((code, body.trim()), (422, r#"{"refused":"malformed"}"#));
-    let out = submit(
-        ["--hotkey-file", miner["hotkey_file"].as_str().unwrap()],
-        epoch,
-    );
+    // The Python miner client (clients/python, on the real bittensor-wallet package) loads
+    // the btcli hotkey file, signs version 2 and posts over HTTP; without the venv that
+    // scripts/setup.sh makes, `platform submit` stands in (never under CI's
+    // PLATFORM_REQUIRE_VERIFIERS=1).
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/platform-miner-py");
+    let py_submit = |challenge: &str| {
+        Command::new(&py)
+            .args(["--to", &format!("http://{}", api(0))])
+            .args(["--hotkey-file", miner["hotkey_file"].as_str().unwrap()])
+            .args(["--challenge", challenge, "--epoch", &epoch.to_string()])
+            .arg("--payload")
+            .arg(&payload)
+            .output()
+            .unwrap()
+    };
+    let out = if py.exists() {
+        let out = py_submit("4242");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success()
+                && err.trim().lines().count() == 1
+                && err.contains("refused it: inactive_challenge"),
+            "{err}"
+        );
+        py_submit(&challenge)
+    } else {
+        assert!(
+            std::env::var("PLATFORM_REQUIRE_VERIFIERS").as_deref() != Ok("1"),
+            "{} missing: run scripts/setup.sh",
+            py.display()
+        );
+        submit(miner_key, epoch)
+    };
     assert!(
         out.status.success(),
         "submit failed: {}",
