@@ -130,6 +130,11 @@ node = grid([
      [(f"sum by (reason) (rate(platform_net_rejected_total{I}[1m]))", "{{reason}}")], "ops"),
     ("Net bytes/s by topic and direction",
      [(f"sum by (topic, direction) (rate(platform_net_message_bytes_total{I}[1m]))", "{{topic}} {{direction}}")], "Bps"),
+    ("Gossip duplicates/s and invalid/s by topic (dropped inside gossipsub)",
+     [(f'sum by (topic) (rate(platform_net_gossip_received_total{{instance=~"$instance",copies="all"}}[1m]))'
+       f' - sum by (topic) (rate(platform_net_gossip_received_total{{instance=~"$instance",copies="first"}}[1m]))',
+       "{{topic}} duplicates"),
+      (f"sum by (topic) (rate(platform_net_gossip_invalid_total{I}[1m]))", "{{topic}} invalid")], "ops"),
     ("Requests/s and DHT operations/s",
      [(f"sum by (kind, outcome) (rate(platform_net_requests_total{I}[1m]))", "rpc {{kind}} {{outcome}}"),
       (f"sum by (op, outcome) (rate(platform_net_dht_operations_total{I}[1m]))", "dht {{op}} {{outcome}}")], "ops"),

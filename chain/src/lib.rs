@@ -133,6 +133,9 @@ pub enum PalletError {
     /// `TooManyUnrevealedCommits`
     #[error("TooManyUnrevealedCommits")]
     TooManyUnrevealedCommits,
+    /// `CommittingWeightsTooFast`
+    #[error("CommittingWeightsTooFast")]
+    CommittingWeightsTooFast,
     /// Another pallet error, by name.
     #[error("{0}")]
     Other(&'static str),
@@ -166,6 +169,36 @@ pub enum ChainError {
     /// (`Pallet::Name`).
     #[error("dispatch error: {0}")]
     Dispatch(String),
+    /// No answer in time (the node is up but slow, or the extrinsic was not finalised).
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The node's transaction pool refused the extrinsic before it was included (invalid:
+    /// a stale nonce, a transaction extension's check, too low a priority; or dropped).
+    #[error("the transaction pool refused it: {0}")]
+    Rejected(String),
+}
+
+impl ChainError {
+    /// A label for metrics, one per kind of failure.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ChainError::Pallet(_) | ChainError::Dispatch(_) => "refused",
+            ChainError::Connection(_) => "connection",
+            ChainError::Timeout(_) => "timeout",
+            ChainError::Rejected(_) => "rejected",
+            ChainError::Metadata(_) => "metadata",
+            ChainError::Encode(_) => "encode",
+            ChainError::Key(_) => "key",
+            ChainError::Store(_) => "store",
+            ChainError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// The pallet's epoch number of `block` on subnet `netuid`: `(block + netuid + 1) /
+/// (tempo + 1)`, as commit-reveal windows count epochs.
+pub fn epoch_index(netuid: u16, tempo: u16, block: u64) -> u64 {
+    (block + u64::from(netuid) + 1) / (u64::from(tempo) + 1)
 }
 
 /// What the validator needs from Bittensor. Implemented by the simulated chain and by the
@@ -181,6 +214,9 @@ pub trait Chain {
     fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError>;
     /// A subnet's weight-related hyperparameters.
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError>;
+    /// The weights the chain holds from neuron `uid` (storage `Weights`): (uid, u16 value)
+    /// pairs, empty when it has set none.
+    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError>;
     /// `set_weights` (commit-reveal off).
     fn set_weights(
         &mut self,
@@ -221,7 +257,7 @@ pub trait Chain {
 
 impl PalletError {
     /// Every named variant.
-    pub const ALL: [PalletError; 19] = [
+    pub const ALL: [PalletError; 20] = [
         PalletError::SubnetNotExists,
         PalletError::HotKeyNotRegisteredInSubNet,
         PalletError::NotEnoughStakeToSetWeights,
@@ -241,6 +277,7 @@ impl PalletError {
         PalletError::RevealTooEarly,
         PalletError::ExpiredWeightCommit,
         PalletError::TooManyUnrevealedCommits,
+        PalletError::CommittingWeightsTooFast,
     ];
 
     /// The variant with the pallet's error name, if this crate names it.

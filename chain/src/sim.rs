@@ -4,7 +4,7 @@
 //! failing with the pallet's error names, so a call the real chain would reject is
 //! rejected here too. Deterministic from its genesis.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
@@ -14,6 +14,8 @@ use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, Pallet
 
 /// Unrevealed commits a hotkey may hold per subnet.
 const MAX_UNREVEALED_COMMITS: usize = 10;
+/// Weight calls remembered for inspection (the oldest are forgotten beyond).
+const CALLS_KEPT: usize = 4096;
 /// Metagraph versions kept per subnet for reads at past blocks (older ones are pruned, as a
 /// non-archive node prunes state).
 const HISTORY_MAX: usize = 4096;
@@ -55,12 +57,26 @@ struct Subnet {
     history: BTreeMap<u64, Vec<Neuron>>,
 }
 
+/// A weight extrinsic the simulated chain received: at which block, which call, and the
+/// error it was refused with (`None`: it landed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The head when it arrived.
+    pub block: u64,
+    /// The call's name (`set_weights`, `commit_weights`, `reveal_weights`,
+    /// `commit_timelocked_weights`).
+    pub call: &'static str,
+    /// Why the chain refused it.
+    pub refused: Option<ChainError>,
+}
+
 /// The simulated chain.
 #[derive(Debug)]
 pub struct SimChain {
     seed: [u8; 32],
     block: u64,
     subnets: BTreeMap<u16, Subnet>,
+    calls: VecDeque<CallRecord>,
 }
 
 impl SimChain {
@@ -70,6 +86,7 @@ impl SimChain {
             seed,
             block: 0,
             subnets: BTreeMap::new(),
+            calls: VecDeque::new(),
         };
         for g in subnets {
             let mut s = Subnet {
@@ -95,6 +112,11 @@ impl SimChain {
             chain.subnets.insert(g.netuid, s);
         }
         chain
+    }
+
+    /// The weight extrinsics received, oldest first (the last 4,096).
+    pub fn calls(&self) -> impl Iterator<Item = &CallRecord> {
+        self.calls.iter()
     }
 
     /// Produce `n` blocks.
@@ -213,8 +235,11 @@ impl SimChain {
     }
 
     fn epoch_of(&self, netuid: u16, block: u64) -> u64 {
-        let tempo = u64::from(self.subnets[&netuid].genesis.hyperparams.tempo);
-        (block + u64::from(netuid) + 1) / (tempo + 1)
+        crate::epoch_index(
+            netuid,
+            self.subnets[&netuid].genesis.hyperparams.tempo,
+            block,
+        )
     }
 
     fn subnet(&self, netuid: u16) -> Result<&Subnet, ChainError> {
@@ -249,11 +274,7 @@ impl SimChain {
         if hp.weights_version_key != 0 && version_key < hp.weights_version_key {
             return Err(E::IncorrectWeightVersionKey.into());
         }
-        if let Some(last) = s.last_update.get(&me.uid)
-            && block.saturating_sub(*last) < hp.weights_rate_limit
-        {
-            return Err(E::SettingWeightsTooFast.into());
-        }
+        rate_check(s, me.uid, block, E::SettingWeightsTooFast)?;
         let self_weight_only = uids.len() == 1 && uids[0] == me.uid;
         if !self_weight_only && !me.validator_permit {
             return Err(E::NeuronNoValidatorPermit.into());
@@ -313,6 +334,17 @@ impl Subnet {
     }
 }
 
+/// The pallet's rate limit, for sets and commits alike: `weights_rate_limit` blocks since the
+/// neuron's last update (a set, a reveal or a commit); `refused` names the call's error.
+fn rate_check(s: &Subnet, uid: u16, block: u64, refused: PalletError) -> Result<(), ChainError> {
+    match s.last_update.get(&uid) {
+        Some(last) if block.saturating_sub(*last) < s.genesis.hyperparams.weights_rate_limit => {
+            Err(refused.into())
+        }
+        _ => Ok(()),
+    }
+}
+
 fn update_permits(s: &mut Subnet) {
     let mut order: Vec<usize> = (0..s.neurons.len()).collect();
     // Highest stake first; ties to the lower uid. Deterministic.
@@ -364,7 +396,76 @@ impl Chain for SimChain {
         Ok(self.subnet(netuid)?.genesis.hyperparams.clone())
     }
 
+    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        Ok(self
+            .subnet(netuid)?
+            .weights
+            .get(&uid)
+            .cloned()
+            .unwrap_or_default())
+    }
+
     fn set_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let r = self.set_weights_inner(hotkey, netuid, uids, values, version_key);
+        self.record("set_weights", &r);
+        r
+    }
+
+    fn commit_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        hash: [u8; 32],
+    ) -> Result<(), ChainError> {
+        let r = self.commit_weights_inner(hotkey, netuid, hash);
+        self.record("commit_weights", &r);
+        r
+    }
+
+    fn commit_timelocked_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError> {
+        let r = self.commit_timelocked_weights_inner(
+            hotkey,
+            netuid,
+            commit,
+            reveal_round,
+            commit_reveal_version,
+        );
+        self.record("commit_timelocked_weights", &r);
+        r
+    }
+
+    fn reveal_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        let r = self.reveal_weights_inner(hotkey, netuid, uids, values, salt, version_key);
+        self.record("reveal_weights", &r);
+        r
+    }
+}
+
+/// The weight calls' checks and effects, behind the [`Chain`] methods that record them.
+impl SimChain {
+    fn set_weights_inner(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
@@ -383,7 +484,7 @@ impl Chain for SimChain {
         self.apply_weights(hotkey, netuid, uids, values, version_key)
     }
 
-    fn commit_weights(
+    fn commit_weights_inner(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
@@ -398,15 +499,17 @@ impl Chain for SimChain {
             return Err(PalletError::CommitRevealDisabled.into());
         }
         let uid = s.neuron(hotkey)?.uid;
+        rate_check(s, uid, self.block, PalletError::CommittingWeightsTooFast)?;
         let commits = s.commits.entry(uid).or_default();
         if commits.len() >= MAX_UNREVEALED_COMMITS {
             return Err(PalletError::TooManyUnrevealedCommits.into());
         }
         commits.push(Commit { hash, epoch });
+        s.last_update.insert(uid, self.block);
         Ok(())
     }
 
-    fn commit_timelocked_weights(
+    fn commit_timelocked_weights_inner(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
@@ -430,15 +533,17 @@ impl Chain for SimChain {
             )));
         }
         let uid = s.neuron(hotkey)?.uid;
+        rate_check(s, uid, self.block, PalletError::CommittingWeightsTooFast)?;
         let list = s.timelocked.entry(uid).or_default();
         if list.len() >= MAX_UNREVEALED_COMMITS {
             return Err(PalletError::TooManyUnrevealedCommits.into());
         }
         list.push((reveal_round, commit.to_vec()));
+        s.last_update.insert(uid, self.block);
         Ok(())
     }
 
-    fn reveal_weights(
+    fn reveal_weights_inner(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
@@ -482,6 +587,17 @@ impl Chain for SimChain {
             c.remove(pos);
         }
         Ok(())
+    }
+
+    fn record(&mut self, call: &'static str, r: &Result<(), ChainError>) {
+        if self.calls.len() == CALLS_KEPT {
+            self.calls.pop_front();
+        }
+        self.calls.push_back(CallRecord {
+            block: self.block,
+            call,
+            refused: r.as_ref().err().cloned(),
+        });
     }
 }
 
@@ -613,6 +729,13 @@ mod tests {
         );
         c.reveal_weights(&v, 1, &uids, &vals, &salt, 5).unwrap();
         assert_eq!(c.weights_of(1, 0).unwrap().len(), 3);
+        // A commit within the rate limit of the reveal (an update) is refused, as the pallet
+        // refuses it.
+        assert_eq!(
+            err(c.commit_weights(&v, 1, commit_hash(&v, 1, &uids, &vals, &salt, 6))),
+            PalletError::CommittingWeightsTooFast
+        );
+        c.advance(3);
         // Expired: commit, then wait two epochs.
         c.commit_weights(&v, 1, commit_hash(&v, 1, &uids, &vals, &salt, 6))
             .unwrap();

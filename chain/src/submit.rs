@@ -3,6 +3,12 @@
 //! itself) or a hash commit (v2) that this node must reveal later. Hash commits are written
 //! to a redb file *before* they are sent, so a node that restarts (or is killed) between
 //! commit and reveal still reveals what it committed.
+//!
+//! Nothing is sent that the pallet must refuse: a hash commit's reveal window is computed
+//! from chain data when it is made (the blocks of the epoch `commit_reveal_period` after the
+//! commit's, as the pallet counts epochs) and its reveal is sent once inside it, again only
+//! after a failure and with backoff; a `set_weights` (or reveal) inside the subnet's
+//! `weights_rate_limit` of our last one waits.
 
 use std::path::Path;
 
@@ -17,16 +23,24 @@ use crate::{Chain, ChainError, PalletError};
 /// redb's page cache for the pending commits: bounded, so memory plateaus while the file grows.
 const CACHE_BYTES: usize = 4 << 20;
 
-/// Pending hash commits: key (netuid, epoch) → SCALE `Pending`.
+/// Pending hash commits: key (netuid, epoch) → SCALE `Pending`, then its `RevealWindow`
+/// (absent in records written before windows were kept).
 const PENDING: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("pending_commits");
+/// The block of our last weights landing (set, commit or reveal: the pallet's `LastUpdate`),
+/// per netuid: the rate limit counts from it.
+const LAST_SET: TableDefinition<u16, u64> = TableDefinition::new("last_weights_block");
+/// Longest wait between two tries of a failed reveal, in blocks.
+const BACKOFF_MAX_BLOCKS: u64 = 64;
 
 /// How to commit when the subnet has commit-reveal on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CommitMode {
-    /// `commit_timelocked_weights` (commit-reveal v4): the chain reveals at the drand round.
+    /// `commit_timelocked_weights`: the chain reveals at the drand round.
     Timelocked {
         /// Seconds per block (12 on finney), to place the reveal round.
         block_seconds: u64,
+        /// The commit-reveal version the runtime expects (its `CommitRevealWeightsVersion`).
+        version: u16,
     },
     /// `commit_weights` then `reveal_weights` (v2 hash), revealed by this node.
     Hash,
@@ -43,6 +57,76 @@ pub struct Pending {
     pub salt: Vec<u16>,
     /// Version key committed.
     pub version_key: u64,
+    /// When the chain takes its reveal (stored after the fields above; `None` for a record
+    /// written before windows were kept, which is tried until the chain answers).
+    #[codec(skip)]
+    pub window: Option<RevealWindow>,
+}
+
+/// The blocks in which the chain takes a hash commit's reveal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct RevealWindow {
+    /// The head when the commit was sent.
+    pub commit_block: u64,
+    /// First block of the window.
+    pub first_block: u64,
+    /// Last block of the window.
+    pub last_block: u64,
+}
+
+impl RevealWindow {
+    /// The window of a commit included at `block`, as the pallet decides: epochs are
+    /// numbered `(block + netuid + 1) / (tempo + 1)`, and the reveal is taken in exactly the
+    /// epoch `commit_reveal_period` (at least 1) after the commit's.
+    pub fn of(netuid: u16, tempo: u16, commit_reveal_period: u64, block: u64) -> RevealWindow {
+        let blocks = u64::from(tempo) + 1;
+        let reveal_epoch = crate::epoch_index(netuid, tempo, block) + commit_reveal_period.max(1);
+        // The first block whose epoch index is `reveal_epoch`.
+        let first_block = (reveal_epoch * blocks).saturating_sub(u64::from(netuid) + 1);
+        RevealWindow {
+            commit_block: block,
+            first_block,
+            last_block: first_block + u64::from(tempo),
+        }
+    }
+
+    /// The window of a commit included somewhere in `from..=to` (the heads read before and
+    /// after sending it): from the earliest possible first block to the latest last one, so
+    /// a commit that crossed an epoch boundary is never given up early.
+    pub fn spanning(
+        netuid: u16,
+        tempo: u16,
+        commit_reveal_period: u64,
+        from: u64,
+        to: u64,
+    ) -> RevealWindow {
+        let a = RevealWindow::of(netuid, tempo, commit_reveal_period, from);
+        let b = RevealWindow::of(netuid, tempo, commit_reveal_period, to.max(from));
+        RevealWindow {
+            commit_block: from,
+            first_block: a.first_block,
+            last_block: b.last_block,
+        }
+    }
+}
+
+fn encode_pending(p: &Pending) -> Vec<u8> {
+    let mut b = p.encode();
+    if let Some(w) = &p.window {
+        w.encode_to(&mut b);
+    }
+    b
+}
+
+fn decode_pending(mut bytes: &[u8]) -> Result<Pending, parity_scale_codec::Error> {
+    let mut p = Pending::decode(&mut bytes)?;
+    if !bytes.is_empty() {
+        p.window = Some(RevealWindow::decode(&mut bytes)?);
+        if !bytes.is_empty() {
+            return Err("trailing bytes after a pending commit".into());
+        }
+    }
+    Ok(p)
 }
 
 /// What [`WeightSubmitter::submit`] did.
@@ -60,13 +144,22 @@ pub enum Submitted {
         /// drand round.
         reveal_round: u64,
     },
-    /// A hash commit was accepted; [`WeightSubmitter::reveal_due`] reveals it.
+    /// A hash commit was accepted; [`WeightSubmitter::reveal_due`] reveals it in `window`.
     Committed {
         /// The commit hash.
         hash: [u8; 32],
+        /// When the chain takes its reveal.
+        window: RevealWindow,
     },
     /// Nothing to set: every weight was zero.
     Nothing,
+    /// Not sent: our last set, commit or reveal landed within the subnet's
+    /// `weights_rate_limit`, so the pallet would refuse it (`SettingWeightsTooFast`,
+    /// `CommittingWeightsTooFast`). The next epoch's weights go.
+    RateLimited {
+        /// The first block a set is allowed again.
+        until_block: u64,
+    },
 }
 
 /// What happened to a pending commit in [`WeightSubmitter::reveal_due`].
@@ -76,11 +169,39 @@ pub enum Reveal {
     Revealed {
         /// The epoch it was committed for.
         epoch: u64,
+        /// The uids revealed.
+        uids: Vec<u16>,
+        /// Their values.
+        values: Vec<u16>,
     },
-    /// Not yet revealable; kept.
+    /// Not sent: its window (or the rate limit, or a backoff) has not come; kept.
+    Waiting {
+        /// The epoch it was committed for.
+        epoch: u64,
+        /// The first block it will be tried at.
+        at_block: u64,
+    },
+    /// The chain said it is too early (a record without a window, or a commit that crossed
+    /// an epoch boundary); kept and tried again later.
     TooEarly {
         /// The epoch it was committed for.
         epoch: u64,
+    },
+    /// Its window passed before it could be sent (the node was down): dropped unsent.
+    Missed {
+        /// The epoch it was committed for.
+        epoch: u64,
+        /// The window's last block.
+        last_block: u64,
+    },
+    /// Sending failed (connection, timeout); kept and tried again from `retry_at`.
+    Failed {
+        /// The epoch it was committed for.
+        epoch: u64,
+        /// What went wrong.
+        error: ChainError,
+        /// The block from which it is tried again.
+        retry_at: u64,
     },
     /// The chain will never take it (expired, or never committed); dropped.
     Dropped {
@@ -97,6 +218,14 @@ pub struct WeightSubmitter {
     hotkey: [u8; 32],
     netuid: u16,
     mode: CommitMode,
+    /// Block of our last weights landing (persisted in `LAST_SET`).
+    last_set: Option<u64>,
+    /// The subnet's `weights_rate_limit` as last read.
+    rate_limit: u64,
+    /// Failed reveals: epoch → (tries, first block to try again).
+    backoff: std::collections::BTreeMap<u64, (u32, u64)>,
+    /// Our uid on the subnet, as the last submission's metagraph read found it.
+    uid: Option<u16>,
 }
 
 impl std::fmt::Debug for WeightSubmitter {
@@ -126,13 +255,46 @@ impl WeightSubmitter {
             .map_err(store_err)?;
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING).map_err(store_err)?;
+        let last_set = {
+            let t = tx.open_table(LAST_SET).map_err(store_err)?;
+            redb::ReadableTable::get(&t, netuid)
+                .map_err(store_err)?
+                .map(|v| v.value())
+        };
         tx.commit().map_err(store_err)?;
         Ok(WeightSubmitter {
             db,
             hotkey,
             netuid,
             mode,
+            last_set,
+            rate_limit: 0,
+            backoff: std::collections::BTreeMap::new(),
+            uid: None,
         })
+    }
+
+    /// The first block our next weights may land at under the rate limit, if later than
+    /// `block`.
+    fn rate_limited_until(&self, block: u64) -> Option<u64> {
+        let until = self.last_set?.saturating_add(self.rate_limit);
+        (block < until).then_some(until)
+    }
+
+    fn landed(&mut self, block: u64) -> Result<(), ChainError> {
+        self.last_set = Some(block);
+        let tx = self.db.begin_write().map_err(store_err)?;
+        tx.open_table(LAST_SET)
+            .map_err(store_err)?
+            .insert(self.netuid, block)
+            .map_err(store_err)?;
+        tx.commit().map_err(store_err)
+    }
+
+    /// Our uid on the subnet as of the last submission (`None` before one, or if the hotkey
+    /// was not registered then).
+    pub fn uid(&self) -> Option<u16> {
+        self.uid
     }
 
     /// Pending hash commits, by epoch.
@@ -145,7 +307,7 @@ impl WeightSubmitter {
             .map_err(store_err)?
         {
             let (k, v) = row.map_err(store_err)?;
-            let p = Pending::decode(&mut v.value())
+            let p = decode_pending(v.value())
                 .map_err(|e| ChainError::Store(format!("corrupt pending commit: {e}")))?;
             out.push((k.value().1, p));
         }
@@ -156,7 +318,7 @@ impl WeightSubmitter {
         let tx = self.db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING)
             .map_err(store_err)?
-            .insert((self.netuid, epoch), p.encode().as_slice())
+            .insert((self.netuid, epoch), encode_pending(p).as_slice())
             .map_err(store_err)?;
         tx.commit().map_err(store_err)
     }
@@ -180,24 +342,35 @@ impl WeightSubmitter {
         weights: &[u64],
     ) -> Result<Submitted, ChainError> {
         let hp = chain.hyperparams(self.netuid)?;
+        self.rate_limit = hp.weights_rate_limit;
+        let block = chain.current_block()?.number;
         let self_uid = chain
             .metagraph(self.netuid)?
             .neurons
             .iter()
             .find(|n| n.hotkey == self.hotkey)
             .map(|n| n.uid);
+        self.uid = self_uid;
         let (uids, values) = conform(uids, weights, hp.max_weight_limit, self_uid)
             .map_err(|e| ChainError::Encode(e.to_string()))?;
         if uids.is_empty() {
             return Ok(Submitted::Nothing);
         }
         let version_key = hp.weights_version_key;
+        // Sets and commits (of either kind) share the pallet's rate limit.
+        if let Some(until_block) = self.rate_limited_until(block) {
+            return Ok(Submitted::RateLimited { until_block });
+        }
         if !hp.commit_reveal_enabled {
             chain.set_weights(&self.hotkey, self.netuid, &uids, &values, version_key)?;
+            self.landed(block)?;
             return Ok(Submitted::Set { uids, values });
         }
         match self.mode {
-            CommitMode::Timelocked { block_seconds } => {
+            CommitMode::Timelocked {
+                block_seconds,
+                version,
+            } => {
                 // The reveal is due `commit_reveal_period` epochs of `tempo` blocks ahead;
                 // a drand round at about that wall-clock time. (The SDK derives the round
                 // from the subnet's epoch position; this approximation can land a round
@@ -222,8 +395,9 @@ impl WeightSubmitter {
                     self.netuid,
                     &commit,
                     reveal_round,
-                    4,
+                    version,
                 )?;
+                self.landed(block)?;
                 Ok(Submitted::Timelocked { reveal_round })
             }
             CommitMode::Hash => {
@@ -231,11 +405,13 @@ impl WeightSubmitter {
                 for s in &mut salt {
                     *s = OsRng.next_u32() as u16;
                 }
-                let p = Pending {
+                let period = hp.commit_reveal_period;
+                let mut p = Pending {
                     uids,
                     values,
                     salt: salt.to_vec(),
                     version_key,
+                    window: Some(RevealWindow::of(self.netuid, hp.tempo, period, block)),
                 };
                 let hash = commit_hash(
                     &self.hotkey,
@@ -251,16 +427,49 @@ impl WeightSubmitter {
                     self.remove(epoch)?;
                     return Err(e);
                 }
-                Ok(Submitted::Committed { hash })
+                // It landed somewhere between the head before and the head now.
+                let after = chain.current_block().map_or(block, |b| b.number);
+                self.landed(after)?;
+                let window = RevealWindow::spanning(self.netuid, hp.tempo, period, block, after);
+                if after != block {
+                    p.window = Some(window);
+                    self.put(epoch, &p)?;
+                }
+                Ok(Submitted::Committed { hash, window })
             }
         }
     }
 
-    /// Try to reveal every pending hash commit; keep those that are too early, drop those
-    /// the chain will never take.
-    pub fn reveal_due(&mut self, chain: &mut dyn Chain) -> Result<Vec<Reveal>, ChainError> {
+    /// Reveal the pending hash commits whose window is open at `block` (the chain's head),
+    /// each sent once (again only after a failure, with backoff); keep those whose window
+    /// has not come, drop those whose window passed or that the chain will never take.
+    pub fn reveal_due(
+        &mut self,
+        chain: &mut dyn Chain,
+        block: u64,
+    ) -> Result<Vec<Reveal>, ChainError> {
         let mut out = Vec::new();
         for (epoch, p) in self.pending()? {
+            if let Some(w) = p.window {
+                if block > w.last_block {
+                    self.remove(epoch)?;
+                    self.backoff.remove(&epoch);
+                    out.push(Reveal::Missed {
+                        epoch,
+                        last_block: w.last_block,
+                    });
+                    continue;
+                }
+                let retry = self.backoff.get(&epoch).map_or(0, |b| b.1);
+                let at_block = w
+                    .first_block
+                    .max(retry)
+                    .max(self.rate_limited_until(block).unwrap_or(0));
+                if block < at_block {
+                    out.push(Reveal::Waiting { epoch, at_block });
+                    continue;
+                }
+            }
             match chain.reveal_weights(
                 &self.hotkey,
                 self.netuid,
@@ -271,10 +480,25 @@ impl WeightSubmitter {
             ) {
                 Ok(()) => {
                     self.remove(epoch)?;
-                    out.push(Reveal::Revealed { epoch });
+                    self.backoff.remove(&epoch);
+                    self.landed(block)?;
+                    out.push(Reveal::Revealed {
+                        epoch,
+                        uids: p.uids,
+                        values: p.values,
+                    });
                 }
-                Err(ChainError::Pallet(PalletError::RevealTooEarly)) => {
-                    out.push(Reveal::TooEarly { epoch });
+                Err(e @ ChainError::Pallet(PalletError::RevealTooEarly)) => {
+                    let retry_at = self.back_off(epoch, block);
+                    if p.window.is_some() {
+                        out.push(Reveal::Failed {
+                            epoch,
+                            error: e,
+                            retry_at,
+                        });
+                    } else {
+                        out.push(Reveal::TooEarly { epoch });
+                    }
                 }
                 Err(
                     e @ ChainError::Pallet(
@@ -285,146 +509,32 @@ impl WeightSubmitter {
                     ),
                 ) => {
                     self.remove(epoch)?;
+                    self.backoff.remove(&epoch);
                     out.push(Reveal::Dropped { epoch, error: e });
                 }
-                Err(e) => return Err(e),
+                Err(error) => {
+                    let retry_at = self.back_off(epoch, block);
+                    out.push(Reveal::Failed {
+                        epoch,
+                        error,
+                        retry_at,
+                    });
+                }
             }
         }
         Ok(out)
     }
+
+    /// One more failed try of `epoch`'s reveal: the next one waits 1, 2, 4, … blocks (at
+    /// most [`BACKOFF_MAX_BLOCKS`]).
+    fn back_off(&mut self, epoch: u64, block: u64) -> u64 {
+        let tries = self.backoff.get(&epoch).map_or(0, |b| b.0) + 1;
+        let wait = (1u64 << (tries - 1).min(6)).min(BACKOFF_MAX_BLOCKS);
+        let retry_at = block + wait;
+        self.backoff.insert(epoch, (tries, retry_at));
+        retry_at
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Hyperparams;
-    use crate::sim::{SimChain, SubnetGenesis};
-
-    fn key(i: u8) -> [u8; 32] {
-        [i; 32]
-    }
-
-    fn chain(commit_reveal: bool) -> SimChain {
-        SimChain::new(
-            [3; 32],
-            vec![SubnetGenesis {
-                netuid: 1,
-                hyperparams: Hyperparams {
-                    tempo: 10,
-                    commit_reveal_enabled: commit_reveal,
-                    commit_reveal_period: 1,
-                    weights_version_key: 5,
-                    weights_rate_limit: 0,
-                    min_allowed_weights: 1,
-                    max_weight_limit: u16::MAX,
-                },
-                max_uids: 8,
-                max_validators: 2,
-                min_stake_to_set_weights: 10,
-                neurons: vec![(key(1), 1000), (key(2), 500), (key(3), 100)],
-            }],
-        )
-    }
-
-    #[test]
-    fn set_weights_when_commit_reveal_is_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = chain(false);
-        let mut s =
-            WeightSubmitter::open(&dir.path().join("p.redb"), key(1), 1, CommitMode::Hash).unwrap();
-        let r = s.submit(&mut c, 1, &[1, 2], &[3, 1]).unwrap();
-        assert_eq!(
-            r,
-            Submitted::Set {
-                uids: vec![1, 2],
-                values: vec![65535, 21845]
-            }
-        );
-        assert_eq!(c.weights_of(1, 0).unwrap(), &[(1, 65535), (2, 21845)]);
-        assert_eq!(s.submit(&mut c, 2, &[1], &[0]).unwrap(), Submitted::Nothing);
-    }
-
-    #[test]
-    fn a_hash_commit_survives_a_restart_and_is_revealed() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("p.redb");
-        let mut c = chain(true);
-        {
-            let mut s = WeightSubmitter::open(&path, key(1), 1, CommitMode::Hash).unwrap();
-            let r = s.submit(&mut c, 7, &[1, 2], &[2, 1]).unwrap();
-            assert!(matches!(r, Submitted::Committed { .. }));
-            assert_eq!(
-                s.reveal_due(&mut c).unwrap(),
-                vec![Reveal::TooEarly { epoch: 7 }]
-            );
-        } // the node stops here
-        c.advance(11);
-        let mut s = WeightSubmitter::open(&path, key(1), 1, CommitMode::Hash).unwrap();
-        assert_eq!(s.pending().unwrap().len(), 1, "the commit was remembered");
-        assert_eq!(
-            s.reveal_due(&mut c).unwrap(),
-            vec![Reveal::Revealed { epoch: 7 }]
-        );
-        assert_eq!(c.weights_of(1, 0).unwrap(), &[(1, 65535), (2, 32768)]);
-        assert!(s.pending().unwrap().is_empty());
-    }
-
-    #[test]
-    fn a_commit_the_chain_refused_is_not_remembered_and_expired_ones_are_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = chain(true);
-        // key(9) is not registered: the commit fails and nothing stays pending.
-        let mut s =
-            WeightSubmitter::open(&dir.path().join("a.redb"), key(9), 1, CommitMode::Hash).unwrap();
-        assert!(s.submit(&mut c, 1, &[1], &[1]).is_err());
-        assert!(s.pending().unwrap().is_empty());
-        let mut s =
-            WeightSubmitter::open(&dir.path().join("b.redb"), key(1), 1, CommitMode::Hash).unwrap();
-        s.submit(&mut c, 2, &[1, 2], &[1, 1]).unwrap();
-        c.advance(25);
-        let r = s.reveal_due(&mut c).unwrap();
-        assert!(
-            matches!(
-                &r[..],
-                [Reveal::Dropped {
-                    epoch: 2,
-                    error: ChainError::Pallet(PalletError::ExpiredWeightCommit)
-                }]
-            ),
-            "{r:?}"
-        );
-        assert!(s.pending().unwrap().is_empty());
-    }
-
-    #[test]
-    fn timelocked_commits_go_to_the_chain_which_reveals_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = chain(true);
-        let mut s = WeightSubmitter::open(
-            &dir.path().join("t.redb"),
-            key(1),
-            1,
-            CommitMode::Timelocked { block_seconds: 12 },
-        )
-        .unwrap();
-        let Submitted::Timelocked { reveal_round } = s.submit(&mut c, 3, &[1, 2], &[1, 1]).unwrap()
-        else {
-            panic!("expected a timelocked commit")
-        };
-        let now_round = timelock::round_at(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_secs(),
-        );
-        // One tempo (10 blocks × 12 s = 120 s) ahead: ~40 quicknet rounds.
-        assert!(
-            reveal_round >= now_round + 39 && reveal_round <= now_round + 41,
-            "{reveal_round} vs {now_round}"
-        );
-        assert!(
-            s.pending().unwrap().is_empty(),
-            "nothing for this node to reveal"
-        );
-    }
-}
+mod tests;

@@ -2,7 +2,10 @@
 //! time (dynamic storage reads and calls). It owns a small tokio runtime so the node's
 //! threads call it synchronously. Connections go through subxt's reconnecting RPC client, so
 //! a dropped connection is re-established (a call in flight then fails with a
-//! `ChainError::Connection` and can be retried).
+//! `ChainError::Connection` and can be retried). Failures are told apart: a connection
+//! refused or a host that does not resolve (at once, before any retrying), no answer in time
+//! (`Timeout`), an extrinsic that cannot be built (`Encode`), one the transaction pool
+//! refuses (`Rejected`), and one the pallet refuses (`Pallet`, by name).
 
 use std::time::Duration;
 
@@ -18,7 +21,9 @@ use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, Pallet
 
 /// Storage entries of `SubtensorModule` this client reads; [`Subtensor::connect`] checks the
 /// node's metadata has every one.
-pub const STORAGE_READ: [&str; 11] = [
+pub const STORAGE_READ: [&str; 13] = [
+    "NetworksAdded",
+    "Weights",
     "SubnetworkN",
     "Keys",
     "ValidatorPermit",
@@ -31,6 +36,15 @@ pub const STORAGE_READ: [&str; 11] = [
     "MinAllowedWeights",
     "MaxWeightsLimit",
 ];
+
+/// The commit-reveal schemes a runtime offers (see [`Subtensor::commit_support`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitSupport {
+    /// `commit_weights` and `reveal_weights` (v2 hash commits).
+    pub hash: bool,
+    /// `commit_timelocked_weights`, with the commit-reveal version it takes.
+    pub timelocked: Option<u16>,
+}
 
 /// How to reach a subtensor node.
 #[derive(Clone, Debug)]
@@ -72,6 +86,7 @@ impl Subtensor {
     /// Connect to `config.url` (retrying with backoff on drops) and check that the node's
     /// runtime has the storage and calls this client uses.
     pub fn connect(config: &SubtensorConfig, signer: ChainSigner) -> Result<Subtensor, ChainError> {
+        reachable(&config.url, config.request_timeout)?;
         let rt = runtime()?;
         let rpc = rt.block_on(async {
             tokio::time::timeout(
@@ -79,7 +94,7 @@ impl Subtensor {
                 ReconnectingRpcClient::builder().build(config.url.clone()),
             )
             .await
-            .map_err(|_| ChainError::Connection(format!("{}: no answer", config.url)))?
+            .map_err(|_| ChainError::Timeout(format!("{}: no answer", config.url)))?
             .map_err(|e| conn(format!("{}: {e}", config.url)))
         })?;
         Subtensor::with_rpc(rt, RpcClient::new(rpc), signer, config.request_timeout)
@@ -97,7 +112,7 @@ impl Subtensor {
                 OnlineClient::<SubstrateConfig>::from_rpc_client(rpc),
             )
             .await
-            .map_err(|_| ChainError::Connection("no answer while connecting".into()))?
+            .map_err(|_| ChainError::Timeout("no answer while connecting".into()))?
             .map_err(conn)
         })?;
         let s = Subtensor {
@@ -127,14 +142,38 @@ impl Subtensor {
                 )));
             }
         }
-        for call in ["set_weights", "commit_weights", "reveal_weights"] {
-            if pallet.call_variant_by_name(call).is_none() {
-                return Err(ChainError::Metadata(format!(
-                    "SubtensorModule has no call {call}: unsupported runtime"
-                )));
-            }
+        // The commit calls are checked against the commit mode (see `commit_support`).
+        if pallet.call_variant_by_name("set_weights").is_none() {
+            return Err(ChainError::Metadata(
+                "SubtensorModule has no call set_weights: unsupported runtime".into(),
+            ));
         }
         Ok(())
+    }
+
+    /// Which commit-reveal schemes this runtime offers: hash commits (`commit_weights` and
+    /// `reveal_weights`), and timelocked commits (`commit_timelocked_weights`) with the
+    /// commit-reveal version the pallet expects (storage `CommitRevealWeightsVersion`).
+    pub fn commit_support(&self) -> Result<CommitSupport, ChainError> {
+        let at = self.block_on(self.client.at_current_block())?;
+        let md = at.metadata_ref();
+        let pallet = md
+            .pallet_by_name("SubtensorModule")
+            .ok_or_else(|| ChainError::Metadata("no SubtensorModule pallet".into()))?;
+        let has = |call: &str| pallet.call_variant_by_name(call).is_some();
+        let hash = has("commit_weights") && has("reveal_weights");
+        let versioned = pallet
+            .storage()
+            .and_then(|s| s.entry_by_name("CommitRevealWeightsVersion"))
+            .is_some();
+        let timelocked = if !has("commit_timelocked_weights") {
+            None
+        } else if versioned {
+            Some(self.read(&at, "CommitRevealWeightsVersion", ())?)
+        } else {
+            Some(crate::timelock::COMMIT_REVEAL_VERSION)
+        };
+        Ok(CommitSupport { hash, timelocked })
     }
 
     /// Run a future with the request timeout, mapping its error.
@@ -145,7 +184,7 @@ impl Subtensor {
         self.rt.block_on(async {
             tokio::time::timeout(self.timeout, f)
                 .await
-                .map_err(|_| ChainError::Connection("request timed out".into()))?
+                .map_err(|_| ChainError::Timeout(format!("no answer within {:?}", self.timeout)))?
                 .map_err(conn)
         })
     }
@@ -162,8 +201,20 @@ impl Subtensor {
             .map_err(|e| ChainError::Malformed(format!("SubtensorModule::{entry}: {e}")))
     }
 
+    /// `SubnetNotExists` unless the subnet exists at `at` (storage of a subnet that does not
+    /// exist reads as defaults, which would look like an empty or default subnet).
+    fn subnet_exists(&self, at: &At, netuid: u16) -> Result<(), ChainError> {
+        let added: bool = self.read(at, "NetworksAdded", (netuid,))?;
+        if added {
+            Ok(())
+        } else {
+            Err(PalletError::SubnetNotExists.into())
+        }
+    }
+
     /// The metagraph as of the block `at`.
     fn metagraph_on(&self, at: &At, netuid: u16) -> Result<Metagraph, ChainError> {
+        self.subnet_exists(at, netuid)?;
         let n: u16 = self.read(at, "SubnetworkN", (netuid,))?;
         let permits: Vec<bool> = self.read(at, "ValidatorPermit", (netuid,))?;
         let mut neurons = Vec::with_capacity(usize::from(n));
@@ -204,8 +255,11 @@ impl Subtensor {
                     .transactions()
                     .sign_and_submit_then_watch_default(&payload, &signer)
                     .await
-                    .map_err(conn)?;
-                let in_block = progress.wait_for_finalized().await.map_err(conn)?;
+                    .map_err(|e| extrinsic_error(&e))?;
+                let in_block = progress
+                    .wait_for_finalized()
+                    .await
+                    .map_err(|e| progress_error(&e))?;
                 match in_block.wait_for_success().await {
                     Ok(_) => Ok(()),
                     Err(subxt::error::TransactionEventsError::ExtrinsicFailed(e)) => {
@@ -216,7 +270,7 @@ impl Subtensor {
             };
             tokio::time::timeout(limit, fut)
                 .await
-                .map_err(|_| ChainError::Connection("not finalised in time".into()))?
+                .map_err(|_| ChainError::Timeout(format!("not finalised within {limit:?}")))?
         })
     }
 }
@@ -225,6 +279,98 @@ type At = subxt::client::ClientAtBlock<
     SubstrateConfig,
     subxt::client::OnlineClientAtBlockImpl<SubstrateConfig>,
 >;
+
+/// Whether `url` (`ws://` or `wss://host[:port]`) takes a TCP connection: a refused
+/// connection or a host that does not resolve is an error at once, with its cause, instead
+/// of "no answer" after the reconnecting client's retries.
+fn reachable(url: &str, timeout: Duration) -> Result<(), ChainError> {
+    use std::net::ToSocketAddrs;
+    let bad = |why: String| ChainError::Connection(format!("{url}: {why}"));
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("not a ws:// or wss:// URL".into()))?;
+    let default_port = match scheme {
+        "ws" => 80,
+        "wss" => 443,
+        _ => return Err(bad("not a ws:// or wss:// URL".into())),
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = match authority.rsplit_once(':') {
+        Some((_, port)) if !authority.ends_with(']') && port.parse::<u16>().is_ok() => {
+            authority.to_string()
+        }
+        _ => format!("{authority}:{default_port}"),
+    };
+    let addrs: Vec<_> = host_port
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve {host_port}: {e}")))?
+        .collect();
+    let mut last = None;
+    for a in &addrs {
+        match std::net::TcpStream::connect_timeout(a, timeout) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(match last {
+        Some(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ChainError::Timeout(format!("{url}: no TCP answer within {timeout:?}"))
+        }
+        Some(e) => bad(e.to_string()),
+        None => bad(format!("{host_port} resolves to no address")),
+    })
+}
+
+/// An extrinsic that could not be sent, by cause: not buildable (`Encode`), refused by the
+/// transaction pool (`Rejected`), or the connection.
+fn extrinsic_error(e: &subxt::error::ExtrinsicError) -> ChainError {
+    use subxt::error::ExtrinsicError as E;
+    match e {
+        E::EncodeError(_)
+        | E::IncompatibleCodegen
+        | E::PalletNameNotFound(_)
+        | E::CallNameNotFound { .. }
+        | E::GenesisHashNotProvided
+        | E::UnsupportedVersion
+        | E::Params(_) => ChainError::Encode(e.to_string()),
+        E::TransactionStatusError(s) => status_error(s),
+        E::ErrorSubmittingTransaction(b) if pool_refusal(&b.to_string()) => {
+            ChainError::Rejected(b.to_string())
+        }
+        _ => conn(e),
+    }
+}
+
+fn progress_error(e: &subxt::error::TransactionProgressError) -> ChainError {
+    match e {
+        subxt::error::TransactionProgressError::TransactionStatusError(s) => status_error(s),
+        _ => conn(e),
+    }
+}
+
+fn status_error(s: &subxt::error::TransactionStatusError) -> ChainError {
+    use subxt::error::TransactionStatusError as S;
+    match s {
+        S::Invalid(_) | S::Dropped(_) => ChainError::Rejected(s.to_string()),
+        _ => conn(s),
+    }
+}
+
+/// Whether an RPC error from `author_submitAndWatchExtrinsic` is the pool's verdict on the
+/// transaction (Substrate answers 1010 "Invalid Transaction" / 1012 "Transaction is
+/// temporarily banned" / 1014 "Priority is too low"), not a transport failure.
+fn pool_refusal(message: &str) -> bool {
+    [
+        "Invalid Transaction",
+        "temporarily banned",
+        "Priority is too low",
+        "1010",
+        "1012",
+        "1014",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
 
 /// A dispatch error as a typed pallet error where the name is one we know.
 fn dispatch_error(e: &DispatchError) -> ChainError {
@@ -262,8 +408,16 @@ impl Chain for Subtensor {
         self.metagraph_on(&at, netuid)
     }
 
+    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        let at = self.block_on(self.client.at_current_block())?;
+        self.subnet_exists(&at, netuid)?;
+        // Keyed by the subnet's storage index: mechanism 0's is the netuid itself.
+        self.read(&at, "Weights", (netuid, uid))
+    }
+
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
         let at = self.block_on(self.client.at_current_block())?;
+        self.subnet_exists(&at, netuid)?;
         Ok(Hyperparams {
             tempo: self.read(&at, "Tempo", (netuid,))?,
             commit_reveal_enabled: self.read(&at, "CommitRevealWeightsEnabled", (netuid,))?,
@@ -345,255 +499,4 @@ impl Chain for Subtensor {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::extrinsic::RuntimeMetadata;
-    use serde_json::{Value, json};
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-    use subxt::dynamic::Value as DynValue;
-    use subxt_rpcs::client::MockRpcClient;
-
-    const HEAD: &str = "0x1111111111111111111111111111111111111111111111111111111111111111";
-    const GENESIS: &str = "0x2f0555cc76fc2840a25a6ea3b9637146806f1f44b090c175ffde2a7e5ab36c03";
-
-    /// How the fake node misbehaves.
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Mode {
-        Healthy,
-        /// Every call fails as a dropped connection does.
-        Disconnected,
-        /// Calls never answer.
-        Hung,
-        /// Storage answers are not hex strings.
-        Garbage,
-    }
-
-    /// A fake subtensor node answering the legacy JSON-RPC methods from the real finney
-    /// metadata and an in-memory storage map.
-    struct FakeNode {
-        metadata_hex: String,
-        storage: HashMap<String, String>,
-        mode: Mode,
-    }
-
-    fn finney() -> Option<Vec<u8>> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/chain/finney_2026-04-21.scale");
-        std::fs::read(p).ok()
-    }
-
-    fn respond(node: &Arc<Mutex<FakeNode>>, name: &str, params: Option<Value>) -> Option<Value> {
-        let n = node.lock().unwrap();
-        if n.mode == Mode::Garbage && name == "state_getStorage" {
-            return Some(json!(12345));
-        }
-        let p0 = params.as_ref().and_then(|p| p.get(0)).cloned();
-        Some(match name {
-            "rpc_methods" => json!({"methods": [
-                "chain_getBlockHash", "chain_getFinalizedHead", "chain_getHeader",
-                "state_getRuntimeVersion", "state_getMetadata", "state_getStorage",
-                "state_call", "system_chain"]}),
-            "chain_getBlockHash" => match p0 {
-                Some(Value::Number(n)) if n.as_u64() == Some(0) => json!(GENESIS),
-                _ => json!(HEAD),
-            },
-            "chain_getFinalizedHead" => json!(HEAD),
-            "chain_getHeader" => json!({
-                "parentHash": GENESIS, "number": "0x64",
-                "stateRoot": HEAD, "extrinsicsRoot": HEAD, "digest": {"logs": []}}),
-            "state_getRuntimeVersion" => json!({
-                "specName": "node-subtensor", "implName": "node-subtensor",
-                "authoringVersion": 1, "specVersion": 393, "implVersion": 1,
-                "apis": [], "transactionVersion": 1, "stateVersion": 1}),
-            "state_getMetadata" => json!(n.metadata_hex),
-            "state_call" => {
-                use parity_scale_codec::Encode;
-                let method = p0?.as_str()?.to_string();
-                let bytes = match method.as_str() {
-                    "Core_version" => (
-                        "node-subtensor".to_string(),
-                        "node-subtensor".to_string(),
-                        1u32,
-                        393u32,
-                        1u32,
-                        Vec::<([u8; 8], u32)>::new(),
-                        1u32,
-                        1u8,
-                    )
-                        .encode(),
-                    "Metadata_metadata_versions" => vec![14u32, 15, 16].encode(),
-                    "Metadata_metadata_at_version" => {
-                        let md = hex::decode(n.metadata_hex.trim_start_matches("0x")).ok()?;
-                        Some(md).encode()
-                    }
-                    _ => return None,
-                };
-                json!(format!("0x{}", hex::encode(bytes)))
-            }
-            "state_getStorage" => {
-                let key = p0?.as_str()?.to_string();
-                return Some(n.storage.get(&key).map_or(Value::Null, |v| json!(v)));
-            }
-            _ => return None,
-        })
-    }
-
-    fn client(node: &Arc<Mutex<FakeNode>>) -> Result<Subtensor, ChainError> {
-        let n = node.clone();
-        let mock = MockRpcClient::builder()
-            .method_fallback(move |name, params| {
-                let params: Option<Value> = params.and_then(|p| serde_json::from_str(p.get()).ok());
-                let mode = n.lock().unwrap().mode;
-                let r = respond(&n, &name, params);
-                async move {
-                    match mode {
-                        // (`DisconnectedWillReconnect` would make subxt retry until our
-                        // timeout; against a mock that retry is a busy loop.)
-                        Mode::Disconnected => {
-                            Err(subxt_rpcs::Error::Client("connection reset by peer".into()))
-                        }
-                        Mode::Hung => std::future::pending().await,
-                        _ => r.ok_or_else(|| subxt_rpcs::Error::Client("method not found".into())),
-                    }
-                }
-            })
-            .build();
-        Subtensor::with_rpc(
-            runtime().unwrap(),
-            RpcClient::new(mock),
-            ChainSigner::from_uri("//Alice").unwrap(),
-            Duration::from_secs(2),
-        )
-    }
-
-    /// Storage keys computed by subxt's own key encoding for the finney metadata.
-    fn key<K>(md: &RuntimeMetadata, entry: &str, parts: K) -> String
-    where
-        K: subxt::ext::frame_decode::storage::IntoEncodableValues
-            + subxt::ext::frame_decode::storage::IntoDecodableValues,
-    {
-        let config = SubstrateConfig::builder()
-            .set_spec_version_for_block_ranges([subxt::config::substrate::SpecVersionForRange {
-                block_range: 0..u64::MAX,
-                spec_version: 393,
-                transaction_version: 1,
-            }])
-            .set_metadata_for_spec_versions([(393, md.0.clone())])
-            .build();
-        let client = subxt::OfflineClient::new_with_config(config);
-        let at = client.at_block(0u64).unwrap();
-        let addr = dynamic::storage::<K, DynValue>("SubtensorModule", entry);
-        let k = at.storage().entry(addr).unwrap().fetch_key(parts).unwrap();
-        format!("0x{}", hex::encode(k))
-    }
-
-    fn fake_node() -> Option<(Arc<Mutex<FakeNode>>, Vec<Neuron>)> {
-        use parity_scale_codec::Encode;
-        let bytes = finney()?;
-        let md = RuntimeMetadata::from_scale(&bytes).unwrap();
-        let neurons: Vec<Neuron> = (0..3u16)
-            .map(|uid| Neuron {
-                uid,
-                hotkey: [uid as u8 + 1; 32],
-                stake: 1_000 * (u64::from(uid) + 1),
-                validator_permit: uid != 1,
-            })
-            .collect();
-        let mut storage = HashMap::new();
-        let hexv = |b: Vec<u8>| format!("0x{}", hex::encode(b));
-        storage.insert(key(&md, "SubnetworkN", (1u16,)), hexv(3u16.encode()));
-        let permits: Vec<bool> = neurons.iter().map(|n| n.validator_permit).collect();
-        storage.insert(key(&md, "ValidatorPermit", (1u16,)), hexv(permits.encode()));
-        for n in &neurons {
-            storage.insert(key(&md, "Keys", (1u16, n.uid)), hexv(n.hotkey.to_vec()));
-            storage.insert(
-                key(&md, "TotalHotkeyAlpha", (n.hotkey, 1u16)),
-                hexv(n.stake.encode()),
-            );
-        }
-        storage.insert(key(&md, "Tempo", (1u16,)), hexv(99u16.encode()));
-        storage.insert(
-            key(&md, "MaxWeightsLimit", (1u16,)),
-            hexv(32768u16.encode()),
-        );
-        let node = FakeNode {
-            metadata_hex: format!("0x{}", hex::encode(&bytes)),
-            storage,
-            mode: Mode::Healthy,
-        };
-        Some((Arc::new(Mutex::new(node)), neurons))
-    }
-
-    #[test]
-    fn metagraph_and_hyperparams_read_through_rpc() {
-        let Some((node, neurons)) = fake_node() else {
-            return; // ../shared/chain absent: nothing to serve
-        };
-        let c = client(&node).unwrap();
-        let mg = c.metagraph(1).unwrap();
-        assert_eq!(mg.neurons, neurons);
-        assert_eq!(mg.block.number, 100);
-        assert_eq!(mg.block.hash, [0x11; 32]);
-        let hp = c.hyperparams(1).unwrap();
-        assert_eq!(hp.tempo, 99);
-        assert_eq!(hp.max_weight_limit, 32768);
-        assert!(
-            c.metagraph(2).unwrap().neurons.is_empty(),
-            "an unknown subnet reads empty"
-        );
-    }
-
-    #[test]
-    fn disconnects_hangs_and_garbage_are_clear_errors_and_the_client_recovers() {
-        let Some((node, neurons)) = fake_node() else {
-            return;
-        };
-        let c = client(&node).unwrap();
-        for (mode, expect) in [
-            (Mode::Disconnected, "connection reset"),
-            (Mode::Hung, "timed out"),
-            (Mode::Garbage, "deserialize"),
-        ] {
-            node.lock().unwrap().mode = mode;
-            let e = c.metagraph(1).unwrap_err();
-            assert!(matches!(e, ChainError::Connection(_)), "{e}");
-            assert!(e.to_string().contains(expect), "{e}");
-            node.lock().unwrap().mode = Mode::Healthy;
-            assert_eq!(
-                c.metagraph(1).unwrap().neurons,
-                neurons,
-                "recovered after {expect}"
-            );
-        }
-        // A storage value that does not decode as its type.
-        let md = RuntimeMetadata::from_scale(&finney().unwrap()).unwrap();
-        node.lock()
-            .unwrap()
-            .storage
-            .insert(key(&md, "ValidatorPermit", (1u16,)), "0xff".into());
-        let e = c.metagraph(1).unwrap_err();
-        assert!(
-            matches!(&e, ChainError::Malformed(m) if m.contains("ValidatorPermit")),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn a_node_that_does_not_answer_is_a_clear_error_at_connect() {
-        let Some((node, _)) = fake_node() else {
-            return;
-        };
-        node.lock().unwrap().mode = Mode::Disconnected;
-        let e = client(&node).unwrap_err();
-        assert!(matches!(e, ChainError::Connection(_)), "{e}");
-    }
-
-    #[test]
-    fn dispatch_errors_map_to_pallet_names() {
-        for p in PalletError::ALL {
-            assert_eq!(PalletError::from_name(&p.to_string()), Some(p));
-        }
-        assert_eq!(PalletError::from_name("NoSuchError"), None);
-    }
-}
+mod tests;

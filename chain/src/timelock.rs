@@ -21,6 +21,8 @@ pub const DRAND_QUICKNET_PUBLIC_KEY: &str = "83cf0f2896adee7eb8b5f01fcad3912212c
 pub const DRAND_QUICKNET_GENESIS: u64 = 1_692_803_367;
 /// Seconds between quicknet rounds.
 pub const DRAND_QUICKNET_PERIOD: u64 = 3;
+/// The commit-reveal version of timelocked commits where the runtime does not say (v4).
+pub const COMMIT_REVEAL_VERSION: u16 = 4;
 /// The chain's limit on a commit's size.
 pub const MAX_COMMIT_BYTES: usize = 5000;
 

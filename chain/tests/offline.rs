@@ -186,3 +186,21 @@ fn bittensor_drand_commits_decrypt_with_ours() {
     let commit = hex::decode(out["commit"].as_str().unwrap()).unwrap();
     assert_eq!(timelock::decrypt(&commit, ROUND_1000).unwrap(), payload);
 }
+
+/// What `commit_mode = "auto"` sees in real runtimes: finney offers timelocked and hash
+/// commits; subtensor spec 218 (where the old default `timelocked` failed only at submit
+/// time) offers hash commits alone.
+#[test]
+fn commit_calls_in_real_runtimes() {
+    let (Some(finney), Some(spec218)) = (
+        metadata("finney_2026-04-21.scale"),
+        metadata("raonet_spec218_v14.scale"),
+    ) else {
+        return;
+    };
+    for (md, timelocked) in [(&finney, true), (&spec218, false)] {
+        assert!(md.has_call("commit_weights"));
+        assert!(md.has_call("reveal_weights"));
+        assert_eq!(md.has_call("commit_timelocked_weights"), timelocked);
+    }
+}

@@ -190,16 +190,17 @@ pub(crate) fn prepare_sync(
     );
     let capped = cap_fuel(rt, &mut store);
     let made = challenge.pre.instantiate(&mut store);
-    let outcome = made.as_ref().err().map(|e| classify(&store, e));
-    if uncap_fuel(&mut store, capped, outcome == Some(Outcome::OutOfFuel)) {
+    let made = made.map_err(|e| classify(&store, &e));
+    if uncap_fuel(
+        &mut store,
+        capped,
+        made.as_ref().err() == Some(&Outcome::OutOfFuel),
+    ) {
         return None;
     }
-    let instance = match (made, outcome) {
-        (Ok(i), _) => i,
-        (Err(_), outcome) => {
-            let outcome = outcome.unwrap_or(Outcome::Aborted);
-            return Some(Err(PrepareFailed { store, outcome }));
-        }
+    let instance = match made {
+        Ok(i) => i,
+        Err(outcome) => return Some(Err(PrepareFailed { store, outcome })),
     };
     Some(match exports(&mut store, &instance) {
         Ok(exports) => Ok(Prepared {

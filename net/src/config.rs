@@ -93,6 +93,45 @@ pub struct NetConfig {
     /// Memory for the batches this node serves, apart from `blob_cache_bytes`; the oldest
     /// are evicted beyond it.
     pub batch_cache_bytes: usize,
+    /// What a peer that has not bound its PeerId to a hotkey (no valid hello) may do; see
+    /// [`UnboundPeers`].
+    pub unbound_peers: UnboundPeers,
+    /// Under `unbound_peers = "refuse"`, a connection whose peer has not bound itself by
+    /// then is closed.
+    #[serde(with = "humantime_serde")]
+    pub hello_timeout: Duration,
+}
+
+/// The policy for peers that have not bound their PeerId to a hotkey with a valid hello
+/// (miners that only submit, crawlers, anything else that connects). Bound peers are not
+/// affected: a bound peer whose hotkey is not in the validator set may still not publish on
+/// validator-only topics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnboundPeers {
+    /// Treated as any peer that is not a validator: it may submit, fetch blobs and gossip
+    /// (public ingress; libp2p miners need not bind).
+    #[default]
+    Open,
+    /// It may submit and fetch blobs; its gossip is ignored (`unbound_peer`, no penalty).
+    RequestsOnly,
+    /// It may only say hello: a submission is answered `unbound_peer`, a blob request
+    /// "not here", gossip ignored, and the connection is closed after `hello_timeout`
+    /// without a valid binding (a validators-and-bound-clients mesh; miners use HTTP or
+    /// bind their own hotkey).
+    Refuse,
+}
+
+impl UnboundPeers {
+    /// Whether an unbound peer's gossip is taken.
+    pub const fn gossip(self) -> bool {
+        matches!(self, UnboundPeers::Open)
+    }
+
+    /// Whether an unbound peer's submissions and blob requests are served.
+    pub const fn requests(self) -> bool {
+        !matches!(self, UnboundPeers::Refuse)
+    }
 }
 
 /// Largest payload per topic.
@@ -176,6 +215,8 @@ impl Default for NetConfig {
             batch_max_bytes: 1024 * 1024,
             batch_verify_queue: 64,
             batch_cache_bytes: 64 * 1024 * 1024,
+            unbound_peers: UnboundPeers::Open,
+            hello_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -312,6 +353,7 @@ impl NetConfig {
             ("heartbeat", c.heartbeat),
             ("ban_duration", c.ban_duration),
             ("max_message_age", c.max_message_age),
+            ("hello_timeout", c.hello_timeout),
         ] {
             if d.is_zero() {
                 return Err(bad(f, "must be more than zero"));
@@ -437,6 +479,13 @@ mod tests {
             ),
             (
                 NetConfig {
+                    hello_timeout: Duration::ZERO,
+                    ..NetConfig::default()
+                },
+                "net.hello_timeout",
+            ),
+            (
+                NetConfig {
                     peer_message_rate: f64::NAN,
                     ..NetConfig::default()
                 },
@@ -447,5 +496,22 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.starts_with(field), "{e} should name {field}");
         }
+    }
+
+    #[test]
+    fn unbound_peer_policy_parses_by_name_and_refuses_others() {
+        for (text, want) in [
+            ("open", UnboundPeers::Open),
+            ("requests_only", UnboundPeers::RequestsOnly),
+            ("refuse", UnboundPeers::Refuse),
+        ] {
+            let c: NetConfig = toml::from_str(&format!("unbound_peers = {text:?}")).unwrap();
+            assert_eq!(c.unbound_peers, want);
+        }
+        let e = toml::from_str::<NetConfig>("unbound_peers = \"ban\"").unwrap_err();
+        assert!(e.to_string().contains("unknown variant"), "{e}");
+        assert!(UnboundPeers::Open.gossip() && UnboundPeers::Open.requests());
+        assert!(!UnboundPeers::RequestsOnly.gossip() && UnboundPeers::RequestsOnly.requests());
+        assert!(!UnboundPeers::Refuse.gossip() && !UnboundPeers::Refuse.requests());
     }
 }

@@ -32,7 +32,7 @@ pub use api::{
     Delivery, Hostile, Identity, Net, NetError, NetEvent, NetHandle, Options, PayloadCheck,
     PeerInfo, Refused, peer_id_of,
 };
-pub use config::{ConfigError, NetConfig, TopicLimits, ValidNetConfig};
+pub use config::{ConfigError, NetConfig, TopicLimits, UnboundPeers, ValidNetConfig};
 pub use stats::{NetStats, Reason};
 pub use wire::{
     Envelope, Hash32, Hotkey, RecordKind, Scheme, Submission, SubmitAck, Topic, WireError,

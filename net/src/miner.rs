@@ -1,6 +1,7 @@
 //! The miner client: sign a submission with a miner hotkey and deliver it to a validator
 //! over `/platform/rpc/1`; the validator checks it, gossips it and answers with its id or
-//! the reason it refused it.
+//! the reason it refused it. A client may first bind its connection to its hotkey (hello),
+//! which validators with `unbound_peers = "refuse"` require.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,12 +14,25 @@ use platform_keys::Keypair;
 
 use crate::api::NetError;
 use crate::codec::{PROTOCOL, RpcCodec};
-use crate::wire::{ENVELOPE_OVERHEAD, Request, Response, Submission, SubmitAck, now_ms};
+use crate::wire::{
+    Binding, ENVELOPE_OVERHEAD, Request, Response, Scheme, Submission, SubmitAck, now_ms,
+};
 
 /// Deliver signed envelope bytes to the validator at `addr` (a multiaddr ending in
 /// `/p2p/PEER_ID`) and wait for its answer.
 pub fn deliver(addr: &str, envelope: Vec<u8>, timeout: Duration) -> Result<SubmitAck, NetError> {
     MinerClient::connect(addr, timeout)?.submit(envelope)
+}
+
+/// [`deliver`] over a connection first bound to `key` (signed as `scheme` says).
+pub fn deliver_bound(
+    addr: &str,
+    envelope: Vec<u8>,
+    timeout: Duration,
+    key: &Keypair,
+    scheme: Scheme,
+) -> Result<SubmitAck, NetError> {
+    MinerClient::connect_bound(addr, timeout, Some((key, scheme)))?.submit(envelope)
 }
 
 type Pending = (
@@ -39,6 +53,17 @@ impl MinerClient {
     /// Start a client for the validator at `addr` (ending in `/p2p/PEER_ID`); it dials on
     /// the first submission. Each submission gets an answer within `timeout`.
     pub fn connect(addr: &str, timeout: Duration) -> Result<MinerClient, NetError> {
+        MinerClient::connect_bound(addr, timeout, None)
+    }
+
+    /// [`MinerClient::connect`], and with `bind` the connection is first bound to that
+    /// hotkey: a hello with a binding record goes out before any submission, which waits for
+    /// its answer.
+    pub fn connect_bound(
+        addr: &str,
+        timeout: Duration,
+        bind: Option<(&Keypair, Scheme)>,
+    ) -> Result<MinerClient, NetError> {
         let addr: Multiaddr = addr
             .parse()
             .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
@@ -75,22 +100,48 @@ impl MinerClient {
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build();
         swarm.add_peer_address(peer, addr.clone());
+        let mut hello = bind.map(|(key, scheme)| {
+            Binding::sign_as(scheme, key, swarm.local_peer_id().to_bytes(), now_ms()).encode()
+        });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
         let thread = std::thread::Builder::new()
             .name("platform-miner".into())
             .spawn(move || {
                 rt.block_on(async move {
                     let mut waiting = std::collections::HashMap::new();
+                    // Submissions held back until the hello is answered (or has failed).
+                    let mut held: Option<Vec<Pending>> = None;
+                    let mut hello_id = None;
                     loop {
                         tokio::select! {
                             cmd = rx.recv() => match cmd {
-                                Some((env, reply)) => {
-                                    let id = swarm.behaviour_mut().send_request(&peer, Request::Submit(env));
-                                    waiting.insert(id, reply);
+                                Some(pending) => {
+                                    if let Some(binding) = hello.take() {
+                                        hello_id = Some(swarm.behaviour_mut().send_request(&peer, Request::Hello(binding)));
+                                        held = Some(Vec::new());
+                                    }
+                                    match held.as_mut() {
+                                        Some(h) => h.push(pending),
+                                        None => {
+                                            let id = swarm.behaviour_mut().send_request(&peer, Request::Submit(pending.0));
+                                            waiting.insert(id, pending.1);
+                                        }
+                                    }
                                 }
                                 None => break,
                             },
                             ev = swarm.select_next_some() => match ev {
+                                SwarmEvent::Behaviour(request_response::Event::Message {
+                                    message: request_response::Message::Response { request_id, .. },
+                                    ..
+                                } | request_response::Event::OutboundFailure { request_id, .. }) if Some(request_id) == hello_id => {
+                                    // Bound (or refused: the validator's answers will say so).
+                                    hello_id = None;
+                                    for (env, reply) in held.take().unwrap_or_default() {
+                                        let id = swarm.behaviour_mut().send_request(&peer, Request::Submit(env));
+                                        waiting.insert(id, reply);
+                                    }
+                                }
                                 SwarmEvent::Behaviour(request_response::Event::Message {
                                     message: request_response::Message::Response { request_id, response },
                                     ..
@@ -190,8 +241,9 @@ pub struct SubmitArgs {
     /// How long to wait for the validator's answer.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// Sign as Bittensor tooling does (envelope version 2: the standard Substrate context
-    /// over a domain-separated message) instead of the version-1 platform context.
+    /// Sign as Bittensor tooling does (envelope and binding record version 2: the standard
+    /// Substrate context over a domain-separated message) instead of the version-1 platform
+    /// context.
     #[arg(long)]
     pub substrate_signing: bool,
 }
@@ -224,7 +276,7 @@ pub fn run_submit(args: &SubmitArgs) -> anyhow::Result<String> {
         crate::wire::Scheme::Platform
     };
     let env = submission.sign_as(scheme, &miner, now_ms());
-    match deliver(&args.to, env.encode(), args.timeout)? {
+    match deliver_bound(&args.to, env.encode(), args.timeout, &miner, scheme)? {
         SubmitAck::Accepted(id) => Ok(hex::encode(id)),
         SubmitAck::Rejected(reason) => anyhow::bail!("the validator refused it: {reason}"),
     }

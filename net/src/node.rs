@@ -22,6 +22,7 @@ use libp2p::{
     ping, tcp, yamux,
 };
 use platform_keys::Keypair;
+use prometheus_client::registry::Registry;
 use tokio::sync::Notify;
 
 mod admit;
@@ -30,6 +31,8 @@ pub(crate) use admit::ADMISSION_TIMEOUT;
 mod batches;
 mod checks;
 mod dht;
+mod gossip;
+mod peers;
 mod rpc;
 
 use crate::api::{
@@ -64,7 +67,11 @@ struct Behaviour {
     rpc: request_response::Behaviour<RpcCodec>,
 }
 
-fn build_behaviour(key: &libp2p::identity::Keypair, cfg: &NetConfig) -> Result<Behaviour, String> {
+fn build_behaviour(
+    key: &libp2p::identity::Keypair,
+    cfg: &NetConfig,
+    gossip_metrics: &mut Registry,
+) -> Result<Behaviour, String> {
     let peer_id = key.public().to_peer_id();
     let gcfg = gossipsub::ConfigBuilder::default()
         .validation_mode(gossipsub::ValidationMode::Strict)
@@ -80,8 +87,11 @@ fn build_behaviour(key: &libp2p::identity::Keypair, cfg: &NetConfig) -> Result<B
         .duplicate_cache_time(cfg.max_message_age + cfg.max_clock_skew)
         .build()
         .map_err(|e| format!("gossipsub config: {e}"))?;
+    // gossipsub's own counts (copies before it drops duplicates, its invalid messages) are
+    // read from this registry and mirrored into ours (`platform_net_gossip_*`).
     let mut gossipsub = gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), gcfg)
-        .map_err(|e| format!("gossipsub: {e}"))?;
+        .map_err(|e| format!("gossipsub: {e}"))?
+        .with_metrics(gossip_metrics, gossipsub::MetricsConfig::default());
     let mut params = gossipsub::PeerScoreParams {
         app_specific_weight: 1.0,
         // Validators share hosts in devnets; identity comes from hotkey bindings.
@@ -159,6 +169,8 @@ fn build_behaviour(key: &libp2p::identity::Keypair, cfg: &NetConfig) -> Result<B
 
 struct PeerState {
     hotkey: Option<Hotkey>,
+    /// When its first connection was established (the hello deadline counts from here).
+    connected_at: Instant,
     messages: Bucket,
     requests: Bucket,
     penalty: Penalty,
@@ -209,6 +221,8 @@ struct Node {
     door: admit::Door,
     last_redial: Instant,
     last_kad_bootstrap: Option<Instant>,
+    /// gossipsub's metrics registry (see `stats::GossipCounts`).
+    gossip_metrics: Registry,
 }
 
 fn blob_key(hash: &Hash32) -> kad::RecordKey {
@@ -277,6 +291,7 @@ impl Node {
         let cfg = config.config.clone();
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
         let b = cfg.clone();
+        let mut gossip_metrics = Registry::default();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
             .with_tokio()
             .with_tcp(
@@ -287,7 +302,8 @@ impl Node {
             .map_err(|e| start(&e))?
             .with_quic()
             .with_behaviour(|k| {
-                build_behaviour(k, &b).map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+                build_behaviour(k, &b, &mut gossip_metrics)
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| start(&e))?
             .with_swarm_config(|c| c.with_idle_connection_timeout(cfg.idle_connection_timeout))
@@ -370,6 +386,7 @@ impl Node {
             bootstrap,
             last_redial: Instant::now(),
             last_kad_bootstrap: None,
+            gossip_metrics,
         })
     }
 
@@ -428,6 +445,7 @@ impl Node {
             self.finish_fetch(&h, Err(NetError::Timeout));
         }
         self.expire_admissions(now);
+        self.close_unbound(now);
         if now.duration_since(self.last_redial) >= Duration::from_secs(5) {
             self.dial_bootstrap();
         }
@@ -446,6 +464,10 @@ impl Node {
         metrics::gauge!(stats::names::PEERS, "role" => "validator").set(validators as f64);
         metrics::gauge!(stats::names::PEERS, "role" => "other")
             .set((self.peers.len() - validators) as f64);
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.gossip_metrics).is_ok() {
+            self.counters().gossip(&stats::GossipCounts::parse(&text));
+        }
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -496,200 +518,6 @@ impl Node {
         }
     }
 
-    /// A peer counts as a validator only when its bound hotkey is in the validator set
-    /// (the consensus topic's authors, as the application pins them); with no set given,
-    /// any bound peer does.
-    fn is_validator(&self, hotkey: Option<&Hotkey>) -> bool {
-        let Some(h) = hotkey else {
-            return false;
-        };
-        self.authors
-            .get(&Topic::Consensus)
-            .is_none_or(|set| set.contains(h))
-    }
-
-    fn peer_infos(&self) -> Vec<PeerInfo> {
-        let gs = &self.swarm.behaviour().gossipsub;
-        let topics: HashMap<PeerId, Vec<Topic>> = gs
-            .all_peers()
-            .map(|(p, ts)| {
-                let ts = Topic::ALL
-                    .into_iter()
-                    .filter(|t| ts.contains(&&IdentTopic::new(t.name()).hash()))
-                    .collect();
-                (*p, ts)
-            })
-            .collect();
-        let now = Instant::now();
-        let mut out: Vec<PeerInfo> = self
-            .peers
-            .iter()
-            .map(|(p, s)| PeerInfo {
-                peer: p.to_base58(),
-                hotkey: s.hotkey,
-                validator: self.is_validator(s.hotkey.as_ref()),
-                gossip_score: gs.peer_score(p),
-                penalty: s.penalty.clone().add(0.0, now),
-                topics: topics.get(p).cloned().unwrap_or_default(),
-            })
-            .collect();
-        out.sort_by(|a, b| a.peer.cmp(&b.peer));
-        out
-    }
-
-    fn publish(&mut self, topic: Topic, bytes: Vec<u8>) -> Result<Hash32, NetError> {
-        let limit = self.cfg.max_message_bytes;
-        if bytes.len() > limit {
-            return Err(NetError::TooLarge {
-                what: "message",
-                len: bytes.len(),
-                limit,
-            });
-        }
-        let id = sha256(&bytes);
-        let len = bytes.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(IdentTopic::new(topic.name()), bytes)
-        {
-            Ok(_) => {
-                self.seen.insert(id, Instant::now());
-                self.counters().message(topic, "out", "sent", len);
-                Ok(id)
-            }
-            Err(gossipsub::PublishError::Duplicate) => Err(NetError::Duplicate),
-            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => Err(NetError::NoPeers),
-            Err(gossipsub::PublishError::MessageTooLarge) => Err(NetError::TooLarge {
-                what: "message",
-                len,
-                limit,
-            }),
-            Err(e) => Err(NetError::Other(format!("publish: {e}"))),
-        }
-    }
-
-    fn on_gossip(&mut self, source: PeerId, msg_id: MessageId, msg: gossipsub::Message) {
-        let now = Instant::now();
-        let len = msg.data.len();
-        let topic = Topic::from_name(msg.topic.as_str());
-        let verdict = (|| {
-            let topic = topic.ok_or(Reason::WrongTopic)?;
-            if let Some(p) = self.peers.get_mut(&source)
-                && !p
-                    .messages
-                    .take(self.cfg.peer_message_rate, self.cfg.peer_message_burst, now)
-            {
-                return Err(Reason::RateLimited);
-            }
-            let id = sha256(&msg.data);
-            if self.seen.contains(&id) {
-                return Err(Reason::Replay);
-            }
-            let env = self.check_envelope(&msg.data, topic, true)?;
-            Ok((topic, id, env))
-        })();
-        let label = topic.unwrap_or(Topic::Consensus);
-        match verdict {
-            Ok((topic, id, env)) => {
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&msg_id, &source, MessageAcceptance::Accept);
-                self.seen.insert(id, now);
-                self.counters().message(topic, "in", "accept", len);
-                if topic == Topic::Batches {
-                    let publisher = msg.source.unwrap_or(source);
-                    self.on_announce(publisher, source, &env.payload);
-                    return;
-                }
-                self.emit(NetEvent::Message(Delivery {
-                    id,
-                    topic,
-                    author: env.author,
-                    issued_at_ms: env.issued_at_ms,
-                    payload: env.payload,
-                    envelope: msg.data,
-                    via_peer: source.to_base58(),
-                }));
-            }
-            Err(reason) => {
-                let (acceptance, verdict) = if reason.penalises() {
-                    (MessageAcceptance::Reject, "reject")
-                } else {
-                    (MessageAcceptance::Ignore, "ignore")
-                };
-                self.swarm
-                    .behaviour_mut()
-                    .gossipsub
-                    .report_message_validation_result(&msg_id, &source, acceptance);
-                self.counters().message(label, "in", verdict, len);
-                tracing::debug!(peer = %source, reason = reason.label(), "gossip refused");
-                self.refuse(source, reason);
-            }
-        }
-    }
-
-    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
-        match ev {
-            SwarmEvent::Behaviour(ev) => self.on_behaviour(ev),
-            SwarmEvent::ConnectionEstablished {
-                peer_id,
-                endpoint,
-                num_established,
-                ..
-            } => {
-                if endpoint.is_dialer() {
-                    self.swarm
-                        .behaviour_mut()
-                        .kad
-                        .add_address(&peer_id, endpoint.get_remote_address().clone());
-                }
-                if num_established.get() == 1 {
-                    let now = Instant::now();
-                    self.peers.insert(
-                        peer_id,
-                        PeerState {
-                            hotkey: None,
-                            messages: Bucket::new(self.cfg.peer_message_burst, now),
-                            requests: Bucket::new(self.cfg.peer_request_burst, now),
-                            penalty: Penalty::new(now),
-                        },
-                    );
-                    let rid = self
-                        .swarm
-                        .behaviour_mut()
-                        .rpc
-                        .send_request(&peer_id, Request::Hello(self.binding.clone()));
-                    self.outbound.insert(rid, Outbound::Hello);
-                    if self.bootstrap.iter().any(|(p, _)| *p == peer_id) {
-                        let _ = self.swarm.behaviour_mut().kad.bootstrap();
-                    }
-                }
-            }
-            SwarmEvent::ConnectionClosed {
-                peer_id,
-                num_established: 0,
-                ..
-            } => {
-                if let Some(state) = self.peers.remove(&peer_id) {
-                    self.emit(NetEvent::PeerLeft {
-                        peer: peer_id.to_base58(),
-                        hotkey: state.hotkey,
-                    });
-                }
-            }
-            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(?peer_id, "outgoing connection failed: {error}");
-            }
-            SwarmEvent::IncomingConnectionError { error, .. } => {
-                tracing::debug!("incoming connection failed: {error}");
-            }
-            _ => {}
-        }
-    }
-
     fn on_behaviour(&mut self, ev: BehaviourEvent) {
         match ev {
             BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -713,29 +541,6 @@ impl Node {
             BehaviourEvent::Kad(ev) => self.on_kad(ev),
             BehaviourEvent::Rpc(ev) => self.on_rpc(ev),
             _ => {}
-        }
-    }
-
-    fn bind(&mut self, peer: PeerId, bytes: &[u8]) {
-        let ok = Binding::decode(bytes)
-            .ok()
-            .filter(|b| b.verify_for(&peer.to_bytes()));
-        match ok {
-            Some(b) => {
-                if let Some(state) = self.peers.get_mut(&peer)
-                    && state.hotkey.is_none()
-                {
-                    state.hotkey = Some(b.hotkey);
-                    self.emit(NetEvent::PeerBound {
-                        peer: peer.to_base58(),
-                        hotkey: b.hotkey,
-                    });
-                }
-            }
-            None => {
-                self.counters().reject(Reason::BadBinding);
-                self.ban(peer, "invalid hotkey binding");
-            }
         }
     }
 }

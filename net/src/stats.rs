@@ -39,6 +39,15 @@ pub mod names {
     /// opened).
     pub const BATCH_BYTES: &str = "platform_net_batch_bytes_total";
 
+    /// Counter: gossip messages received, by `topic` and `copies`: `all` (every copy, as
+    /// gossipsub counts them before it drops duplicates: replays and mesh redundancy) and
+    /// `first` (what is left for validation). Duplicates are `all - first`.
+    pub const GOSSIP_RECEIVED: &str = "platform_net_gossip_received_total";
+    /// Counter: gossip messages gossipsub counted invalid, by `topic`: its own checks (a
+    /// message signed by another libp2p key than its source, over the topic's size) and the
+    /// ones this node rejected.
+    pub const GOSSIP_INVALID: &str = "platform_net_gossip_invalid_total";
+
     /// Register help text and units with the installed recorder (if any).
     pub fn describe() {
         use metrics::{Unit, describe_counter, describe_gauge};
@@ -68,6 +77,14 @@ pub mod names {
         describe_counter!(
             BATCH_ENTRIES,
             "Entries of opened submission batches, by result."
+        );
+        describe_counter!(
+            GOSSIP_RECEIVED,
+            "Gossip messages received, by topic and copies (all, or first: duplicates dropped)."
+        );
+        describe_counter!(
+            GOSSIP_INVALID,
+            "Gossip messages gossipsub counted invalid, by topic."
         );
         describe_counter!(
             EVENTS_DROPPED,
@@ -120,10 +137,16 @@ pub enum Reason {
     /// The validator cannot decide now (not caught up with the chain, or its admission
     /// queue is full): try again shortly, or another validator.
     Busy,
+    /// On a validator-only topic, a message published by a peer bound to a hotkey other
+    /// than its author's (a peer that is not a validator cannot publish there).
+    NotValidator,
+    /// A peer that has not bound its PeerId to a hotkey, where the unbound-peer policy
+    /// does not allow what it asked.
+    UnboundPeer,
 }
 
 /// Number of [`Reason`] variants.
-pub const REASONS: usize = 17;
+pub const REASONS: usize = 19;
 
 impl Reason {
     /// Every reason.
@@ -145,6 +168,8 @@ impl Reason {
         Reason::EpochNotOpen,
         Reason::NotCounted,
         Reason::Busy,
+        Reason::NotValidator,
+        Reason::UnboundPeer,
     ];
 
     /// The label value.
@@ -167,6 +192,8 @@ impl Reason {
             Reason::EpochNotOpen => "epoch_not_open",
             Reason::NotCounted => "not_counted",
             Reason::Busy => "busy",
+            Reason::NotValidator => "not_validator",
+            Reason::UnboundPeer => "unbound_peer",
         }
     }
 
@@ -188,6 +215,8 @@ impl Reason {
                 | Reason::EpochNotOpen
                 | Reason::NotCounted
                 | Reason::Busy
+                | Reason::NotValidator
+                | Reason::UnboundPeer
         )
     }
 
@@ -212,6 +241,10 @@ pub struct NetStats {
     pub events_dropped: u64,
     /// Submissions accepted from miners over request-response.
     pub submissions_accepted: u64,
+    /// Gossip messages received, every copy (all topics; see [`names::GOSSIP_RECEIVED`]).
+    pub gossip_copies: u64,
+    /// Gossip messages received, first copies only.
+    pub gossip_first: u64,
 }
 
 impl NetStats {
@@ -229,6 +262,8 @@ pub(crate) struct Counters {
     bans: AtomicU64,
     events_dropped: AtomicU64,
     submissions_accepted: AtomicU64,
+    gossip_copies: AtomicU64,
+    gossip_first: AtomicU64,
 }
 
 impl Counters {
@@ -269,6 +304,23 @@ impl Counters {
         self.submissions_accepted.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Mirror gossipsub's own counts (they only grow).
+    pub fn gossip(&self, counts: &GossipCounts) {
+        for t in Topic::ALL {
+            let i = t as usize - 1;
+            metrics::counter!(names::GOSSIP_RECEIVED, "topic" => t.label(), "copies" => "all")
+                .absolute(counts.copies[i]);
+            metrics::counter!(names::GOSSIP_RECEIVED, "topic" => t.label(), "copies" => "first")
+                .absolute(counts.first[i]);
+            metrics::counter!(names::GOSSIP_INVALID, "topic" => t.label())
+                .absolute(counts.invalid[i]);
+        }
+        self.gossip_copies
+            .store(counts.copies.iter().sum(), Ordering::Relaxed);
+        self.gossip_first
+            .store(counts.first.iter().sum(), Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> NetStats {
         let mut rejected = [0; REASONS];
         for (slot, c) in rejected.iter_mut().zip(&self.rejected) {
@@ -281,7 +333,49 @@ impl Counters {
             bans: self.bans.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             submissions_accepted: self.submissions_accepted.load(Ordering::Relaxed),
+            gossip_copies: self.gossip_copies.load(Ordering::Relaxed),
+            gossip_first: self.gossip_first.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// gossipsub's own per-topic counts, read from its metrics registry (indexed by topic tag - 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct GossipCounts {
+    pub copies: [u64; Topic::ALL.len()],
+    pub first: [u64; Topic::ALL.len()],
+    pub invalid: [u64; Topic::ALL.len()],
+}
+
+impl GossipCounts {
+    /// Read the series we mirror from gossipsub's exposition text (OpenMetrics, as
+    /// `prometheus-client` writes it: `name_total{hash="<topic>"} value`); anything else,
+    /// and topics that are not ours, are skipped.
+    pub fn parse(text: &str) -> GossipCounts {
+        let mut c = GossipCounts::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((name, rest)) = line.split_once('{') else {
+                continue;
+            };
+            let Some((labels, value)) = rest.rsplit_once("} ") else {
+                continue;
+            };
+            let topic = labels
+                .strip_prefix("hash=\"")
+                .and_then(|l| l.strip_suffix('"'))
+                .and_then(Topic::from_name);
+            let (Some(topic), Ok(value)) = (topic, value.trim().parse::<u64>()) else {
+                continue;
+            };
+            let slot = match name {
+                "topic_msg_recv_counts_unfiltered_total" => &mut c.copies,
+                "topic_msg_recv_counts_total" => &mut c.first,
+                "invalid_messages_per_topic_total" => &mut c.invalid,
+                _ => continue,
+            };
+            slot[topic as usize - 1] = value;
+        }
+        c
     }
 }
 
@@ -309,6 +403,36 @@ pub(crate) fn request(kind: &'static str, direction: &'static str, outcome: &'st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gossipsub_counts_are_read_per_topic_and_the_rest_skipped() {
+        let text = "# HELP topic_msg_recv_counts_unfiltered Number of gossip messages.\n\
+                    # TYPE topic_msg_recv_counts_unfiltered counter\n\
+                    topic_msg_recv_counts_unfiltered_total{hash=\"/platform/consensus/1\"} 12\n\
+                    topic_msg_recv_counts_unfiltered_total{hash=\"/someone/else/1\"} 99\n\
+                    topic_msg_recv_counts_total{hash=\"/platform/consensus/1\"} 5\n\
+                    topic_msg_recv_counts_total{hash=\"/platform/batches/1\"} 2\n\
+                    invalid_messages_per_topic_total{hash=\"/platform/submissions/1\"} 3\n\
+                    mesh_peer_counts{hash=\"/platform/consensus/1\"} 4\n\
+                    topic_msg_recv_counts_total{hash=\"/platform/evaluations/1\"} garbage\n\
+                    # EOF\n";
+        let c = GossipCounts::parse(text);
+        let at = |t: Topic| t as usize - 1;
+        assert_eq!(c.copies[at(Topic::Consensus)], 12);
+        assert_eq!(c.first[at(Topic::Consensus)], 5);
+        assert_eq!(c.first[at(Topic::Batches)], 2);
+        assert_eq!(c.invalid[at(Topic::Submissions)], 3);
+        assert_eq!(c.first[at(Topic::Evaluations)], 0, "an unreadable value");
+        assert_eq!(
+            c.copies.iter().sum::<u64>(),
+            12,
+            "a topic not ours is skipped"
+        );
+        assert_eq!(
+            GossipCounts::parse("garbage{\n}{ 1"),
+            GossipCounts::default()
+        );
+    }
 
     #[test]
     fn reasons_are_indexed_in_order_and_labelled_uniquely() {

@@ -2,95 +2,17 @@
 //! wait is on a condition with a deadline.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use platform_keys::Keypair;
 use platform_net::wire::{Envelope, Submission, Topic, now_ms, sha256};
 use platform_net::{
-    Hostile, Identity, Net, NetConfig, NetError, NetEvent, Options, Reason, RecordKind, SubmitAck,
+    Hostile, Net, NetConfig, NetError, NetEvent, Options, Reason, RecordKind, SubmitAck,
 };
 
-const WAIT: Duration = Duration::from_secs(30);
+mod common;
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn identity(i: u8) -> Identity {
-    Identity {
-        hotkey: Keypair::from_seed(&[i; 32]),
-        node_key: [i.wrapping_add(100); 32],
-    }
-}
-
-fn start(i: u8, cfg: NetConfig, bootstrap: Option<&Net>, options: Options) -> Net {
-    let mut cfg = cfg;
-    if let Some(b) = bootstrap {
-        cfg.bootstrap = vec![b.handle().listen_addrs()[0].clone()];
-    }
-    Net::start(cfg.validate().unwrap(), identity(i), options).unwrap()
-}
-
-/// Wait until every node is connected to `n - 1` others, bound to their hotkeys, and sees
-/// them subscribed to every topic.
-fn wait_for_mesh(nodes: &[Net]) {
-    for (i, n) in nodes.iter().enumerate() {
-        wait_until(&format!("node {i} to see the mesh"), || {
-            let peers = n.handle().peers().unwrap();
-            peers.len() >= nodes.len() - 1
-                && peers
-                    .iter()
-                    .filter(|p| p.hotkey.is_some() && p.topics.len() == Topic::ALL.len())
-                    .count()
-                    >= nodes.len() - 1
-        });
-    }
-}
-
-/// Collects events per node.
-struct Inbox {
-    got: Vec<Vec<NetEvent>>,
-}
-
-impl Inbox {
-    fn new(n: usize) -> Inbox {
-        Inbox {
-            got: vec![Vec::new(); n],
-        }
-    }
-    fn drain(&mut self, nodes: &[Net]) {
-        for (i, n) in nodes.iter().enumerate() {
-            while let Ok(ev) = n.events().try_recv() {
-                self.got[i].push(ev);
-            }
-        }
-    }
-    fn count(&self, node: usize, id: &[u8; 32]) -> usize {
-        self.got[node]
-            .iter()
-            .filter(|e| matches!(e, NetEvent::Message(d) if &d.id == id))
-            .count()
-    }
-    fn wait_delivered(&mut self, nodes: &[Net], to: &[usize], id: &[u8; 32]) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            self.drain(nodes);
-            if to.iter().all(|&i| self.count(i, id) >= 1) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "message not delivered to all of {to:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
+use common::{Inbox, WAIT, start, wait_for_mesh, wait_until};
 #[test]
 fn mesh_of_five_delivers_once_refuses_bad_input_and_shares_records() {
     let cfg = NetConfig::loopback();
@@ -122,6 +44,14 @@ fn mesh_of_five_delivers_once_refuses_bad_input_and_shares_records() {
         0,
         "the publisher does not get its own message"
     );
+    // In a full mesh every node forwards what it accepted, so copies arrive that gossipsub
+    // drops as duplicates before our checks: they are counted (all copies vs first ones).
+    wait_until("duplicate copies to be counted", || {
+        nodes.iter().any(|n| {
+            let s = n.handle().stats();
+            s.gossip_first >= 2 && s.gossip_copies > s.gossip_first
+        })
+    });
     let d = inbox.got[2]
         .iter()
         .find_map(|e| match e {
@@ -584,35 +514,6 @@ fn quic_transport_carries_gossip() {
     Inbox::new(2).wait_delivered(&nodes, &[1], &id);
 }
 
-#[test]
-fn only_allowed_authors_are_accepted_on_a_restricted_topic() {
-    let cfg = NetConfig::loopback();
-    let validators: HashSet<_> = [70u8, 71]
-        .map(|i| Keypair::from_seed(&[i; 32]).public())
-        .into();
-    let opts = || Options {
-        authors: HashMap::from([(Topic::Consensus, validators.clone())]),
-        ..Options::default()
-    };
-    let a = start(70, cfg.clone(), None, opts());
-    let b = start(71, cfg.clone(), Some(&a), opts());
-    let outsider = start(72, cfg, Some(&a), Options::default());
-    let nodes = [a, b, outsider];
-    wait_for_mesh(&nodes);
-    nodes[2]
-        .handle()
-        .publish(Topic::Consensus, b"not a validator".to_vec())
-        .unwrap();
-    wait_until("the outsider's vote to be ignored", || {
-        nodes[0].handle().stats().rejected(Reason::UnknownAuthor) >= 1
-    });
-    let id = nodes[1]
-        .handle()
-        .publish(Topic::Consensus, b"validator vote".to_vec())
-        .unwrap();
-    Inbox::new(3).wait_delivered(&nodes, &[0, 2], &id);
-}
-
 fn tempfile_dir() -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("platform-net-test-{}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
@@ -766,34 +667,4 @@ fn admission_answers_at_the_door_penalises_only_abuse_and_sends_the_reason_befor
     );
     let _ = stop.send(());
     assert!(deciding.join().unwrap() >= 28);
-}
-
-/// A bound peer counts as a validator only when its hotkey is in the validator set the
-/// application gave (the consensus topic's authors).
-#[test]
-fn a_bound_peer_outside_the_validator_set_is_not_counted_as_a_validator() {
-    let cfg = NetConfig::loopback();
-    let only_self = Options {
-        authors: HashMap::from([(
-            Topic::Consensus,
-            HashSet::from([identity(60).hotkey.public()]),
-        )]),
-        ..Options::default()
-    };
-    let a = start(60, cfg.clone(), None, only_self);
-    let b = start(61, cfg.clone(), Some(&a), Options::default());
-    let nodes = [a, b];
-    wait_for_mesh(&nodes);
-    let seen_by_a = nodes[0].handle().peers().unwrap();
-    assert_eq!(seen_by_a.len(), 1);
-    assert_eq!(seen_by_a[0].hotkey, Some(identity(61).hotkey.public()));
-    assert!(
-        !seen_by_a[0].validator,
-        "bound, but not in a's validator set"
-    );
-    let seen_by_b = nodes[1].handle().peers().unwrap();
-    assert!(
-        seen_by_b[0].validator,
-        "b has no set: any bound peer counts"
-    );
 }

@@ -105,7 +105,8 @@ fn net_series_are_exported_with_bounded_labels() {
             && has(&all, names::REJECTED, ("reason", "bad_signature"))
             && has(&all, names::REQUESTS, ("kind", "hello"))
             && has(&all, names::DHT, ("op", "put"))
-            && has(&all, names::PEERS, ("role", "validator"));
+            && has(&all, names::PEERS, ("role", "validator"))
+            && has(&all, names::GOSSIP_RECEIVED, ("copies", "first"));
         if ok {
             // Every label value is from a fixed vocabulary: no ids, peers or hotkeys.
             for (name, labels, _) in &all {

@@ -95,10 +95,12 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let my_hotkey = me.public();
     let owner = platform_keys::ss58_decode(&cfg.node.subnet_owner)?;
     let netuid = cfg.node.netuid;
-    let store = Store::open(&data_dir.join("node.redb")).context("opening node.redb")?;
+    let store = crate::boot::open_store(&data_dir.join("node.redb"), Store::open)?;
 
     // The chain: how long an epoch is and where the chain stands.
     let (mut backend, commit_mode) = crate::boot::backend(&cfg, &me)?;
+    let standing = crate::boot::standing(backend.chain(), netuid, &my_hotkey)?;
+    tracing::info!("{standing}");
     let epoch_blocks = match cfg.node.epoch_blocks {
         Some(b) => b,
         None => {
@@ -204,13 +206,13 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     );
 
     // Chain thread.
-    let submitter = WeightSubmitter::open(
-        &data_dir.join("weights.redb"),
-        my_hotkey,
-        netuid,
-        commit_mode,
-    )?;
-    let chain_status = Arc::new(Mutex::new(ChainStatus::default()));
+    let submitter = crate::boot::open_store(&data_dir.join("weights.redb"), |p| {
+        WeightSubmitter::open(p, my_hotkey, netuid, commit_mode)
+    })?;
+    let chain_status = Arc::new(Mutex::new(ChainStatus {
+        standing,
+        ..ChainStatus::default()
+    }));
     let (chain_tx, chain_rx) = crossbeam_channel::bounded::<ChainJob>(256);
     let (ev_tx, ev_rx) = crossbeam_channel::bounded::<ChainEvent>(256);
     let chain_thread = {
@@ -233,7 +235,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         checkpoint_interval: cfg.consensus.checkpoint_interval,
         rule_break: None,
     };
-    let cstore = RedbStore::open(&data_dir.join("consensus.redb"))?;
+    let cstore = crate::boot::open_store(&data_dir.join("consensus.redb"), RedbStore::open)?;
     let restored = crate::boot::restored(&store, owner, schedule.epoch_of(head.number))?;
     let history = crate::status::history_from(&store, restored.last_epoch)?;
     let (mut machine, first) = Machine::new(mcfg, me.clone(), owner, cstore, restored);

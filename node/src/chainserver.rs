@@ -449,6 +449,15 @@ impl Chain for RemoteChain {
         block_of(&self.get("/block")?)
     }
 
+    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        Ok(self
+            .all_weights(netuid)?
+            .into_iter()
+            .find(|(u, _)| *u == uid)
+            .map(|(_, w)| w)
+            .unwrap_or_default())
+    }
+
     fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
         metagraph_of(&self.get(&format!("/metagraph/{netuid}"))?)
     }

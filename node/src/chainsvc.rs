@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use platform_chain::sim::{SimChain, SubnetGenesis};
-use platform_chain::submit::{Submitted, WeightSubmitter};
-use platform_chain::{Chain, ChainError, Hyperparams, Metagraph};
+use platform_chain::submit::{Reveal, Submitted, WeightSubmitter};
+use platform_chain::{Chain, Hyperparams, Metagraph};
 
 use crate::machine::{Pin, Roster};
 
@@ -76,6 +76,8 @@ pub struct WeightsJob {
 /// What the chain thread last did (for `status`).
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct ChainStatus {
+    /// Where this node's hotkey stood on the subnet at start (registered, permit, stake).
+    pub standing: String,
     /// Latest block seen.
     pub block: u64,
     /// Last epoch whose weights were submitted.
@@ -86,6 +88,21 @@ pub struct ChainStatus {
     pub onchain_weights: Vec<(u16, u16)>,
     /// Submissions that failed.
     pub errors: u64,
+    /// Hash commits waiting for their reveal.
+    pub pending_reveals: Vec<PendingReveal>,
+}
+
+/// A hash commit waiting for its reveal (for `status`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PendingReveal {
+    /// The epoch whose weights it commits.
+    pub epoch: u64,
+    /// The head when it was sent (unknown for commits stored by an earlier release).
+    pub commit_block: Option<u64>,
+    /// First block the chain takes its reveal.
+    pub reveal_from: Option<u64>,
+    /// Last block the chain takes its reveal.
+    pub reveal_until: Option<u64>,
 }
 
 /// The simulated subnet for `[chain] mode = "sim"`: every validator building it from the
@@ -153,6 +170,15 @@ impl Backend {
         }
     }
 
+    /// The chain, for reads.
+    pub fn chain_ref(&self) -> &dyn Chain {
+        match self {
+            Backend::Sim { chain, .. } => chain,
+            Backend::Remote(c) => c,
+            Backend::Subtensor(c) => c,
+        }
+    }
+
     /// How often the head is polled.
     fn poll_interval(&self) -> Duration {
         match self {
@@ -176,6 +202,7 @@ pub fn run(
     let mut blocks_made = 0u64;
     let mut head = None;
     let poll = backend.poll_interval();
+    show_pending(&submitter, &status); // what a restarted node still has to reveal
     let mut last_poll = Instant::now() - poll;
     loop {
         let mut batch = Vec::new();
@@ -218,9 +245,6 @@ pub fn run(
             continue;
         }
         last_poll = Instant::now();
-        if let Err(e) = submitter.reveal_due(backend.chain()) {
-            tracing::debug!("reveal: {e}");
-        }
         match backend.chain().current_block() {
             Ok(b) => {
                 status.lock().unwrap_or_else(|p| p.into_inner()).block = b.number;
@@ -228,6 +252,13 @@ pub fn run(
                 if head != Some(b.number) {
                     head = Some(b.number);
                     let _ = events.send(ChainEvent::Block(b.number));
+                    reveal(
+                        &mut backend,
+                        &mut submitter,
+                        (netuid, &hotkey),
+                        b.number,
+                        &status,
+                    );
                 }
             }
             Err(e) => tracing::debug!("chain head: {e}"),
@@ -249,13 +280,20 @@ fn submit(
         Ok(Submitted::Timelocked { reveal_round }) => {
             format!("timelocked commit, reveal at drand round {reveal_round}")
         }
-        Ok(Submitted::Committed { .. }) => "hash commit".to_string(),
+        Ok(Submitted::Committed { window, .. }) => format!(
+            "hash commit, reveal in blocks {}–{}",
+            window.first_block, window.last_block
+        ),
         Ok(Submitted::Nothing) => "nothing to set (all weights zero)".to_string(),
+        Ok(Submitted::RateLimited { until_block }) => {
+            format!("not sent: rate-limited until block {until_block}")
+        }
         Err(e) => format!("error: {e}"),
     };
     let label = match &r {
+        Ok(Submitted::RateLimited { .. }) => "rate_limited",
         Ok(_) => "ok",
-        Err(e) => error_label(e),
+        Err(e) => e.label(),
     };
     metrics::counter!(crate::metrics::WEIGHTS, "result" => label).increment(1);
     if r.is_err() {
@@ -263,53 +301,145 @@ fn submit(
     } else {
         tracing::info!(epoch = job.epoch, "weights: {outcome}");
     }
-    let onchain = read_own_weights(backend, netuid, hotkey);
-    let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-    s.last_epoch = Some(job.epoch);
-    s.last_outcome = outcome;
-    s.errors += u64::from(r.is_err());
-    if let Some(w) = onchain {
-        s.onchain_weights = w;
+    {
+        let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+        s.last_epoch = Some(job.epoch);
+        s.last_outcome = outcome;
+        s.errors += u64::from(r.is_err());
+    }
+    if let Ok(Submitted::Committed { .. }) = &r {
+        show_pending(submitter, status);
+    }
+    if let Ok(Submitted::Set { uids, values }) = &r {
+        let me = (netuid, hotkey, submitter.uid());
+        read_back(backend, me, Some((uids, values)), status);
     }
 }
 
-fn error_label(e: &ChainError) -> &'static str {
-    match e {
-        ChainError::Pallet(_) | ChainError::Dispatch(_) => "refused",
-        ChainError::Connection(_) => "connection",
-        _ => "error",
+/// Reveal the hash commits due at `block` (at most once a block: nothing is sent outside a
+/// commit's window), then show what is pending.
+fn reveal(
+    backend: &mut Backend,
+    submitter: &mut WeightSubmitter,
+    (netuid, hotkey): (u16, &[u8; 32]),
+    block: u64,
+    status: &Mutex<ChainStatus>,
+) {
+    match submitter.reveal_due(backend.chain(), block) {
+        Ok(outcomes) => {
+            // Waiting changes nothing: the pending list is shown again only when it changed.
+            if outcomes
+                .iter()
+                .any(|r| !matches!(r, Reveal::Waiting { .. }))
+            {
+                show_pending(submitter, status);
+            }
+            for r in outcomes {
+                let label = match &r {
+                    Reveal::Waiting { .. } => continue,
+                    Reveal::Revealed {
+                        epoch,
+                        uids,
+                        values,
+                    } => {
+                        tracing::info!(epoch, block, "weights revealed");
+                        let me = (netuid, hotkey, submitter.uid());
+                        read_back(backend, me, Some((uids, values)), status);
+                        "revealed"
+                    }
+                    Reveal::TooEarly { epoch } => {
+                        tracing::debug!(epoch, "reveal too early (a commit without a window)");
+                        "too_early"
+                    }
+                    Reveal::Missed { epoch, last_block } => {
+                        tracing::warn!(epoch, last_block, "reveal window passed: commit dropped");
+                        "missed"
+                    }
+                    Reveal::Dropped { epoch, error } => {
+                        tracing::warn!(epoch, "the chain will not take the reveal: {error}");
+                        "dropped"
+                    }
+                    Reveal::Failed {
+                        epoch,
+                        error,
+                        retry_at,
+                    } => {
+                        tracing::warn!(epoch, retry_at, "reveal failed: {error}");
+                        "failed"
+                    }
+                };
+                metrics::counter!(crate::metrics::REVEALS, "outcome" => label).increment(1);
+            }
+        }
+        Err(e) => tracing::warn!("pending commits: {e}"),
     }
 }
 
-/// What a simulated chain holds as our weights (the subtensor client reads none back yet).
-fn read_own_weights(backend: &Backend, netuid: u16, hotkey: &[u8; 32]) -> Option<Vec<(u16, u16)>> {
-    match backend {
-        Backend::Sim { chain: sim, .. } => {
-            let uid = sim
-                .metagraph(netuid)
-                .ok()?
-                .neurons
+/// Put the pending hash commits, with their reveal windows, into `status`.
+fn show_pending(submitter: &WeightSubmitter, status: &Mutex<ChainStatus>) {
+    let pending = submitter.pending().unwrap_or_default();
+    status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .pending_reveals = pending
+        .iter()
+        .map(|(epoch, p)| PendingReveal {
+            epoch: *epoch,
+            commit_block: p.window.map(|w| w.commit_block),
+            reveal_from: p.window.map(|w| w.first_block),
+            reveal_until: p.window.map(|w| w.last_block),
+        })
+        .collect();
+}
+
+/// Read our weights back from the chain after a set or reveal, into `status`, and compare
+/// them with what we meant to set (`meant`: uids and values as sent): a difference is logged
+/// and counted.
+///
+/// Our uid is the one the submitter found when it submitted; only without one (a reveal
+/// after a restart) is the metagraph read for it.
+fn read_back(
+    backend: &Backend,
+    (netuid, hotkey, uid): (u16, &[u8; 32], Option<u16>),
+    meant: Option<(&[u16], &[u16])>,
+    status: &Mutex<ChainStatus>,
+) {
+    let chain = backend.chain_ref();
+    let uid = match uid {
+        Some(u) => Ok(Some(u)),
+        None => chain.metagraph(netuid).map(|m| {
+            m.neurons
                 .iter()
-                .find(|n| n.hotkey == *hotkey)?
-                .uid;
-            sim.weights_of(netuid, uid).map(<[_]>::to_vec)
+                .find(|n| n.hotkey == *hotkey)
+                .map(|n| n.uid)
+        }),
+    };
+    let read = uid.and_then(|u| u.map_or(Ok(Vec::new()), |u| chain.weights(netuid, u)));
+    let onchain = match read {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::debug!("reading our weights back: {e}");
+            metrics::counter!(crate::metrics::READBACK, "result" => "unreadable").increment(1);
+            return;
         }
-        Backend::Remote(r) => {
-            let uid = r
-                .metagraph(netuid)
-                .ok()?
-                .neurons
-                .iter()
-                .find(|n| n.hotkey == *hotkey)?
-                .uid;
-            r.all_weights(netuid)
-                .ok()?
-                .into_iter()
-                .find(|(u, _)| *u == uid)
-                .map(|(_, w)| w)
-        }
-        Backend::Subtensor(_) => None,
+    };
+    if let Some((uids, values)) = meant {
+        let mut want: Vec<(u16, u16)> = uids.iter().copied().zip(values.iter().copied()).collect();
+        let mut got = onchain.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        let result = if want == got {
+            "match"
+        } else {
+            tracing::warn!(?want, ?got, "the chain holds other weights than we sent");
+            "mismatch"
+        };
+        metrics::counter!(crate::metrics::READBACK, "result" => result).increment(1);
     }
+    status
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .onchain_weights = onchain;
 }
 
 /// Hotkey → uid.

@@ -61,6 +61,12 @@ pub enum Command {
     /// The devnet's shared simulated chain (its address is `chain` in devnet.json).
     #[command(subcommand)]
     Chain(ChainCommand),
+    /// A node's audit log (every evaluation it ran).
+    #[command(subcommand)]
+    Audit(crate::audit::AuditCommand),
+    /// Re-execute a committed epoch's evaluations (or one) from a stopped node's stores and
+    /// compare them with the stored results and the audit log.
+    Verify(crate::verify::VerifyArgs),
 }
 
 /// Commands on a devnet's shared chain.
@@ -112,6 +118,10 @@ pub struct OwnerArgs {
     /// Strictly above every nonce used before (default: the current time in ms).
     #[arg(long)]
     pub nonce: Option<u64>,
+    /// Sign as Bittensor tooling does (registry change version 2: the standard Substrate
+    /// context over `platform/registry/v2:` and the change) instead of version 1.
+    #[arg(long)]
+    pub substrate_signing: bool,
 }
 
 /// A challenge's metadata.
@@ -324,6 +334,8 @@ pub fn main() -> anyhow::Result<()> {
             crate::devnet::run(&args, stop_on_signals()?)
         }
         Command::Keys(k) => crate::keys::run(k),
+        Command::Audit(a) => crate::audit::run(a),
+        Command::Verify(v) => crate::verify::run(&v),
         Command::Submit(args) => {
             let id = platform_net::miner::run_submit(&args)?;
             println!("accepted: {id}");
@@ -363,9 +375,14 @@ pub fn main() -> anyhow::Result<()> {
                 ChallengeCommand::Deactivate(a) => (&a.owner, Change::Deactivate(a.id), None),
             };
             let key = owner_key(owner)?;
+            let scheme = if owner.substrate_signing {
+                crate::registry::Scheme::Substrate
+            } else {
+                crate::registry::Scheme::Platform
+            };
             println!(
                 "{}",
-                post_change(&owner.node, &key, change, nonce(owner), module)?
+                post_change(&owner.node, &key, scheme, change, nonce(owner), module)?
             );
             Ok(())
         }

@@ -7,17 +7,18 @@ use parity_scale_codec::Encode as _;
 use platform_keys::Keypair;
 
 use crate::msg::ChallengePost;
-use crate::registry::{Change, SignedChange};
+use crate::registry::{Change, Scheme, SignedChange};
 
-/// Send a signed change (and module) to a validator's API.
+/// Send a change (and module), signed by the owner as `scheme` says, to a validator's API.
 pub fn post_change(
     node: &str,
     owner: &Keypair,
+    scheme: Scheme,
     change: Change,
     nonce: u64,
     module: Option<Vec<u8>>,
 ) -> anyhow::Result<String> {
-    let sc = SignedChange::sign(owner, change, nonce);
+    let sc = SignedChange::sign_as(scheme, owner, change, nonce);
     let body = ChallengePost {
         change: sc.encode(),
         module,

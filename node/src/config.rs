@@ -126,7 +126,9 @@ pub enum ChainSection {
         /// Each request gives up after this.
         #[serde(with = "humantime_serde", default = "default_request_timeout")]
         request_timeout: Duration,
-        /// `timelocked` (commit-reveal v4, the default) or `hash` (v2).
+        /// How to commit on a subnet with commit-reveal on: `auto` (the default: timelocked
+        /// where the runtime offers it, else hash), `timelocked` or `hash`. An explicit mode
+        /// the runtime lacks is refused at start, naming the call.
         #[serde(default)]
         commit_mode: CommitModeName,
         /// Seconds per block (12 on finney), to place timelock reveal rounds.
@@ -164,8 +166,11 @@ fn default_block_seconds() -> u64 {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommitModeName {
-    /// drand-timelocked commits the chain reveals itself.
+    /// What the runtime offers: timelocked commits where it has `commit_timelocked_weights`,
+    /// else hash commits.
     #[default]
+    Auto,
+    /// drand-timelocked commits the chain reveals itself.
     Timelocked,
     /// Hash commits this node reveals.
     Hash,

@@ -5,6 +5,7 @@
 //! core count or local time); integer arithmetic only in anything agreed.
 
 pub mod app;
+pub mod audit;
 pub mod boot;
 pub mod chainserver;
 pub mod chainsvc;
@@ -24,3 +25,4 @@ mod shell;
 pub mod sim;
 pub mod status;
 pub mod store;
+pub mod verify;

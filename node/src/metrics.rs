@@ -49,6 +49,11 @@ pub const BATCHES: &str = "platform_consensus_batches_published_total";
 pub const REGISTRY_REFUSED: &str = "platform_consensus_registry_changes_refused_total";
 /// Counter: weight submissions, by `result` (ok, refused, connection, error).
 pub const WEIGHTS: &str = "platform_chain_weight_submissions_total";
+/// Counter: hash-commit reveals by `outcome` (revealed, too_early, missed, dropped, failed).
+pub const REVEALS: &str = "platform_chain_reveals_total";
+/// Counter: our weights read back from the chain after a set or reveal, by `result` (match,
+/// mismatch with what we sent, unreadable).
+pub const READBACK: &str = "platform_chain_weights_readback_total";
 /// Gauge: latest block seen.
 pub const BLOCK: &str = "platform_chain_block";
 /// Counter: audit records written.
@@ -90,6 +95,11 @@ pub fn register() {
     );
     describe_counter!(REGISTRY_REFUSED, "Registry changes refused, by reason.");
     describe_counter!(WEIGHTS, "Weight submissions to the chain, by result.");
+    describe_counter!(REVEALS, "Hash-commit reveals sent or given up, by outcome.");
+    describe_counter!(
+        READBACK,
+        "Our weights read back from the chain after a set or reveal, by result."
+    );
     describe_gauge!(BLOCK, "Latest chain block seen.");
     describe_counter!(AUDIT, "Audit records written.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");

@@ -1,17 +1,26 @@
 //! The challenge registry: challenge metadata changed only by changes the subnet owner signs,
 //! applied only once consensus has committed them. Changes are SCALE-encoded (canonical for
-//! these types) and signed with the owner's sr25519 key under the `platform/registry/v1`
-//! context; a strictly increasing nonce makes every change usable once.
+//! these types) and signed with the owner's sr25519 key, in one of two schemes: version 1
+//! under the `platform/registry/v1` context, or version 2 as Bittensor tooling signs (the
+//! standard Substrate context over `platform/registry/v2:` and the change), so an owner's
+//! btcli key can sign with `Keypair.sign`. A strictly increasing nonce makes every change
+//! usable once.
 
 use std::collections::BTreeMap;
 
-use parity_scale_codec::{Decode, Encode};
+use parity_scale_codec::{Decode, Encode, Input, Output};
 use platform_keys::Keypair;
+pub use platform_net::Scheme;
 
 use crate::epoch::WeightRule;
 
-/// Signing context of registry changes.
+/// Signing context of registry changes (version 1).
 pub const REGISTRY_CONTEXT: &[u8] = b"platform/registry/v1";
+/// Prefix of what a version-2 change's signature covers (under the Substrate context).
+pub const REGISTRY_V2_DOMAIN: &[u8] = b"platform/registry/v2:";
+/// First byte of a version-2 signed change; a version-1 change starts with its [`Change`]
+/// variant index (0 to 3), so the two never collide.
+pub const REGISTRY_V2_TAG: u8 = 0xf2;
 /// Longest challenge name.
 pub const NAME_MAX: usize = 64;
 /// Largest encoded change accepted.
@@ -81,25 +90,111 @@ pub enum Change {
 }
 
 /// A change with its nonce and the owner's signature.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// Encoding: version 1 is `SCALE(change, nonce) | signature [64]`; version 2 is
+/// [`REGISTRY_V2_TAG`] followed by the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedChange {
     /// The change.
     pub change: Change,
     /// Strictly greater than every nonce applied before.
     pub nonce: u64,
-    /// sr25519 signature over `SCALE(change, nonce)`.
+    /// How it is signed (its version).
+    pub scheme: Scheme,
+    /// sr25519 signature over `SCALE(change, nonce)`, as [`SignedChange::message`] says.
     pub signature: [u8; 64],
 }
 
 impl SignedChange {
-    /// Sign a change as the owner.
+    /// Sign a change as the owner (version 1).
     pub fn sign(owner: &Keypair, change: Change, nonce: u64) -> SignedChange {
-        let signature = owner.sign(REGISTRY_CONTEXT, &(&change, nonce).encode());
+        SignedChange::sign_as(Scheme::Platform, owner, change, nonce)
+    }
+
+    /// Sign a change as the owner, as `scheme` says.
+    pub fn sign_as(scheme: Scheme, owner: &Keypair, change: Change, nonce: u64) -> SignedChange {
+        let (context, message) = SignedChange::message(scheme, &change, nonce);
         SignedChange {
+            signature: owner.sign(context, &message),
             change,
             nonce,
-            signature,
+            scheme,
         }
+    }
+
+    /// The signing context and the message a change of `scheme` signs: `SCALE(change,
+    /// nonce)`, after [`REGISTRY_V2_DOMAIN`] for version 2.
+    pub fn message(scheme: Scheme, change: &Change, nonce: u64) -> (&'static [u8], Vec<u8>) {
+        match scheme {
+            Scheme::Platform => (REGISTRY_CONTEXT, (change, nonce).encode()),
+            Scheme::Substrate => {
+                let mut m = REGISTRY_V2_DOMAIN.to_vec();
+                (change, nonce).encode_to(&mut m);
+                (platform_net::wire::SUBSTRATE_CONTEXT, m)
+            }
+        }
+    }
+
+    /// Whether `owner` signed it.
+    pub fn verify(&self, owner: &[u8; 32]) -> bool {
+        let (context, message) = SignedChange::message(self.scheme, &self.change, self.nonce);
+        platform_keys::verify(context, owner, &message, &self.signature)
+    }
+}
+
+impl Encode for SignedChange {
+    fn encode_to<T: Output + ?Sized>(&self, dest: &mut T) {
+        if self.scheme == Scheme::Substrate {
+            dest.push_byte(REGISTRY_V2_TAG);
+        }
+        self.change.encode_to(dest);
+        self.nonce.encode_to(dest);
+        self.signature.encode_to(dest);
+    }
+}
+
+impl Decode for SignedChange {
+    fn decode<I: Input>(input: &mut I) -> Result<Self, parity_scale_codec::Error> {
+        let first = input.read_byte()?;
+        let (scheme, change) = if first == REGISTRY_V2_TAG {
+            (Scheme::Substrate, Change::decode(input)?)
+        } else {
+            // A version-1 change: the byte read is its variant index.
+            let mut whole = Unread {
+                first: Some(first),
+                rest: input,
+            };
+            (Scheme::Platform, Change::decode(&mut whole)?)
+        };
+        Ok(SignedChange {
+            change,
+            nonce: u64::decode(input)?,
+            scheme,
+            signature: <[u8; 64]>::decode(input)?,
+        })
+    }
+}
+
+/// An [`Input`] with one byte already read put back in front.
+struct Unread<'a, I: Input> {
+    first: Option<u8>,
+    rest: &'a mut I,
+}
+
+impl<I: Input> Input for Unread<'_, I> {
+    fn remaining_len(&mut self) -> Result<Option<usize>, parity_scale_codec::Error> {
+        let extra = usize::from(self.first.is_some());
+        Ok(self.rest.remaining_len()?.map(|n| n + extra))
+    }
+
+    fn read(&mut self, into: &mut [u8]) -> Result<(), parity_scale_codec::Error> {
+        if self.first.is_some()
+            && let Some((head, tail)) = into.split_first_mut()
+        {
+            *head = self.first.take().expect("checked");
+            return self.rest.read(tail);
+        }
+        self.rest.read(into)
     }
 }
 
@@ -218,12 +313,7 @@ impl Registry {
         if !input.is_empty() {
             return Err(RegistryError::Malformed);
         }
-        if !platform_keys::verify(
-            REGISTRY_CONTEXT,
-            &self.owner,
-            &(&sc.change, sc.nonce).encode(),
-            &sc.signature,
-        ) {
+        if !sc.verify(&self.owner) {
             return Err(RegistryError::BadSignature);
         }
         self.clone().apply_unchecked(&sc)?;
@@ -389,15 +479,58 @@ mod tests {
     }
 
     #[test]
+    fn version_1_bytes_are_unchanged_and_version_2_is_tagged_and_not_relabelable() {
+        let change = Change::Activate(5);
+        let v1 = SignedChange::sign(&owner(), change.clone(), 3);
+        let mut want = (&change, 3u64).encode();
+        want.extend_from_slice(&v1.signature);
+        assert_eq!(
+            v1.encode(),
+            want,
+            "version 1 is SCALE(change, nonce) | signature"
+        );
+
+        let v2 = SignedChange::sign_as(Scheme::Substrate, &owner(), change, 3);
+        let wire = v2.encode();
+        assert_eq!(wire[0], REGISTRY_V2_TAG);
+        assert_eq!(
+            &wire[1..wire.len() - 64],
+            &want[..want.len() - 64],
+            "then the same SCALE body"
+        );
+        let mut r = Registry::new(owner().public());
+        r.apply(&signed(Change::Publish(meta(5, 1)), 1)).unwrap();
+        assert_eq!(r.verify(&wire).unwrap(), v2);
+        // Either signature under the other version does not verify.
+        let as_v1 = wire[1..].to_vec();
+        assert_eq!(r.verify(&as_v1), Err(RegistryError::BadSignature));
+        let mut as_v2 = vec![REGISTRY_V2_TAG];
+        as_v2.extend_from_slice(&v1.encode());
+        assert_eq!(r.verify(&as_v2), Err(RegistryError::BadSignature));
+        r.apply(&wire).unwrap();
+        assert_eq!(r.active().map(|m| m.id).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(r.verify(&[REGISTRY_V2_TAG]), Err(RegistryError::Malformed));
+    }
+
+    #[test]
     fn random_bytes_never_panic() {
         let r = Registry::new(owner().public());
-        let valid = signed(Change::Publish(meta(3, 1)), 1);
+        for valid in [
+            signed(Change::Publish(meta(3, 1)), 1),
+            SignedChange::sign_as(Scheme::Substrate, &owner(), Change::Publish(meta(3, 1)), 1)
+                .encode(),
+        ] {
+            mutate_and_verify(&r, &valid);
+        }
+    }
+
+    fn mutate_and_verify(r: &Registry, valid: &[u8]) {
         let mut x = 7u64;
         for i in 0..20_000usize {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let mut b = valid.clone();
+            let mut b = valid.to_vec();
             let at = (x >> 33) as usize % b.len();
             b[at] ^= (x >> 8) as u8 | 1;
             b.truncate(b.len() - i % 3);

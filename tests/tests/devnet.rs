@@ -15,6 +15,8 @@
 //! 6. SIGTERM stops every process cleanly (exit status 0).
 //!
 //! A second test: a lone validator (all the stake) registers the challenges and commits.
+//! A third: on a subnet that requires commit-reveal, validators' hash commits are revealed
+//! inside the chain's reveal windows, and the chain refuses none of their weight calls.
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -519,24 +521,31 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
     assert!(s.success(), "devnet exited with {s}");
 }
 
-#[test]
-fn a_lone_validator_registers_challenges_and_commits_alone() {
-    let dir = tempfile::tempdir().unwrap();
+/// A five-epoch devnet of 12-block epochs with two miners, under `dir/devnet`, with `extra`
+/// flags; its printout (it must exit successfully).
+fn short_devnet(dir: &Path, extra: &[&str]) -> String {
     let out = Command::new(EXE)
-        .args([
-            "devnet", "--nodes", "1", "--epochs", "5", "--miners", "2", "--load", "1",
-        ])
-        .args(["--epoch-blocks", "12", "--block-time", "250ms", "--dir"])
-        .arg(dir.path().join("devnet"))
+        .args(["devnet", "--epochs", "5", "--miners", "2", "--load", "1"])
+        .args(["--epoch-blocks", "12", "--block-time", "250ms"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir.join("devnet"))
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "devnet failed: {text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+#[test]
+fn a_lone_validator_registers_challenges_and_commits_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = short_devnet(dir.path(), &["--nodes", "1"]);
     assert!(
         text.contains("on 1/1 nodes") && text.contains("on-chain weights"),
         "{text}"
@@ -548,4 +557,133 @@ fn a_lone_validator_registers_challenges_and_commits_alone() {
         "{text}"
     );
     assert!(text.contains("Yuma consensus preview"), "{text}");
+    // Its audit log, exported from the stopped node: one JSON line per evaluation it ran.
+    let out = run(&[
+        "audit",
+        "export",
+        "--data-dir",
+        dir.path().join("devnet/v0").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty(), "the lone validator evaluated something");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["submission"].as_str().is_some_and(|s| s.len() == 64)
+                && l["outcome"].is_string()),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l["outcome"] == "scored"), "{lines:?}");
+
+    // Receipts: every evaluation of a committed epoch re-executes to the stored result.
+    let epoch = lines[0]["epoch"].as_u64().unwrap();
+    let config = dir.path().join("devnet/v0.toml");
+    let verify = |what: &str| {
+        let out = run(&[
+            "verify",
+            "--config",
+            config.to_str().unwrap(),
+            "--epoch",
+            &epoch.to_string(),
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        eprintln!(
+            "verify ({what}):\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = verify("as stored");
+    assert!(ok && text.contains(" 0 differ"), "{text}");
+    assert!(!text.contains("cannot be re-executed"), "{text}");
+    // An audit record edited on disk is caught, and so is an edited result.
+    let node_redb = dir.path().join("devnet/v0/node.redb");
+    tamper(&node_redb, "audit", |_, v| v[109] ^= 1);
+    let (ok, text) = verify("audit edited");
+    assert!(!ok && text.contains("the audit record DIFFERS"), "{text}");
+    tamper(&node_redb, "results", |e, v| {
+        if e == epoch {
+            v[0] ^= 1;
+        }
+    });
+    let (ok, text) = verify("result edited");
+    assert!(
+        !ok && text.contains("DIFFERS from the stored result"),
+        "{text}"
+    );
+}
+
+/// Rewrite the first record of a `node.redb` table (`audit`: sequence → record; `results`:
+/// (epoch, id) → canonical record) with `edit(epoch, bytes)`.
+fn tamper(path: &Path, table: &str, edit: impl Fn(u64, &mut Vec<u8>)) {
+    use redb::{ReadableTable as _, TableDefinition};
+    let db = redb::Database::open(path).unwrap();
+    let tx = db.begin_write().unwrap();
+    if table == "audit" {
+        let def: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+        let mut t = tx.open_table(def).unwrap();
+        let (k, mut v) = {
+            let (k, v) = t.first().unwrap().unwrap();
+            (k.value(), v.value().to_vec())
+        };
+        let epoch = u64::from_le_bytes(v[..8].try_into().unwrap());
+        edit(epoch, &mut v);
+        t.insert(k, v.as_slice()).unwrap();
+    } else {
+        let def: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("results");
+        let mut t = tx.open_table(def).unwrap();
+        type Row = ((u64, [u8; 32]), Vec<u8>);
+        let rows: Vec<Row> = t
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                let (e, id) = k.value();
+                ((e, *id), v.value().to_vec())
+            })
+            .collect();
+        for ((e, id), mut v) in rows {
+            let before = v.clone();
+            edit(e, &mut v);
+            if v != before {
+                t.insert((e, &id), v.as_slice()).unwrap();
+                break;
+            }
+        }
+    }
+    tx.commit().unwrap();
+}
+
+#[test]
+fn on_a_commit_reveal_subnet_weights_are_revealed_in_their_window_and_nothing_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = short_devnet(dir.path(), &["--nodes", "2", "--commit-reveal"]);
+    let calls = text
+        .lines()
+        .find(|l| l.starts_with("chain: weight calls received:"))
+        .unwrap_or_else(|| panic!("no chain summary: {text}"));
+    assert!(calls.ends_with("refused: none"), "{calls}");
+    assert!(
+        calls.contains("commit_weights") && calls.contains("reveal_weights"),
+        "{calls}"
+    );
+    assert!(
+        !calls.contains("set_weights"),
+        "no plain set on this subnet: {calls}"
+    );
+    // Revealed weights reached the chain: an epoch's line shows them by uid.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("on-chain weights") && l.contains("uid ")),
+        "{text}"
+    );
 }

@@ -153,11 +153,14 @@ impl Node {
             }
         }
         // Never decided at all (the application is gone or lost it): forget them.
-        self.door
-            .waiting
-            .retain(|_, w| now.duration_since(w.since) < 12 * ADMISSION_TIMEOUT);
-        let waiting: HashSet<Hash32> = self.door.waiting.values().map(|w| w.id).collect();
-        self.door.waiting_ids = waiting;
+        let door = &mut self.door;
+        door.waiting.retain(|_, w| {
+            let keep = now.duration_since(w.since) < 12 * ADMISSION_TIMEOUT;
+            if !keep {
+                door.waiting_ids.remove(&w.id);
+            }
+            keep
+        });
     }
 
     /// Refuse a submission: the reason goes out now, any penalty (a peer's) once it has

@@ -6,7 +6,6 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use libp2p::PeerId;
-use libp2p::gossipsub::IdentTopic;
 
 use super::{Fetch, Node};
 use crate::api::{Delivery, NetEvent};
@@ -103,22 +102,10 @@ impl Node {
         stats::batch("out", "sealed");
         stats::batch_entries("sealed", u64::from(announce.count));
         let env = Envelope::sign(&self.hotkey, Topic::Batches, now_ms(), announce.encode());
-        let bytes = env.encode();
-        let id = sha256(&bytes);
-        let len = bytes.len();
-        match self
-            .swarm
-            .behaviour_mut()
-            .gossipsub
-            .publish(IdentTopic::new(Topic::Batches.name()), bytes)
-        {
-            Ok(_) => {
-                self.seen.insert(id, Instant::now());
-                self.counters().message(Topic::Batches, "out", "sent", len);
-            }
-            // Alone on the mesh: the batch is ours; peers that join later learn its
-            // submissions from consensus, not from this announcement.
-            Err(e) => tracing::debug!("batch announcement not gossiped: {e}"),
+        // Alone on the mesh: the batch is ours; peers that join later learn its submissions
+        // from consensus, not from this announcement.
+        if let Err(e) = self.publish(Topic::Batches, env.encode()) {
+            tracing::debug!("batch announcement not gossiped: {e}");
         }
     }
 

@@ -1,6 +1,6 @@
 //! Peer protection on the net thread: every message's checks short of replay and rate
-//! (size, structure, topic, freshness, author set, signature, payload), and what a refusal
-//! costs its sender (penalty points, a ban at the threshold).
+//! (peer roles, size, structure, topic, freshness, author set, signature, payload), and what
+//! a refusal costs its sender (penalty points, a ban at the threshold).
 
 use super::*;
 
@@ -29,6 +29,64 @@ impl Node {
                 .push_back((Instant::now() + self.cfg.ban_duration, peer));
         }
         let _ = self.swarm.disconnect_peer_id(peer);
+    }
+
+    /// The unbound-peer policy for gossip relayed by `source`: a peer that has not bound
+    /// itself may relay only where the policy is open.
+    pub(super) fn check_relay(&self, source: PeerId) -> Result<(), Reason> {
+        let unbound = self.peers.get(&source).is_some_and(|p| p.hotkey.is_none());
+        if unbound && !self.cfg.unbound_peers.gossip() {
+            return Err(Reason::UnboundPeer);
+        }
+        Ok(())
+    }
+
+    /// On a validator-only topic, a publisher we know to be bound to a hotkey must be bound
+    /// to a validator's (refused before decoding); its hotkey is returned, and the caller
+    /// checks that the envelope is that validator's own. A publisher we do not know (not
+    /// connected to us, or not yet bound) leaves the author check to decide.
+    pub(super) fn check_publisher(
+        &self,
+        topic: Topic,
+        publisher: &PeerId,
+    ) -> Result<Option<Hotkey>, Reason> {
+        if !topic.validators_only() {
+            return Ok(None);
+        }
+        let Some(bound) = self.peers.get(publisher).and_then(|p| p.hotkey) else {
+            return Ok(None);
+        };
+        if !self.is_validator(Some(&bound)) {
+            return Err(Reason::NotValidator);
+        }
+        Ok(Some(bound))
+    }
+
+    /// Whether `peer` may make requests other than hello under the unbound-peer policy.
+    pub(super) fn may_request(&self, peer: &PeerId) -> bool {
+        self.cfg.unbound_peers.requests() || self.peers.get(peer).is_none_or(|p| p.hotkey.is_some())
+    }
+
+    /// Under `unbound_peers = "refuse"`, close the connections of peers that have not bound
+    /// themselves within `hello_timeout` (counted, never banned: they may bind next time).
+    pub(super) fn close_unbound(&mut self, now: Instant) {
+        if self.cfg.unbound_peers != crate::config::UnboundPeers::Refuse {
+            return;
+        }
+        let timeout = self.cfg.hello_timeout;
+        let mut late = Vec::new();
+        for (id, p) in self.peers.iter_mut() {
+            if p.hotkey.is_none() && now.duration_since(p.connected_at) >= timeout {
+                // Counted once per timeout, however long the close takes.
+                p.connected_at = now;
+                late.push(*id);
+            }
+        }
+        for peer in late {
+            tracing::debug!(%peer, "closing a connection that did not bind in time");
+            self.counters().reject(Reason::UnboundPeer);
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     /// Within the replay window and not too far ahead of our clock.

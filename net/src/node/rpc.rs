@@ -125,6 +125,24 @@ impl Node {
             self.refuse(peer, Reason::RateLimited);
             return; // dropping the channel answers nothing; the requester times out
         }
+        if !matches!(request, Request::Hello(_)) && !self.may_request(&peer) {
+            stats::request(kind, "in", "unbound");
+            if let Request::Submit(_) = request {
+                let answer = admit::Answer::Rpc {
+                    channel,
+                    peer,
+                    request_id,
+                };
+                return self.refuse_submit(answer, Reason::UnboundPeer);
+            }
+            self.counters().reject(Reason::UnboundPeer);
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .rpc
+                .send_response(channel, Response::Blob(None));
+            return;
+        }
         let response = match request {
             Request::Hello(bytes) => {
                 self.bind(peer, &bytes);

@@ -21,7 +21,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::chainserver::ChainServer;
 use crate::machine::Schedule;
-use crate::registry::{ChallengeMeta, Change, Limits, Rule};
+use crate::registry::{ChallengeMeta, Change, Limits, Rule, Scheme};
 
 /// The devnet's subnet.
 pub const NETUID: u16 = 1;
@@ -71,6 +71,10 @@ pub struct DevnetArgs {
     /// Which example challenges to register, by name (default: all of them).
     #[arg(long, value_delimiter = ',', value_parser = parse_example)]
     pub challenges: Vec<String>,
+    /// The subnet requires commit-reveal: validators send hash commits and reveal them in
+    /// the chain's reveal window (the chain refuses a reveal outside it).
+    #[arg(long)]
+    pub commit_reveal: bool,
 }
 
 fn parse_example(name: &str) -> Result<String, String> {
@@ -240,11 +244,21 @@ fn register_examples(api: &str, names: &[String]) -> anyhow::Result<()> {
         crate::client::post_change(
             api,
             &owner,
+            Scheme::Platform,
             Change::Publish(meta),
             nonce,
             Some(ex.wasm.to_vec()),
         )?;
-        crate::client::post_change(api, &owner, Change::Activate(ex.id), nonce + 1, None)?;
+        // Activations are signed as Bittensor tooling signs (version 2), so every devnet
+        // takes both versions through consensus.
+        crate::client::post_change(
+            api,
+            &owner,
+            Scheme::Substrate,
+            Change::Activate(ex.id),
+            nonce + 1,
+            None,
+        )?;
         nonce += 2;
     }
     Ok(())
@@ -301,7 +315,7 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let tempo = u16::try_from(args.epoch_blocks - 1).context("--epoch-blocks too large")?;
     let server = ChainServer::start(
         "127.0.0.1:0".parse()?,
-        crate::chainsvc::sim_chain(NETUID, tempo, false, &genesis),
+        crate::chainsvc::sim_chain(NETUID, tempo, args.commit_reveal, &genesis),
         args.block_time,
     )?;
     let chain_addr = server.addr().to_string();
@@ -361,6 +375,7 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     }
 
     let result = drive(args, &specs, &mut children, &server, &stop);
+    println!("{}", report::chain_calls(&server.chain()));
     let rss: Vec<String> = children
         .iter()
         .enumerate()

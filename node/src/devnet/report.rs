@@ -174,3 +174,36 @@ impl Reporter {
         );
     }
 }
+
+/// One line: the weight extrinsics the chain received, by call, and those it refused, by
+/// error (a validator should send none that the pallet must refuse).
+pub(super) fn chain_calls(chain: &Mutex<SimChain>) -> String {
+    let c = chain.lock().unwrap_or_else(|p| p.into_inner());
+    let mut sent: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut refused: BTreeMap<String, usize> = BTreeMap::new();
+    for k in c.calls() {
+        *sent.entry(k.call).or_default() += 1;
+        if let Some(e) = &k.refused {
+            *refused.entry(format!("{} {e}", k.call)).or_default() += 1;
+        }
+    }
+    let list = |m: Vec<(String, usize)>| {
+        m.iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "chain: weight calls received: {}; refused: {}",
+        if sent.is_empty() {
+            "none".to_string()
+        } else {
+            list(sent.into_iter().map(|(k, n)| (k.to_string(), n)).collect())
+        },
+        if refused.is_empty() {
+            "none".to_string()
+        } else {
+            list(refused.into_iter().collect())
+        }
+    )
+}

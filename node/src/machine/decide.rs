@@ -535,7 +535,15 @@ impl<S: Storage> Machine<S> {
         }
         let (weights, scored, flagged) = match &result {
             Some(r) => {
+                let set = self.rosters.get(&v.epoch).map(|ro| &ro.validators);
                 for f in &r.flagged {
+                    if set.is_some_and(|vs| vs.iter().any(|(h, _)| *h == f.validator)) {
+                        *self
+                            .stats
+                            .flagged_by_validator
+                            .entry(ss58_encode(&f.validator))
+                            .or_default() += 1;
+                    }
                     metrics::counter!(m::FLAGGED).increment(1);
                     tracing::warn!(
                         epoch = v.epoch,

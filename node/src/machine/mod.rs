@@ -367,6 +367,10 @@ pub struct MachineStats {
     pub digest_mismatches: u64,
     /// View changes of finished heights.
     pub view_changes: u64,
+    /// Flags (a reported score other than the agreed one, or two scores for one pair) in
+    /// committed epochs, per validator (SS58), counted only for hotkeys in that epoch's
+    /// validator set, so bounded by it.
+    pub flagged_by_validator: BTreeMap<String, u64>,
 }
 
 /// The epoch machine (see the module docs). `S` is the consensus store.

@@ -56,6 +56,8 @@ struct Pair {
     replies: Vec<Result<String, String>>,
     admits: Vec<(u64, Result<(), Refusal>)>,
     queue: VecDeque<(usize, Input)>,
+    /// The score each node's engine gives every evaluation.
+    scores: Vec<u64>,
 }
 
 impl Pair {
@@ -84,6 +86,7 @@ impl Pair {
             replies: Vec::new(),
             admits: Vec::new(),
             queue: VecDeque::new(),
+            scores: vec![7; n],
         }
     }
 
@@ -143,9 +146,13 @@ impl Pair {
                     ok: true,
                 },
             )),
-            Effect::Evaluate { id, .. } => self
-                .queue
-                .push_back((i, Input::Evaluated { id, score: Some(7) })),
+            Effect::Evaluate { id, .. } => self.queue.push_back((
+                i,
+                Input::Evaluated {
+                    id,
+                    score: Some(self.scores[i]),
+                },
+            )),
             Effect::Applied(a) => self.applied[i].push(*a),
             Effect::Reply { result, .. } => self.replies.push(result),
             Effect::Admit { token, verdict } => self.admits.push((token, verdict)),
@@ -350,4 +357,57 @@ fn a_submission_sent_to_us_is_answered_with_what_counts() {
             (8, Ok(())),
         ]
     );
+}
+
+#[test]
+fn a_validator_reporting_other_scores_is_counted_per_hotkey_on_every_node() {
+    let keys = [key(1), key(2), key(3)];
+    let miner = [5; 32];
+    let set: Vec<(Hotkey, u64)> = keys.iter().map(|k| (k.public(), 100)).collect();
+    let rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>> = (0..3)
+        .map(|_| {
+            let set = set.clone();
+            Box::new(move |b| Some(roster(&set, &[miner], b))) as Box<dyn Fn(u64) -> Option<Roster>>
+        })
+        .collect();
+    let mut p = Pair::new(&keys, rosters);
+    p.scores[2] = 9; // the third validator's engine disagrees
+    p.all(0, Input::Block { number: 0 });
+    publish_challenge(&mut p, 0);
+    p.run_blocks(7); // epoch 1 (blocks 5..10) is open
+    let arrival = Arrival {
+        id: [1; 32],
+        author: miner,
+        challenge: 1,
+        epoch: 1,
+        body: vec![1],
+        envelope: vec![1],
+    };
+    for i in 0..3 {
+        p.input(
+            800,
+            i,
+            Input::Submit {
+                token: i as u64,
+                arrival: arrival.clone(),
+            },
+        );
+    }
+    p.run_blocks(16);
+    assert!(
+        p.applied[0]
+            .iter()
+            .any(|a| a.epoch == 1 && a.record.flagged == 1),
+        "epoch 1 committed with one flag: {:?}",
+        p.applied[0]
+            .iter()
+            .map(|a| (a.epoch, a.record.flagged))
+            .collect::<Vec<_>>()
+    );
+    let liar = platform_keys::ss58_encode(&keys[2].public());
+    for (i, n) in p.nodes.iter().enumerate() {
+        let flagged = &n.stats().flagged_by_validator;
+        assert_eq!(flagged.keys().collect::<Vec<_>>(), vec![&liar], "node {i}");
+        assert!(flagged[&liar] >= 1);
+    }
 }

@@ -52,6 +52,9 @@ pub enum StoreError {
     /// A record that does not decode.
     #[error("store: corrupt {0} record")]
     Corrupt(&'static str),
+    /// Writing what was read failed (an export's output).
+    #[error("writing: {0}")]
+    Io(String),
 }
 
 fn db(e: impl std::fmt::Display) -> StoreError {
@@ -458,6 +461,23 @@ impl Store {
                 Ok((k.value(), rec))
             })
             .collect()
+    }
+
+    /// Visit the audit records from sequence number `from` on, in order, without holding
+    /// them all in memory.
+    pub fn audit_each(
+        &self,
+        from: u64,
+        mut f: impl FnMut(u64, &AuditRecord) -> std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(AUDIT).map_err(db)?;
+        for r in t.range(from..).map_err(db)? {
+            let (k, v) = r.map_err(db)?;
+            let rec = AuditRecord::decode(v.value()).ok_or(StoreError::Corrupt("audit"))?;
+            f(k.value(), &rec).map_err(|e| StoreError::Io(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// A named counter.
