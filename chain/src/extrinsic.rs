@@ -105,6 +105,57 @@ pub enum WeightsCall {
         /// Commit-reveal version (4 today).
         commit_reveal_version: u16,
     },
+    /// `set_mechanism_weights(netuid, mecid, dests, weights, version_key)`.
+    SetMechanismWeights {
+        /// Subnet.
+        netuid: u16,
+        /// Mechanism.
+        mecid: u8,
+        /// Uids.
+        uids: Vec<u16>,
+        /// Normalised values.
+        values: Vec<u16>,
+        /// Weights version key.
+        version_key: u64,
+    },
+    /// `commit_mechanism_weights(netuid, mecid, commit_hash)`.
+    CommitMechanismWeights {
+        /// Subnet.
+        netuid: u16,
+        /// Mechanism.
+        mecid: u8,
+        /// The v2 commit hash (over the mechanism's storage index).
+        hash: [u8; 32],
+    },
+    /// `reveal_mechanism_weights(netuid, mecid, uids, values, salt, version_key)`.
+    RevealMechanismWeights {
+        /// Subnet.
+        netuid: u16,
+        /// Mechanism.
+        mecid: u8,
+        /// Uids.
+        uids: Vec<u16>,
+        /// Values.
+        values: Vec<u16>,
+        /// Salt used in the commit.
+        salt: Vec<u16>,
+        /// Weights version key.
+        version_key: u64,
+    },
+    /// `commit_timelocked_mechanism_weights(netuid, mecid, commit, reveal_round,
+    /// commit_reveal_version)`.
+    CommitTimelockedMechanism {
+        /// Subnet.
+        netuid: u16,
+        /// Mechanism.
+        mecid: u8,
+        /// Compressed timelock ciphertext (at most 5000 bytes).
+        commit: Vec<u8>,
+        /// drand round at which it can be decrypted.
+        reveal_round: u64,
+        /// Commit-reveal version (4 today).
+        commit_reveal_version: u16,
+    },
 }
 
 fn u16s(v: &[u16]) -> Value {
@@ -119,6 +170,24 @@ impl WeightsCall {
             WeightsCall::CommitWeights { .. } => "commit_weights",
             WeightsCall::RevealWeights { .. } => "reveal_weights",
             WeightsCall::CommitTimelocked { .. } => "commit_timelocked_weights",
+            WeightsCall::SetMechanismWeights { .. } => "set_mechanism_weights",
+            WeightsCall::CommitMechanismWeights { .. } => "commit_mechanism_weights",
+            WeightsCall::RevealMechanismWeights { .. } => "reveal_mechanism_weights",
+            WeightsCall::CommitTimelockedMechanism { .. } => "commit_timelocked_mechanism_weights",
+        }
+    }
+
+    /// `(netuid, mecid)` of the call (mechanism 0 for the original calls).
+    pub fn target(&self) -> (u16, u8) {
+        match self {
+            WeightsCall::SetWeights { netuid, .. }
+            | WeightsCall::CommitWeights { netuid, .. }
+            | WeightsCall::RevealWeights { netuid, .. }
+            | WeightsCall::CommitTimelocked { netuid, .. } => (*netuid, 0),
+            WeightsCall::SetMechanismWeights { netuid, mecid, .. }
+            | WeightsCall::CommitMechanismWeights { netuid, mecid, .. }
+            | WeightsCall::RevealMechanismWeights { netuid, mecid, .. }
+            | WeightsCall::CommitTimelockedMechanism { netuid, mecid, .. } => (*netuid, *mecid),
         }
     }
 
@@ -158,6 +227,56 @@ impl WeightsCall {
                 commit_reveal_version,
             } => vec![
                 Value::u128(u128::from(*netuid)),
+                Value::from_bytes(commit),
+                Value::u128(u128::from(*reveal_round)),
+                Value::u128(u128::from(*commit_reveal_version)),
+            ],
+            WeightsCall::SetMechanismWeights {
+                netuid,
+                mecid,
+                uids,
+                values,
+                version_key,
+            } => vec![
+                Value::u128(u128::from(*netuid)),
+                Value::u128(u128::from(*mecid)),
+                u16s(uids),
+                u16s(values),
+                Value::u128(u128::from(*version_key)),
+            ],
+            WeightsCall::CommitMechanismWeights {
+                netuid,
+                mecid,
+                hash,
+            } => vec![
+                Value::u128(u128::from(*netuid)),
+                Value::u128(u128::from(*mecid)),
+                Value::from_bytes(hash),
+            ],
+            WeightsCall::RevealMechanismWeights {
+                netuid,
+                mecid,
+                uids,
+                values,
+                salt,
+                version_key,
+            } => vec![
+                Value::u128(u128::from(*netuid)),
+                Value::u128(u128::from(*mecid)),
+                u16s(uids),
+                u16s(values),
+                u16s(salt),
+                Value::u128(u128::from(*version_key)),
+            ],
+            WeightsCall::CommitTimelockedMechanism {
+                netuid,
+                mecid,
+                commit,
+                reveal_round,
+                commit_reveal_version,
+            } => vec![
+                Value::u128(u128::from(*netuid)),
+                Value::u128(u128::from(*mecid)),
                 Value::from_bytes(commit),
                 Value::u128(u128::from(*reveal_round)),
                 Value::u128(u128::from(*commit_reveal_version)),

@@ -136,6 +136,9 @@ pub enum PalletError {
     /// `CommittingWeightsTooFast`
     #[error("CommittingWeightsTooFast")]
     CommittingWeightsTooFast,
+    /// `MechanismDoesNotExist`
+    #[error("MechanismDoesNotExist")]
+    MechanismDoesNotExist,
     /// Another pallet error, by name.
     #[error("{0}")]
     Other(&'static str),
@@ -201,8 +204,25 @@ pub fn epoch_index(netuid: u16, tempo: u16, block: u64) -> u64 {
     (block + u64::from(netuid) + 1) / (u64::from(tempo) + 1)
 }
 
+/// The storage index of mechanism `mecid` of subnet `netuid` (`mecid × 4096 + netuid`, as
+/// the pallet keys `Weights`, `LastUpdate` and weight commits): mechanism 0's is the netuid
+/// itself. `None` where it does not fit the pallet's `u16` (a netuid ≥ 4096, or mecid ≥ 16).
+pub fn storage_index(netuid: u16, mecid: u8) -> Option<u16> {
+    if netuid >= pallet::GLOBAL_MAX_SUBNET_COUNT {
+        return None;
+    }
+    u16::from(mecid)
+        .checked_mul(pallet::GLOBAL_MAX_SUBNET_COUNT)?
+        .checked_add(netuid)
+}
+
 /// What the validator needs from Bittensor. Implemented by the simulated chain and by the
 /// subxt-backed [`subtensor::Subtensor`].
+///
+/// Weights go to one of a subnet's incentive mechanisms (`mecid`; mechanism 0 is the
+/// subnet's original one, which runtimes without mechanisms have alone). The plain forms
+/// (`set_weights`, …) are mechanism 0's; an implementation sends mechanism 0's weights with
+/// the original calls, so runtimes without mechanism calls keep working.
 pub trait Chain {
     /// Latest block.
     fn current_block(&self) -> Result<BlockInfo, ChainError>;
@@ -214,10 +234,67 @@ pub trait Chain {
     fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError>;
     /// A subnet's weight-related hyperparameters.
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError>;
-    /// The weights the chain holds from neuron `uid` (storage `Weights`): (uid, u16 value)
-    /// pairs, empty when it has set none.
-    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError>;
-    /// `set_weights` (commit-reveal off).
+    /// How many incentive mechanisms the subnet has (`MechanismCountCurrent`; 1 on runtimes
+    /// without mechanisms). Mechanisms are numbered `0..count`.
+    fn mechanism_count(&self, netuid: u16) -> Result<u8, ChainError>;
+    /// The weights the chain holds from neuron `uid` for mechanism `mecid` (storage
+    /// `Weights` at the mechanism's storage index): (uid, u16 value) pairs, empty when it
+    /// has set none.
+    fn mechanism_weights(
+        &self,
+        netuid: u16,
+        mecid: u8,
+        uid: u16,
+    ) -> Result<Vec<(u16, u16)>, ChainError>;
+    /// `set_mechanism_weights` (`set_weights` for mechanism 0); commit-reveal off.
+    fn set_mechanism_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        mecid: u8,
+        uids: &[u16],
+        values: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError>;
+    /// `commit_mechanism_weights` (`commit_weights` for mechanism 0) with a v2 hash over the
+    /// mechanism's storage index (see [`weights::commit_hash`]).
+    fn commit_mechanism_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        mecid: u8,
+        hash: [u8; 32],
+    ) -> Result<(), ChainError>;
+    /// `commit_timelocked_mechanism_weights` (`commit_timelocked_weights` for mechanism 0):
+    /// a drand-timelocked commit (see [`timelock`]) that the chain reveals itself at
+    /// `reveal_round`.
+    fn commit_timelocked_mechanism_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        mecid: u8,
+        commit: &[u8],
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Result<(), ChainError>;
+    /// `reveal_mechanism_weights` (`reveal_weights` for mechanism 0) for an earlier commit.
+    #[allow(clippy::too_many_arguments)]
+    fn reveal_mechanism_weights(
+        &mut self,
+        hotkey: &[u8; 32],
+        netuid: u16,
+        mecid: u8,
+        uids: &[u16],
+        values: &[u16],
+        salt: &[u16],
+        version_key: u64,
+    ) -> Result<(), ChainError>;
+
+    /// Mechanism 0's weights from `uid`.
+    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        self.mechanism_weights(netuid, 0, uid)
+    }
+    /// `set_weights` (mechanism 0; commit-reveal off).
     fn set_weights(
         &mut self,
         hotkey: &[u8; 32],
@@ -225,16 +302,19 @@ pub trait Chain {
         uids: &[u16],
         values: &[u16],
         version_key: u64,
-    ) -> Result<(), ChainError>;
-    /// `commit_weights` with a v2 hash (see [`weights::commit_hash`]).
+    ) -> Result<(), ChainError> {
+        self.set_mechanism_weights(hotkey, netuid, 0, uids, values, version_key)
+    }
+    /// `commit_weights` (mechanism 0) with a v2 hash.
     fn commit_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
         hash: [u8; 32],
-    ) -> Result<(), ChainError>;
-    /// `commit_timelocked_weights`: a drand-timelocked commit (see [`timelock`]) that the
-    /// chain reveals itself at `reveal_round`.
+    ) -> Result<(), ChainError> {
+        self.commit_mechanism_weights(hotkey, netuid, 0, hash)
+    }
+    /// `commit_timelocked_weights` (mechanism 0).
     fn commit_timelocked_weights(
         &mut self,
         hotkey: &[u8; 32],
@@ -242,8 +322,17 @@ pub trait Chain {
         commit: &[u8],
         reveal_round: u64,
         commit_reveal_version: u16,
-    ) -> Result<(), ChainError>;
-    /// `reveal_weights` for an earlier commit.
+    ) -> Result<(), ChainError> {
+        self.commit_timelocked_mechanism_weights(
+            hotkey,
+            netuid,
+            0,
+            commit,
+            reveal_round,
+            commit_reveal_version,
+        )
+    }
+    /// `reveal_weights` (mechanism 0).
     fn reveal_weights(
         &mut self,
         hotkey: &[u8; 32],
@@ -252,12 +341,14 @@ pub trait Chain {
         values: &[u16],
         salt: &[u16],
         version_key: u64,
-    ) -> Result<(), ChainError>;
+    ) -> Result<(), ChainError> {
+        self.reveal_mechanism_weights(hotkey, netuid, 0, uids, values, salt, version_key)
+    }
 }
 
 impl PalletError {
     /// Every named variant.
-    pub const ALL: [PalletError; 20] = [
+    pub const ALL: [PalletError; 21] = [
         PalletError::SubnetNotExists,
         PalletError::HotKeyNotRegisteredInSubNet,
         PalletError::NotEnoughStakeToSetWeights,
@@ -278,6 +369,7 @@ impl PalletError {
         PalletError::ExpiredWeightCommit,
         PalletError::TooManyUnrevealedCommits,
         PalletError::CommittingWeightsTooFast,
+        PalletError::MechanismDoesNotExist,
     ];
 
     /// The variant with the pallet's error name, if this crate names it.
@@ -298,6 +390,17 @@ pub mod pallet {
     pub const REVEAL_WEIGHTS: u8 = 97;
     /// Call index of `commit_timelocked_weights`.
     pub const COMMIT_TIMELOCKED_WEIGHTS: u8 = 113;
+    /// Call index of `commit_mechanism_weights`.
+    pub const COMMIT_MECHANISM_WEIGHTS: u8 = 115;
+    /// Call index of `reveal_mechanism_weights`.
+    pub const REVEAL_MECHANISM_WEIGHTS: u8 = 116;
+    /// Call index of `commit_timelocked_mechanism_weights`.
+    pub const COMMIT_TIMELOCKED_MECHANISM_WEIGHTS: u8 = 118;
+    /// Call index of `set_mechanism_weights`.
+    pub const SET_MECHANISM_WEIGHTS: u8 = 119;
+    /// Subnets the pallet's storage indexes leave room for: mechanism `m` of subnet `n` is
+    /// stored at `m × 4096 + n`.
+    pub const GLOBAL_MAX_SUBNET_COUNT: u16 = 4096;
     /// Weights are u16 values, max-upscaled so the largest is this.
     pub const WEIGHT_MAX: u16 = u16::MAX;
 }

@@ -1,15 +1,14 @@
 //! An in-process simulated subtensor for the devnet and tests: blocks on demand, hotkeys
-//! registered to uids with stake, validator permits for the top stakes, tempo, and the
-//! SubtensorModule's own checks on `set_weights`, `commit_weights` and `reveal_weights`,
-//! failing with the pallet's error names, so a call the real chain would reject is
-//! rejected here too. Deterministic from its genesis.
+//! registered to uids with stake, validator permits for the top stakes, tempo, incentive
+//! mechanisms, and the SubtensorModule's own checks on `set_weights`, `commit_weights` and
+//! `reveal_weights` (and their mechanism forms), failing with the pallet's error names, so a
+//! call the real chain would reject is rejected here too. Deterministic from its genesis.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use blake2::digest::consts::U32;
 use blake2::{Blake2b, Digest};
 
-use crate::weights::commit_hash;
 use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, PalletError};
 
 /// Unrevealed commits a hotkey may hold per subnet.
@@ -43,16 +42,26 @@ struct Commit {
     epoch: u64,
 }
 
-#[derive(Clone, Debug)]
-struct Subnet {
-    genesis: SubnetGenesis,
-    neurons: Vec<Neuron>,
+/// One incentive mechanism's weight state (the pallet keys it by the mechanism's storage
+/// index).
+#[derive(Clone, Debug, Default)]
+struct Mechanism {
     last_update: BTreeMap<u16, u64>,
     weights: BTreeMap<u16, Vec<(u16, u16)>>,
     commits: BTreeMap<u16, Vec<Commit>>,
     /// Timelocked commits by uid: (reveal round, ciphertext). The simulation holds no drand
     /// signatures, so it keeps them for inspection and never reveals them.
     timelocked: BTreeMap<u16, Vec<(u64, Vec<u8>)>>,
+}
+
+#[derive(Clone, Debug)]
+struct Subnet {
+    genesis: SubnetGenesis,
+    neurons: Vec<Neuron>,
+    /// `MechanismCountCurrent`: mechanisms `0..count` exist.
+    mechanism_count: u8,
+    /// Weight state per mechanism (created on first use).
+    mechanisms: BTreeMap<u8, Mechanism>,
     /// Neurons as of each block where they changed (the first entry is genesis, block 0).
     history: BTreeMap<u64, Vec<Neuron>>,
 }
@@ -64,8 +73,10 @@ pub struct CallRecord {
     /// The head when it arrived.
     pub block: u64,
     /// The call's name (`set_weights`, `commit_weights`, `reveal_weights`,
-    /// `commit_timelocked_weights`).
+    /// `commit_timelocked_weights`, or their mechanism forms for a mechanism other than 0).
     pub call: &'static str,
+    /// The mechanism the call was for.
+    pub mecid: u8,
     /// Why the chain refused it.
     pub refused: Option<ChainError>,
 }
@@ -92,10 +103,8 @@ impl SimChain {
             let mut s = Subnet {
                 genesis: g.clone(),
                 neurons: vec![],
-                last_update: BTreeMap::new(),
-                weights: BTreeMap::new(),
-                commits: BTreeMap::new(),
-                timelocked: BTreeMap::new(),
+                mechanism_count: 1,
+                mechanisms: BTreeMap::new(),
                 history: BTreeMap::new(),
             };
             for (hotkey, stake) in &g.neurons {
@@ -203,25 +212,51 @@ impl SimChain {
             .ok_or(ChainError::Pallet(PalletError::UidVecContainInvalidOne))?;
         n.hotkey = hotkey;
         n.stake = stake;
-        s.weights.remove(&uid);
-        s.last_update.remove(&uid);
-        s.commits.remove(&uid);
+        for m in s.mechanisms.values_mut() {
+            m.weights.remove(&uid);
+            m.last_update.remove(&uid);
+            m.commits.remove(&uid);
+            m.timelocked.remove(&uid);
+        }
         s.changed(block);
         Ok(())
     }
 
-    /// Every validator's weights on a subnet (uid → (uid, value)).
+    /// Set a subnet's mechanism count (the owner's `sudo_set_mechanism_count`): mechanisms
+    /// `0..count` exist. 1 to 16 (the pallet's storage index leaves room for 16).
+    pub fn set_mechanism_count(&mut self, netuid: u16, count: u8) -> Result<(), ChainError> {
+        if count == 0 || crate::storage_index(netuid, count - 1).is_none() {
+            return Err(ChainError::Pallet(PalletError::Other("InvalidValue")));
+        }
+        let s = self
+            .subnets
+            .get_mut(&netuid)
+            .ok_or(ChainError::Pallet(PalletError::SubnetNotExists))?;
+        s.mechanism_count = count;
+        s.mechanisms.retain(|m, _| *m < count);
+        Ok(())
+    }
+
+    /// Every validator's weights on a subnet's mechanism 0 (uid → (uid, value)).
     pub fn all_weights(&self, netuid: u16) -> BTreeMap<u16, Vec<(u16, u16)>> {
+        self.all_mechanism_weights(netuid, 0)
+    }
+
+    /// Every validator's weights on one of a subnet's mechanisms (uid → (uid, value)).
+    pub fn all_mechanism_weights(&self, netuid: u16, mecid: u8) -> BTreeMap<u16, Vec<(u16, u16)>> {
         self.subnets
             .get(&netuid)
-            .map(|s| s.weights.clone())
+            .and_then(|s| s.mechanisms.get(&mecid))
+            .map(|m| m.weights.clone())
             .unwrap_or_default()
     }
 
-    /// The weights a hotkey's uid last set on a subnet (uid, value), if any.
+    /// The weights a hotkey's uid last set on a subnet's mechanism 0 (uid, value), if any.
     pub fn weights_of(&self, netuid: u16, uid: u16) -> Option<&[(u16, u16)]> {
         self.subnets
             .get(&netuid)?
+            .mechanisms
+            .get(&0)?
             .weights
             .get(&uid)
             .map(Vec::as_slice)
@@ -253,6 +288,7 @@ impl SimChain {
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         uids: &[u16],
         values: &[u16],
         version_key: u64,
@@ -263,6 +299,7 @@ impl SimChain {
             .subnets
             .get_mut(&netuid)
             .ok_or(ChainError::Pallet(E::SubnetNotExists))?;
+        s.mechanism(mecid)?;
         let hp = &s.genesis.hyperparams;
         if uids.len() != values.len() {
             return Err(E::WeightVecNotEqualSize.into());
@@ -274,7 +311,7 @@ impl SimChain {
         if hp.weights_version_key != 0 && version_key < hp.weights_version_key {
             return Err(E::IncorrectWeightVersionKey.into());
         }
-        rate_check(s, me.uid, block, E::SettingWeightsTooFast)?;
+        rate_check(s, mecid, me.uid, block, E::SettingWeightsTooFast)?;
         let self_weight_only = uids.len() == 1 && uids[0] == me.uid;
         if !self_weight_only && !me.validator_permit {
             return Err(E::NeuronNoValidatorPermit.into());
@@ -304,11 +341,12 @@ impl SimChain {
                 return Err(E::MaxWeightExceeded.into());
             }
         }
-        s.weights.insert(
+        let m = s.mechanisms.entry(mecid).or_default();
+        m.weights.insert(
             me.uid,
             uids.iter().copied().zip(values.iter().copied()).collect(),
         );
-        s.last_update.insert(me.uid, block);
+        m.last_update.insert(me.uid, block);
         Ok(())
     }
 }
@@ -325,6 +363,15 @@ impl Subnet {
         }
     }
 
+    /// `MechanismDoesNotExist` unless the subnet has mechanism `mecid`.
+    fn mechanism(&self, mecid: u8) -> Result<(), ChainError> {
+        if mecid < self.mechanism_count {
+            Ok(())
+        } else {
+            Err(PalletError::MechanismDoesNotExist.into())
+        }
+    }
+
     /// The neuron registered under `hotkey`, or the pallet's error.
     fn neuron(&self, hotkey: &[u8; 32]) -> Result<&Neuron, ChainError> {
         self.neurons
@@ -335,9 +382,20 @@ impl Subnet {
 }
 
 /// The pallet's rate limit, for sets and commits alike: `weights_rate_limit` blocks since the
-/// neuron's last update (a set, a reveal or a commit); `refused` names the call's error.
-fn rate_check(s: &Subnet, uid: u16, block: u64, refused: PalletError) -> Result<(), ChainError> {
-    match s.last_update.get(&uid) {
+/// neuron's last update of this mechanism (a set, a reveal or a commit; `LastUpdate` is kept
+/// per mechanism); `refused` names the call's error.
+fn rate_check(
+    s: &Subnet,
+    mecid: u8,
+    uid: u16,
+    block: u64,
+    refused: PalletError,
+) -> Result<(), ChainError> {
+    let last = s
+        .mechanisms
+        .get(&mecid)
+        .and_then(|m| m.last_update.get(&uid));
+    match last {
         Some(last) if block.saturating_sub(*last) < s.genesis.hyperparams.weights_rate_limit => {
             Err(refused.into())
         }
@@ -396,43 +454,56 @@ impl Chain for SimChain {
         Ok(self.subnet(netuid)?.genesis.hyperparams.clone())
     }
 
-    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
-        Ok(self
-            .subnet(netuid)?
-            .weights
-            .get(&uid)
+    fn mechanism_count(&self, netuid: u16) -> Result<u8, ChainError> {
+        Ok(self.subnet(netuid)?.mechanism_count)
+    }
+
+    fn mechanism_weights(
+        &self,
+        netuid: u16,
+        mecid: u8,
+        uid: u16,
+    ) -> Result<Vec<(u16, u16)>, ChainError> {
+        let s = self.subnet(netuid)?;
+        s.mechanism(mecid)?;
+        Ok(s.mechanisms
+            .get(&mecid)
+            .and_then(|m| m.weights.get(&uid))
             .cloned()
             .unwrap_or_default())
     }
 
-    fn set_weights(
+    fn set_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         uids: &[u16],
         values: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        let r = self.set_weights_inner(hotkey, netuid, uids, values, version_key);
-        self.record("set_weights", &r);
+        let r = self.set_weights_inner(hotkey, netuid, mecid, uids, values, version_key);
+        self.record(mecid, ["set_weights", "set_mechanism_weights"], &r);
         r
     }
 
-    fn commit_weights(
+    fn commit_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         hash: [u8; 32],
     ) -> Result<(), ChainError> {
-        let r = self.commit_weights_inner(hotkey, netuid, hash);
-        self.record("commit_weights", &r);
+        let r = self.commit_weights_inner(hotkey, netuid, mecid, hash);
+        self.record(mecid, ["commit_weights", "commit_mechanism_weights"], &r);
         r
     }
 
-    fn commit_timelocked_weights(
+    fn commit_timelocked_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         commit: &[u8],
         reveal_round: u64,
         commit_reveal_version: u16,
@@ -440,321 +511,36 @@ impl Chain for SimChain {
         let r = self.commit_timelocked_weights_inner(
             hotkey,
             netuid,
+            mecid,
             commit,
             reveal_round,
             commit_reveal_version,
         );
-        self.record("commit_timelocked_weights", &r);
+        let names = [
+            "commit_timelocked_weights",
+            "commit_timelocked_mechanism_weights",
+        ];
+        self.record(mecid, names, &r);
         r
     }
 
-    fn reveal_weights(
+    fn reveal_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         uids: &[u16],
         values: &[u16],
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        let r = self.reveal_weights_inner(hotkey, netuid, uids, values, salt, version_key);
-        self.record("reveal_weights", &r);
+        let r = self.reveal_weights_inner(hotkey, netuid, mecid, uids, values, salt, version_key);
+        self.record(mecid, ["reveal_weights", "reveal_mechanism_weights"], &r);
         r
     }
 }
 
-/// The weight calls' checks and effects, behind the [`Chain`] methods that record them.
-impl SimChain {
-    fn set_weights_inner(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        uids: &[u16],
-        values: &[u16],
-        version_key: u64,
-    ) -> Result<(), ChainError> {
-        if self
-            .subnet(netuid)?
-            .genesis
-            .hyperparams
-            .commit_reveal_enabled
-        {
-            return Err(PalletError::CommitRevealEnabled.into());
-        }
-        self.apply_weights(hotkey, netuid, uids, values, version_key)
-    }
-
-    fn commit_weights_inner(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        hash: [u8; 32],
-    ) -> Result<(), ChainError> {
-        let epoch = self.epoch_of(netuid, self.block);
-        let s = self
-            .subnets
-            .get_mut(&netuid)
-            .ok_or(ChainError::Pallet(PalletError::SubnetNotExists))?;
-        if !s.genesis.hyperparams.commit_reveal_enabled {
-            return Err(PalletError::CommitRevealDisabled.into());
-        }
-        let uid = s.neuron(hotkey)?.uid;
-        rate_check(s, uid, self.block, PalletError::CommittingWeightsTooFast)?;
-        let commits = s.commits.entry(uid).or_default();
-        if commits.len() >= MAX_UNREVEALED_COMMITS {
-            return Err(PalletError::TooManyUnrevealedCommits.into());
-        }
-        commits.push(Commit { hash, epoch });
-        s.last_update.insert(uid, self.block);
-        Ok(())
-    }
-
-    fn commit_timelocked_weights_inner(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        commit: &[u8],
-        reveal_round: u64,
-        _commit_reveal_version: u16,
-    ) -> Result<(), ChainError> {
-        let s = self
-            .subnets
-            .get_mut(&netuid)
-            .ok_or(ChainError::Pallet(PalletError::SubnetNotExists))?;
-        if !s.genesis.hyperparams.commit_reveal_enabled {
-            return Err(PalletError::CommitRevealDisabled.into());
-        }
-        if commit.len() > crate::timelock::MAX_COMMIT_BYTES {
-            // A BoundedVec<u8, 5000> longer than its bound does not even decode.
-            return Err(ChainError::Encode(format!(
-                "commit of {} bytes exceeds {}",
-                commit.len(),
-                crate::timelock::MAX_COMMIT_BYTES
-            )));
-        }
-        let uid = s.neuron(hotkey)?.uid;
-        rate_check(s, uid, self.block, PalletError::CommittingWeightsTooFast)?;
-        let list = s.timelocked.entry(uid).or_default();
-        if list.len() >= MAX_UNREVEALED_COMMITS {
-            return Err(PalletError::TooManyUnrevealedCommits.into());
-        }
-        list.push((reveal_round, commit.to_vec()));
-        s.last_update.insert(uid, self.block);
-        Ok(())
-    }
-
-    fn reveal_weights_inner(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        uids: &[u16],
-        values: &[u16],
-        salt: &[u16],
-        version_key: u64,
-    ) -> Result<(), ChainError> {
-        let now_epoch = self.epoch_of(netuid, self.block);
-        let s = self.subnet(netuid)?;
-        if !s.genesis.hyperparams.commit_reveal_enabled {
-            return Err(PalletError::CommitRevealDisabled.into());
-        }
-        let reveal_period = s.genesis.hyperparams.commit_reveal_period.max(1);
-        let uid = s.neuron(hotkey)?.uid;
-        let commits = s
-            .commits
-            .get(&uid)
-            .filter(|c| !c.is_empty())
-            .ok_or(ChainError::Pallet(PalletError::NoWeightsCommitFound))?;
-        let hash = commit_hash(hotkey, netuid, uids, values, salt, version_key);
-        let pos = commits
-            .iter()
-            .position(|c| c.hash == hash)
-            .ok_or(ChainError::Pallet(
-                PalletError::InvalidRevealCommitHashNotMatch,
-            ))?;
-        let commit_epoch = commits[pos].epoch;
-        if now_epoch < commit_epoch + reveal_period {
-            return Err(PalletError::RevealTooEarly.into());
-        }
-        if now_epoch > commit_epoch + reveal_period {
-            return Err(PalletError::ExpiredWeightCommit.into());
-        }
-        self.apply_weights(hotkey, netuid, uids, values, version_key)?;
-        if let Some(c) = self
-            .subnets
-            .get_mut(&netuid)
-            .and_then(|s| s.commits.get_mut(&uid))
-        {
-            c.remove(pos);
-        }
-        Ok(())
-    }
-
-    fn record(&mut self, call: &'static str, r: &Result<(), ChainError>) {
-        if self.calls.len() == CALLS_KEPT {
-            self.calls.pop_front();
-        }
-        self.calls.push_back(CallRecord {
-            block: self.block,
-            call,
-            refused: r.as_ref().err().cloned(),
-        });
-    }
-}
+mod calls;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key(i: u8) -> [u8; 32] {
-        [i; 32]
-    }
-
-    fn chain(commit_reveal: bool) -> SimChain {
-        SimChain::new(
-            [7; 32],
-            vec![SubnetGenesis {
-                netuid: 1,
-                hyperparams: Hyperparams {
-                    tempo: 10,
-                    commit_reveal_enabled: commit_reveal,
-                    commit_reveal_period: 1,
-                    weights_version_key: 5,
-                    weights_rate_limit: 3,
-                    min_allowed_weights: 2,
-                    max_weight_limit: u16::MAX,
-                },
-                max_uids: 8,
-                max_validators: 2,
-                min_stake_to_set_weights: 10,
-                neurons: vec![(key(1), 1000), (key(2), 500), (key(3), 100), (key(4), 5)],
-            }],
-        )
-    }
-
-    fn err(r: Result<(), ChainError>) -> PalletError {
-        match r {
-            Err(ChainError::Pallet(e)) => e,
-            other => panic!("expected a pallet error, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn permits_go_to_the_top_stakes() {
-        let m = chain(false).metagraph(1).unwrap();
-        let permits: Vec<bool> = m.neurons.iter().map(|n| n.validator_permit).collect();
-        assert_eq!(permits, vec![true, true, false, false]);
-    }
-
-    #[test]
-    fn set_weights_enforces_the_pallet_checks() {
-        let mut c = chain(false);
-        c.advance(5);
-        let v = key(1);
-        assert_eq!(
-            err(c.set_weights(&key(9), 1, &[0, 1], &[1, 1], 5)),
-            PalletError::HotKeyNotRegisteredInSubNet
-        );
-        assert_eq!(
-            err(c.set_weights(&v, 2, &[0, 1], &[1, 1], 5)),
-            PalletError::SubnetNotExists
-        );
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[0, 1], &[1], 5)),
-            PalletError::WeightVecNotEqualSize
-        );
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[0, 1], &[1, 1], 4)),
-            PalletError::IncorrectWeightVersionKey
-        );
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[1, 1], &[1, 1], 5)),
-            PalletError::DuplicateUids
-        );
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[0, 9], &[1, 1], 5)),
-            PalletError::UidVecContainInvalidOne
-        );
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[1], &[1], 5)),
-            PalletError::WeightVecLengthIsLow
-        );
-        assert_eq!(
-            err(c.set_weights(&key(3), 1, &[0, 1], &[1, 1], 5)),
-            PalletError::NeuronNoValidatorPermit
-        );
-        assert_eq!(
-            err(c.set_weights(&key(4), 1, &[3], &[1], 5)),
-            PalletError::NotEnoughStakeToSetWeights
-        );
-        c.set_weights(&v, 1, &[0, 1, 2], &[65535, 100, 1], 5)
-            .unwrap();
-        assert_eq!(c.weights_of(1, 0).unwrap(), &[(0, 65535), (1, 100), (2, 1)]);
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[0, 1], &[1, 1], 5)),
-            PalletError::SettingWeightsTooFast
-        );
-        c.advance(3);
-        c.set_weights(&v, 1, &[0, 1], &[1, 1], 6).unwrap();
-        // A self-weight needs no permit and no minimum length.
-        c.set_weights(&key(3), 1, &[2], &[1], 5).unwrap();
-    }
-
-    #[test]
-    fn commit_reveal_flow_with_the_v2_hash() {
-        let mut c = chain(true);
-        let v = key(1);
-        assert_eq!(
-            err(c.set_weights(&v, 1, &[0, 1], &[1, 1], 5)),
-            PalletError::CommitRevealEnabled
-        );
-        let (uids, vals, salt) = (
-            [0u16, 1, 2],
-            [65535u16, 32768, 1],
-            [1u16, 2, 3, 4, 5, 6, 7, 8],
-        );
-        assert_eq!(
-            err(c.reveal_weights(&v, 1, &uids, &vals, &salt, 5)),
-            PalletError::NoWeightsCommitFound
-        );
-        c.commit_weights(&v, 1, commit_hash(&v, 1, &uids, &vals, &salt, 5))
-            .unwrap();
-        assert_eq!(
-            err(c.reveal_weights(&v, 1, &uids, &vals, &salt, 5)),
-            PalletError::RevealTooEarly
-        );
-        c.advance(11);
-        assert_eq!(
-            err(c.reveal_weights(&v, 1, &uids, &[1, 1, 1], &salt, 5)),
-            PalletError::InvalidRevealCommitHashNotMatch
-        );
-        c.reveal_weights(&v, 1, &uids, &vals, &salt, 5).unwrap();
-        assert_eq!(c.weights_of(1, 0).unwrap().len(), 3);
-        // A commit within the rate limit of the reveal (an update) is refused, as the pallet
-        // refuses it.
-        assert_eq!(
-            err(c.commit_weights(&v, 1, commit_hash(&v, 1, &uids, &vals, &salt, 6))),
-            PalletError::CommittingWeightsTooFast
-        );
-        c.advance(3);
-        // Expired: commit, then wait two epochs.
-        c.commit_weights(&v, 1, commit_hash(&v, 1, &uids, &vals, &salt, 6))
-            .unwrap();
-        c.advance(22);
-        assert_eq!(
-            err(c.reveal_weights(&v, 1, &uids, &vals, &salt, 6)),
-            PalletError::ExpiredWeightCommit
-        );
-    }
-
-    #[test]
-    fn deterministic_from_genesis() {
-        let (mut a, mut b) = (chain(false), chain(false));
-        a.advance(17);
-        b.advance(17);
-        assert_eq!(a.current_block().unwrap(), b.current_block().unwrap());
-        assert_ne!(
-            a.current_block().unwrap().hash,
-            chain(false).current_block().unwrap().hash
-        );
-    }
-}
+mod tests;

@@ -11,6 +11,7 @@
 //! `weights_rate_limit` of our last one waits.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use parity_scale_codec::{Decode, Encode};
 use rand_core::{OsRng, RngCore};
@@ -23,11 +24,12 @@ use crate::{Chain, ChainError, PalletError};
 /// redb's page cache for the pending commits: bounded, so memory plateaus while the file grows.
 const CACHE_BYTES: usize = 4 << 20;
 
-/// Pending hash commits: key (netuid, epoch) → SCALE `Pending`, then its `RevealWindow`
-/// (absent in records written before windows were kept).
+/// Pending hash commits: key (storage index, epoch) → SCALE `Pending`, then its
+/// `RevealWindow` (absent in records written before windows were kept). The storage index of
+/// mechanism 0 is the netuid, so records written before mechanisms read as mechanism 0's.
 const PENDING: TableDefinition<(u16, u64), &[u8]> = TableDefinition::new("pending_commits");
 /// The block of our last weights landing (set, commit or reveal: the pallet's `LastUpdate`),
-/// per netuid: the rate limit counts from it.
+/// per storage index (mechanism): the rate limit counts from it.
 const LAST_SET: TableDefinition<u16, u64> = TableDefinition::new("last_weights_block");
 /// Longest wait between two tries of a failed reveal, in blocks.
 const BACKOFF_MAX_BLOCKS: u64 = 64;
@@ -212,11 +214,15 @@ pub enum Reveal {
     },
 }
 
-/// Submits weights for one hotkey on one subnet, remembering hash commits in redb.
+/// Submits weights for one hotkey to one mechanism of one subnet, remembering hash commits in
+/// redb ([`WeightSubmitter::for_mechanism`] gives the others, sharing the file).
 pub struct WeightSubmitter {
-    db: Database,
+    db: Arc<Database>,
     hotkey: [u8; 32],
     netuid: u16,
+    /// The mechanism, and its storage index (the key of everything stored).
+    mecid: u8,
+    index: u16,
     mode: CommitMode,
     /// Block of our last weights landing (persisted in `LAST_SET`).
     last_set: Option<u64>,
@@ -232,6 +238,7 @@ impl std::fmt::Debug for WeightSubmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WeightSubmitter")
             .field("netuid", &self.netuid)
+            .field("mecid", &self.mecid)
             .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
@@ -242,7 +249,8 @@ fn store_err(e: impl std::fmt::Display) -> ChainError {
 }
 
 impl WeightSubmitter {
-    /// Open (or create) the pending-commit file at `path`.
+    /// Open (or create) the pending-commit file at `path`; the submitter for the subnet's
+    /// mechanism 0.
     pub fn open(
         path: &Path,
         hotkey: [u8; 32],
@@ -253,11 +261,23 @@ impl WeightSubmitter {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(store_err)?;
+        WeightSubmitter::with_db(Arc::new(db), hotkey, netuid, 0, mode)
+    }
+
+    fn with_db(
+        db: Arc<Database>,
+        hotkey: [u8; 32],
+        netuid: u16,
+        mecid: u8,
+        mode: CommitMode,
+    ) -> Result<WeightSubmitter, ChainError> {
+        let index = crate::storage_index(netuid, mecid)
+            .ok_or(ChainError::Pallet(PalletError::MechanismDoesNotExist))?;
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING).map_err(store_err)?;
         let last_set = {
             let t = tx.open_table(LAST_SET).map_err(store_err)?;
-            redb::ReadableTable::get(&t, netuid)
+            redb::ReadableTable::get(&t, index)
                 .map_err(store_err)?
                 .map(|v| v.value())
         };
@@ -266,12 +286,26 @@ impl WeightSubmitter {
             db,
             hotkey,
             netuid,
+            mecid,
+            index,
             mode,
             last_set,
             rate_limit: 0,
             backoff: std::collections::BTreeMap::new(),
             uid: None,
         })
+    }
+
+    /// The submitter for mechanism `mecid` of the same subnet, hotkey and mode, sharing the
+    /// pending-commit file (its commits, reveals and rate limit are its own, as the pallet
+    /// keeps them per mechanism).
+    pub fn for_mechanism(&self, mecid: u8) -> Result<WeightSubmitter, ChainError> {
+        WeightSubmitter::with_db(self.db.clone(), self.hotkey, self.netuid, mecid, self.mode)
+    }
+
+    /// The mechanism this submitter sends weights to.
+    pub fn mecid(&self) -> u8 {
+        self.mecid
     }
 
     /// The first block our next weights may land at under the rate limit, if later than
@@ -286,7 +320,7 @@ impl WeightSubmitter {
         let tx = self.db.begin_write().map_err(store_err)?;
         tx.open_table(LAST_SET)
             .map_err(store_err)?
-            .insert(self.netuid, block)
+            .insert(self.index, block)
             .map_err(store_err)?;
         tx.commit().map_err(store_err)
     }
@@ -303,7 +337,7 @@ impl WeightSubmitter {
         let t = tx.open_table(PENDING).map_err(store_err)?;
         let mut out = Vec::new();
         for row in t
-            .range((self.netuid, 0)..=(self.netuid, u64::MAX))
+            .range((self.index, 0)..=(self.index, u64::MAX))
             .map_err(store_err)?
         {
             let (k, v) = row.map_err(store_err)?;
@@ -318,7 +352,7 @@ impl WeightSubmitter {
         let tx = self.db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING)
             .map_err(store_err)?
-            .insert((self.netuid, epoch), encode_pending(p).as_slice())
+            .insert((self.index, epoch), encode_pending(p).as_slice())
             .map_err(store_err)?;
         tx.commit().map_err(store_err)
     }
@@ -327,13 +361,15 @@ impl WeightSubmitter {
         let tx = self.db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING)
             .map_err(store_err)?
-            .remove((self.netuid, epoch))
+            .remove((self.index, epoch))
             .map_err(store_err)?;
         tx.commit().map_err(store_err)
     }
 
-    /// Submit `epoch`'s agreed weights (integer, per uid) as the subnet's hyperparameters
-    /// require, conformed exactly as the Python SDK would (clip, normalise).
+    /// Submit `epoch`'s agreed weights (integer, per uid) to this submitter's mechanism as
+    /// the subnet's hyperparameters require, conformed exactly as the Python SDK would (clip,
+    /// normalise). A mechanism the subnet lacks is refused (`MechanismDoesNotExist`) before
+    /// anything is sent.
     pub fn submit(
         &mut self,
         chain: &mut dyn Chain,
@@ -342,6 +378,9 @@ impl WeightSubmitter {
         weights: &[u64],
     ) -> Result<Submitted, ChainError> {
         let hp = chain.hyperparams(self.netuid)?;
+        if self.mecid != 0 && chain.mechanism_count(self.netuid)? <= self.mecid {
+            return Err(PalletError::MechanismDoesNotExist.into());
+        }
         self.rate_limit = hp.weights_rate_limit;
         let block = chain.current_block()?.number;
         let self_uid = chain
@@ -362,7 +401,14 @@ impl WeightSubmitter {
             return Ok(Submitted::RateLimited { until_block });
         }
         if !hp.commit_reveal_enabled {
-            chain.set_weights(&self.hotkey, self.netuid, &uids, &values, version_key)?;
+            chain.set_mechanism_weights(
+                &self.hotkey,
+                self.netuid,
+                self.mecid,
+                &uids,
+                &values,
+                version_key,
+            )?;
             self.landed(block)?;
             return Ok(Submitted::Set { uids, values });
         }
@@ -390,9 +436,10 @@ impl WeightSubmitter {
                     },
                     reveal_round,
                 )?;
-                chain.commit_timelocked_weights(
+                chain.commit_timelocked_mechanism_weights(
                     &self.hotkey,
                     self.netuid,
+                    self.mecid,
                     &commit,
                     reveal_round,
                     version,
@@ -413,9 +460,10 @@ impl WeightSubmitter {
                     version_key,
                     window: Some(RevealWindow::of(self.netuid, hp.tempo, period, block)),
                 };
+                // Over the mechanism's storage index, as the pallet hashes the reveal.
                 let hash = commit_hash(
                     &self.hotkey,
-                    self.netuid,
+                    self.index,
                     &p.uids,
                     &p.values,
                     &p.salt,
@@ -423,7 +471,9 @@ impl WeightSubmitter {
                 );
                 // Durable first: a crash after the commit lands must still reveal it.
                 self.put(epoch, &p)?;
-                if let Err(e) = chain.commit_weights(&self.hotkey, self.netuid, hash) {
+                let sent =
+                    chain.commit_mechanism_weights(&self.hotkey, self.netuid, self.mecid, hash);
+                if let Err(e) = sent {
                     self.remove(epoch)?;
                     return Err(e);
                 }
@@ -470,9 +520,10 @@ impl WeightSubmitter {
                     continue;
                 }
             }
-            match chain.reveal_weights(
+            match chain.reveal_mechanism_weights(
                 &self.hotkey,
                 self.netuid,
+                self.mecid,
                 &p.uids,
                 &p.values,
                 &p.salt,

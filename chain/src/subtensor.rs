@@ -251,6 +251,21 @@ impl Subtensor {
         self.rt.block_on(async move {
             let fut = async {
                 let at = client.at_current_block().await.map_err(conn)?;
+                // A call the runtime lacks (a mechanism call on a runtime from before
+                // mechanisms) is named, not reported as an encoding failure.
+                let has_call = at
+                    .metadata_ref()
+                    .pallet_by_name("SubtensorModule")
+                    .and_then(|p| p.call_variant_by_name(call.name()))
+                    .is_some();
+                if !has_call {
+                    let (netuid, mecid) = call.target();
+                    return Err(ChainError::Metadata(format!(
+                        "the runtime has no call SubtensorModule::{} (weights for mechanism \
+                         {mecid} of subnet {netuid})",
+                        call.name()
+                    )));
+                }
                 let progress = at
                     .transactions()
                     .sign_and_submit_then_watch_default(&payload, &signer)
@@ -408,11 +423,34 @@ impl Chain for Subtensor {
         self.metagraph_on(&at, netuid)
     }
 
-    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+    fn mechanism_weights(
+        &self,
+        netuid: u16,
+        mecid: u8,
+        uid: u16,
+    ) -> Result<Vec<(u16, u16)>, ChainError> {
         let at = self.block_on(self.client.at_current_block())?;
         self.subnet_exists(&at, netuid)?;
-        // Keyed by the subnet's storage index: mechanism 0's is the netuid itself.
-        self.read(&at, "Weights", (netuid, uid))
+        let index = mechanism_index(netuid, mecid)?;
+        // Keyed by the mechanism's storage index: mechanism 0's is the netuid itself.
+        self.read(&at, "Weights", (index, uid))
+    }
+
+    fn mechanism_count(&self, netuid: u16) -> Result<u8, ChainError> {
+        let at = self.block_on(self.client.at_current_block())?;
+        self.subnet_exists(&at, netuid)?;
+        let has = at
+            .metadata_ref()
+            .pallet_by_name("SubtensorModule")
+            .and_then(|p| p.storage())
+            .and_then(|s| s.entry_by_name("MechanismCountCurrent"))
+            .is_some();
+        // A runtime from before mechanisms has the subnet's one.
+        if has {
+            self.read(&at, "MechanismCountCurrent", (netuid,))
+        } else {
+            Ok(1)
+        }
     }
 
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
@@ -429,73 +467,123 @@ impl Chain for Subtensor {
         })
     }
 
-    fn set_weights(
+    fn set_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         uids: &[u16],
         values: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        self.submit(
-            hotkey,
+        let (uids, values) = (uids.to_vec(), values.to_vec());
+        let call = if mecid == 0 {
             WeightsCall::SetWeights {
                 netuid,
-                uids: uids.to_vec(),
-                values: values.to_vec(),
+                uids,
+                values,
                 version_key,
-            },
-        )
+            }
+        } else {
+            WeightsCall::SetMechanismWeights {
+                netuid,
+                mecid,
+                uids,
+                values,
+                version_key,
+            }
+        };
+        self.submit(hotkey, call)
     }
 
-    fn commit_weights(
+    fn commit_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         hash: [u8; 32],
     ) -> Result<(), ChainError> {
-        self.submit(hotkey, WeightsCall::CommitWeights { netuid, hash })
+        let call = if mecid == 0 {
+            WeightsCall::CommitWeights { netuid, hash }
+        } else {
+            WeightsCall::CommitMechanismWeights {
+                netuid,
+                mecid,
+                hash,
+            }
+        };
+        self.submit(hotkey, call)
     }
 
-    fn reveal_weights(
+    fn reveal_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         uids: &[u16],
         values: &[u16],
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        self.submit(
-            hotkey,
+        let (uids, values, salt) = (uids.to_vec(), values.to_vec(), salt.to_vec());
+        let call = if mecid == 0 {
             WeightsCall::RevealWeights {
                 netuid,
-                uids: uids.to_vec(),
-                values: values.to_vec(),
-                salt: salt.to_vec(),
+                uids,
+                values,
+                salt,
                 version_key,
-            },
-        )
+            }
+        } else {
+            WeightsCall::RevealMechanismWeights {
+                netuid,
+                mecid,
+                uids,
+                values,
+                salt,
+                version_key,
+            }
+        };
+        self.submit(hotkey, call)
     }
 
-    fn commit_timelocked_weights(
+    fn commit_timelocked_mechanism_weights(
         &mut self,
         hotkey: &[u8; 32],
         netuid: u16,
+        mecid: u8,
         commit: &[u8],
         reveal_round: u64,
         commit_reveal_version: u16,
     ) -> Result<(), ChainError> {
-        self.submit(
-            hotkey,
+        let commit = commit.to_vec();
+        let call = if mecid == 0 {
             WeightsCall::CommitTimelocked {
                 netuid,
-                commit: commit.to_vec(),
+                commit,
                 reveal_round,
                 commit_reveal_version,
-            },
-        )
+            }
+        } else {
+            WeightsCall::CommitTimelockedMechanism {
+                netuid,
+                mecid,
+                commit,
+                reveal_round,
+                commit_reveal_version,
+            }
+        };
+        self.submit(hotkey, call)
     }
+}
+
+/// The storage index of a mechanism, or a clear error where it has none.
+fn mechanism_index(netuid: u16, mecid: u8) -> Result<u16, ChainError> {
+    crate::storage_index(netuid, mecid).ok_or_else(|| {
+        ChainError::Encode(format!(
+            "mechanism {mecid} of subnet {netuid} has no storage index"
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -140,7 +140,8 @@ pub fn conform(
 
 /// Commit-reveal v2 commit hash:
 /// `BlakeTwo256(SCALE(hotkey: AccountId32, netuid_index: u16, uids: Vec<u16>,
-/// values: Vec<u16>, salt: Vec<u16>, version_key: u64))`.
+/// values: Vec<u16>, salt: Vec<u16>, version_key: u64))`, where `netuid_index` is the
+/// mechanism's storage index ([`crate::storage_index`]; the netuid for mechanism 0).
 pub fn commit_hash(
     hotkey: &[u8; 32],
     netuid_index: u16,

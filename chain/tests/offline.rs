@@ -80,13 +80,70 @@ fn calls() -> Vec<(WeightsCall, &'static str, u8, Vec<u8>)> {
     ]
 }
 
+/// The mechanism forms of the weight calls (mechanism 2 of subnet 1): call bytes, the call
+/// index, and the SCALE of the arguments by hand.
+fn mechanism_calls() -> Vec<(WeightsCall, &'static str, u8, Vec<u8>)> {
+    let uids = vec![0u16, 1, 2];
+    let values = vec![65535u16, 32768, 1];
+    let salt = vec![1u16, 2, 3, 4, 5, 6, 7, 8];
+    vec![
+        (
+            WeightsCall::SetMechanismWeights {
+                netuid: 1,
+                mecid: 2,
+                uids: uids.clone(),
+                values: values.clone(),
+                version_key: 42,
+            },
+            "07770100020c0000010002000cffff008001002a00000000000000",
+            pallet::SET_MECHANISM_WEIGHTS,
+            (1u16, 2u8, uids.clone(), values.clone(), 42u64).encode(),
+        ),
+        (
+            WeightsCall::CommitMechanismWeights {
+                netuid: 1,
+                mecid: 2,
+                hash: [0xab; 32],
+            },
+            "0773010002abababababababababababababababababababababababababababababababab",
+            pallet::COMMIT_MECHANISM_WEIGHTS,
+            (1u16, 2u8, [0xabu8; 32]).encode(),
+        ),
+        (
+            WeightsCall::RevealMechanismWeights {
+                netuid: 1,
+                mecid: 2,
+                uids: uids.clone(),
+                values: values.clone(),
+                salt: salt.clone(),
+                version_key: 42,
+            },
+            "07740100020c0000010002000cffff0080010020010002000300040005000600070008002a00000000000000",
+            pallet::REVEAL_MECHANISM_WEIGHTS,
+            (1u16, 2u8, uids, values, salt, 42u64).encode(),
+        ),
+        (
+            WeightsCall::CommitTimelockedMechanism {
+                netuid: 1,
+                mecid: 2,
+                commit: vec![1, 2, 3],
+                reveal_round: 1000,
+                commit_reveal_version: 4,
+            },
+            "07760100020c010203e8030000000000000400",
+            pallet::COMMIT_TIMELOCKED_MECHANISM_WEIGHTS,
+            (1u16, 2u8, vec![1u8, 2, 3], 1000u64, 4u16).encode(),
+        ),
+    ]
+}
+
 #[test]
 fn golden_call_bytes_from_finney_metadata() {
     let Some(md) = metadata("finney_2026-04-21.scale") else {
         return;
     };
     assert_eq!(md.runtime_version().unwrap(), (393, 1));
-    for (call, golden, index, args) in calls() {
+    for (call, golden, index, args) in calls().into_iter().chain(mechanism_calls()) {
         let bytes = call_data(&md, &call).unwrap();
         assert_eq!(hex::encode(&bytes), golden, "{}", call.name());
         // The same bytes by hand: pallet index, call index, SCALE of the arguments.
@@ -97,6 +154,95 @@ fn golden_call_bytes_from_finney_metadata() {
     // A call the runtime does not have, or arguments of the wrong shape, are errors.
     assert!(!md.has_call("set_weightz"));
     assert!(md.has_call("commit_timelocked_weights"));
+    // A runtime from before mechanisms has none of their calls: encoding one is an error.
+    let spec218 = metadata("raonet_spec218_v14.scale").unwrap();
+    for (call, ..) in mechanism_calls() {
+        assert!(md.has_call(call.name()) && !spec218.has_call(call.name()));
+        assert!(call_data(&spec218, &call).is_err(), "{}", call.name());
+    }
+}
+
+/// Each mechanism call, signed by us, decoded by `scalecodec` with the mainnet metadata:
+/// the call it names and its arguments, and the signature verifies.
+#[test]
+fn signed_mechanism_calls_decode_with_scalecodec() {
+    let Some(md) = metadata("mainnet_v14_2025-11.scale") else {
+        return;
+    };
+    let Some(py) = common::python() else { return };
+    let (spec_version, transaction_version) = md.runtime_version().unwrap();
+    let mut genesis = [0u8; 32];
+    hex::decode_to_slice(FINNEY_GENESIS, &mut genesis).unwrap();
+    let params = ChainParams {
+        genesis_hash: genesis,
+        spec_version,
+        transaction_version,
+    };
+    let alice = ChainSigner::from_uri("//Alice").unwrap();
+    let uids = json!([0, 1, 2]);
+    let values = json!([65535, 32768, 1]);
+    let expected = [
+        json!({"netuid": 1, "mecid": 2, "dests": uids, "weights": values, "version_key": 42}),
+        json!({"netuid": 1, "mecid": 2, "commit_hash": format!("0x{}", "ab".repeat(32))}),
+        json!({"netuid": 1, "mecid": 2, "uids": uids, "values": values,
+               "salt": [1, 2, 3, 4, 5, 6, 7, 8], "version_key": 42}),
+        // scalecodec decodes a BoundedVec<u8> as a string of its bytes.
+        json!({"netuid": 1, "mecid": 2, "commit": "\u{1}\u{2}\u{3}", "reveal_round": 1000,
+               "commit_reveal_version": 4}),
+    ];
+    for ((call, ..), args) in mechanism_calls().into_iter().zip(expected) {
+        let ext = sign_offline(&md, params, &alice, 3, &call).unwrap();
+        let req = json!({
+            "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
+            "extrinsic": hex::encode(&ext.bytes),
+            "genesis_hash": FINNEY_GENESIS,
+            "spec_version": spec_version,
+            "transaction_version": transaction_version,
+        });
+        let out = verify(&py, "extrinsic.py", &[], &req);
+        assert_eq!(out["call_module"], "SubtensorModule");
+        assert_eq!(out["call_function"], call.name());
+        assert_eq!(out["args"], args, "{}", call.name());
+        assert_eq!(out["signature_valid"], true, "{}", call.name());
+    }
+}
+
+/// The v2 commit hash over a mechanism's storage index, against `scalecodec` + blake2b over
+/// the index the Bittensor SDK computes (and the README's vector for mechanism 0).
+#[test]
+fn mechanism_commit_hashes_match_an_independent_encoder() {
+    let Some(py) = common::python() else { return };
+    let alice: [u8; 32] = hex::decode(ALICE).unwrap().try_into().unwrap();
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for (netuid, mecid, k) in [
+        (1u16, 0u8, 42u64),
+        (1, 1, 42),
+        (1, 2, 7),
+        (4095, 15, 1),
+        (77, 3, 0),
+    ] {
+        let (uids, values, salt) = (
+            [0u16, 1, 2],
+            [65535u16, 32768, 1],
+            [1u16, 2, 3, 4, 5, 6, 7, 8],
+        );
+        cases.push(
+            json!({"hotkey": ALICE, "netuid": netuid, "mecid": mecid, "uids": uids,
+                          "values": values, "salt": salt, "version_key": k}),
+        );
+        let index = platform_chain::storage_index(netuid, mecid).unwrap();
+        let hash = platform_chain::weights::commit_hash(&alice, index, &uids, &values, &salt, k);
+        ours.push(json!({"index": index, "hash": hex::encode(hash)}));
+    }
+    let out = verify(&py, "commit_hash.py", &[], &Value::Array(cases));
+    assert_eq!(out, Value::Array(ours));
+    assert_eq!(
+        out[0]["hash"], "4ee856165f83e43763e9b6f848574df3fb823bdfe08910858f9d17d96b317bbc",
+        "the reference vector (mechanism 0 of subnet 1)"
+    );
+    assert_eq!(platform_chain::storage_index(4096, 0), None);
+    assert_eq!(platform_chain::storage_index(1, 16), None);
 }
 
 #[test]

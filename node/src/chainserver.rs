@@ -7,8 +7,10 @@
 //! it is for loopback devnets only, never a real subnet.
 //!
 //! Endpoints: `GET /block`, `GET /metagraph/<netuid>[/<block>]`, `GET /hyperparams/<netuid>`,
-//! `GET /weights/<netuid>`, `POST /call` (a weights call as JSON), `POST /register`
-//! (`{"hotkey": ss58, "stake": n}`: a neuron registered mid-run).
+//! `GET /weights/<netuid>[/<mecid>]`, `GET /mechanisms/<netuid>` (the mechanism count),
+//! `POST /call` (a weights call as JSON, for a `mecid`, 0 by default), `POST /register`
+//! (`{"hotkey": ss58, "stake": n}`: a neuron registered mid-run), `POST /mechanisms`
+//! (`{"netuid": n, "count": c}`: the owner's mechanism count).
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use platform_chain::sim::SimChain;
-use platform_chain::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, PalletError};
+use platform_chain::{BlockInfo, Chain, ChainError, Metagraph};
 use serde_json::{Value, json};
 
 /// Largest request body read.
@@ -220,12 +222,26 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) 
                 Err(e) => error_json(&e),
             },
             ("GET", "weights") => {
-                let w = c.all_weights(num(1)? as u16);
+                let mecid = if seg.len() > 2 { num(2)? as u8 } else { 0 };
+                let w = c.all_mechanism_weights(num(1)? as u16, mecid);
                 json!(
                     w.iter()
                         .map(|(uid, ws)| json!({"uid": uid, "weights": ws}))
                         .collect::<Vec<_>>()
                 )
+            }
+            ("GET", "mechanisms") => match c.mechanism_count(num(1)? as u16) {
+                Ok(n) => json!({"count": n}),
+                Err(e) => error_json(&e),
+            },
+            ("POST", "mechanisms") => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                let netuid = v["netuid"].as_u64().unwrap_or(0) as u16;
+                let count = u8::try_from(v["count"].as_u64().unwrap_or(0)).unwrap_or(0);
+                match c.set_mechanism_count(netuid, count) {
+                    Ok(()) => json!({"ok": true}),
+                    Err(e) => error_json(&e),
+                }
             }
             ("POST", "call") => {
                 let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
@@ -261,7 +277,7 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) 
     }
 }
 
-fn hex32(v: &Value) -> Result<[u8; 32], ChainError> {
+pub(crate) fn hex32(v: &Value) -> Result<[u8; 32], ChainError> {
     hex::decode(v.as_str().unwrap_or(""))
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -282,27 +298,32 @@ fn u16s(v: &Value) -> Vec<u16> {
 fn call(c: &mut SimChain, v: &Value) -> Result<(), ChainError> {
     let hotkey = hex32(&v["hotkey"])?;
     let netuid = v["netuid"].as_u64().unwrap_or(0) as u16;
+    let mecid = u8::try_from(v["mecid"].as_u64().unwrap_or(0))
+        .map_err(|_| ChainError::Malformed("mecid is not a u8".into()))?;
     let version = v["version_key"].as_u64().unwrap_or(0);
     match v["call"].as_str().unwrap_or("") {
-        "set_weights" => c.set_weights(
+        "set_weights" => c.set_mechanism_weights(
             &hotkey,
             netuid,
+            mecid,
             &u16s(&v["uids"]),
             &u16s(&v["values"]),
             version,
         ),
-        "commit_weights" => c.commit_weights(&hotkey, netuid, hex32(&v["hash"])?),
-        "reveal_weights" => c.reveal_weights(
+        "commit_weights" => c.commit_mechanism_weights(&hotkey, netuid, mecid, hex32(&v["hash"])?),
+        "reveal_weights" => c.reveal_mechanism_weights(
             &hotkey,
             netuid,
+            mecid,
             &u16s(&v["uids"]),
             &u16s(&v["values"]),
             &u16s(&v["salt"]),
             version,
         ),
-        "commit_timelocked_weights" => c.commit_timelocked_weights(
+        "commit_timelocked_weights" => c.commit_timelocked_mechanism_weights(
             &hotkey,
             netuid,
+            mecid,
             &hex::decode(v["commit"].as_str().unwrap_or(""))
                 .map_err(|e| ChainError::Malformed(e.to_string()))?,
             v["reveal_round"].as_u64().unwrap_or(0),
@@ -312,238 +333,13 @@ fn call(c: &mut SimChain, v: &Value) -> Result<(), ChainError> {
     }
 }
 
-/// Every validator's weights as the chain holds them: (validator uid, its (uid, value) row).
-pub type WeightRows = Vec<(u16, Vec<(u16, u16)>)>;
-
-/// A validator's [`Chain`] on the devnet's shared chain.
-#[derive(Clone, Debug)]
-pub struct RemoteChain {
-    addr: String,
-    timeout: Duration,
-}
-
-impl RemoteChain {
-    /// The chain served at `addr` (`host:port`).
-    pub fn new(addr: &str, timeout: Duration) -> RemoteChain {
-        RemoteChain {
-            addr: addr.trim_start_matches("http://").to_string(),
-            timeout,
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Value, ChainError> {
-        let text = crate::http::get(&self.addr, path, self.timeout)
-            .map_err(|e| ChainError::Connection(format!("{e:#}")))?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| ChainError::Malformed(e.to_string()))?;
-        answer(v)
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Result<Value, ChainError> {
-        let (code, bytes) = crate::http::request(
-            &self.addr,
-            "POST",
-            path,
-            body.to_string().as_bytes(),
-            self.timeout,
-        )
-        .map_err(|e| ChainError::Connection(format!("{e:#}")))?;
-        if code != 200 {
-            return Err(ChainError::Malformed(
-                String::from_utf8_lossy(&bytes).into_owned(),
-            ));
-        }
-        answer(serde_json::from_slice(&bytes).map_err(|e| ChainError::Malformed(e.to_string()))?)
-    }
-
-    /// Register a neuron with stake (the devnet's `register` command).
-    pub fn register(&self, netuid: u16, hotkey: &str, stake: u64) -> Result<u16, ChainError> {
-        let v = self.post(
-            "/register",
-            &json!({"netuid": netuid, "hotkey": hotkey, "stake": stake}),
-        )?;
-        Ok(v["uid"].as_u64().unwrap_or(0) as u16)
-    }
-
-    /// Every validator's weights: uid → (uid, value).
-    pub fn all_weights(&self, netuid: u16) -> Result<WeightRows, ChainError> {
-        let v = self.get(&format!("/weights/{netuid}"))?;
-        Ok(v.as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|e| {
-                        let ws = e["weights"]
-                            .as_array()
-                            .map(|p| {
-                                p.iter()
-                                    .map(|x| {
-                                        (
-                                            x[0].as_u64().unwrap_or(0) as u16,
-                                            x[1].as_u64().unwrap_or(0) as u16,
-                                        )
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        (e["uid"].as_u64().unwrap_or(0) as u16, ws)
-                    })
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
-    fn call(&self, mut body: Value, hotkey: &[u8; 32], netuid: u16) -> Result<(), ChainError> {
-        body["hotkey"] = json!(hex::encode(hotkey));
-        body["netuid"] = json!(netuid);
-        self.post("/call", &body).map(|_| ())
-    }
-}
-
-fn answer(v: Value) -> Result<Value, ChainError> {
-    if let Some(e) = v.get("error") {
-        if let Some(p) = e["pallet"].as_str() {
-            return Err(PalletError::from_name(p).map_or_else(
-                || ChainError::Dispatch(format!("SubtensorModule::{p}")),
-                ChainError::Pallet,
-            ));
-        }
-        return Err(ChainError::Dispatch(
-            e["other"].as_str().unwrap_or("").to_string(),
-        ));
-    }
-    Ok(v)
-}
-
-fn block_of(v: &Value) -> Result<BlockInfo, ChainError> {
-    Ok(BlockInfo {
-        number: v["number"]
-            .as_u64()
-            .ok_or_else(|| ChainError::Malformed("block number".into()))?,
-        hash: hex32(&v["hash"])?,
-    })
-}
-
-fn metagraph_of(v: &Value) -> Result<Metagraph, ChainError> {
-    let neurons = v["neurons"]
-        .as_array()
-        .ok_or_else(|| ChainError::Malformed("neurons".into()))?
-        .iter()
-        .map(|n| {
-            Ok(Neuron {
-                uid: n["uid"].as_u64().unwrap_or(0) as u16,
-                hotkey: hex32(&n["hotkey"])?,
-                stake: n["stake"].as_u64().unwrap_or(0),
-                validator_permit: n["permit"].as_bool().unwrap_or(false),
-            })
-        })
-        .collect::<Result<_, ChainError>>()?;
-    Ok(Metagraph {
-        netuid: v["netuid"].as_u64().unwrap_or(0) as u16,
-        block: block_of(&v["block"])?,
-        neurons,
-    })
-}
-
-impl Chain for RemoteChain {
-    fn current_block(&self) -> Result<BlockInfo, ChainError> {
-        block_of(&self.get("/block")?)
-    }
-
-    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
-        Ok(self
-            .all_weights(netuid)?
-            .into_iter()
-            .find(|(u, _)| *u == uid)
-            .map(|(_, w)| w)
-            .unwrap_or_default())
-    }
-
-    fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
-        metagraph_of(&self.get(&format!("/metagraph/{netuid}"))?)
-    }
-
-    fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
-        metagraph_of(&self.get(&format!("/metagraph/{netuid}/{block}"))?)
-    }
-
-    fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
-        let v = self.get(&format!("/hyperparams/{netuid}"))?;
-        Ok(Hyperparams {
-            tempo: v["tempo"].as_u64().unwrap_or(0) as u16,
-            commit_reveal_enabled: v["commit_reveal_enabled"].as_bool().unwrap_or(false),
-            commit_reveal_period: v["commit_reveal_period"].as_u64().unwrap_or(1),
-            weights_version_key: v["weights_version_key"].as_u64().unwrap_or(0),
-            weights_rate_limit: v["weights_rate_limit"].as_u64().unwrap_or(0),
-            min_allowed_weights: v["min_allowed_weights"].as_u64().unwrap_or(0) as u16,
-            max_weight_limit: v["max_weight_limit"].as_u64().unwrap_or(65535) as u16,
-        })
-    }
-
-    fn set_weights(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        uids: &[u16],
-        values: &[u16],
-        version_key: u64,
-    ) -> Result<(), ChainError> {
-        self.call(
-            json!({"call": "set_weights", "uids": uids, "values": values, "version_key": version_key}),
-            hotkey,
-            netuid,
-        )
-    }
-
-    fn commit_weights(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        hash: [u8; 32],
-    ) -> Result<(), ChainError> {
-        self.call(
-            json!({"call": "commit_weights", "hash": hex::encode(hash)}),
-            hotkey,
-            netuid,
-        )
-    }
-
-    fn commit_timelocked_weights(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        commit: &[u8],
-        reveal_round: u64,
-        commit_reveal_version: u16,
-    ) -> Result<(), ChainError> {
-        self.call(
-            json!({"call": "commit_timelocked_weights", "commit": hex::encode(commit),
-                   "reveal_round": reveal_round, "version": commit_reveal_version}),
-            hotkey,
-            netuid,
-        )
-    }
-
-    fn reveal_weights(
-        &mut self,
-        hotkey: &[u8; 32],
-        netuid: u16,
-        uids: &[u16],
-        values: &[u16],
-        salt: &[u16],
-        version_key: u64,
-    ) -> Result<(), ChainError> {
-        self.call(
-            json!({"call": "reveal_weights", "uids": uids, "values": values, "salt": salt,
-                   "version_key": version_key}),
-            hotkey,
-            netuid,
-        )
-    }
-}
+mod remote;
+pub use remote::{RemoteChain, WeightRows};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use platform_chain::PalletError;
 
     #[test]
     fn validators_share_one_chain_over_loopback() {
@@ -597,5 +393,25 @@ mod tests {
             c.metagraph_at(3, 1 << 40).is_err(),
             "a future block is an error"
         );
+        // Mechanisms: the owner's count, then weights kept per mechanism.
+        assert_eq!(c.mechanism_count(3).unwrap(), 1);
+        assert_eq!(
+            c.set_mechanism_weights(&key.public(), 3, 1, &[1], &[65535], 0),
+            Err(ChainError::Pallet(PalletError::MechanismDoesNotExist))
+        );
+        c.set_mechanism_count(3, 2).unwrap();
+        assert_eq!(c.mechanism_count(3).unwrap(), 2);
+        c.set_mechanism_weights(&key.public(), 3, 1, &[0, 1], &[9, 65535], 0)
+            .unwrap();
+        assert_eq!(
+            c.mechanism_weights(3, 1, 0).unwrap(),
+            vec![(0, 9), (1, 65535)]
+        );
+        assert_eq!(
+            c.weights(3, 0).unwrap(),
+            vec![(1, 65535)],
+            "mechanism 0 kept"
+        );
+        assert!(c.set_mechanism_count(3, 0).is_err());
     }
 }

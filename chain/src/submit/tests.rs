@@ -197,36 +197,49 @@ impl Chain for Flaky {
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
         self.inner.hyperparams(netuid)
     }
-    fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
-        self.inner.weights(netuid, uid)
+    fn mechanism_count(&self, netuid: u16) -> Result<u8, ChainError> {
+        self.inner.mechanism_count(netuid)
     }
-    fn set_weights(
+    fn mechanism_weights(&self, n: u16, m: u8, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {
+        self.inner.mechanism_weights(n, m, uid)
+    }
+    fn set_mechanism_weights(
         &mut self,
         h: &[u8; 32],
         n: u16,
+        m: u8,
         u: &[u16],
         v: &[u16],
         k: u64,
     ) -> Result<(), ChainError> {
-        self.inner.set_weights(h, n, u, v, k)
+        self.inner.set_mechanism_weights(h, n, m, u, v, k)
     }
-    fn commit_weights(&mut self, h: &[u8; 32], n: u16, x: [u8; 32]) -> Result<(), ChainError> {
-        self.inner.commit_weights(h, n, x)
-    }
-    fn commit_timelocked_weights(
+    fn commit_mechanism_weights(
         &mut self,
         h: &[u8; 32],
         n: u16,
+        m: u8,
+        x: [u8; 32],
+    ) -> Result<(), ChainError> {
+        self.inner.commit_mechanism_weights(h, n, m, x)
+    }
+    fn commit_timelocked_mechanism_weights(
+        &mut self,
+        h: &[u8; 32],
+        n: u16,
+        m: u8,
         c: &[u8],
         r: u64,
         v: u16,
     ) -> Result<(), ChainError> {
-        self.inner.commit_timelocked_weights(h, n, c, r, v)
+        self.inner
+            .commit_timelocked_mechanism_weights(h, n, m, c, r, v)
     }
-    fn reveal_weights(
+    fn reveal_mechanism_weights(
         &mut self,
         h: &[u8; 32],
         n: u16,
+        m: u8,
         u: &[u16],
         v: &[u16],
         s: &[u16],
@@ -236,7 +249,7 @@ impl Chain for Flaky {
             self.failures -= 1;
             return Err(ChainError::Connection("connection refused".into()));
         }
-        self.inner.reveal_weights(h, n, u, v, s, k)
+        self.inner.reveal_mechanism_weights(h, n, m, u, v, s, k)
     }
 }
 
@@ -396,5 +409,98 @@ fn timelocked_commits_go_to_the_chain_which_reveals_them() {
     assert!(
         s.pending().unwrap().is_empty(),
         "nothing for this node to reveal"
+    );
+}
+
+#[test]
+fn a_mechanism_has_its_own_sets_commits_reveals_and_rate_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.redb");
+    let mut c = chain_with(false, 3);
+    let mut m0 = WeightSubmitter::open(&path, key(1), 1, CommitMode::Hash).unwrap();
+    let mut m1 = m0.for_mechanism(1).unwrap();
+    assert_eq!((m0.mecid(), m1.mecid()), (0, 1));
+    // The subnet has mechanism 0 alone: refused here, nothing sent.
+    assert_eq!(
+        m1.submit(&mut c, 1, &[1, 2], &[1, 1]),
+        Err(ChainError::Pallet(PalletError::MechanismDoesNotExist))
+    );
+    assert_eq!(c.calls().count(), 0, "no extrinsic the pallet must refuse");
+    c.set_mechanism_count(1, 2).unwrap();
+    assert!(matches!(
+        m0.submit(&mut c, 1, &[1, 2], &[2, 1]).unwrap(),
+        Submitted::Set { .. }
+    ));
+    // Mechanism 1's rate limit is its own: it sets in the same block.
+    assert!(matches!(
+        m1.submit(&mut c, 1, &[2], &[1]).unwrap(),
+        Submitted::Set { .. }
+    ));
+    assert_eq!(c.weights_of(1, 0).unwrap(), &[(1, 65535), (2, 32768)]);
+    assert_eq!(c.mechanism_weights(1, 1, 0).unwrap(), vec![(2, 65535)]);
+    assert!(matches!(
+        m1.submit(&mut c, 2, &[2], &[1]).unwrap(),
+        Submitted::RateLimited { until_block: 3 }
+    ));
+    let calls: Vec<_> = c.calls().map(|r| (r.call, r.refused.is_none())).collect();
+    assert_eq!(
+        calls,
+        vec![("set_weights", true), ("set_mechanism_weights", true)]
+    );
+    // Reopened, mechanism 1 still knows its last set.
+    drop((m0, m1));
+    let m0 = WeightSubmitter::open(&path, key(1), 1, CommitMode::Hash).unwrap();
+    let mut m1 = m0.for_mechanism(1).unwrap();
+    assert!(matches!(
+        m1.submit(&mut c, 3, &[2], &[1]).unwrap(),
+        Submitted::RateLimited { .. }
+    ));
+}
+
+#[test]
+fn a_mechanism_hash_commit_is_kept_apart_and_revealed_in_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = chain(true);
+    c.set_mechanism_count(1, 3).unwrap();
+    let m0 =
+        WeightSubmitter::open(&dir.path().join("h.redb"), key(1), 1, CommitMode::Hash).unwrap();
+    let mut m2 = m0.for_mechanism(2).unwrap();
+    let Submitted::Committed { hash, window } = m2.submit(&mut c, 6, &[1, 2], &[1, 3]).unwrap()
+    else {
+        panic!("a hash commit")
+    };
+    let (_, p) = m2.pending().unwrap().remove(0);
+    let index = crate::storage_index(1, 2).unwrap();
+    assert_eq!(
+        hash,
+        commit_hash(&key(1), index, &p.uids, &p.values, &p.salt, p.version_key),
+        "hashed over the mechanism's storage index"
+    );
+    assert!(
+        m0.pending().unwrap().is_empty(),
+        "mechanism 0 holds nothing"
+    );
+    c.advance(window.first_block - head(&c));
+    let b = head(&c);
+    let r = m2.reveal_due(&mut c, b).unwrap();
+    assert!(
+        matches!(&r[..], [Reveal::Revealed { epoch: 6, .. }]),
+        "{r:?}"
+    );
+    assert_eq!(
+        c.mechanism_weights(1, 2, 0).unwrap(),
+        vec![(1, 21845), (2, 65535)]
+    );
+    assert!(c.weights(1, 0).unwrap().is_empty());
+    let calls: Vec<_> = c
+        .calls()
+        .map(|r| (r.call, r.mecid, r.refused.clone()))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            ("commit_mechanism_weights", 2, None),
+            ("reveal_mechanism_weights", 2, None)
+        ]
     );
 }

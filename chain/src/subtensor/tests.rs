@@ -176,6 +176,15 @@ fn fake_node() -> Option<(Arc<Mutex<FakeNode>>, Vec<Neuron>)> {
         key(&md, "MaxWeightsLimit", (1u16,)),
         hexv(32768u16.encode()),
     );
+    // Subnet 1 has two mechanisms; mechanism 1's weights live at storage index 4096 + 1.
+    storage.insert(
+        key(&md, "MechanismCountCurrent", (1u16,)),
+        hexv(2u8.encode()),
+    );
+    storage.insert(
+        key(&md, "Weights", (4097u16, 0u16)),
+        hexv(vec![(1u16, 65535u16)].encode()),
+    );
     let node = FakeNode {
         metadata_hex: format!("0x{}", hex::encode(&bytes)),
         storage,
@@ -196,6 +205,12 @@ fn metagraph_and_hyperparams_read_through_rpc() {
     assert_eq!(mg.block.hash, [0x11; 32]);
     assert_eq!(c.weights(1, 0).unwrap(), vec![(0, 65535), (2, 1234)]);
     assert_eq!(c.weights(1, 1).unwrap(), vec![], "none set reads empty");
+    assert_eq!(c.mechanism_count(1).unwrap(), 2);
+    assert_eq!(c.mechanism_weights(1, 1, 0).unwrap(), vec![(1, 65535)]);
+    assert_eq!(
+        c.mechanism_count(2),
+        Err(ChainError::Pallet(PalletError::SubnetNotExists))
+    );
     let hp = c.hyperparams(1).unwrap();
     assert_eq!(hp.tempo, 99);
     assert_eq!(hp.max_weight_limit, 32768);
