@@ -17,6 +17,10 @@
 //! 4. Challenges combine by emission share: each challenge's weights are scaled to
 //!    `share × 10^12 / Σ weights` (floor, u128) and summed per miner uid. Miners not in the
 //!    metagraph get nothing.
+//! 5. Each subnet mechanism gets its own weights, combined (rule 4) from the challenges that
+//!    name it; mechanism 0's are `weights`, the others' `mechanism_weights`. Where every
+//!    challenge is mechanism 0's, the result and its digest are what they were before
+//!    mechanisms.
 
 use std::collections::BTreeMap;
 
@@ -55,6 +59,8 @@ pub struct Challenge {
     pub emission_share: u32,
     /// Its weight rule.
     pub rule: WeightRule,
+    /// The subnet mechanism its weights go to.
+    pub mechanism: u8,
 }
 
 /// One validator's result for one miner's counted submission to one challenge.
@@ -117,8 +123,11 @@ pub struct Flagged {
 pub struct EpochResult {
     /// Agreed score per (challenge, miner).
     pub scores: BTreeMap<(u32, Hotkey), u64>,
-    /// Combined weight per miner uid (uid order; zero weights omitted).
+    /// Combined weight per miner uid for mechanism 0 (uid order; zero weights omitted).
     pub weights: Vec<(u16, u64)>,
+    /// The same for each other mechanism a challenge names, by mechanism (those with no
+    /// weight omitted).
+    pub mechanism_weights: Vec<(u8, Vec<(u16, u64)>)>,
     /// Flagged validators, sorted.
     pub flagged: Vec<Flagged>,
     /// sha256 of the canonical encoding of epoch, scores and weights: what consensus votes on.
@@ -196,7 +205,7 @@ pub fn compute(input: &EpochInput) -> EpochResult {
         scores.insert((challenge, miner), agreed);
     }
 
-    let mut combined: BTreeMap<u16, u128> = BTreeMap::new();
+    let mut combined: BTreeMap<u8, BTreeMap<u16, u128>> = BTreeMap::new();
     let mut challenges = input.challenges.clone();
     challenges.sort_by_key(|c| c.id);
     challenges.dedup_by_key(|c| c.id);
@@ -216,16 +225,29 @@ pub fn compute(input: &EpochInput) -> EpochResult {
         if sum == 0 {
             continue;
         }
+        let mechanism = combined.entry(c.mechanism).or_default();
         for (uid, x) in w {
-            *combined.entry(uid).or_default() +=
+            *mechanism.entry(uid).or_default() +=
                 u128::from(c.emission_share) * WEIGHT_SCALE * x / sum;
         }
     }
-    let weights: Vec<(u16, u64)> = combined
+    let mut per_mechanism: Vec<(u8, Vec<(u16, u64)>)> = combined
         .into_iter()
-        .filter(|(_, w)| *w > 0)
-        .map(|(uid, w)| (uid, u64::try_from(w).unwrap_or(u64::MAX)))
+        .map(|(m, c)| {
+            let w = c
+                .into_iter()
+                .filter(|(_, w)| *w > 0)
+                .map(|(uid, w)| (uid, u64::try_from(w).unwrap_or(u64::MAX)))
+                .collect();
+            (m, w)
+        })
+        .filter(|(_, w): &(u8, Vec<(u16, u64)>)| !w.is_empty())
         .collect();
+    let weights = match per_mechanism.first() {
+        Some((0, _)) => per_mechanism.remove(0).1,
+        _ => Vec::new(),
+    };
+    let mechanism_weights = per_mechanism;
     flagged.sort();
 
     let mut h = Sha256::new();
@@ -237,14 +259,27 @@ pub fn compute(input: &EpochInput) -> EpochResult {
         h.update(m);
         h.update(s.to_le_bytes());
     }
-    h.update((weights.len() as u64).to_le_bytes());
-    for (uid, w) in &weights {
-        h.update(uid.to_le_bytes());
-        h.update(w.to_le_bytes());
+    let section = |h: &mut Sha256, weights: &[(u16, u64)]| {
+        h.update((weights.len() as u64).to_le_bytes());
+        for (uid, w) in weights {
+            h.update(uid.to_le_bytes());
+            h.update(w.to_le_bytes());
+        }
+    };
+    section(&mut h, &weights);
+    // Only where a challenge names another mechanism: otherwise the digest is unchanged.
+    if !mechanism_weights.is_empty() {
+        h.update(b"mechanisms");
+        h.update((mechanism_weights.len() as u64).to_le_bytes());
+        for (m, w) in &mechanism_weights {
+            h.update([*m]);
+            section(&mut h, w);
+        }
     }
     EpochResult {
         scores,
         weights,
+        mechanism_weights,
         flagged,
         digest: h.finalize().into(),
     }
@@ -284,11 +319,13 @@ mod tests {
                     id: 1,
                     emission_share: 3,
                     rule: WeightRule::Proportional,
+                    mechanism: 0,
                 },
                 Challenge {
                     id: 2,
                     emission_share: 1,
                     rule: WeightRule::WinnerTakesAll,
+                    mechanism: 0,
                 },
             ],
             miners: [(k(50), 0u16), (k(51), 1), (k(52), 2)]
@@ -348,6 +385,67 @@ mod tests {
                 (1, (3 * WEIGHT_SCALE * 200 / 800) as u64),
                 (2, WEIGHT_SCALE as u64),
             ]
+        );
+    }
+
+    /// The digest's layout before mechanisms, by hand: what a result with every challenge on
+    /// mechanism 0 must still hash to.
+    fn digest_v1(epoch: u64, r: &EpochResult) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"platform/epoch-result/v1");
+        h.update(epoch.to_le_bytes());
+        h.update((r.scores.len() as u64).to_le_bytes());
+        for ((c, m), s) in &r.scores {
+            h.update(c.to_le_bytes());
+            h.update(m);
+            h.update(s.to_le_bytes());
+        }
+        h.update((r.weights.len() as u64).to_le_bytes());
+        for (uid, w) in &r.weights {
+            h.update(uid.to_le_bytes());
+            h.update(w.to_le_bytes());
+        }
+        h.finalize().into()
+    }
+
+    #[test]
+    fn each_mechanism_combines_its_own_challenges() {
+        let mut i = input();
+        for v in 1..=4 {
+            i.reports.push(report(v, 1, 50, 600));
+            i.reports.push(report(v, 1, 51, 200));
+            i.reports.push(report(v, 2, 52, 900));
+        }
+        let all_zero = compute(&i);
+        assert!(all_zero.mechanism_weights.is_empty());
+        assert_eq!(
+            all_zero.digest,
+            digest_v1(i.epoch, &all_zero),
+            "all on mechanism 0: the digest of before"
+        );
+        // Challenge 2 to mechanism 1: it takes its whole share there, alone.
+        i.challenges[1].mechanism = 1;
+        let r = compute(&i);
+        assert_eq!(r.scores, all_zero.scores);
+        assert_eq!(
+            r.weights,
+            vec![
+                (0, (3 * WEIGHT_SCALE * 600 / 800) as u64),
+                (1, (3 * WEIGHT_SCALE * 200 / 800) as u64),
+            ]
+        );
+        assert_eq!(
+            r.mechanism_weights,
+            vec![(1, vec![(2, WEIGHT_SCALE as u64)])]
+        );
+        assert_ne!(r.digest, all_zero.digest, "the split is part of the digest");
+        // Every challenge elsewhere: mechanism 0 gets nothing.
+        i.challenges[0].mechanism = 3;
+        let r = compute(&i);
+        assert!(r.weights.is_empty());
+        assert_eq!(
+            r.mechanism_weights.iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![1, 3]
         );
     }
 

@@ -70,20 +70,64 @@ pub struct EpochValue {
 }
 
 /// A committed epoch, as the store keeps it.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// Encoding: `SCALE(height, digest, weights, scored, reports, flagged)`, then
+/// `SCALE(mechanism_weights)` only when it is not empty, so records stored before mechanisms
+/// decode unchanged.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EpochRecord {
     /// Consensus height that committed it.
     pub height: u64,
     /// The result digest.
     pub digest: [u8; 32],
-    /// Combined weights (uid, value).
+    /// Combined weights (uid, value) for the subnet's mechanism 0.
     pub weights: Vec<(u16, u64)>,
+    /// Combined weights for each other mechanism a challenge names.
+    pub mechanism_weights: Vec<(u8, Vec<(u16, u64)>)>,
     /// Number of (challenge, miner) pairs with an agreed score.
     pub scored: u32,
     /// Number of reports in the input.
     pub reports: u32,
     /// Validators flagged for disagreeing.
     pub flagged: u32,
+}
+
+impl Encode for EpochRecord {
+    fn encode_to<T: parity_scale_codec::Output + ?Sized>(&self, dest: &mut T) {
+        (
+            self.height,
+            self.digest,
+            &self.weights,
+            self.scored,
+            self.reports,
+            self.flagged,
+        )
+            .encode_to(dest);
+        if !self.mechanism_weights.is_empty() {
+            self.mechanism_weights.encode_to(dest);
+        }
+    }
+}
+
+impl Decode for EpochRecord {
+    fn decode<I: parity_scale_codec::Input>(
+        input: &mut I,
+    ) -> Result<Self, parity_scale_codec::Error> {
+        let (height, digest, weights, scored, reports, flagged) = Decode::decode(input)?;
+        let mechanism_weights = match input.remaining_len()? {
+            Some(0) => Vec::new(),
+            _ => Decode::decode(input)?,
+        };
+        Ok(EpochRecord {
+            height,
+            digest,
+            weights,
+            mechanism_weights,
+            scored,
+            reports,
+            flagged,
+        })
+    }
 }
 
 /// An owner's challenge change as `platform challenge` sends it to a validator's API: the
@@ -174,6 +218,35 @@ mod tests {
             ],
         };
         assert_eq!(Batch::decode_checked(&b.encode()), None, "duplicate pair");
+    }
+
+    #[test]
+    fn epoch_records_from_before_mechanisms_still_decode() {
+        let mut r = EpochRecord {
+            height: 5,
+            digest: [9; 32],
+            weights: vec![(1, 7), (3, 8)],
+            mechanism_weights: Vec::new(),
+            scored: 2,
+            reports: 8,
+            flagged: 0,
+        };
+        let old = (
+            5u64,
+            [9u8; 32],
+            vec![(1u16, 7u64), (3, 8)],
+            2u32,
+            8u32,
+            0u32,
+        )
+            .encode();
+        assert_eq!(r.encode(), old, "no mechanisms: the bytes of before");
+        assert_eq!(decode_exact::<EpochRecord>(&old), Some(r.clone()));
+        r.mechanism_weights = vec![(1, vec![(2, 4)]), (3, vec![(0, 1)])];
+        let new = r.encode();
+        assert_eq!(new.len(), old.len() + r.mechanism_weights.encode().len());
+        assert_eq!(decode_exact::<EpochRecord>(&new), Some(r));
+        assert_eq!(decode_exact::<EpochRecord>(&new[..new.len() - 1]), None);
     }
 
     #[test]

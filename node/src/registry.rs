@@ -87,7 +87,21 @@ pub enum Change {
     Activate(u32),
     /// Stop evaluating and weighting a challenge.
     Deactivate(u32),
+    /// Send a challenge's weights to one of the subnet's incentive mechanisms (0: the
+    /// subnet's original one, where every challenge starts). A variant added after the first
+    /// four: their encodings are unchanged, and a node from before refuses this one as
+    /// malformed.
+    SetMechanism {
+        /// Challenge id.
+        id: u32,
+        /// The mechanism (0 to [`MECHANISM_MAX`]).
+        mecid: u8,
+    },
 }
+
+/// Highest mechanism a challenge may name: the pallet stores mechanism `m` of subnet `n` at
+/// `m × 4096 + n`, a `u16`.
+pub const MECHANISM_MAX: u8 = 15;
 
 /// A change with its nonce and the owner's signature.
 ///
@@ -245,12 +259,44 @@ impl RegistryError {
 }
 
 /// A registered challenge.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// Encoding: `SCALE(meta, active)`, then the mechanism as one byte only when it is not 0, so
+/// entries stored before mechanisms read as mechanism 0's and mechanism-0 entries keep their
+/// bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     /// Its metadata.
     pub meta: ChallengeMeta,
     /// Whether it is evaluated and weighted.
     pub active: bool,
+    /// The subnet mechanism its weights go to.
+    pub mechanism: u8,
+}
+
+impl Encode for Entry {
+    fn encode_to<T: Output + ?Sized>(&self, dest: &mut T) {
+        self.meta.encode_to(dest);
+        self.active.encode_to(dest);
+        if self.mechanism != 0 {
+            dest.push_byte(self.mechanism);
+        }
+    }
+}
+
+impl Decode for Entry {
+    fn decode<I: Input>(input: &mut I) -> Result<Self, parity_scale_codec::Error> {
+        let meta = ChallengeMeta::decode(input)?;
+        let active = bool::decode(input)?;
+        let mechanism = match input.remaining_len()? {
+            Some(0) => 0,
+            _ => input.read_byte()?,
+        };
+        Ok(Entry {
+            meta,
+            active,
+            mechanism,
+        })
+    }
 }
 
 /// The registry's state.
@@ -343,6 +389,7 @@ impl Registry {
                     Entry {
                         meta: m.clone(),
                         active: false,
+                        mechanism: 0,
                     },
                 );
             }
@@ -367,6 +414,16 @@ impl Registry {
                     .ok_or(RegistryError::Unknown(*id))?;
                 e.active = matches!(sc.change, Change::Activate(_));
             }
+            Change::SetMechanism { id, mecid } => {
+                if *mecid > MECHANISM_MAX {
+                    return Err(RegistryError::Invalid("mechanism must be 0 to 15"));
+                }
+                let e = self
+                    .entries
+                    .get_mut(id)
+                    .ok_or(RegistryError::Unknown(*id))?;
+                e.mechanism = *mecid;
+            }
         }
         self.last_nonce = sc.nonce;
         Ok(())
@@ -374,7 +431,12 @@ impl Registry {
 
     /// The active challenges, by id.
     pub fn active(&self) -> impl Iterator<Item = &ChallengeMeta> {
-        self.entries.values().filter(|e| e.active).map(|e| &e.meta)
+        self.active_entries().map(|e| &e.meta)
+    }
+
+    /// The active challenges' entries (metadata and mechanism), by id.
+    pub fn active_entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values().filter(|e| e.active)
     }
 
     /// Every entry, by id.
@@ -536,5 +598,39 @@ mod tests {
             b.truncate(b.len() - i % 3);
             assert!(r.verify(&b).is_err() || b == valid);
         }
+    }
+
+    #[test]
+    fn a_challenge_names_its_mechanism_and_older_entries_read_as_mechanism_0() {
+        let mut r = Registry::new(owner().public());
+        r.apply(&signed(Change::Publish(meta(4, 1)), 1)).unwrap();
+        let before = r.entries()[&4].encode();
+        assert_eq!(
+            before,
+            (&meta(4, 1), false).encode(),
+            "a mechanism-0 entry keeps the bytes it had before mechanisms"
+        );
+        // The new change is variant 4; the first four keep their indexes.
+        let set = Change::SetMechanism { id: 4, mecid: 2 };
+        assert_eq!(set.encode(), vec![4, 4, 0, 0, 0, 2]);
+        assert_eq!(Change::Deactivate(4).encode()[0], 3);
+        assert_eq!(
+            r.verify(&signed(Change::SetMechanism { id: 9, mecid: 1 }, 2)),
+            Err(RegistryError::Unknown(9))
+        );
+        assert_eq!(
+            r.verify(&signed(Change::SetMechanism { id: 4, mecid: 16 }, 2)),
+            Err(RegistryError::Invalid("mechanism must be 0 to 15"))
+        );
+        r.apply(&signed(set, 2)).unwrap();
+        let e = &r.entries()[&4];
+        assert_eq!(e.mechanism, 2);
+        let stored = e.encode();
+        assert_eq!(stored.len(), before.len() + 1);
+        // Restored from storage, old and new entries alike.
+        let back = Registry::restore(owner().public(), &[(4, stored)], 2).unwrap();
+        assert_eq!(back.entries()[&4].mechanism, 2);
+        let old = Registry::restore(owner().public(), &[(4, before)], 1).unwrap();
+        assert_eq!(old.entries()[&4].mechanism, 0);
     }
 }

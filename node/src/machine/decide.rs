@@ -346,11 +346,12 @@ impl<S: Storage> Machine<S> {
                 .collect(),
             challenges: self
                 .registry
-                .active()
-                .map(|m| epoch::Challenge {
-                    id: m.id,
-                    emission_share: m.emission_share,
-                    rule: m.rule.into(),
+                .active_entries()
+                .map(|e| epoch::Challenge {
+                    id: e.meta.id,
+                    emission_share: e.meta.emission_share,
+                    rule: e.meta.rule.into(),
+                    mechanism: e.mechanism,
                 })
                 .collect(),
             miners: roster.miners.clone(),
@@ -553,10 +554,15 @@ impl<S: Storage> Machine<S> {
                         f.flag
                     );
                 }
-                (r.weights.clone(), r.scores.len(), r.flagged.len())
+                (
+                    (r.weights.clone(), r.mechanism_weights.clone()),
+                    r.scores.len(),
+                    r.flagged.len(),
+                )
             }
-            None => (Vec::new(), 0, 0),
+            None => ((Vec::new(), Vec::new()), 0, 0),
         };
+        let (weights, mechanism_weights) = weights;
         let reports: usize = v
             .batches
             .iter()
@@ -575,7 +581,9 @@ impl<S: Storage> Machine<S> {
                     );
                     changed.insert(match &sc.change {
                         Change::Publish(m) | Change::Update(m) => m.id,
-                        Change::Activate(id) | Change::Deactivate(id) => *id,
+                        Change::Activate(id)
+                        | Change::Deactivate(id)
+                        | Change::SetMechanism { id, .. } => *id,
                     });
                 }
                 Err(e) => tracing::error!("committed registry change refused: {e}"),
@@ -589,6 +597,7 @@ impl<S: Storage> Machine<S> {
             height: d.height,
             digest: v.digest,
             weights,
+            mechanism_weights,
             scored: u32::try_from(scored).unwrap_or(u32::MAX),
             reports: u32::try_from(reports).unwrap_or(u32::MAX),
             flagged: u32::try_from(flagged).unwrap_or(u32::MAX),

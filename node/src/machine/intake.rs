@@ -32,6 +32,7 @@ pub(super) fn change_name(c: &Change) -> String {
         Change::Update(m) => format!("update {} ({}) v{}", m.id, m.name, m.version),
         Change::Activate(id) => format!("activate {id}"),
         Change::Deactivate(id) => format!("deactivate {id}"),
+        Change::SetMechanism { id, mecid } => format!("weights of {id} to mechanism {mecid}"),
     }
 }
 
