@@ -308,6 +308,23 @@ impl WeightSubmitter {
         self.mecid
     }
 
+    /// The subnet's mechanisms other than this one with hash commits pending in the shared
+    /// file (a restarted node reveals them too), ascending.
+    pub fn pending_mechanisms(&self) -> Result<Vec<u8>, ChainError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(PENDING).map_err(store_err)?;
+        let mut out = std::collections::BTreeSet::new();
+        for row in redb::ReadableTable::iter(&t).map_err(store_err)? {
+            let (k, _) = row.map_err(store_err)?;
+            let index = k.value().0;
+            if index % crate::pallet::GLOBAL_MAX_SUBNET_COUNT == self.netuid && index != self.index
+            {
+                out.insert((index / crate::pallet::GLOBAL_MAX_SUBNET_COUNT) as u8);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
     /// The first block our next weights may land at under the rate limit, if later than
     /// `block`.
     fn rate_limited_until(&self, block: u64) -> Option<u64> {

@@ -67,6 +67,8 @@ pub fn roster_of(m: &Metagraph) -> Roster {
 pub struct WeightsJob {
     /// The epoch.
     pub epoch: u64,
+    /// The subnet mechanism they go to.
+    pub mecid: u8,
     /// Uids.
     pub uids: Vec<u16>,
     /// Integer weights (any scale; conformed by the submitter).
@@ -90,6 +92,75 @@ pub struct ChainStatus {
     pub errors: u64,
     /// Hash commits waiting for their reveal.
     pub pending_reveals: Vec<PendingReveal>,
+    /// The subnet's incentive mechanisms (`MechanismCountCurrent`), as last read (at start
+    /// and with each epoch's metagraph).
+    pub mechanism_count: Option<u8>,
+    /// The same as `last_epoch`, `last_outcome` and `onchain_weights` (which are mechanism
+    /// 0's) for each other mechanism a challenge sends weights to.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub mechanisms: std::collections::BTreeMap<u8, MechanismStatus>,
+}
+
+/// What the chain thread last did for one mechanism other than 0 (for `status`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct MechanismStatus {
+    /// Last epoch whose weights were submitted.
+    pub last_epoch: Option<u64>,
+    /// What happened to it.
+    pub last_outcome: String,
+    /// What the chain holds as this validator's weights for the mechanism.
+    pub onchain_weights: Vec<(u16, u16)>,
+}
+
+impl ChainStatus {
+    /// Record what happened to `epoch`'s weights for `mecid`.
+    fn outcome(&mut self, mecid: u8, epoch: u64, outcome: String) {
+        if mecid == 0 {
+            self.last_epoch = Some(epoch);
+            self.last_outcome = outcome;
+        } else {
+            let m = self.mechanisms.entry(mecid).or_default();
+            m.last_epoch = Some(epoch);
+            m.last_outcome = outcome;
+        }
+    }
+
+    fn onchain(&mut self, mecid: u8, weights: Vec<(u16, u16)>) {
+        if mecid == 0 {
+            self.onchain_weights = weights;
+        } else {
+            self.mechanisms.entry(mecid).or_default().onchain_weights = weights;
+        }
+    }
+}
+
+/// The weight submitters of the subnet's mechanisms: mechanism 0's, and each other one's
+/// made when its first weights come (or at start, where it has commits to reveal).
+struct Submitters(std::collections::BTreeMap<u8, WeightSubmitter>);
+
+impl Submitters {
+    fn new(base: WeightSubmitter) -> Submitters {
+        let mut all = std::collections::BTreeMap::new();
+        let pending = base.pending_mechanisms().unwrap_or_default();
+        for m in pending {
+            match base.for_mechanism(m) {
+                Ok(s) => {
+                    all.insert(m, s);
+                }
+                Err(e) => tracing::warn!(mecid = m, "pending commits of mechanism {m}: {e}"),
+            }
+        }
+        all.insert(0, base);
+        Submitters(all)
+    }
+
+    fn get(&mut self, mecid: u8) -> Result<&mut WeightSubmitter, platform_chain::ChainError> {
+        if !self.0.contains_key(&mecid) {
+            let s = self.0[&0].for_mechanism(mecid)?;
+            self.0.insert(mecid, s);
+        }
+        Ok(self.0.get_mut(&mecid).expect("inserted"))
+    }
 }
 
 /// A hash commit waiting for its reveal (for `status`).
@@ -97,6 +168,8 @@ pub struct ChainStatus {
 pub struct PendingReveal {
     /// The epoch whose weights it commits.
     pub epoch: u64,
+    /// The subnet mechanism it commits to.
+    pub mecid: u8,
     /// The head when it was sent (unknown for commits stored by an earlier release).
     pub commit_block: Option<u64>,
     /// First block the chain takes its reveal.
@@ -191,7 +264,7 @@ impl Backend {
 /// Run the chain thread until `jobs` closes.
 pub fn run(
     mut backend: Backend,
-    mut submitter: WeightSubmitter,
+    submitter: WeightSubmitter,
     netuid: u16,
     hotkey: [u8; 32],
     jobs: Receiver<ChainJob>,
@@ -202,7 +275,9 @@ pub fn run(
     let mut blocks_made = 0u64;
     let mut head = None;
     let poll = backend.poll_interval();
-    show_pending(&submitter, &status); // what a restarted node still has to reveal
+    let mut submitters = Submitters::new(submitter);
+    show_pending(&submitters, &status); // what a restarted node still has to reveal
+    read_mechanisms(&backend, netuid, &status);
     let mut last_poll = Instant::now() - poll;
     loop {
         let mut batch = Vec::new();
@@ -217,6 +292,7 @@ pub fn run(
         for job in batch {
             match job {
                 ChainJob::Roster { epoch, block } => {
+                    read_mechanisms(&backend, netuid, &status);
                     let ev = match backend.chain().metagraph_at(netuid, block) {
                         Ok(m) => ChainEvent::Roster {
                             epoch,
@@ -229,9 +305,14 @@ pub fn run(
                     };
                     let _ = events.send(ev);
                 }
-                ChainJob::Weights(job) => {
-                    submit(&mut backend, &mut submitter, netuid, &hotkey, &job, &status)
-                }
+                ChainJob::Weights(job) => submit(
+                    &mut backend,
+                    &mut submitters,
+                    netuid,
+                    &hotkey,
+                    &job,
+                    &status,
+                ),
             }
         }
         if let Backend::Sim { chain, block_time } = &mut backend {
@@ -254,7 +335,7 @@ pub fn run(
                     let _ = events.send(ChainEvent::Block(b.number));
                     reveal(
                         &mut backend,
-                        &mut submitter,
+                        &mut submitters,
                         (netuid, &hotkey),
                         b.number,
                         &status,
@@ -268,13 +349,16 @@ pub fn run(
 
 fn submit(
     backend: &mut Backend,
-    submitter: &mut WeightSubmitter,
+    submitters: &mut Submitters,
     netuid: u16,
     hotkey: &[u8; 32],
     job: &WeightsJob,
     status: &Mutex<ChainStatus>,
 ) {
-    let r = submitter.submit(backend.chain(), job.epoch, &job.uids, &job.weights);
+    let mecid = job.mecid;
+    let r = submitters
+        .get(mecid)
+        .and_then(|s| s.submit(backend.chain(), job.epoch, &job.uids, &job.weights));
     let outcome = match &r {
         Ok(Submitted::Set { uids, .. }) => format!("set {} weights", uids.len()),
         Ok(Submitted::Timelocked { reveal_round }) => {
@@ -297,22 +381,26 @@ fn submit(
     };
     metrics::counter!(crate::metrics::WEIGHTS, "result" => label).increment(1);
     if r.is_err() {
-        tracing::warn!(epoch = job.epoch, "weights not submitted: {outcome}");
+        tracing::warn!(epoch = job.epoch, mecid, "weights not submitted: {outcome}");
     } else {
-        tracing::info!(epoch = job.epoch, "weights: {outcome}");
+        tracing::info!(epoch = job.epoch, mecid, "weights: {outcome}");
     }
     {
         let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
-        s.last_epoch = Some(job.epoch);
-        s.last_outcome = outcome;
+        s.outcome(mecid, job.epoch, outcome);
         s.errors += u64::from(r.is_err());
     }
     if let Ok(Submitted::Committed { .. }) = &r {
-        show_pending(submitter, status);
+        show_pending(submitters, status);
     }
     if let Ok(Submitted::Set { uids, values }) = &r {
-        let me = (netuid, hotkey, submitter.uid());
-        read_back(backend, me, Some((uids, values)), status);
+        let uid = submitters.get(mecid).ok().and_then(|s| s.uid());
+        read_back(
+            backend,
+            (netuid, mecid, hotkey, uid),
+            Some((uids, values)),
+            status,
+        );
     }
 }
 
@@ -320,20 +408,35 @@ fn submit(
 /// commit's window), then show what is pending.
 fn reveal(
     backend: &mut Backend,
-    submitter: &mut WeightSubmitter,
+    submitters: &mut Submitters,
     (netuid, hotkey): (u16, &[u8; 32]),
     block: u64,
     status: &Mutex<ChainStatus>,
 ) {
+    let mut changed = false;
+    for submitter in submitters.0.values_mut() {
+        changed |= reveal_one(backend, submitter, (netuid, hotkey), block, status);
+    }
+    // Waiting changes nothing: the pending list is shown again only when it changed.
+    if changed {
+        show_pending(submitters, status);
+    }
+}
+
+/// [`reveal`] for one mechanism; whether its pending list changed.
+fn reveal_one(
+    backend: &mut Backend,
+    submitter: &mut WeightSubmitter,
+    (netuid, hotkey): (u16, &[u8; 32]),
+    block: u64,
+    status: &Mutex<ChainStatus>,
+) -> bool {
+    let mecid = submitter.mecid();
     match submitter.reveal_due(backend.chain(), block) {
         Ok(outcomes) => {
-            // Waiting changes nothing: the pending list is shown again only when it changed.
-            if outcomes
+            let changed = outcomes
                 .iter()
-                .any(|r| !matches!(r, Reveal::Waiting { .. }))
-            {
-                show_pending(submitter, status);
-            }
+                .any(|r| !matches!(r, Reveal::Waiting { .. }));
             for r in outcomes {
                 let label = match &r {
                     Reveal::Waiting { .. } => continue,
@@ -342,8 +445,8 @@ fn reveal(
                         uids,
                         values,
                     } => {
-                        tracing::info!(epoch, block, "weights revealed");
-                        let me = (netuid, hotkey, submitter.uid());
+                        tracing::info!(epoch, block, mecid, "weights revealed");
+                        let me = (netuid, mecid, hotkey, submitter.uid());
                         read_back(backend, me, Some((uids, values)), status);
                         "revealed"
                     }
@@ -370,26 +473,46 @@ fn reveal(
                 };
                 metrics::counter!(crate::metrics::REVEALS, "outcome" => label).increment(1);
             }
+            changed
         }
-        Err(e) => tracing::warn!("pending commits: {e}"),
+        Err(e) => {
+            tracing::warn!(mecid, "pending commits: {e}");
+            false
+        }
+    }
+}
+
+/// Read the subnet's mechanism count into `status` (kept as it was when unreadable).
+fn read_mechanisms(backend: &Backend, netuid: u16, status: &Mutex<ChainStatus>) {
+    match backend.chain_ref().mechanism_count(netuid) {
+        Ok(n) => {
+            status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .mechanism_count = Some(n)
+        }
+        Err(e) => tracing::debug!("mechanism count: {e}"),
     }
 }
 
 /// Put the pending hash commits, with their reveal windows, into `status`.
-fn show_pending(submitter: &WeightSubmitter, status: &Mutex<ChainStatus>) {
-    let pending = submitter.pending().unwrap_or_default();
+fn show_pending(submitters: &Submitters, status: &Mutex<ChainStatus>) {
+    let mut all = Vec::new();
+    for (mecid, s) in &submitters.0 {
+        for (epoch, p) in s.pending().unwrap_or_default() {
+            all.push(PendingReveal {
+                epoch,
+                mecid: *mecid,
+                commit_block: p.window.map(|w| w.commit_block),
+                reveal_from: p.window.map(|w| w.first_block),
+                reveal_until: p.window.map(|w| w.last_block),
+            });
+        }
+    }
     status
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .pending_reveals = pending
-        .iter()
-        .map(|(epoch, p)| PendingReveal {
-            epoch: *epoch,
-            commit_block: p.window.map(|w| w.commit_block),
-            reveal_from: p.window.map(|w| w.first_block),
-            reveal_until: p.window.map(|w| w.last_block),
-        })
-        .collect();
+        .pending_reveals = all;
 }
 
 /// Read our weights back from the chain after a set or reveal, into `status`, and compare
@@ -400,7 +523,7 @@ fn show_pending(submitter: &WeightSubmitter, status: &Mutex<ChainStatus>) {
 /// after a restart) is the metagraph read for it.
 fn read_back(
     backend: &Backend,
-    (netuid, hotkey, uid): (u16, &[u8; 32], Option<u16>),
+    (netuid, mecid, hotkey, uid): (u16, u8, &[u8; 32], Option<u16>),
     meant: Option<(&[u16], &[u16])>,
     status: &Mutex<ChainStatus>,
 ) {
@@ -414,7 +537,11 @@ fn read_back(
                 .map(|n| n.uid)
         }),
     };
-    let read = uid.and_then(|u| u.map_or(Ok(Vec::new()), |u| chain.weights(netuid, u)));
+    let read = uid.and_then(|u| {
+        u.map_or(Ok(Vec::new()), |u| {
+            chain.mechanism_weights(netuid, mecid, u)
+        })
+    });
     let onchain = match read {
         Ok(w) => w,
         Err(e) => {
@@ -439,7 +566,7 @@ fn read_back(
     status
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .onchain_weights = onchain;
+        .onchain(mecid, onchain);
 }
 
 /// Hotkey → uid.

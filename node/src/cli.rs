@@ -72,6 +72,19 @@ pub enum Command {
 /// Commands on a devnet's shared chain.
 #[derive(Subcommand, Debug)]
 pub enum ChainCommand {
+    /// Set the number of incentive mechanisms of the devnet's subnet (the owner's
+    /// `sudo_set_mechanism_count` on the shared simulated chain).
+    Mechanisms {
+        /// The chain's address (`chain` in devnet.json).
+        #[arg(long)]
+        chain: String,
+        /// Mechanisms (1 to 16).
+        #[arg(long)]
+        count: u8,
+        /// Subnet.
+        #[arg(long, default_value_t = crate::devnet::NETUID)]
+        netuid: u16,
+    },
     /// Register a hotkey on the subnet: a miner (no stake) counts from the next epoch; with
     /// stake, a validator votes from the next epoch.
     Register {
@@ -101,6 +114,23 @@ pub enum ChallengeCommand {
     Activate(IdArgs),
     /// Stop evaluating and weighting a challenge.
     Deactivate(IdArgs),
+    /// Send a challenge's weights to one of the subnet's incentive mechanisms (0: the
+    /// subnet's original one, where challenges start). A validator refuses a mechanism the
+    /// subnet does not have.
+    Mechanism(MechanismArgs),
+}
+
+/// A challenge and the mechanism its weights go to.
+#[derive(Args, Debug, Clone)]
+pub struct MechanismArgs {
+    #[command(flatten)]
+    pub owner: OwnerArgs,
+    /// Challenge id.
+    #[arg(long)]
+    pub id: u32,
+    /// The mechanism (0 to 15; the subnet must have it).
+    #[arg(long)]
+    pub mecid: u8,
 }
 
 /// Who signs and where the change goes.
@@ -361,6 +391,16 @@ pub fn main() -> anyhow::Result<()> {
             println!("registered {hotkey} as uid {uid} on subnet {netuid} (stake {stake})");
             Ok(())
         }
+        Command::Chain(ChainCommand::Mechanisms {
+            chain,
+            count,
+            netuid,
+        }) => {
+            let c = crate::chainserver::RemoteChain::new(&chain, Duration::from_secs(10));
+            c.set_mechanism_count(netuid, count)?;
+            println!("subnet {netuid} has {count} mechanisms");
+            Ok(())
+        }
         Command::Challenge(c) => {
             let (owner, change, module) = match &c {
                 ChallengeCommand::Publish(m) => {
@@ -373,6 +413,14 @@ pub fn main() -> anyhow::Result<()> {
                 }
                 ChallengeCommand::Activate(a) => (&a.owner, Change::Activate(a.id), None),
                 ChallengeCommand::Deactivate(a) => (&a.owner, Change::Deactivate(a.id), None),
+                ChallengeCommand::Mechanism(a) => (
+                    &a.owner,
+                    Change::SetMechanism {
+                        id: a.id,
+                        mecid: a.mecid,
+                    },
+                    None,
+                ),
             };
             let key = owner_key(owner)?;
             let scheme = if owner.substrate_signing {

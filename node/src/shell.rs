@@ -102,6 +102,9 @@ impl Shell {
     pub(crate) fn on_app(&mut self, msg: AppMsg, inputs: &mut Vec<Input>) {
         match msg {
             AppMsg::Post { body, reply } => match decode_exact::<ChallengePost>(&body) {
+                Some(post) if let Some(why) = self.mechanism_refusal(&post.change) => {
+                    let _ = reply.send(Err(why));
+                }
                 Some(post) => {
                     let token = self.next_token;
                     self.next_token += 1;
@@ -121,6 +124,25 @@ impl Shell {
                 inputs.push(Input::Fetched { hash, bytes });
             }
         }
+    }
+
+    /// Why a change sending a challenge's weights to a mechanism is refused at the door: the
+    /// subnet (as the chain thread last read it) has no such mechanism. Checked here, not in
+    /// consensus: the count is chain state read at no agreed block, and an owner may add the
+    /// mechanism later.
+    fn mechanism_refusal(&self, change: &[u8]) -> Option<String> {
+        let sc = decode_exact::<crate::registry::SignedChange>(change)?;
+        let crate::registry::Change::SetMechanism { mecid, .. } = sc.change else {
+            return None;
+        };
+        let count = self.view.mechanism_count()?;
+        (mecid >= count).then(|| {
+            format!(
+                "refused: the subnet has {count} mechanism(s) (0 to {}); mechanism {mecid} does \
+                 not exist",
+                count.saturating_sub(1)
+            )
+        })
     }
 
     /// Commit the gathered records when the flush window has passed or they are many.
@@ -426,14 +448,25 @@ impl Shell {
         self.view.push_history(a.epoch, a.pin.block, &a.record);
         // Weights for a recent epoch go to the chain; replayed history does not.
         if a.recent {
-            let (uids, w): (Vec<u16>, Vec<u64>) = a.record.weights.iter().copied().unzip();
-            let job = ChainJob::Weights(WeightsJob {
-                epoch: a.epoch,
-                uids,
-                weights: w,
-            });
-            if self.chain_tx.try_send(job).is_err() {
-                tracing::warn!(epoch = a.epoch, "chain thread busy; weights not queued");
+            // Mechanism 0's always (an empty set is reported as such); each other
+            // mechanism's where a challenge sent it weights.
+            let per_mechanism = std::iter::once((0u8, &a.record.weights))
+                .chain(a.record.mechanism_weights.iter().map(|(m, w)| (*m, w)));
+            for (mecid, weights) in per_mechanism {
+                let (uids, w): (Vec<u16>, Vec<u64>) = weights.iter().copied().unzip();
+                let job = ChainJob::Weights(WeightsJob {
+                    epoch: a.epoch,
+                    mecid,
+                    uids,
+                    weights: w,
+                });
+                if self.chain_tx.try_send(job).is_err() {
+                    tracing::warn!(
+                        epoch = a.epoch,
+                        mecid,
+                        "chain thread busy; weights not queued"
+                    );
+                }
             }
         }
     }

@@ -40,6 +40,7 @@ fn entry(epoch: u64, block: Option<u64>, r: &EpochRecord) -> serde_json::Value {
         "height": r.height,
         "digest": hex::encode(r.digest),
         "weights": r.weights,
+        "mechanism_weights": r.mechanism_weights,
         "scored": r.scored,
         "reports": r.reports,
         "flagged": r.flagged,
@@ -79,6 +80,14 @@ impl StatusView {
             evaluated: 0,
             view_changes: 0,
         }
+    }
+
+    /// The subnet's mechanism count as the chain thread last read it.
+    pub fn mechanism_count(&self) -> Option<u8> {
+        self.chain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .mechanism_count
     }
 
     /// Remember a committed epoch.

@@ -207,6 +207,25 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not signed by the subnet owner"), "{err}");
+    // Weights sent to a mechanism the subnet lacks (it has one): refused at the door, named.
+    let out = run(&[
+        "challenge",
+        "mechanism",
+        "--node",
+        &api(0),
+        "--id",
+        "1",
+        "--mecid",
+        "3",
+        "--owner-seed",
+        &format!("0x{}", hex::encode(platform_node::devnet::owner_seed())),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 mechanism(s)") && err.contains("mechanism 3 does not exist"),
+        "{err}"
+    );
     // `platform status` reads a node.
     let out = run(&["status", "--node", &api(0)]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -686,4 +705,30 @@ fn on_a_commit_reveal_subnet_weights_are_revealed_in_their_window_and_nothing_is
             .any(|l| l.contains("on-chain weights") && l.contains("uid ")),
         "{text}"
     );
+}
+
+#[test]
+fn a_challenge_on_another_mechanism_gets_its_weights_set_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = short_devnet(
+        dir.path(),
+        &[
+            "--nodes",
+            "2",
+            "--challenges",
+            "knapsack,linear-model",
+            "--mechanisms",
+            "2",
+        ],
+    );
+    let calls = text
+        .lines()
+        .find(|l| l.starts_with("chain: weight calls received:"))
+        .unwrap_or_else(|| panic!("no chain summary: {text}"));
+    // knapsack's weights on mechanism 0, linear-model's on mechanism 1, nothing refused.
+    assert!(
+        calls.contains("set_weights") && calls.contains("set_mechanism_weights"),
+        "{calls}"
+    );
+    assert!(calls.ends_with("refused: none"), "{calls}");
 }

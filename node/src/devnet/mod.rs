@@ -75,6 +75,11 @@ pub struct DevnetArgs {
     /// the chain's reveal window (the chain refuses a reveal outside it).
     #[arg(long)]
     pub commit_reveal: bool,
+    /// The subnet's incentive mechanisms (1 to 16). With more than one, the last example
+    /// challenge registered sends its weights to mechanism 1 (a registry change through
+    /// consensus), so validators set weights per mechanism.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub mechanisms: u8,
 }
 
 fn parse_example(name: &str) -> Result<String, String> {
@@ -215,14 +220,15 @@ fn status(api: &str) -> Option<serde_json::Value> {
 }
 
 /// Register the chosen example challenges (all when `names` is empty) through node `api`:
-/// publish then activate.
-fn register_examples(api: &str, names: &[String]) -> anyhow::Result<()> {
+/// publish then activate; with `mechanisms` > 1, the last one's weights go to mechanism 1.
+fn register_examples(api: &str, names: &[String], mechanisms: u8) -> anyhow::Result<()> {
     let owner = Keypair::from_seed(&owner_seed());
     let mut nonce = platform_types::now_ms();
-    for ex in platform_challenges::EXAMPLES
+    let chosen: Vec<_> = platform_challenges::EXAMPLES
         .iter()
         .filter(|e| names.is_empty() || names.iter().any(|n| n == e.name))
-    {
+        .collect();
+    for ex in &chosen {
         let meta = ChallengeMeta {
             id: ex.id,
             name: ex.name.into(),
@@ -260,6 +266,19 @@ fn register_examples(api: &str, names: &[String]) -> anyhow::Result<()> {
             None,
         )?;
         nonce += 2;
+    }
+    if let (true, Some(last)) = (mechanisms > 1, chosen.last()) {
+        crate::client::post_change(
+            api,
+            &owner,
+            Scheme::Platform,
+            Change::SetMechanism {
+                id: last.id,
+                mecid: 1,
+            },
+            nonce,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -319,6 +338,13 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
         args.block_time,
     )?;
     let chain_addr = server.addr().to_string();
+    if args.mechanisms > 1 {
+        server
+            .chain()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_mechanism_count(NETUID, args.mechanisms)?;
+    }
 
     let specs = write_configs(args, &dir, &chain_addr)?;
     let exe = std::env::current_exe()?;
@@ -443,7 +469,7 @@ fn drive(
     }
     println!("devnet: {} nodes connected", up.len());
     if !args.no_challenges {
-        register_examples(&specs[0].api, &args.challenges)?;
+        register_examples(&specs[0].api, &args.challenges, args.mechanisms)?;
         println!("devnet: example challenges sent to v0; they take effect once committed");
     }
     let schedule = Schedule::of_subnet(NETUID, args.epoch_blocks);
