@@ -14,6 +14,7 @@
 //! outside this crate sees a subxt type.
 
 pub mod extrinsic;
+pub mod schedule;
 pub mod sim;
 pub mod submit;
 pub mod subtensor;
@@ -289,6 +290,15 @@ pub trait Chain {
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError>;
+
+    /// The subnet's epoch state at the head, from which the block that reveals a timelocked
+    /// commit follows ([`schedule::EpochSchedule`]). By default the schedule of a runtime
+    /// without the stateful epoch model, from the tempo and the head.
+    fn epoch_schedule(&self, netuid: u16) -> Result<schedule::EpochSchedule, ChainError> {
+        let tempo = self.hyperparams(netuid)?.tempo;
+        let head = self.current_block()?.number;
+        Ok(schedule::EpochSchedule::legacy(netuid, tempo, head))
+    }
 
     /// Mechanism 0's weights from `uid`.
     fn weights(&self, netuid: u16, uid: u16) -> Result<Vec<(u16, u16)>, ChainError> {

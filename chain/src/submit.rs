@@ -434,16 +434,21 @@ impl WeightSubmitter {
                 block_seconds,
                 version,
             } => {
-                // The reveal is due `commit_reveal_period` epochs of `tempo` blocks ahead;
-                // a drand round at about that wall-clock time. (The SDK derives the round
-                // from the subnet's epoch position; this approximation can land a round
-                // earlier or later by up to one epoch.)
-                let reveal_secs =
-                    u64::from(hp.tempo) * hp.commit_reveal_period.max(1) * block_seconds;
+                // The drand round current just after the chain's first reveal block, as the
+                // Bittensor SDK computes it from the subnet's epoch state.
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let reveal_round = timelock::round_at(now + reveal_secs);
+                    .map_or(0.0, |d| d.as_secs_f64());
+                let reveal_round = chain
+                    .epoch_schedule(self.netuid)?
+                    .reveal_round(hp.commit_reveal_period, block_seconds as f64, now)
+                    .ok_or_else(|| {
+                        ChainError::Encode(format!(
+                            "subnet {} runs no epochs (tempo 0): a timelocked commit would \
+                             never be revealed",
+                            self.netuid
+                        ))
+                    })?;
                 let commit = timelock::encrypt(
                     &WeightsTlockPayload {
                         hotkey: self.hotkey.to_vec(),

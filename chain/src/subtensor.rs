@@ -436,6 +436,32 @@ impl Chain for Subtensor {
         self.read(&at, "Weights", (index, uid))
     }
 
+    fn epoch_schedule(&self, netuid: u16) -> Result<crate::schedule::EpochSchedule, ChainError> {
+        let at = self.block_on(self.client.at_current_block())?;
+        self.subnet_exists(&at, netuid)?;
+        let head = at.block_number();
+        let tempo: u16 = self.read(&at, "Tempo", (netuid,))?;
+        let has = |name: &str| {
+            at.metadata_ref()
+                .pallet_by_name("SubtensorModule")
+                .and_then(|p| p.storage())
+                .and_then(|s| s.entry_by_name(name))
+                .is_some()
+        };
+        // A runtime from before the stateful epoch model has epochs at fixed blocks.
+        if !(has("LastEpochBlock") && has("PendingEpochAt") && has("SubnetEpochIndex")) {
+            return Ok(crate::schedule::EpochSchedule::legacy(netuid, tempo, head));
+        }
+        Ok(crate::schedule::EpochSchedule {
+            last_epoch_block: self.read(&at, "LastEpochBlock", (netuid,))?,
+            pending_epoch_at: self.read(&at, "PendingEpochAt", (netuid,))?,
+            epoch_index: self.read(&at, "SubnetEpochIndex", (netuid,))?,
+            tempo: u64::from(tempo),
+            blocks_since_last_step: self.read(&at, "BlocksSinceLastStep", (netuid,))?,
+            head,
+        })
+    }
+
     fn mechanism_count(&self, netuid: u16) -> Result<u8, ChainError> {
         let at = self.block_on(self.client.at_current_block())?;
         self.subnet_exists(&at, netuid)?;

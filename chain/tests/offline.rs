@@ -1,5 +1,5 @@
 //! SubtensorModule calls and extrinsics built by subxt from real Bittensor metadata
-//! (`../shared/chain`), checked byte for byte and by independent code: `scalecodec` +
+//! (`chain/tests/data`, the team's `../shared/chain` files), checked byte for byte and by independent code: `scalecodec` +
 //! `py-sr25519-bindings` decode our signed extrinsic and verify its signature;
 //! `bittensor-drand` decrypts our timelocked commit with drand's round-1000 signature.
 
@@ -24,8 +24,7 @@ fn verify(py: &std::path::PathBuf, script: &str, args: &[&str], req: &Value) -> 
 }
 
 fn metadata(file: &str) -> Option<RuntimeMetadata> {
-    let dir = common::shared_chain()?;
-    let bytes = std::fs::read(dir.join(file)).unwrap();
+    let bytes = std::fs::read(common::reference_data().join(file)).unwrap();
     Some(RuntimeMetadata::from_scale(&bytes).unwrap())
 }
 
@@ -193,7 +192,7 @@ fn signed_mechanism_calls_decode_with_scalecodec() {
     for ((call, ..), args) in mechanism_calls().into_iter().zip(expected) {
         let ext = sign_offline(&md, params, &alice, 3, &call).unwrap();
         let req = json!({
-            "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
+            "metadata": common::reference_data().join("mainnet_v14_2025-11.scale"),
             "extrinsic": hex::encode(&ext.bytes),
             "genesis_hash": FINNEY_GENESIS,
             "spec_version": spec_version,
@@ -266,7 +265,7 @@ fn signed_set_weights_verifies_with_scalecodec_and_sr25519() {
 
     let request = |extrinsic: &[u8]| {
         json!({
-            "metadata": common::shared_chain().unwrap().join("mainnet_v14_2025-11.scale"),
+            "metadata": common::reference_data().join("mainnet_v14_2025-11.scale"),
             "extrinsic": hex::encode(extrinsic),
             "genesis_hash": FINNEY_GENESIS,
             "spec_version": spec_version,
@@ -348,5 +347,116 @@ fn commit_calls_in_real_runtimes() {
         assert!(md.has_call("commit_weights"));
         assert!(md.has_call("reveal_weights"));
         assert_eq!(md.has_call("commit_timelocked_weights"), timelocked);
+    }
+}
+
+/// The reveal round of a timelocked commit, against the Bittensor SDK's own
+/// `get_encrypted_commit_v2` (bittensor-drand) on the same chain state: stateful schedules
+/// (owner-triggered and overdue epochs, several reveal periods, fast blocks) and the
+/// schedules of runtimes without that state, as `EpochSchedule::legacy` gives them.
+#[test]
+fn reveal_rounds_match_the_sdks_stateful_epoch_model() {
+    use platform_chain::schedule::{EpochSchedule, MAX_TEMPO};
+    let Some(py) = common::python() else { return };
+    let base = EpochSchedule {
+        last_epoch_block: 100,
+        pending_epoch_at: 0,
+        epoch_index: 5,
+        tempo: 50,
+        blocks_since_last_step: 20,
+        head: 120,
+    };
+    let mut cases: Vec<(EpochSchedule, u64, f64)> = vec![
+        (base, 1, 12.0),
+        (base, 3, 12.0),
+        (base, 1, 0.25),
+        (
+            EpochSchedule {
+                pending_epoch_at: 125,
+                ..base
+            },
+            1,
+            12.0,
+        ),
+        (
+            EpochSchedule {
+                pending_epoch_at: 121,
+                ..base
+            },
+            2,
+            12.0,
+        ),
+        (
+            EpochSchedule {
+                blocks_since_last_step: MAX_TEMPO + 1,
+                ..base
+            },
+            1,
+            12.0,
+        ),
+        (
+            EpochSchedule {
+                head: 149,
+                blocks_since_last_step: 49,
+                ..base
+            },
+            1,
+            12.0,
+        ),
+        (
+            EpochSchedule {
+                head: 150,
+                blocks_since_last_step: 50,
+                ..base
+            },
+            1,
+            12.0,
+        ),
+        (
+            EpochSchedule {
+                tempo: 360,
+                last_epoch_block: 7_000_000,
+                head: 7_000_359,
+                blocks_since_last_step: 359,
+                ..base
+            },
+            1,
+            12.0,
+        ),
+    ];
+    for (netuid, tempo, head) in [
+        (1u16, 10u16, 0u64),
+        (1, 10, 12),
+        (1, 10, 19),
+        (7, 99, 5_000),
+        (64, 360, 7_123_456),
+    ] {
+        cases.push((EpochSchedule::legacy(netuid, tempo, head), 1, 12.0));
+        cases.push((EpochSchedule::legacy(netuid, tempo, head), 2, 12.0));
+    }
+    let request: Vec<Value> = cases
+        .iter()
+        .map(|(s, period, bt)| {
+            json!({"last_epoch_block": s.last_epoch_block, "pending_epoch_at": s.pending_epoch_at,
+                   "subnet_epoch_index": s.epoch_index, "tempo": s.tempo,
+                   "blocks_since_last_step": s.blocks_since_last_step, "current_block": s.head,
+                   "reveal_period": period, "block_time": bt})
+        })
+        .collect();
+    let out = verify(&py, "reveal_round.py", &[], &Value::Array(request));
+    for ((s, period, bt), sdk) in cases.iter().zip(out.as_array().unwrap()) {
+        let round = sdk["round"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{s:?}: {sdk}"));
+        let lo = s
+            .reveal_round(*period, *bt, sdk["before"].as_f64().unwrap())
+            .unwrap();
+        let hi = s
+            .reveal_round(*period, *bt, sdk["after"].as_f64().unwrap())
+            .unwrap();
+        assert!(
+            (lo..=hi).contains(&round),
+            "{s:?} period {period}: the SDK says {round}, we say {lo}..={hi}"
+        );
     }
 }

@@ -391,20 +391,34 @@ fn timelocked_commits_go_to_the_chain_which_reveals_them() {
         },
     )
     .unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = now();
     let Submitted::Timelocked { reveal_round } = s.submit(&mut c, 3, &[1, 2], &[1, 1]).unwrap()
     else {
         panic!("expected a timelocked commit")
     };
-    let now_round = timelock::round_at(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
+    let after = now();
+    // Committed at block 0 of subnet 1 (tempo 10): the chain reveals it at block 9, the
+    // first of the next epoch; the round current 3 blocks (of 12 s) later.
+    let schedule = crate::schedule::EpochSchedule::legacy(1, 10, 0);
+    assert_eq!(schedule.first_reveal_block(1), Some(9));
+    let (lo, hi) = (
+        schedule.reveal_round(1, 12.0, before).unwrap(),
+        schedule.reveal_round(1, 12.0, after).unwrap(),
     );
-    // One tempo (10 blocks × 12 s = 120 s) ahead: ~40 quicknet rounds.
     assert!(
-        reveal_round >= now_round + 39 && reveal_round <= now_round + 41,
-        "{reveal_round} vs {now_round}"
+        (lo..=hi).contains(&reveal_round),
+        "{reveal_round} vs {lo}..={hi}"
+    );
+    assert_eq!(
+        lo,
+        ((before + 12.0 * 12.0 - timelock::DRAND_QUICKNET_GENESIS as f64) / 3.0).floor() as u64,
+        "12 blocks of 12 s ahead, the round current then"
     );
     assert!(
         s.pending().unwrap().is_empty(),

@@ -32,9 +32,9 @@ struct FakeNode {
 }
 
 fn finney() -> Option<Vec<u8>> {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/chain/finney_2026-04-21.scale");
-    std::fs::read(p).ok()
+    let p =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/finney_2026-04-21.scale");
+    Some(std::fs::read(p).expect("chain/tests/data/finney_2026-04-21.scale, in the repository"))
 }
 
 fn respond(node: &Arc<Mutex<FakeNode>>, name: &str, params: Option<Value>) -> Option<Value> {
@@ -196,7 +196,7 @@ fn fake_node() -> Option<(Arc<Mutex<FakeNode>>, Vec<Neuron>)> {
 #[test]
 fn metagraph_and_hyperparams_read_through_rpc() {
     let Some((node, neurons)) = fake_node() else {
-        return; // ../shared/chain absent: nothing to serve
+        return;
     };
     let c = client(&node).unwrap();
     let mg = c.metagraph(1).unwrap();

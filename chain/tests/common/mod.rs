@@ -1,7 +1,7 @@
 //! Shared by the chain tests: where the reference data and the Python verifiers are, and
-//! how to run a verifier. Where either is missing the test says it is skipped and why;
-//! `PLATFORM_REQUIRE_VERIFIERS=1` (set by `scripts/test.sh`, so CI) turns a missing
-//! verifier environment into a failure instead.
+//! how to run a verifier. The reference data is in the repository; where the verifier
+//! environment is missing the test says it is skipped and why, and
+//! `PLATFORM_REQUIRE_VERIFIERS=1` (set by `scripts/test.sh`, so CI) makes that a failure.
 #![allow(dead_code, clippy::print_stderr)]
 
 use std::io::Write as _;
@@ -13,15 +13,31 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `../shared/chain` beside the checkout, if present.
-pub fn shared_chain() -> Option<PathBuf> {
-    let p = repo().join("../shared/chain");
-    if p.join("README.md").exists() {
-        Some(p)
-    } else {
-        eprintln!("skipped: ../shared/chain not found (real metadata and vectors live there)");
-        None
+/// The real Bittensor metadata the tests decode and sign against (`chain/tests/data`, the
+/// files of the team's `../shared/chain` with the sha256 sums its README gives): checked
+/// before use, so a test never runs on a damaged copy, and never skipped for want of them.
+pub fn reference_data() -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let dir = repo().join("chain/tests/data");
+    let sums =
+        std::fs::read_to_string(dir.join("SHA256SUMS")).expect("chain/tests/data/SHA256SUMS");
+    for line in sums.lines() {
+        let (want, file) = line.split_once("  ").expect("sha256sum format");
+        let bytes = std::fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            want,
+            "{file} is damaged"
+        );
+        // Where the team's copy is beside the checkout, ours is the same file.
+        if let Ok(theirs) = std::fs::read(repo().join("../shared/chain").join(file)) {
+            assert!(
+                theirs == bytes,
+                "{file} differs from ../shared/chain/{file}"
+            );
+        }
     }
+    dir
 }
 
 /// The Python with the verifier packages (`.venv`, made by `scripts/setup.sh`).
