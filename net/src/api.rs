@@ -80,8 +80,24 @@ pub struct Options {
     /// answered with [`NetHandle::admit`]): what counts is then answered at the door. Off,
     /// the net acks every submission that passes its own checks.
     pub admission: bool,
+    /// Durable content behind the in-memory blob caches: a blob request this node cannot
+    /// answer from memory (evicted, or held since before a restart) is answered from here,
+    /// and a blob evicted from memory that the source still holds stays provided in the DHT.
+    pub blobs: Option<Arc<dyn BlobSource>>,
     #[doc(hidden)]
     pub hostile: Hostile,
+}
+
+/// Content the application keeps durably (modules, batches), by sha256: what the net serves
+/// when its memory caches no longer hold a blob. Called on the net thread: a read must be
+/// quick (a local database lookup), never a network call.
+pub trait BlobSource: Send + Sync {
+    /// The blob whose sha256 is `hash`, if held.
+    fn blob(&self, hash: &Hash32) -> Option<Vec<u8>>;
+    /// Whether it is held.
+    fn holds(&self, hash: &Hash32) -> bool {
+        self.blob(hash).is_some()
+    }
 }
 
 impl std::fmt::Debug for Options {

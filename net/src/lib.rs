@@ -29,8 +29,8 @@ pub mod stats;
 pub mod wire;
 
 pub use api::{
-    Delivery, Hostile, Identity, Net, NetError, NetEvent, NetHandle, Options, PayloadCheck,
-    PeerInfo, Refused, peer_id_of,
+    BlobSource, Delivery, Hostile, Identity, Net, NetError, NetEvent, NetHandle, Options,
+    PayloadCheck, PeerInfo, Refused, peer_id_of,
 };
 pub use config::{ConfigError, NetConfig, TopicLimits, UnboundPeers, ValidNetConfig};
 pub use stats::{NetStats, Reason};

@@ -208,6 +208,8 @@ struct Node {
     checks: HashMap<Topic, PayloadCheck>,
     authors: HashMap<Topic, HashSet<Hotkey>>,
     hostile: Hostile,
+    /// Durable content behind `blobs` and the batch cache.
+    source: Option<Arc<dyn crate::api::BlobSource>>,
     peers: HashMap<PeerId, PeerState>,
     bans: VecDeque<(Instant, PeerId)>,
     seen: SeenCache,
@@ -376,6 +378,7 @@ impl Node {
             checks: options.checks,
             authors: options.authors,
             hostile: options.hostile,
+            source: options.blobs,
             admission: options.admission,
             door: admit::Door::default(),
             peers: HashMap::new(),

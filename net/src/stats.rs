@@ -47,6 +47,9 @@ pub mod names {
     /// message signed by another libp2p key than its source, over the topic's size) and the
     /// ones this node rejected.
     pub const GOSSIP_INVALID: &str = "platform_net_gossip_invalid_total";
+    /// Counter: blob requests answered from the application's durable store (the blob was no
+    /// longer, or never, in this node's memory).
+    pub const BLOBS_FROM_STORE: &str = "platform_net_blobs_from_store_total";
 
     /// Register help text and units with the installed recorder (if any).
     pub fn describe() {
@@ -85,6 +88,10 @@ pub mod names {
         describe_counter!(
             GOSSIP_INVALID,
             "Gossip messages gossipsub counted invalid, by topic."
+        );
+        describe_counter!(
+            BLOBS_FROM_STORE,
+            "Blob requests answered from the durable store, not memory."
         );
         describe_counter!(
             EVENTS_DROPPED,

@@ -194,6 +194,9 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         Options {
             checks,
             admission: true,
+            // Modules and batches are served from node.redb once the net's memory no
+            // longer holds them (evicted, or from before a restart).
+            blobs: Some(Arc::new(store.blobs())),
             ..Options::default()
         },
     )?;

@@ -174,6 +174,10 @@ impl Node {
 
     pub(super) fn store_blob(&mut self, hash: Hash32, bytes: Vec<u8>) {
         for old in self.blobs.insert(hash, bytes) {
+            // Still served from the durable source: still provided.
+            if self.source.as_ref().is_some_and(|s| s.holds(&old)) {
+                continue;
+            }
             self.swarm
                 .behaviour_mut()
                 .kad

@@ -156,7 +156,12 @@ impl Node {
                     .blobs
                     .get(&hash)
                     .or_else(|| self.batches.cache.get(&hash))
-                    .cloned();
+                    .cloned()
+                    .or_else(|| {
+                        let b = self.source.as_ref()?.blob(&hash)?;
+                        metrics::counter!(stats::names::BLOBS_FROM_STORE).increment(1);
+                        Some(b)
+                    });
                 if self.hostile.corrupt_blobs
                     && let Some(b) = blob.as_mut()
                     && let Some(x) = b.first_mut()

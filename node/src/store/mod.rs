@@ -6,6 +6,7 @@
 //! one transaction: one fsync per pass instead of one per record.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use sha2::{Digest, Sha256};
@@ -160,7 +161,7 @@ pub struct AppliedDecision<'a> {
 
 /// The node's redb store.
 pub struct Store {
-    db: Database,
+    db: Arc<Database>,
 }
 
 impl std::fmt::Debug for Store {
@@ -275,8 +276,9 @@ impl Store {
         tx.open_table(META).map_err(db)?;
         tx.open_table(BATCHES).map_err(db)?;
         tx.open_table(EPOCHS).map_err(db)?;
+        blobs::index_batches(&tx)?;
         tx.commit().map_err(db)?;
-        Ok(Store { db: d })
+        Ok(Store { db: Arc::new(d) })
     }
 
     /// Store a module under its sha256, checking `expected` when given.
@@ -506,6 +508,7 @@ impl Store {
                 Some(e) => e,
                 None => {
                     t.insert((epoch, author), envelope).map_err(db)?;
+                    blobs::index_batch(&tx, epoch, author, envelope)?;
                     envelope.to_vec()
                 }
             }
@@ -573,6 +576,17 @@ impl Store {
             .insert(key, value)
             .map_err(db)?;
         tx.commit().map_err(db)
+    }
+}
+
+mod blobs;
+pub use blobs::StoreBlobs;
+
+impl Store {
+    /// A read handle serving the modules and batches this store holds, by sha256, for the
+    /// net thread (the node's durable blob source).
+    pub fn blobs(&self) -> StoreBlobs {
+        StoreBlobs(self.db.clone())
     }
 }
 

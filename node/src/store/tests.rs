@@ -170,3 +170,38 @@ fn one_write_holds_many_records_and_keeps_the_counting_rule() {
     );
     assert_eq!(s.audit_from(0).unwrap().len(), 3);
 }
+
+#[test]
+fn modules_and_batches_are_served_by_hash_and_older_stores_are_indexed_at_open() {
+    use platform_net::BlobSource;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let module = b"\0asm module bytes".to_vec();
+    let batch = b"a signed batch envelope".to_vec();
+    {
+        let s = Store::open(&path).unwrap();
+        let h = s.put_module(&module, None).unwrap();
+        s.put_batch(7, &[3; 32], &batch).unwrap();
+        let blobs = s.blobs();
+        assert_eq!(blobs.blob(&h), Some(module.clone()));
+        assert_eq!(
+            blobs.blob(&platform_types::sha256(&batch)),
+            Some(batch.clone())
+        );
+        assert_eq!(blobs.blob(&[9; 32]), None);
+        // A second batch from the same author for the epoch is not kept, nor served.
+        s.put_batch(7, &[3; 32], b"another").unwrap();
+        assert_eq!(blobs.blob(&platform_types::sha256(b"another")), None);
+    }
+    // As a release before the index wrote it: the index dropped, rebuilt at open.
+    {
+        const IDS: redb::TableDefinition<&[u8; 32], (u64, &[u8; 32])> =
+            redb::TableDefinition::new("batch_ids");
+        let db = redb::Database::open(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        assert!(tx.delete_table(IDS).unwrap(), "the index existed");
+        tx.commit().unwrap();
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.blobs().blob(&platform_types::sha256(&batch)), Some(batch));
+}
