@@ -6,12 +6,17 @@
 //! 1. Only reports from validators of the epoch's set count. A validator that reports two
 //!    different scores for one (challenge, miner) is flagged and both reports are dropped.
 //!    A report without a score (the evaluation timed out or was aborted locally) abstains.
-//! 2. Per (challenge, miner): the stake-weighted lower median of the reported scores — sort
-//!    by (score, validator hotkey), take the first score at which the cumulative stake
-//!    reaches half the reporting stake (`2 × cumulative ≥ reporting`). It counts only if the
-//!    reporting validators hold a strict majority of the set's stake (`2 × reporting >
-//!    total`). Validators whose score differs from it are flagged (evaluation is
-//!    deterministic: any difference is a fault).
+//! 2. Per (challenge, miner): each report names the submission it scored (the one its
+//!    validator counted). The pair's submission is the one reported by the most stake (ties:
+//!    the smaller id); reports of another submission neither count nor are flagged (their
+//!    validator missed the counted one: not a fault). Over the pair's submission, the
+//!    stake-weighted lower median of the reported scores — sort by (score, validator hotkey),
+//!    take the first score at which the cumulative stake reaches half the reporting stake
+//!    (`2 × cumulative ≥ reporting`). It counts only if those validators hold a strict
+//!    majority of the set's stake (`2 × reporting > total`). Validators whose score for that
+//!    submission differs from it are flagged (evaluation is deterministic: any difference is
+//!    a fault); one that reports two scores, or two submissions, for a pair is flagged
+//!    conflicting.
 //! 3. Per challenge, miners' weights by the challenge's rule: `Proportional` (weight =
 //!    agreed score) or `WinnerTakesAll` (the highest score gets 1; ties share).
 //! 4. Challenges combine by emission share: each challenge's weights are scaled to
@@ -72,6 +77,8 @@ pub struct Report {
     pub challenge: u32,
     /// The miner.
     pub miner: Hotkey,
+    /// The submission scored (the one the validator counted for the pair).
+    pub submission: [u8; 32],
     /// Fixed-point score (`SCORE_SCALE` = 1.0), or `None` to abstain.
     pub score: Option<u64>,
 }
@@ -144,8 +151,9 @@ pub fn compute(input: &EpochInput) -> EpochResult {
     let total: u128 = stake.values().map(|s| u128::from(*s)).sum();
     let mut flagged = Vec::new();
 
-    // (challenge, miner) → validator → distinct scores it reported.
-    let mut by_pair: BTreeMap<(u32, Hotkey), BTreeMap<Hotkey, Vec<u64>>> = BTreeMap::new();
+    // (challenge, miner) → validator → distinct (submission, score) it reported.
+    type Reported = BTreeMap<Hotkey, Vec<([u8; 32], u64)>>;
+    let mut by_pair: BTreeMap<(u32, Hotkey), Reported> = BTreeMap::new();
     for r in &input.reports {
         let (Some(score), true) = (r.score, stake.contains_key(&r.validator)) else {
             continue;
@@ -155,14 +163,14 @@ pub fn compute(input: &EpochInput) -> EpochResult {
             .or_default()
             .entry(r.validator)
             .or_default();
-        if !v.contains(&score) {
-            v.push(score);
+        if !v.contains(&(r.submission, score)) {
+            v.push((r.submission, score));
         }
     }
 
     let mut scores = BTreeMap::new();
     for ((challenge, miner), reports) in by_pair {
-        let mut votes: Vec<(u64, Hotkey, u64)> = Vec::new();
+        let mut reported: Vec<([u8; 32], u64, Hotkey, u64)> = Vec::new();
         for (validator, s) in reports {
             if s.len() > 1 {
                 flagged.push(Flagged {
@@ -173,8 +181,25 @@ pub fn compute(input: &EpochInput) -> EpochResult {
                 });
                 continue;
             }
-            votes.push((s[0], validator, stake[&validator]));
+            reported.push((s[0].0, s[0].1, validator, stake[&validator]));
         }
+        // The pair's submission: the most stake behind it, then the smaller id.
+        let mut behind: BTreeMap<[u8; 32], u128> = BTreeMap::new();
+        for (sub, _, _, st) in &reported {
+            *behind.entry(*sub).or_default() += u128::from(*st);
+        }
+        let Some(counted) = behind
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map(|(sub, _)| *sub)
+        else {
+            continue;
+        };
+        let mut votes: Vec<(u64, Hotkey, u64)> = reported
+            .into_iter()
+            .filter(|r| r.0 == counted)
+            .map(|(_, score, validator, st)| (score, validator, st))
+            .collect();
         let reporting: u128 = votes.iter().map(|v| u128::from(v.2)).sum();
         if reporting * 2 <= total || reporting == 0 {
             continue;
@@ -340,6 +365,7 @@ mod tests {
             validator: k(v),
             challenge: c,
             miner: k(m),
+            submission: [m; 32],
             score: Some(s),
         }
     }
@@ -450,6 +476,61 @@ mod tests {
     }
 
     #[test]
+    fn a_validator_that_counted_another_submission_is_not_flagged() {
+        let mut i = input();
+        for v in 1..=3 {
+            i.reports.push(report(v, 1, 50, 600));
+        }
+        // Validator 4 missed submission [50; 32] and scored the miner's other one.
+        i.reports.push(Report {
+            submission: [49; 32],
+            ..report(4, 1, 50, 100)
+        });
+        let r = compute(&i);
+        assert_eq!(r.scores[&(1, k(50))], 600);
+        assert!(r.flagged.is_empty(), "{:?}", r.flagged);
+        // The submission with the most stake behind it counts: three to one.
+        i.validators[3].stake = 1000;
+        let r = compute(&i);
+        assert_eq!(
+            r.scores.get(&(1, k(50))),
+            Some(&100),
+            "validator 4 alone holds a majority: its submission counts"
+        );
+        assert!(r.flagged.is_empty());
+        // Two submissions from one validator for one pair: conflicting.
+        i.reports.push(report(4, 1, 50, 100));
+        let r = compute(&i);
+        assert_eq!(
+            r.flagged,
+            vec![Flagged {
+                validator: k(4),
+                challenge: 1,
+                miner: k(50),
+                flag: Flag::Conflicting
+            }]
+        );
+        // Equal stake behind two submissions: the smaller id counts.
+        let mut j = input();
+        for v in 1..=2 {
+            j.reports.push(report(v, 1, 50, 600));
+        }
+        for v in 3..=4 {
+            j.reports.push(Report {
+                submission: [1; 32],
+                ..report(v, 1, 50, 7)
+            });
+        }
+        let r = compute(&j);
+        assert_eq!(
+            r.scores.get(&(1, k(50))),
+            None,
+            "half the stake is not a majority"
+        );
+        assert!(r.flagged.is_empty());
+    }
+
+    #[test]
     fn the_same_inputs_in_any_order_give_the_same_digest() {
         let mut i = input();
         for v in 1..=4u8 {
@@ -492,6 +573,7 @@ mod tests {
             validator: k(4),
             challenge: 1,
             miner: k(50),
+            submission: [50; 32],
             score: None,
         });
         i.reports.push(report(3, 1, 51, 10));

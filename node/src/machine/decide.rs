@@ -330,6 +330,7 @@ impl<S: Storage> Machine<S> {
                     validator: b.author,
                     challenge: en.challenge,
                     miner: en.miner,
+                    submission: en.submission,
                     score: en.score,
                 });
             }
