@@ -19,6 +19,9 @@ use subxt_rpcs::client::ReconnectingRpcClient;
 use crate::extrinsic::{ChainSigner, WeightsCall};
 use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, PalletError};
 
+/// Storage reads of one entry sent together (a metagraph's hotkeys, then its stakes).
+const READ_CHUNK: usize = 256;
+
 /// Storage entries of `SubtensorModule` this client reads; [`Subtensor::connect`] checks the
 /// node's metadata has every one.
 pub const STORAGE_READ: [&str; 13] = [
@@ -201,6 +204,31 @@ impl Subtensor {
             .map_err(|e| ChainError::Malformed(format!("SubtensorModule::{entry}: {e}")))
     }
 
+    /// [`Self::read`] for many keys of one entry, the requests of each chunk in flight
+    /// together (one round trip per chunk, not per key), each chunk under the timeout.
+    fn read_many<K, V>(&self, at: &At, entry: &str, keys: Vec<K>) -> Result<Vec<V>, ChainError>
+    where
+        K: subxt::ext::frame_decode::storage::IntoEncodableValues
+            + subxt::ext::frame_decode::storage::IntoDecodableValues
+            + Clone,
+        V: DecodeAsType,
+    {
+        let mut out = Vec::with_capacity(keys.len());
+        let storage = at.storage();
+        for chunk in keys.chunks(READ_CHUNK) {
+            let fetches = chunk.iter().cloned().map(|key| {
+                let addr = dynamic::storage::<K, V>("SubtensorModule", entry);
+                storage.fetch(addr, key)
+            });
+            for v in self.block_on(futures::future::try_join_all(fetches))? {
+                out.push(v.decode().map_err(|e| {
+                    ChainError::Malformed(format!("SubtensorModule::{entry}: {e}"))
+                })?);
+            }
+        }
+        Ok(out)
+    }
+
     /// `SubnetNotExists` unless the subnet exists at `at` (storage of a subnet that does not
     /// exist reads as defaults, which would look like an empty or default subnet).
     fn subnet_exists(&self, at: &At, netuid: u16) -> Result<(), ChainError> {
@@ -217,17 +245,26 @@ impl Subtensor {
         self.subnet_exists(at, netuid)?;
         let n: u16 = self.read(at, "SubnetworkN", (netuid,))?;
         let permits: Vec<bool> = self.read(at, "ValidatorPermit", (netuid,))?;
-        let mut neurons = Vec::with_capacity(usize::from(n));
-        for uid in 0..n {
-            let hotkey: [u8; 32] = self.read(at, "Keys", (netuid, uid))?;
-            let stake: u64 = self.read(at, "TotalHotkeyAlpha", (hotkey, netuid))?;
-            neurons.push(Neuron {
+        // Every uid's hotkey, then every hotkey's stake: two batches of requests in flight
+        // together, not 2N round trips one after another.
+        let hotkeys: Vec<[u8; 32]> =
+            self.read_many(at, "Keys", (0..n).map(|uid| (netuid, uid)).collect())?;
+        let stakes: Vec<u64> = self.read_many(
+            at,
+            "TotalHotkeyAlpha",
+            hotkeys.iter().map(|h| (*h, netuid)).collect(),
+        )?;
+        let neurons = hotkeys
+            .into_iter()
+            .zip(stakes)
+            .zip(0..n)
+            .map(|((hotkey, stake), uid)| Neuron {
                 uid,
                 hotkey,
                 stake,
                 validator_permit: permits.get(usize::from(uid)).copied().unwrap_or(false),
-            });
-        }
+            })
+            .collect();
         Ok(Metagraph {
             netuid,
             block: BlockInfo {
