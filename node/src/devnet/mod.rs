@@ -7,6 +7,7 @@
 //! weights and the Yuma consensus over them (`report`). Everything it writes lives under
 //! `--dir` (configs, data, logs, `devnet.json`).
 
+mod chaos;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -80,6 +81,15 @@ pub struct DevnetArgs {
     /// consensus), so validators set weights per mechanism.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=16))]
     pub mechanisms: u8,
+    /// Run a seeded fault campaign (kill -9, freeze, wipe and restart, restart all) on the
+    /// validators while the devnet runs, and fail unless every invariant held (identical
+    /// commits, no gaps, healed nodes caught up within 2 epochs, equal weights on the chain).
+    /// Needs `--epochs`. Writes `chaos.json` in the devnet's directory.
+    #[arg(long, value_name = "SEED", requires = "epochs")]
+    pub chaos: Option<u64>,
+    /// Epochs between one fault's healing and the next fault.
+    #[arg(long, default_value_t = 1)]
+    pub chaos_every: u64,
 }
 
 fn parse_example(name: &str) -> Result<String, String> {
@@ -127,6 +137,7 @@ fn free_port() -> anyhow::Result<u16> {
 
 struct NodeSpec {
     config: PathBuf,
+    data: PathBuf,
     api: String,
     p2p: String,
     hotkey: String,
@@ -192,6 +203,7 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
         std::fs::write(&path, text)?;
         out.push(NodeSpec {
             config: path,
+            data: data.clone(),
             api: format!("127.0.0.1:{api_port}"),
             p2p: addrs[i].clone(),
             hotkey: ss58_encode(&k.public()),
@@ -203,7 +215,11 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
 }
 
 fn spawn(exe: &Path, spec: &NodeSpec) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(&spec.log)?;
+    // Appended: a node started again (by the chaos campaign) keeps its earlier log.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log)?;
     Command::new(exe)
         .args(["node", "--config"])
         .arg(&spec.config)
@@ -478,6 +494,11 @@ fn drive(
     let mut late_registered = args.late_miners == 0;
     let mut load: Option<std::thread::JoinHandle<()>> = None;
     let targets: Vec<String> = up.iter().map(|i| specs[*i].p2p.clone()).collect();
+    let exe = std::env::current_exe()?;
+    let mut chaos = args.chaos.map(|seed| {
+        let first = schedule.epoch_of(server.head()) + 3;
+        chaos::Chaos::new(seed, args.chaos_every, args.nodes - args.hold, first)
+    });
     while !stop.load(Ordering::Relaxed) {
         for (i, c) in children.iter_mut().enumerate() {
             if let Some(ch) = c
@@ -487,8 +508,9 @@ fn drive(
                 *c = None;
             }
         }
+        let frozen = chaos.as_ref().and_then(chaos::Chaos::unreachable);
         let sts: Vec<(usize, serde_json::Value)> = (0..specs.len())
-            .filter(|i| children[*i].is_some())
+            .filter(|i| children[*i].is_some() && Some(*i) != frozen)
             .filter_map(|i| status(&specs[i].api).map(|st| (i, st)))
             .collect();
         let head = server.head();
@@ -534,7 +556,17 @@ fn drive(
             }
         }
         reporter.report(&sts, &schedule, &server.chain());
-        if args.epochs > 0 && reporter.agreed() >= args.epochs {
+        if let Some(c) = chaos.as_mut() {
+            let quiet = reporter.agreed() + 4 >= args.epochs;
+            let mut ctx = chaos::Ctx {
+                exe: &exe,
+                specs,
+                children,
+            };
+            c.step(epoch, quiet, &sts, &mut ctx)?;
+        }
+        let settled = chaos.as_ref().is_none_or(|c| c.unreachable().is_none());
+        if args.epochs > 0 && reporter.agreed() >= args.epochs && settled {
             break;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -542,8 +574,63 @@ fn drive(
     if let Some(h) = load {
         let _ = h.join();
     }
+    if let Some(c) = chaos.as_mut() {
+        let sts = settle_weights(specs, children, args.nodes, stop);
+        let lasts: Vec<Option<u64>> = sts
+            .iter()
+            .filter(|(i, _)| *i < args.nodes)
+            .map(|(_, s)| s["chain"]["last_epoch"].as_u64())
+            .collect();
+        let newest = lasts.iter().flatten().max().copied();
+        // The weights of the validators whose last submission was the newest epoch's.
+        let rows: Vec<(u16, Vec<(u16, u16)>)> = server
+            .chain()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .all_weights(NETUID)
+            .into_iter()
+            .filter(|(uid, _)| {
+                sts.iter().any(|(i, s)| {
+                    *i == usize::from(*uid) && s["chain"]["last_epoch"].as_u64() == newest
+                })
+            })
+            .collect();
+        let summary = c.finish(&sts, &rows, reporter.agreed(), reporter.disagreed());
+        std::fs::write(
+            args.dir.join("chaos.json"),
+            serde_json::to_string_pretty(&summary)?,
+        )?;
+        anyhow::ensure!(
+            !c.violated(),
+            "the chaos campaign (seed {}) broke an invariant",
+            args.chaos.unwrap_or(0)
+        );
+    }
     anyhow::ensure!(!reporter.disagreed(), "validators disagreed on some epoch");
     Ok(())
+}
+
+/// Wait (at most 60 s) until every validator submitted weights for the same newest epoch;
+/// their statuses then.
+fn settle_weights(
+    specs: &[NodeSpec],
+    children: &[Option<Child>],
+    validators: usize,
+    stop: &AtomicBool,
+) -> Vec<(usize, serde_json::Value)> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sts = chaos::statuses(specs, children);
+        let lasts: std::collections::BTreeSet<Option<u64>> = sts
+            .iter()
+            .filter(|(i, _)| *i < validators)
+            .map(|(_, s)| s["chain"]["last_epoch"].as_u64())
+            .collect();
+        if lasts.len() == 1 || Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
+            return sts;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 /// Each miner submits `per` payloads to each challenge for `epoch`, spread over validators,

@@ -189,6 +189,7 @@ impl<S: Storage> Machine<S> {
                 }
                 Action::Checkpoint { height } => tracing::debug!(height, "checkpoint"),
                 Action::Misbehaviour { signer, what } => {
+                    self.stats.misbehaviour += 1;
                     metrics::counter!(m::MISBEHAVIOUR).increment(1);
                     tracing::warn!("validator {} misbehaved: {what}", ss58_encode(&signer.0));
                 }

@@ -130,6 +130,9 @@ pub struct MachineStats {
     pub digest_mismatches: u64,
     /// View changes of finished heights.
     pub view_changes: u64,
+    /// Equivocations proved against a validator (two different signed votes or proposals
+    /// for one height and view).
+    pub misbehaviour: u64,
     /// Flags (a reported score other than the agreed one, or two scores for one pair) in
     /// committed epochs, per validator (SS58), counted only for hotkeys in that epoch's
     /// validator set, so bounded by it.
