@@ -262,6 +262,9 @@ pub(crate) enum Command {
     Dial {
         addr: Multiaddr,
     },
+    Isolate {
+        on: bool,
+    },
     Peers {
         reply: Reply<Vec<PeerInfo>>,
     },
@@ -555,6 +558,13 @@ impl NetHandle {
             .parse()
             .map_err(|e| NetError::Address(format!("{addr}: {e}")))?;
         self.send(Command::Dial { addr })
+    }
+
+    /// Cut this node off from every peer (`true`: connections closed, new ones closed as
+    /// they come) or let it rejoin (`false`: the bootstrap peers are dialled again). A fault
+    /// injection for tests and fault campaigns: a partitioned node that keeps running.
+    pub fn isolate(&self, on: bool) -> Result<(), NetError> {
+        self.send(Command::Isolate { on })
     }
 
     /// The connected peers.

@@ -210,6 +210,8 @@ struct Node {
     hostile: Hostile,
     /// Durable content behind `blobs` and the batch cache.
     source: Option<Arc<dyn crate::api::BlobSource>>,
+    /// Cut off from every peer ([`crate::NetHandle::isolate`]).
+    isolated: bool,
     peers: HashMap<PeerId, PeerState>,
     bans: VecDeque<(Instant, PeerId)>,
     seen: SeenCache,
@@ -379,6 +381,7 @@ impl Node {
             authors: options.authors,
             hostile: options.hostile,
             source: options.blobs,
+            isolated: false,
             admission: options.admission,
             door: admit::Door::default(),
             peers: HashMap::new(),
@@ -486,6 +489,23 @@ impl Node {
             } => {
                 let r = self.publish(topic, bytes);
                 let _ = reply.send(r);
+            }
+            Command::Isolate { on } => {
+                self.isolated = on;
+                if on {
+                    let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                    for p in peers {
+                        let _ = self.swarm.disconnect_peer_id(p);
+                    }
+                    tracing::warn!("isolated from every peer (fault injection)");
+                } else {
+                    for addr in self.cfg.bootstrap.clone() {
+                        if let Ok(a) = addr.parse::<libp2p::Multiaddr>() {
+                            let _ = self.swarm.dial(a);
+                        }
+                    }
+                    tracing::warn!("rejoining the network (fault injection over)");
+                }
             }
             Command::SetAuthors { topic, authors } => match authors {
                 Some(a) => {

@@ -199,3 +199,21 @@ fn the_unbound_peer_policy_answers_binds_and_closes() {
     let ack = platform_net::miner::deliver(&addr, submission(b"unbound"), WAIT).unwrap();
     assert!(matches!(ack, SubmitAck::Accepted(_)), "{ack:?}");
 }
+
+#[test]
+fn an_isolated_node_drops_every_peer_and_rejoins() {
+    let cfg = NetConfig::loopback();
+    let a = start(70, cfg.clone(), None, Options::default());
+    let b = start(71, cfg, Some(&a), Options::default());
+    let nodes = [a, b];
+    wait_for_mesh(&nodes);
+    nodes[1].handle().isolate(true).unwrap();
+    wait_until("both sides to see no peer", || {
+        nodes
+            .iter()
+            .all(|n| n.handle().peers().is_ok_and(|p| p.is_empty()))
+    });
+    // Rejoining dials the bootstrap peers again.
+    nodes[1].handle().isolate(false).unwrap();
+    wait_for_mesh(&nodes);
+}

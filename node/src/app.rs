@@ -82,6 +82,24 @@ impl Api for NodeApi {
     }
 }
 
+/// With `[node] fault_signals`: flags set by SIGUSR1 (cut off from every peer) and SIGUSR2
+/// (rejoin).
+type PartitionFlags = (Arc<AtomicBool>, Arc<AtomicBool>);
+
+fn fault_signals(on: bool) -> anyhow::Result<Option<PartitionFlags>> {
+    if !on {
+        return Ok(None);
+    }
+    let (cut, rejoin) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    signal_hook::flag::register(signal_hook::consts::SIGUSR1, cut.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGUSR2, rejoin.clone())?;
+    tracing::warn!("fault signals on: SIGUSR1 cuts this node off from its peers, SIGUSR2 rejoins");
+    Ok(Some((cut, rejoin)))
+}
+
 /// Run a validator until `stop` is set.
 pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     let data_dir = if cfg.node.data_dir.is_absolute() {
@@ -277,8 +295,17 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     shell.carry_out(&mut machine, first);
     shell.publish_status(&machine);
     let mut last_status = Instant::now();
+    let partition = fault_signals(cfg.node.fault_signals)?;
 
     while !stop.load(Ordering::Relaxed) {
+        if let Some((cut, rejoin)) = &partition {
+            if cut.swap(false, Ordering::Relaxed) {
+                let _ = net.handle().isolate(true);
+            }
+            if rejoin.swap(false, Ordering::Relaxed) {
+                let _ = net.handle().isolate(false);
+            }
+        }
         let mut sel = crossbeam_channel::Select::new();
         let i_net = sel.recv(net.events());
         let i_app = sel.recv(&app_rx);

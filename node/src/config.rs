@@ -52,6 +52,11 @@ pub struct NodeSection {
     /// so epochs are the chain's own.
     #[serde(default)]
     pub epoch_blocks: Option<u64>,
+    /// Fault injection for tests and fault campaigns: SIGUSR1 cuts the node off from every
+    /// peer (it keeps running, as on the far side of a partition), SIGUSR2 lets it rejoin.
+    /// Off by default; `platform devnet` turns it on.
+    #[serde(default)]
+    pub fault_signals: bool,
 }
 
 fn default_data_dir() -> PathBuf {

@@ -54,6 +54,10 @@ impl Node {
                 num_established,
                 ..
             } => {
+                if self.isolated {
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                    return;
+                }
                 if endpoint.is_dialer() {
                     self.swarm
                         .behaviour_mut()

@@ -1,8 +1,9 @@
 //! `platform devnet --chaos SEED`: a seeded fault campaign on the running devnet. Every few
 //! epochs one fault, its victim and its length drawn from the seed: a validator killed with
-//! SIGKILL (restarted 1–2 epochs later), frozen with SIGSTOP (as cut off from its peers; let
-//! go 1–2 epochs later), killed and its stores wiped (restarted empty: it must catch up from
-//! its peers), or every node stopped and started again. At most one fault at a time, none in
+//! SIGKILL (restarted 1–2 epochs later), frozen with SIGSTOP (let go 1–2 epochs later),
+//! partitioned from every peer while it keeps running (`[node] fault_signals`: SIGUSR1, then
+//! SIGUSR2 to rejoin), killed and its stores wiped (restarted empty: it must catch up from its
+//! peers), or every node stopped and started again. At most one fault at a time, none in
 //! the last epochs, so the campaign ends healed.
 //!
 //! Checked while it runs and at the end (a violation fails the devnet, naming the seed):
@@ -23,6 +24,7 @@ use super::{NodeSpec, signal, spawn, status};
 enum Fault {
     Kill,
     Pause,
+    Partition,
     Wipe,
     RestartAll,
 }
@@ -32,6 +34,7 @@ impl Fault {
         match self {
             Fault::Kill => "kill_9",
             Fault::Pause => "pause",
+            Fault::Partition => "partition",
             Fault::Wipe => "wipe_and_restart",
             Fault::RestartAll => "restart_all",
         }
@@ -91,12 +94,17 @@ impl Chaos {
         (z ^ (z >> 31)) % n.max(1)
     }
 
-    /// Nodes not to ask for status now (frozen or down).
+    /// Nodes not to ask for status now (frozen or down; a partitioned node answers).
     pub(super) fn unreachable(&self) -> Option<usize> {
         self.open
             .as_ref()
-            .filter(|o| o.fault != Fault::RestartAll)
+            .filter(|o| !matches!(o.fault, Fault::RestartAll | Fault::Partition))
             .map(|o| o.node)
+    }
+
+    /// No fault in force.
+    pub(super) fn settled(&self) -> bool {
+        self.open.is_none()
     }
 
     /// One step at chain epoch `epoch`: undo a fault that is due, check healed nodes, and
@@ -118,6 +126,7 @@ impl Chaos {
             match fault {
                 Fault::Kill | Fault::Wipe => ctx.start(node)?,
                 Fault::Pause => ctx.signal(node, libc::SIGCONT),
+                Fault::Partition => ctx.signal(node, libc::SIGUSR2),
                 Fault::RestartAll => {}
             }
             self.open = None;
@@ -128,13 +137,20 @@ impl Chaos {
         if quiet || epoch < self.next_at {
             return Ok(());
         }
-        let fault =
-            [Fault::Kill, Fault::Pause, Fault::Wipe, Fault::RestartAll][self.draw(4) as usize];
+        let kinds = [
+            Fault::Kill,
+            Fault::Pause,
+            Fault::Partition,
+            Fault::Wipe,
+            Fault::RestartAll,
+        ];
+        let fault = kinds[self.draw(kinds.len() as u64) as usize];
         let node = self.draw(self.validators as u64) as usize;
         let until_epoch = epoch + 1 + self.draw(2);
         match fault {
             Fault::Kill => ctx.kill(node),
             Fault::Pause => ctx.signal(node, libc::SIGSTOP),
+            Fault::Partition => ctx.signal(node, libc::SIGUSR1),
             Fault::Wipe => {
                 ctx.kill(node);
                 ctx.wipe(node)?;

@@ -182,7 +182,7 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
         let text = format!(
             "# Node {i} of a devnet (written by `platform devnet`).\n\
              [node]\ndata_dir = \"{data}\"\nhotkey_seed = \"0x{seed}\"\nnetuid = {NETUID}\n\
-             subnet_owner = \"{owner}\"\nepoch_blocks = {blocks}\n\n\
+             subnet_owner = \"{owner}\"\nepoch_blocks = {blocks}\nfault_signals = true\n\n\
              [engine]\nshards = 1\npin_shards = false\n\n\
              [net]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nbootstrap = [{bootstrap}]\nheartbeat = \"100ms\"\n\n\
              [consensus]\nview_timeout = \"{vt}ms\"\nview_timeout_max = \"{vtmax}ms\"\n\
@@ -565,7 +565,7 @@ fn drive(
             };
             c.step(epoch, quiet, &sts, &mut ctx)?;
         }
-        let settled = chaos.as_ref().is_none_or(|c| c.unreachable().is_none());
+        let settled = chaos.as_ref().is_none_or(chaos::Chaos::settled);
         if args.epochs > 0 && reporter.agreed() >= args.epochs && settled {
             break;
         }
