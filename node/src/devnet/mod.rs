@@ -9,6 +9,7 @@
 
 mod chaos;
 mod report;
+mod rss;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -495,6 +496,7 @@ fn drive(
     let mut load: Option<std::thread::JoinHandle<()>> = None;
     let targets: Vec<String> = up.iter().map(|i| specs[*i].p2p.clone()).collect();
     let exe = std::env::current_exe()?;
+    let mut rss = rss::RssLog::new(Duration::from_secs(10));
     let mut chaos = args.chaos.map(|seed| {
         let first = schedule.epoch_of(server.head()) + 3;
         chaos::Chaos::new(seed, args.chaos_every, args.nodes - args.hold, first)
@@ -556,6 +558,7 @@ fn drive(
             }
         }
         reporter.report(&sts, &schedule, &server.chain());
+        rss.sample(children);
         if let Some(c) = chaos.as_mut() {
             let quiet = reporter.agreed() + 4 >= args.epochs;
             let mut ctx = chaos::Ctx {
@@ -574,6 +577,11 @@ fn drive(
     if let Some(h) = load {
         let _ = h.join();
     }
+    let names: Vec<String> = (0..specs.len()).map(|i| format!("v{i}")).collect();
+    std::fs::write(
+        args.dir.join("rss.json"),
+        serde_json::to_string_pretty(&rss.finish(&names))?,
+    )?;
     if let Some(c) = chaos.as_mut() {
         let sts = settle_weights(specs, children, args.nodes, stop);
         let lasts: Vec<Option<u64>> = sts
