@@ -100,7 +100,11 @@ struct Report {
     /// Per loaded epoch: seconds from the epoch's end until every validator had committed it.
     commit_after_epoch_end_s: Vec<(u64, f64)>,
     followed_to_commit: u64,
+    /// Every 5 s, each node's resident set.
     rss_mib_over_time: Vec<Vec<u64>>,
+    /// Per node, the least-squares slope of its resident set over the last half of the run
+    /// (MiB per minute; ≈ 0 when memory plateaus).
+    rss_slope_mib_per_min_last_half: Vec<Option<f64>>,
     peak_rss_mib: Vec<u64>,
     challenges: Vec<String>,
     /// Epochs from the first to the last loaded one that did not commit everywhere.
@@ -168,6 +172,34 @@ fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
         .context("malformed HTTP response")?;
     anyhow::ensure!(head.contains(" 200 "), "{addr}{path}: {head}");
     Ok(body.to_string())
+}
+
+/// Seconds between resident-set samples.
+const RSS_EVERY_S: f64 = 5.0;
+
+/// Per node (column), the least-squares slope of `series` (rows sampled every `every_s`)
+/// over its last half, per minute; `None` with fewer than 3 samples there.
+fn slope_last_half(series: &[Vec<u64>], every_s: f64) -> Vec<Option<f64>> {
+    let nodes = series.first().map_or(0, Vec::len);
+    let from = series.len() / 2;
+    (0..nodes)
+        .map(|i| {
+            let pts: Vec<(f64, f64)> = series[from..]
+                .iter()
+                .enumerate()
+                .filter_map(|(k, row)| row.get(i).map(|v| (k as f64 * every_s, *v as f64)))
+                .collect();
+            if pts.len() < 3 {
+                return None;
+            }
+            let n = pts.len() as f64;
+            let mt = pts.iter().map(|p| p.0).sum::<f64>() / n;
+            let mv = pts.iter().map(|p| p.1).sum::<f64>() / n;
+            let var: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
+            let cov: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
+            (var > 0.0).then(|| cov / var * 60.0)
+        })
+        .collect()
 }
 
 fn rss_kib(pid: u32, key: &str) -> Option<u64> {
@@ -492,7 +524,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 seen_commit.entry(*e).or_insert_with(Instant::now);
             }
         }
-        if last_sample.elapsed() >= Duration::from_secs(5) {
+        if last_sample.elapsed() >= Duration::from_secs_f64(RSS_EVERY_S) {
             last_sample = Instant::now();
             rss_over_time.push(
                 nodes
@@ -610,6 +642,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         to_committed: percentiles(&to_commit),
         commit_after_epoch_end_s: commit_lag,
         followed_to_commit: followed,
+        rss_slope_mib_per_min_last_half: slope_last_half(&rss_over_time, RSS_EVERY_S),
         rss_mib_over_time: rss_over_time,
         peak_rss_mib: peak,
         challenges: names.clone(),
@@ -693,4 +726,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         format!("devnet-{mix}-max-{}s", args.duration.as_secs())
     };
     crate::machine::write_results(&args.out, &name, &machine, &report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_slope_over_the_last_half() {
+        // Node 0 grows 1 MiB a sample (12 MiB/min at 5 s) throughout; node 1 grows in the
+        // first half only.
+        let series: Vec<Vec<u64>> = (0..20u64).map(|k| vec![100 + k, 100 + k.min(9)]).collect();
+        let s = slope_last_half(&series, 5.0);
+        assert!((s[0].unwrap() - 12.0).abs() < 1e-9, "{s:?}");
+        assert_eq!(s[1], Some(0.0));
+        assert_eq!(slope_last_half(&series[..4], 5.0), vec![None, None]);
+    }
 }
