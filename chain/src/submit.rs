@@ -271,8 +271,12 @@ impl WeightSubmitter {
         mecid: u8,
         mode: CommitMode,
     ) -> Result<WeightSubmitter, ChainError> {
-        let index = crate::storage_index(netuid, mecid)
-            .ok_or(ChainError::Pallet(PalletError::MechanismDoesNotExist))?;
+        // Mechanism 0's index is the netuid, whatever the netuid.
+        let index = match mecid {
+            0 => netuid,
+            _ => crate::storage_index(netuid, mecid)
+                .ok_or(ChainError::Pallet(PalletError::MechanismDoesNotExist))?,
+        };
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(PENDING).map_err(store_err)?;
         let last_set = {

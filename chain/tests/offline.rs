@@ -23,6 +23,18 @@ fn verify(py: &std::path::PathBuf, script: &str, args: &[&str], req: &Value) -> 
     serde_json::from_str(&common::run_verifier(py, script, args, &req.to_string())).unwrap()
 }
 
+/// What a signature on finney commits to, with `md`'s runtime version.
+fn finney_params(md: &RuntimeMetadata) -> ChainParams {
+    let (spec_version, transaction_version) = md.runtime_version().unwrap();
+    let mut genesis_hash = [0u8; 32];
+    hex::decode_to_slice(FINNEY_GENESIS, &mut genesis_hash).unwrap();
+    ChainParams {
+        genesis_hash,
+        spec_version,
+        transaction_version,
+    }
+}
+
 fn metadata(file: &str) -> Option<RuntimeMetadata> {
     let bytes = std::fs::read(common::reference_data().join(file)).unwrap();
     Some(RuntimeMetadata::from_scale(&bytes).unwrap())
@@ -169,14 +181,8 @@ fn signed_mechanism_calls_decode_with_scalecodec() {
         return;
     };
     let Some(py) = common::python() else { return };
-    let (spec_version, transaction_version) = md.runtime_version().unwrap();
-    let mut genesis = [0u8; 32];
-    hex::decode_to_slice(FINNEY_GENESIS, &mut genesis).unwrap();
-    let params = ChainParams {
-        genesis_hash: genesis,
-        spec_version,
-        transaction_version,
-    };
+    let params = finney_params(&md);
+    let (spec_version, transaction_version) = (params.spec_version, params.transaction_version);
     let alice = ChainSigner::from_uri("//Alice").unwrap();
     let uids = json!([0, 1, 2]);
     let values = json!([65535, 32768, 1]);
@@ -250,14 +256,8 @@ fn signed_set_weights_verifies_with_scalecodec_and_sr25519() {
         return;
     };
     let Some(py) = common::python() else { return };
-    let (spec_version, transaction_version) = md.runtime_version().unwrap();
-    let mut genesis = [0u8; 32];
-    hex::decode_to_slice(FINNEY_GENESIS, &mut genesis).unwrap();
-    let params = ChainParams {
-        genesis_hash: genesis,
-        spec_version,
-        transaction_version,
-    };
+    let params = finney_params(&md);
+    let (spec_version, transaction_version) = (params.spec_version, params.transaction_version);
     let alice = ChainSigner::from_uri("//Alice").unwrap();
     assert_eq!(hex::encode(alice.public()), ALICE);
     let (call, ..) = calls().remove(0);

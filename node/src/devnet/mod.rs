@@ -590,7 +590,7 @@ fn drive(
             .map(|(_, s)| s["chain"]["last_epoch"].as_u64())
             .collect();
         let newest = lasts.iter().flatten().max().copied();
-        // The weights of the validators whose last submission was the newest epoch's.
+        // The weights of the validators whose last submission, the newest epoch's, landed.
         let rows: Vec<(u16, Vec<(u16, u16)>)> = server
             .chain()
             .lock()
@@ -599,7 +599,11 @@ fn drive(
             .into_iter()
             .filter(|(uid, _)| {
                 sts.iter().any(|(i, s)| {
-                    *i == usize::from(*uid) && s["chain"]["last_epoch"].as_u64() == newest
+                    *i == usize::from(*uid)
+                        && s["chain"]["last_epoch"].as_u64() == newest
+                        && s["chain"]["last_outcome"]
+                            .as_str()
+                            .is_some_and(|o| o.starts_with("set "))
                 })
             })
             .collect();
