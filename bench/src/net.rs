@@ -4,6 +4,10 @@
 //! included) and receives. Reports messages/s delivered to all, p50/p99 publish-to-delivery
 //! latency, and, beside it, what sr25519 verification alone allows on one core: the ceiling
 //! the validation of every message puts on one net thread.
+//!
+//! The batch path beside it: miners' signed submissions handed to one validator, which
+//! bundles them into signed batches its peers fetch once and open in bulk (as the node
+//! does); entries/s delivered to every other validator, and submit-to-delivery latency.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,9 +38,32 @@ pub struct Args {
     /// larger window throughput.
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 64])]
     windows: Vec<usize>,
+    /// Submissions through the batch path (0: skip it).
+    #[arg(long, default_value_t = 20000)]
+    submissions: usize,
+    /// Submission body sizes in bytes for the batch path.
+    #[arg(long, value_delimiter = ',', default_values_t = vec![160, 1024])]
+    submission_sizes: Vec<usize>,
+    /// Threads handing submissions to the validator at once.
+    #[arg(long, default_value_t = 8)]
+    submitters: usize,
     /// Directory for the JSON results.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+}
+
+/// The batch path: submissions delivered as batch entries.
+#[derive(Debug, Serialize)]
+struct BatchRow {
+    body_bytes: usize,
+    envelope_bytes: usize,
+    submissions: usize,
+    submitters: usize,
+    delivered_to_all: usize,
+    entries_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -58,6 +85,7 @@ struct Report {
     nodes: usize,
     verify_per_sec_one_core: f64,
     rows: Vec<Row>,
+    batch_rows: Vec<BatchRow>,
 }
 
 fn mesh(n: usize) -> anyhow::Result<Vec<Net>> {
@@ -180,6 +208,97 @@ fn run_size(nodes: &[Net], size: usize, count: usize, window: usize) -> anyhow::
     })
 }
 
+/// `count` submissions of `size`-byte bodies, each signed by its own miner, handed to node 0
+/// by `threads` threads; every other node must receive every entry.
+fn run_batches(
+    nodes: &[Net],
+    size: usize,
+    count: usize,
+    threads: usize,
+) -> anyhow::Result<BatchRow> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let receivers = nodes.len() - 1;
+    let threads = threads.max(1);
+    let envelopes: Vec<Vec<u8>> = (0..count)
+        .map(|i| {
+            let mut seed = [7u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            seed[8..16].copy_from_slice(&(size as u64).to_le_bytes());
+            let mut body = vec![0u8; size.max(8)];
+            body[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            platform_net::Submission {
+                challenge: 1,
+                epoch: 3,
+                body,
+            }
+            .sign(&Keypair::from_seed(&seed), now_ms())
+            .encode()
+        })
+        .collect();
+    let index: HashMap<[u8; 32], usize> = envelopes
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (platform_types::sha256(e), i))
+        .collect();
+    let start = Instant::now();
+    let sent_at: Vec<AtomicU64> = (0..count).map(|_| AtomicU64::new(0)).collect();
+    let mut got = vec![0usize; count];
+    let mut hist = Histogram::<u64>::new(3)?;
+    let mut complete = 0usize;
+    let handle = nodes[0].handle();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for t in 0..threads {
+            let (handle, envelopes, sent_at) = (&handle, &envelopes, &sent_at);
+            scope.spawn(move || {
+                for i in (t..count).step_by(threads) {
+                    sent_at[i].store(start.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    let _ = handle.submit(envelopes[i].clone());
+                }
+            });
+        }
+        let mut last_progress = Instant::now();
+        while complete < count {
+            let mut any = false;
+            for n in &nodes[1..] {
+                while let Ok(ev) = n.events().try_recv() {
+                    let NetEvent::Message(d) = ev else { continue };
+                    let Some(&i) = index.get(&d.id) else { continue };
+                    let at = sent_at[i].load(Ordering::Relaxed);
+                    let now = start.elapsed().as_micros() as u64;
+                    hist.record(now.saturating_sub(at))?;
+                    got[i] += 1;
+                    if got[i] == receivers {
+                        complete += 1;
+                    }
+                    any = true;
+                }
+            }
+            if any {
+                last_progress = Instant::now();
+            } else {
+                anyhow::ensure!(
+                    last_progress.elapsed() < Duration::from_secs(10),
+                    "no delivery for 10 s: {complete}/{count} complete"
+                );
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        Ok(())
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok(BatchRow {
+        body_bytes: size,
+        envelope_bytes: envelopes[0].len(),
+        submissions: count,
+        submitters: threads,
+        delivered_to_all: complete,
+        entries_per_sec: count as f64 / secs,
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        max_ms: hist.max() as f64 / 1000.0,
+    })
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(args.nodes >= 2, "need at least 2 nodes");
     anyhow::ensure!(
@@ -225,11 +344,41 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "sr25519 verify alone, one core: {verify:.0}/s (each receiver verifies every message once)"
     );
+    let mut batch_rows = Vec::new();
+    if args.submissions > 0 {
+        for &size in &args.submission_sizes {
+            batch_rows.push(run_batches(
+                &nodes,
+                size,
+                args.submissions,
+                args.submitters,
+            )?);
+        }
+        println!();
+        println!("batch path: miners' submissions to one validator, batched to the others");
+        println!(
+            "{:>9} {:>9} {:>8} {:>12} {:>9} {:>9} {:>9}",
+            "body", "envelope", "entries", "entries/s", "p50 ms", "p99 ms", "max ms"
+        );
+        for r in &batch_rows {
+            println!(
+                "{:>9} {:>9} {:>8} {:>12.0} {:>9.2} {:>9.2} {:>9.2}",
+                r.body_bytes,
+                r.envelope_bytes,
+                r.submissions,
+                r.entries_per_sec,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms
+            );
+        }
+    }
     let report = Report {
         machine,
         nodes: args.nodes,
         verify_per_sec_one_core: verify,
         rows,
+        batch_rows,
     };
     crate::machine::write_results(&args.out, "net", &report.machine, &report)
 }
