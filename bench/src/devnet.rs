@@ -445,6 +445,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut current_epoch = first_epoch;
     let mut ended_at: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut seen_commit: BTreeMap<u64, Instant> = BTreeMap::new();
+    // (reports, scored) of each epoch committed everywhere, as first seen.
+    let mut results: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
     let mut last_poll = Instant::now();
     loop {
         let elapsed = start.elapsed();
@@ -520,8 +522,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 current_epoch = e;
             }
-            for e in committed_everywhere(&nodes).keys() {
-                seen_commit.entry(*e).or_insert_with(Instant::now);
+            for (e, rs) in committed_everywhere(&nodes) {
+                seen_commit.entry(e).or_insert_with(Instant::now);
+                results.entry(e).or_insert(rs);
             }
         }
         if last_sample.elapsed() >= Duration::from_secs_f64(RSS_EVERY_S) {
@@ -558,8 +561,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         epoch_ms / 1000 * 4 + 30,
         "the last loaded epoch committed",
         || {
-            for e in committed_everywhere(&nodes).keys() {
-                seen_commit.entry(*e).or_insert_with(Instant::now);
+            for (e, rs) in committed_everywhere(&nodes) {
+                seen_commit.entry(e).or_insert_with(Instant::now);
+                results.entry(e).or_insert(rs);
             }
             seen_commit.contains_key(&last_epoch).then_some(())
         },
@@ -580,7 +584,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some((*e, t.saturating_duration_since(*end).as_secs_f64()))
         })
         .collect();
-    let committed = committed_everywhere(&nodes);
+    // Every epoch seen committed everywhere during the run (a node's status keeps only its
+    // last 64), then what the statuses show now.
+    let mut committed = results;
+    for (e, rs) in committed_everywhere(&nodes) {
+        committed.entry(e).or_insert(rs);
+    }
     let loaded: Vec<(u64, u64, u64)> = committed
         .range(first_epoch..=last_epoch)
         .map(|(e, (r, sc))| (*e, *r, *sc))
