@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::machine::Machine;
+use platform_node::devnet::{proc_status_kib, slope_per_min};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -189,28 +190,9 @@ fn slope_last_half(series: &[Vec<u64>], every_s: f64) -> Vec<Option<f64>> {
                 .enumerate()
                 .filter_map(|(k, row)| row.get(i).map(|v| (k as f64 * every_s, *v as f64)))
                 .collect();
-            if pts.len() < 3 {
-                return None;
-            }
-            let n = pts.len() as f64;
-            let mt = pts.iter().map(|p| p.0).sum::<f64>() / n;
-            let mv = pts.iter().map(|p| p.1).sum::<f64>() / n;
-            let var: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
-            let cov: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
-            (var > 0.0).then(|| cov / var * 60.0)
+            slope_per_min(&pts)
         })
         .collect()
-}
-
-fn rss_kib(pid: u32, key: &str) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(key))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
 }
 
 fn percentiles(h: &Histogram<u64>) -> Percentiles {
@@ -532,7 +514,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             rss_over_time.push(
                 nodes
                     .iter()
-                    .map(|n| n.pid.and_then(|p| rss_kib(p, "VmRSS:")).unwrap_or(0) / 1024)
+                    .map(|n| {
+                        n.pid
+                            .and_then(|p| proc_status_kib(p, "VmRSS:"))
+                            .unwrap_or(0)
+                            / 1024
+                    })
                     .collect::<Vec<u64>>(),
             );
         }
@@ -598,7 +585,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let scored: u64 = loaded.iter().map(|(_, _, sc)| sc).sum();
     let peak: Vec<u64> = nodes
         .iter()
-        .map(|n| n.pid.and_then(|p| rss_kib(p, "VmHWM:")).unwrap_or(0) / 1024)
+        .map(|n| {
+            n.pid
+                .and_then(|p| proc_status_kib(p, "VmHWM:"))
+                .unwrap_or(0)
+                / 1024
+        })
         .collect();
     let skipped: Vec<u64> = (first_epoch..=last_epoch)
         .filter(|e| !committed.contains_key(e))

@@ -10,6 +10,7 @@
 mod chaos;
 mod report;
 mod rss;
+pub use rss::slope_per_min;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -302,9 +303,15 @@ fn register_examples(api: &str, names: &[String], mechanisms: u8) -> anyhow::Res
 
 /// A process's peak resident set (VmHWM), in KiB.
 pub fn peak_rss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
+    proc_status_kib(pid, "VmHWM:")
+}
+
+/// A `/proc/PID/status` field given in KiB (`VmRSS:`, `VmHWM:`).
+pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
         .split_whitespace()
         .next()?
         .parse()

@@ -7,15 +7,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// A process's resident set (VmRSS), in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+/// The least-squares slope of `points` (seconds, value), per minute; `None` with fewer than
+/// 3 points or no spread in time.
+pub fn slope_per_min(points: &[(f64, f64)]) -> Option<f64> {
+    if points.len() < 3 {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mt = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mv = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let var: f64 = points.iter().map(|p| (p.0 - mt).powi(2)).sum();
+    let cov: f64 = points.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum();
+    (var > 0.0).then(|| cov / var * 60.0)
 }
 
 /// Samples of every node's resident set.
@@ -46,7 +49,10 @@ impl RssLog {
         self.last = Some(Instant::now());
         let row = children
             .iter()
-            .map(|c| c.as_ref().and_then(|c| rss_kib(c.id())))
+            .map(|c| {
+                c.as_ref()
+                    .and_then(|c| super::proc_status_kib(c.id(), "VmRSS:"))
+            })
             .collect();
         self.samples.push((self.start.elapsed().as_secs_f64(), row));
     }
@@ -59,20 +65,7 @@ impl RssLog {
             .filter(|(t, _)| *t >= from)
             .filter_map(|(t, row)| row.get(i).copied().flatten().map(|k| (*t, k as f64)))
             .collect();
-        if pts.len() < 3 {
-            return None;
-        }
-        let n = pts.len() as f64;
-        let (mt, mk) = (
-            pts.iter().map(|p| p.0).sum::<f64>() / n,
-            pts.iter().map(|p| p.1).sum::<f64>() / n,
-        );
-        let var: f64 = pts.iter().map(|p| (p.0 - mt).powi(2)).sum();
-        if var == 0.0 {
-            return None;
-        }
-        let cov: f64 = pts.iter().map(|p| (p.0 - mt) * (p.1 - mk)).sum();
-        Some(cov / var * 60.0)
+        slope_per_min(&pts)
     }
 
     /// The series and each node's slope over the last half of the run, as JSON; one line
