@@ -156,9 +156,7 @@ impl Chaos {
                 ctx.wipe(node)?;
             }
             Fault::RestartAll => {
-                for i in 0..ctx.children.len() {
-                    ctx.stop(i);
-                }
+                super::stop_all(ctx.children);
                 for i in 0..ctx.children.len() {
                     ctx.start(i)?;
                 }
@@ -314,22 +312,6 @@ pub(super) struct Ctx<'a> {
 impl Ctx<'_> {
     fn kill(&mut self, i: usize) {
         if let Some(mut c) = self.children[i].take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait (a clean stop), SIGKILL after 15 s.
-    fn stop(&mut self, i: usize) {
-        if let Some(mut c) = self.children[i].take() {
-            signal(&c, libc::SIGTERM);
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-            while std::time::Instant::now() < deadline {
-                if matches!(c.try_wait(), Ok(Some(_))) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
             let _ = c.kill();
             let _ = c.wait();
         }

@@ -318,6 +318,24 @@ pub fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
         .ok()
 }
 
+/// Stop every running node cleanly: SIGTERM to all, then SIGKILL to any still running 15 s
+/// later. Every slot is left empty.
+fn stop_all(children: &mut [Option<Child>]) {
+    for c in children.iter().flatten() {
+        signal(c, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for mut c in children.iter_mut().filter_map(Option::take) {
+        while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(c.try_wait(), Ok(Some(_))) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn signal(child: &Child, sig: i32) {
     if let Ok(pid) = i32::try_from(child.id()) {
         // SAFETY: kill(2) on a child process id we own; no memory is involved.
@@ -439,22 +457,7 @@ pub fn run(args: &DevnetArgs, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
     if !rss.is_empty() {
         println!("peak RSS: {}", rss.join(", "));
     }
-    for c in children.iter().flatten() {
-        signal(c, libc::SIGTERM);
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for c in children.iter_mut().flatten() {
-        while Instant::now() < deadline {
-            if matches!(c.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !matches!(c.try_wait(), Ok(Some(_))) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+    stop_all(&mut children);
     drop(server);
     println!("devnet stopped");
     result
