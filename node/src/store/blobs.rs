@@ -54,6 +54,23 @@ impl std::fmt::Debug for StoreBlobs {
 }
 
 impl StoreBlobs {
+    /// Whether a module or batch with this hash is kept, without reading it.
+    fn contains(&self, hash: &[u8; 32]) -> Result<bool, StoreError> {
+        let tx = self.0.begin_read().map_err(db)?;
+        Ok(tx
+            .open_table(MODULES)
+            .map_err(db)?
+            .get(hash)
+            .map_err(db)?
+            .is_some()
+            || tx
+                .open_table(BATCH_IDS)
+                .map_err(db)?
+                .get(hash)
+                .map_err(db)?
+                .is_some())
+    }
+
     fn read(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.0.begin_read().map_err(db)?;
         if let Some(m) = tx.open_table(MODULES).map_err(db)?.get(hash).map_err(db)? {
@@ -75,6 +92,10 @@ impl StoreBlobs {
 }
 
 impl platform_net::BlobSource for StoreBlobs {
+    fn holds(&self, hash: &[u8; 32]) -> bool {
+        self.contains(hash).unwrap_or(false)
+    }
+
     fn blob(&self, hash: &[u8; 32]) -> Option<Vec<u8>> {
         match self.read(hash) {
             Ok(b) => b,

@@ -189,6 +189,7 @@ fn modules_and_batches_are_served_by_hash_and_older_stores_are_indexed_at_open()
             Some(batch.clone())
         );
         assert_eq!(blobs.blob(&[9; 32]), None);
+        assert!(blobs.holds(&h) && !blobs.holds(&[9; 32]));
         // A second batch from the same author for the epoch is not kept, nor served.
         s.put_batch(7, &[3; 32], b"another").unwrap();
         assert_eq!(blobs.blob(&platform_types::sha256(b"another")), None);
