@@ -191,97 +191,160 @@ impl WeightsCall {
         }
     }
 
-    fn args(&self) -> Vec<Value> {
-        match self {
-            WeightsCall::SetWeights {
+    /// `set_weights` for mechanism 0 (as runtimes without mechanisms have it), else
+    /// `set_mechanism_weights`.
+    pub fn set(netuid: u16, mecid: u8, uids: Vec<u16>, values: Vec<u16>, version_key: u64) -> Self {
+        match mecid {
+            0 => WeightsCall::SetWeights {
                 netuid,
                 uids,
                 values,
                 version_key,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                u16s(uids),
-                u16s(values),
-                Value::u128(u128::from(*version_key)),
-            ],
-            WeightsCall::CommitWeights { netuid, hash } => {
-                vec![Value::u128(u128::from(*netuid)), Value::from_bytes(hash)]
-            }
-            WeightsCall::RevealWeights {
-                netuid,
-                uids,
-                values,
-                salt,
-                version_key,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                u16s(uids),
-                u16s(values),
-                u16s(salt),
-                Value::u128(u128::from(*version_key)),
-            ],
-            WeightsCall::CommitTimelocked {
-                netuid,
-                commit,
-                reveal_round,
-                commit_reveal_version,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                Value::from_bytes(commit),
-                Value::u128(u128::from(*reveal_round)),
-                Value::u128(u128::from(*commit_reveal_version)),
-            ],
-            WeightsCall::SetMechanismWeights {
+            },
+            _ => WeightsCall::SetMechanismWeights {
                 netuid,
                 mecid,
                 uids,
                 values,
                 version_key,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                Value::u128(u128::from(*mecid)),
-                u16s(uids),
-                u16s(values),
-                Value::u128(u128::from(*version_key)),
-            ],
-            WeightsCall::CommitMechanismWeights {
+            },
+        }
+    }
+
+    /// `commit_weights` for mechanism 0, else `commit_mechanism_weights`.
+    pub fn commit(netuid: u16, mecid: u8, hash: [u8; 32]) -> Self {
+        match mecid {
+            0 => WeightsCall::CommitWeights { netuid, hash },
+            _ => WeightsCall::CommitMechanismWeights {
                 netuid,
                 mecid,
                 hash,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                Value::u128(u128::from(*mecid)),
-                Value::from_bytes(hash),
-            ],
-            WeightsCall::RevealMechanismWeights {
+            },
+        }
+    }
+
+    /// `reveal_weights` for mechanism 0, else `reveal_mechanism_weights`.
+    pub fn reveal(
+        netuid: u16,
+        mecid: u8,
+        uids: Vec<u16>,
+        values: Vec<u16>,
+        salt: Vec<u16>,
+        version_key: u64,
+    ) -> Self {
+        match mecid {
+            0 => WeightsCall::RevealWeights {
+                netuid,
+                uids,
+                values,
+                salt,
+                version_key,
+            },
+            _ => WeightsCall::RevealMechanismWeights {
                 netuid,
                 mecid,
                 uids,
                 values,
                 salt,
                 version_key,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                Value::u128(u128::from(*mecid)),
-                u16s(uids),
-                u16s(values),
-                u16s(salt),
-                Value::u128(u128::from(*version_key)),
-            ],
-            WeightsCall::CommitTimelockedMechanism {
+            },
+        }
+    }
+
+    /// `commit_timelocked_weights` for mechanism 0, else
+    /// `commit_timelocked_mechanism_weights`.
+    pub fn commit_timelocked(
+        netuid: u16,
+        mecid: u8,
+        commit: Vec<u8>,
+        reveal_round: u64,
+        commit_reveal_version: u16,
+    ) -> Self {
+        match mecid {
+            0 => WeightsCall::CommitTimelocked {
+                netuid,
+                commit,
+                reveal_round,
+                commit_reveal_version,
+            },
+            _ => WeightsCall::CommitTimelockedMechanism {
                 netuid,
                 mecid,
                 commit,
                 reveal_round,
                 commit_reveal_version,
-            } => vec![
-                Value::u128(u128::from(*netuid)),
-                Value::u128(u128::from(*mecid)),
-                Value::from_bytes(commit),
-                Value::u128(u128::from(*reveal_round)),
-                Value::u128(u128::from(*commit_reveal_version)),
-            ],
+            },
         }
+    }
+
+    /// A mechanism form (its arguments carry `mecid` after `netuid`).
+    fn is_mechanism(&self) -> bool {
+        !matches!(
+            self,
+            WeightsCall::SetWeights { .. }
+                | WeightsCall::CommitWeights { .. }
+                | WeightsCall::RevealWeights { .. }
+                | WeightsCall::CommitTimelocked { .. }
+        )
+    }
+
+    fn args(&self) -> Vec<Value> {
+        let int = |x: u64| Value::u128(u128::from(x));
+        let (netuid, mecid) = self.target();
+        let mut args = vec![int(u64::from(netuid))];
+        if self.is_mechanism() {
+            args.push(int(u64::from(mecid)));
+        }
+        // The rest is the same in a call and its mechanism form.
+        match self {
+            WeightsCall::SetWeights {
+                uids,
+                values,
+                version_key,
+                ..
+            }
+            | WeightsCall::SetMechanismWeights {
+                uids,
+                values,
+                version_key,
+                ..
+            } => args.extend([u16s(uids), u16s(values), int(*version_key)]),
+            WeightsCall::CommitWeights { hash, .. }
+            | WeightsCall::CommitMechanismWeights { hash, .. } => {
+                args.push(Value::from_bytes(hash));
+            }
+            WeightsCall::RevealWeights {
+                uids,
+                values,
+                salt,
+                version_key,
+                ..
+            }
+            | WeightsCall::RevealMechanismWeights {
+                uids,
+                values,
+                salt,
+                version_key,
+                ..
+            } => args.extend([u16s(uids), u16s(values), u16s(salt), int(*version_key)]),
+            WeightsCall::CommitTimelocked {
+                commit,
+                reveal_round,
+                commit_reveal_version,
+                ..
+            }
+            | WeightsCall::CommitTimelockedMechanism {
+                commit,
+                reveal_round,
+                commit_reveal_version,
+                ..
+            } => args.extend([
+                Value::from_bytes(commit),
+                int(*reveal_round),
+                int(u64::from(*commit_reveal_version)),
+            ]),
+        }
+        args
     }
 
     pub(crate) fn payload(&self) -> subxt::transactions::DynamicPayload<Vec<Value>> {

@@ -539,23 +539,7 @@ impl Chain for Subtensor {
         values: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        let (uids, values) = (uids.to_vec(), values.to_vec());
-        let call = if mecid == 0 {
-            WeightsCall::SetWeights {
-                netuid,
-                uids,
-                values,
-                version_key,
-            }
-        } else {
-            WeightsCall::SetMechanismWeights {
-                netuid,
-                mecid,
-                uids,
-                values,
-                version_key,
-            }
-        };
+        let call = WeightsCall::set(netuid, mecid, uids.to_vec(), values.to_vec(), version_key);
         self.submit(hotkey, call)
     }
 
@@ -566,16 +550,7 @@ impl Chain for Subtensor {
         mecid: u8,
         hash: [u8; 32],
     ) -> Result<(), ChainError> {
-        let call = if mecid == 0 {
-            WeightsCall::CommitWeights { netuid, hash }
-        } else {
-            WeightsCall::CommitMechanismWeights {
-                netuid,
-                mecid,
-                hash,
-            }
-        };
-        self.submit(hotkey, call)
+        self.submit(hotkey, WeightsCall::commit(netuid, mecid, hash))
     }
 
     fn reveal_mechanism_weights(
@@ -588,25 +563,14 @@ impl Chain for Subtensor {
         salt: &[u16],
         version_key: u64,
     ) -> Result<(), ChainError> {
-        let (uids, values, salt) = (uids.to_vec(), values.to_vec(), salt.to_vec());
-        let call = if mecid == 0 {
-            WeightsCall::RevealWeights {
-                netuid,
-                uids,
-                values,
-                salt,
-                version_key,
-            }
-        } else {
-            WeightsCall::RevealMechanismWeights {
-                netuid,
-                mecid,
-                uids,
-                values,
-                salt,
-                version_key,
-            }
-        };
+        let call = WeightsCall::reveal(
+            netuid,
+            mecid,
+            uids.to_vec(),
+            values.to_vec(),
+            salt.to_vec(),
+            version_key,
+        );
         self.submit(hotkey, call)
     }
 
@@ -619,23 +583,13 @@ impl Chain for Subtensor {
         reveal_round: u64,
         commit_reveal_version: u16,
     ) -> Result<(), ChainError> {
-        let commit = commit.to_vec();
-        let call = if mecid == 0 {
-            WeightsCall::CommitTimelocked {
-                netuid,
-                commit,
-                reveal_round,
-                commit_reveal_version,
-            }
-        } else {
-            WeightsCall::CommitTimelockedMechanism {
-                netuid,
-                mecid,
-                commit,
-                reveal_round,
-                commit_reveal_version,
-            }
-        };
+        let call = WeightsCall::commit_timelocked(
+            netuid,
+            mecid,
+            commit.to_vec(),
+            reveal_round,
+            commit_reveal_version,
+        );
         self.submit(hotkey, call)
     }
 }
