@@ -35,9 +35,9 @@ fn finney_params(md: &RuntimeMetadata) -> ChainParams {
     }
 }
 
-fn metadata(file: &str) -> Option<RuntimeMetadata> {
+fn metadata(file: &str) -> RuntimeMetadata {
     let bytes = std::fs::read(common::reference_data().join(file)).unwrap();
-    Some(RuntimeMetadata::from_scale(&bytes).unwrap())
+    RuntimeMetadata::from_scale(&bytes).unwrap()
 }
 
 fn calls() -> Vec<(WeightsCall, &'static str, u8, Vec<u8>)> {
@@ -150,9 +150,7 @@ fn mechanism_calls() -> Vec<(WeightsCall, &'static str, u8, Vec<u8>)> {
 
 #[test]
 fn golden_call_bytes_from_finney_metadata() {
-    let Some(md) = metadata("finney_2026-04-21.scale") else {
-        return;
-    };
+    let md = metadata("finney_2026-04-21.scale");
     assert_eq!(md.runtime_version().unwrap(), (393, 1));
     for (call, golden, index, args) in calls().into_iter().chain(mechanism_calls()) {
         let bytes = call_data(&md, &call).unwrap();
@@ -166,7 +164,7 @@ fn golden_call_bytes_from_finney_metadata() {
     assert!(!md.has_call("set_weightz"));
     assert!(md.has_call("commit_timelocked_weights"));
     // A runtime from before mechanisms has none of their calls: encoding one is an error.
-    let spec218 = metadata("raonet_spec218_v14.scale").unwrap();
+    let spec218 = metadata("raonet_spec218_v14.scale");
     for (call, ..) in mechanism_calls() {
         assert!(md.has_call(call.name()) && !spec218.has_call(call.name()));
         assert!(call_data(&spec218, &call).is_err(), "{}", call.name());
@@ -177,9 +175,7 @@ fn golden_call_bytes_from_finney_metadata() {
 /// the call it names and its arguments, and the signature verifies.
 #[test]
 fn signed_mechanism_calls_decode_with_scalecodec() {
-    let Some(md) = metadata("mainnet_v14_2025-11.scale") else {
-        return;
-    };
+    let md = metadata("mainnet_v14_2025-11.scale");
     let Some(py) = common::python() else { return };
     let params = finney_params(&md);
     let (spec_version, transaction_version) = (params.spec_version, params.transaction_version);
@@ -252,9 +248,7 @@ fn mechanism_commit_hashes_match_an_independent_encoder() {
 
 #[test]
 fn signed_set_weights_verifies_with_scalecodec_and_sr25519() {
-    let Some(md) = metadata("mainnet_v14_2025-11.scale") else {
-        return;
-    };
+    let md = metadata("mainnet_v14_2025-11.scale");
     let Some(py) = common::python() else { return };
     let params = finney_params(&md);
     let (spec_version, transaction_version) = (params.spec_version, params.transaction_version);
@@ -337,12 +331,10 @@ fn bittensor_drand_commits_decrypt_with_ours() {
 /// time) offers hash commits alone.
 #[test]
 fn commit_calls_in_real_runtimes() {
-    let (Some(finney), Some(spec218)) = (
+    let (finney, spec218) = (
         metadata("finney_2026-04-21.scale"),
         metadata("raonet_spec218_v14.scale"),
-    ) else {
-        return;
-    };
+    );
     for (md, timelocked) in [(&finney, true), (&spec218, false)] {
         assert!(md.has_call("commit_weights"));
         assert!(md.has_call("reveal_weights"));

@@ -31,10 +31,10 @@ struct FakeNode {
     mode: Mode,
 }
 
-fn finney() -> Option<Vec<u8>> {
+fn finney() -> Vec<u8> {
     let p =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/finney_2026-04-21.scale");
-    Some(std::fs::read(p).expect("chain/tests/data/finney_2026-04-21.scale, in the repository"))
+    std::fs::read(p).expect("chain/tests/data/finney_2026-04-21.scale, in the repository")
 }
 
 fn respond(node: &Arc<Mutex<FakeNode>>, name: &str, params: Option<Value>) -> Option<Value> {
@@ -142,9 +142,9 @@ where
     format!("0x{}", hex::encode(k))
 }
 
-fn fake_node() -> Option<(Arc<Mutex<FakeNode>>, Vec<Neuron>)> {
+fn fake_node() -> (Arc<Mutex<FakeNode>>, Vec<Neuron>) {
     use parity_scale_codec::Encode;
-    let bytes = finney()?;
+    let bytes = finney();
     let md = RuntimeMetadata::from_scale(&bytes).unwrap();
     let neurons: Vec<Neuron> = (0..3u16)
         .map(|uid| Neuron {
@@ -190,14 +190,12 @@ fn fake_node() -> Option<(Arc<Mutex<FakeNode>>, Vec<Neuron>)> {
         storage,
         mode: Mode::Healthy,
     };
-    Some((Arc::new(Mutex::new(node)), neurons))
+    (Arc::new(Mutex::new(node)), neurons)
 }
 
 #[test]
 fn metagraph_and_hyperparams_read_through_rpc() {
-    let Some((node, neurons)) = fake_node() else {
-        return;
-    };
+    let (node, neurons) = fake_node();
     let c = client(&node).unwrap();
     let mg = c.metagraph(1).unwrap();
     assert_eq!(mg.neurons, neurons);
@@ -229,10 +227,8 @@ fn metagraph_and_hyperparams_read_through_rpc() {
 #[test]
 fn commit_support_reads_the_runtimes_calls_and_version() {
     use parity_scale_codec::Encode;
-    let Some((node, _)) = fake_node() else {
-        return;
-    };
-    let md = RuntimeMetadata::from_scale(&finney().unwrap()).unwrap();
+    let (node, _) = fake_node();
+    let md = RuntimeMetadata::from_scale(&finney()).unwrap();
     let c = client(&node).unwrap();
     node.lock().unwrap().storage.insert(
         key(&md, "CommitRevealWeightsVersion", ()),
@@ -255,9 +251,7 @@ fn commit_support_reads_the_runtimes_calls_and_version() {
 
 #[test]
 fn disconnects_hangs_and_garbage_are_clear_errors_and_the_client_recovers() {
-    let Some((node, neurons)) = fake_node() else {
-        return;
-    };
+    let (node, neurons) = fake_node();
     let c = client(&node).unwrap();
     for (mode, expect, label) in [
         (Mode::Disconnected, "connection reset", "connection"),
@@ -276,7 +270,7 @@ fn disconnects_hangs_and_garbage_are_clear_errors_and_the_client_recovers() {
         );
     }
     // A storage value that does not decode as its type.
-    let md = RuntimeMetadata::from_scale(&finney().unwrap()).unwrap();
+    let md = RuntimeMetadata::from_scale(&finney()).unwrap();
     node.lock()
         .unwrap()
         .storage
@@ -290,9 +284,7 @@ fn disconnects_hangs_and_garbage_are_clear_errors_and_the_client_recovers() {
 
 #[test]
 fn a_node_that_does_not_answer_is_a_clear_error_at_connect() {
-    let Some((node, _)) = fake_node() else {
-        return;
-    };
+    let (node, _) = fake_node();
     node.lock().unwrap().mode = Mode::Disconnected;
     let e = client(&node).unwrap_err();
     assert!(matches!(e, ChainError::Connection(_)), "{e}");

@@ -536,7 +536,7 @@ impl<S: Storage> Machine<S> {
                 hex::encode(v.digest)
             );
         }
-        let (weights, scored, flagged) = match &result {
+        let ((weights, mechanism_weights), scored, flagged) = match &result {
             Some(r) => {
                 let set = self.rosters.get(&v.epoch).map(|ro| &ro.validators);
                 for f in &r.flagged {
@@ -564,7 +564,6 @@ impl<S: Storage> Machine<S> {
             }
             None => ((Vec::new(), Vec::new()), 0, 0),
         };
-        let (weights, mechanism_weights) = weights;
         let reports: usize = v
             .batches
             .iter()
