@@ -593,13 +593,7 @@ fn drive(
         serde_json::to_string_pretty(&rss.finish(&names))?,
     )?;
     if let Some(c) = chaos.as_mut() {
-        let sts = settle_weights(specs, children, args.nodes, stop);
-        let lasts: Vec<Option<u64>> = sts
-            .iter()
-            .filter(|(i, _)| *i < args.nodes)
-            .map(|(_, s)| s["chain"]["last_epoch"].as_u64())
-            .collect();
-        let newest = lasts.iter().flatten().max().copied();
+        let (sts, newest) = settle_weights(specs, children, args.nodes, stop);
         // The weights of the validators whose last submission, the newest epoch's, landed.
         let rows: Vec<(u16, Vec<(u16, u16)>)> = server
             .chain()
@@ -633,13 +627,13 @@ fn drive(
 }
 
 /// Wait (at most 60 s) until every validator submitted weights for the same newest epoch;
-/// their statuses then.
+/// their statuses then, and the newest epoch any validator submitted weights for.
 fn settle_weights(
     specs: &[NodeSpec],
     children: &[Option<Child>],
     validators: usize,
     stop: &AtomicBool,
-) -> Vec<(usize, serde_json::Value)> {
+) -> (Vec<(usize, serde_json::Value)>, Option<u64>) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let sts = chaos::statuses(specs, children);
@@ -649,7 +643,8 @@ fn settle_weights(
             .map(|(_, s)| s["chain"]["last_epoch"].as_u64())
             .collect();
         if lasts.len() == 1 || Instant::now() >= deadline || stop.load(Ordering::Relaxed) {
-            return sts;
+            let newest = lasts.last().copied().flatten();
+            return (sts, newest);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
