@@ -56,8 +56,12 @@ pub trait Storage {
     fn last_view(&self, height: Height) -> Result<Option<View>, StoreError>;
     /// Record a decision (with its certificate).
     fn record_decision(&mut self, decision: &Decision) -> Result<(), StoreError>;
-    /// The highest decided height, if any.
+    /// The highest decided height, if any: the last decision held, or the floor.
     fn last_decided(&self) -> Result<Option<Height>, StoreError>;
+    /// Heights up to `height` are decided and known from an application snapshot (a node
+    /// that caught up from one holds no decisions below it): [`Self::last_decided`] is at
+    /// least `height` from now on.
+    fn set_floor(&mut self, height: Height) -> Result<(), StoreError>;
     /// Decisions from `from` on, in order, at most `limit`.
     fn decisions(&self, from: Height, limit: usize) -> Result<Vec<Decision>, StoreError>;
 }
@@ -68,6 +72,7 @@ pub struct MemStore {
     votes: BTreeMap<(Height, View, u8), Hash32>,
     prepared: BTreeMap<Height, Prepared>,
     decisions: BTreeMap<Height, Decision>,
+    floor: Option<Height>,
 }
 
 impl Storage for MemStore {
@@ -106,7 +111,11 @@ impl Storage for MemStore {
         Ok(())
     }
     fn last_decided(&self) -> Result<Option<Height>, StoreError> {
-        Ok(self.decisions.keys().next_back().copied())
+        Ok(self.decisions.keys().next_back().copied().max(self.floor))
+    }
+    fn set_floor(&mut self, height: Height) -> Result<(), StoreError> {
+        self.floor = self.floor.max(Some(height));
+        Ok(())
     }
     fn decisions(&self, from: Height, limit: usize) -> Result<Vec<Decision>, StoreError> {
         Ok(self
@@ -121,6 +130,9 @@ impl Storage for MemStore {
 const VOTES: TableDefinition<(u64, u32, u8), [u8; 32]> = TableDefinition::new("own_votes");
 const PREPARED: TableDefinition<u64, &[u8]> = TableDefinition::new("prepared");
 const DECISIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("decisions");
+/// Named heights: the snapshot floor.
+const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
+const FLOOR: &str = "floor";
 
 /// redb-backed storage; every write is its own durable transaction.
 pub struct RedbStore {
@@ -148,6 +160,7 @@ impl RedbStore {
         tx.open_table(VOTES).map_err(db_err)?;
         tx.open_table(PREPARED).map_err(db_err)?;
         tx.open_table(DECISIONS).map_err(db_err)?;
+        tx.open_table(HEIGHTS).map_err(db_err)?;
         tx.commit().map_err(db_err)?;
         Ok(RedbStore { db })
     }
@@ -225,7 +238,25 @@ impl Storage for RedbStore {
         let tx = self.db.begin_read().map_err(db_err)?;
         let t = tx.open_table(DECISIONS).map_err(db_err)?;
         let last = t.last().map_err(db_err)?.map(|(k, _)| k.value());
-        Ok(last)
+        let floor = tx
+            .open_table(HEIGHTS)
+            .map_err(db_err)?
+            .get(FLOOR)
+            .map_err(db_err)?
+            .map(|g| g.value());
+        Ok(last.max(floor))
+    }
+
+    fn set_floor(&mut self, height: Height) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(HEIGHTS).map_err(db_err)?;
+            let old = t.get(FLOOR).map_err(db_err)?.map(|g| g.value());
+            if old.is_none_or(|o| o < height) {
+                t.insert(FLOOR, height).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
     }
 
     fn decisions(&self, from: Height, limit: usize) -> Result<Vec<Decision>, StoreError> {
@@ -282,6 +313,17 @@ mod tests {
         };
         s.record_decision(&d).unwrap();
         assert_eq!(s.last_decided().unwrap(), Some(1));
+        assert_eq!(s.decisions(0, 10).unwrap(), vec![d.clone()]);
+        // A snapshot floor above the decisions held: later heights resume after it, and only
+        // the decisions held are served.
+        s.set_floor(9).unwrap();
+        assert_eq!(s.last_decided().unwrap(), Some(9));
+        s.set_floor(4).unwrap();
+        assert_eq!(
+            s.last_decided().unwrap(),
+            Some(9),
+            "the floor never goes down"
+        );
         assert_eq!(s.decisions(0, 10).unwrap(), vec![d]);
     }
 
@@ -300,6 +342,10 @@ mod tests {
             reopened.record_vote(Kind::Prepare, 1, 0, [9; 32]).unwrap(),
             Recorded::Conflict([1; 32])
         );
-        assert_eq!(reopened.last_decided().unwrap(), Some(1));
+        assert_eq!(
+            reopened.last_decided().unwrap(),
+            Some(9),
+            "the floor is durable"
+        );
     }
 }

@@ -98,6 +98,11 @@ pub trait BlobSource: Send + Sync {
     fn holds(&self, hash: &Hash32) -> bool {
         self.blob(hash).is_some()
     }
+    /// The application's latest certified checkpoint (opaque bytes: the node's latest
+    /// committed decision naming a state snapshot), answered to a peer catching up.
+    fn checkpoint(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 impl std::fmt::Debug for Options {
@@ -202,6 +207,14 @@ pub enum NetEvent {
         /// The submission.
         delivery: Delivery,
     },
+    /// A peer's answer to [`NetHandle::ask_checkpoint`]: its latest certified checkpoint
+    /// (unverified: the application checks it).
+    Checkpoint {
+        /// The PeerId.
+        peer: String,
+        /// Its bytes.
+        bytes: Vec<u8>,
+    },
     /// A peer's last connection closed.
     PeerLeft {
         /// The PeerId.
@@ -265,6 +278,7 @@ pub(crate) enum Command {
     Isolate {
         on: bool,
     },
+    AskCheckpoint,
     Peers {
         reply: Reply<Vec<PeerInfo>>,
     },
@@ -438,6 +452,12 @@ impl NetHandle {
 
     fn short_wait(&self) -> Duration {
         self.config.request_timeout
+    }
+
+    /// Ask connected validator peers (a few) for their latest certified checkpoint; the
+    /// answers arrive as [`NetEvent::Checkpoint`]. Never waits.
+    pub fn ask_checkpoint(&self) -> Result<(), NetError> {
+        self.send(Command::AskCheckpoint)
     }
 
     /// This node's PeerId (base58).

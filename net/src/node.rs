@@ -195,6 +195,7 @@ enum KadOp {
 enum Outbound {
     Hello,
     Blob(Hash32),
+    Checkpoint,
 }
 
 struct Node {
@@ -537,6 +538,7 @@ impl Node {
             Command::Peers { reply } => {
                 let _ = reply.send(Ok(self.peer_infos()));
             }
+            Command::AskCheckpoint => self.ask_checkpoint(),
             Command::Shutdown => {}
         }
     }

@@ -272,6 +272,7 @@ pub(crate) fn restored(store: &Store, owner: Hotkey, current: u64) -> anyhow::Re
         batches: store.batches_from(last_epoch.map_or(0, |e| e + 1))?,
         submissions,
         modules: store.module_hashes()?.into_iter().collect(),
+        snapshots: store.snapshot_refs()?,
     })
 }
 

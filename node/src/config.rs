@@ -73,7 +73,9 @@ pub struct ConsensusSection {
     /// Cap on the view timeout as it doubles.
     #[serde(with = "humantime_serde")]
     pub view_timeout_max: Duration,
-    /// Checkpoint every this many decisions.
+    /// Snapshot the applied state every this many heights (epochs); the following heights'
+    /// values name the snapshot, and a node far behind catches up from it. A protocol
+    /// constant: every validator of the subnet uses the same one.
     pub checkpoint_interval: u64,
     /// After an epoch's end block is seen: late submissions for half of it, batches at
     /// `settle`, the proposal at twice it.
@@ -90,7 +92,7 @@ impl Default for ConsensusSection {
         ConsensusSection {
             view_timeout: Duration::from_secs(2),
             view_timeout_max: Duration::from_secs(60),
-            checkpoint_interval: 16,
+            checkpoint_interval: 4,
             settle: Duration::from_secs(6),
             genesis_epoch: None,
         }

@@ -23,6 +23,7 @@ pub mod msg;
 pub mod registry;
 mod shell;
 pub mod sim;
+pub mod snapshot;
 pub mod status;
 pub mod store;
 pub mod verify;

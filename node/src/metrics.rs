@@ -43,6 +43,11 @@ pub const FLAGGED: &str = "platform_consensus_flagged_reports_total";
 pub const PROPOSALS_REJECTED: &str = "platform_consensus_proposals_rejected_total";
 /// Counter: times the metagraph at an epoch's pinned block could not be read (the epoch waits).
 pub const ROSTER_UNAVAILABLE: &str = "platform_chain_metagraph_unavailable_total";
+/// Counter: state syncs from a peer's snapshot, by `outcome` (installed, or why an offer or
+/// its data was refused, or timeout).
+pub const SNAPSHOT_SYNCS: &str = "platform_consensus_snapshot_syncs_total";
+/// Counter: snapshots this validator took at checkpoint heights.
+pub const SNAPSHOTS_TAKEN: &str = "platform_consensus_snapshots_taken_total";
 /// Counter: evaluation batches published by this validator.
 pub const BATCHES: &str = "platform_consensus_batches_published_total";
 /// Counter: owner registry changes refused, by `reason`.
@@ -104,6 +109,12 @@ pub fn register() {
     describe_counter!(AUDIT, "Audit records written.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of a store file.");
+    describe_counter!(
+        SNAPSHOT_SYNCS,
+        "State syncs from a peer's snapshot, by outcome."
+    );
+    describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken at checkpoint heights.");
+    metrics::counter!(SNAPSHOT_SYNCS, "outcome" => "installed").absolute(0);
     for r in INGRESS_RESULTS {
         metrics::counter!(INGRESS, "result" => r).absolute(0);
     }
@@ -130,6 +141,7 @@ pub fn register() {
         AUDIT,
         STORE_ERRORS,
         ROSTER_UNAVAILABLE,
+        SNAPSHOTS_TAKEN,
     ] {
         metrics::counter!(name).absolute(0);
     }

@@ -45,14 +45,19 @@ pub struct BatchAnnounce {
 }
 
 /// Version tag of [`EpochValue`]'s layout. v1 (no tag, no pin) named wall-clock epochs; v2
-/// names the epoch's pinned block and roster.
-pub const EPOCH_VALUE_VERSION: u8 = 2;
+/// names the epoch's pinned block and roster; v3 adds the snapshot of the latest checkpoint.
+pub const EPOCH_VALUE_VERSION: u8 = 3;
+/// The layout before snapshots (still decoded: stored decisions are replayed).
+pub const EPOCH_VALUE_V2: u8 = 2;
 
 /// What consensus decides at each height: an epoch's inputs and result, plus the registry
 /// changes that take effect after it.
-#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+///
+/// Encoding: `SCALE(version, epoch, pin, roster, batches, changes, digest)`, then, from
+/// version 3, `SCALE(snapshot)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EpochValue {
-    /// [`EPOCH_VALUE_VERSION`].
+    /// [`EPOCH_VALUE_VERSION`] (or [`EPOCH_VALUE_V2`] in a stored decision).
     pub version: u8,
     /// The epoch.
     pub epoch: u64,
@@ -67,6 +72,50 @@ pub struct EpochValue {
     pub changes: Vec<Vec<u8>>,
     /// `epoch::compute(...).digest` over those batches.
     pub digest: [u8; 32],
+    /// The snapshot of the applied state at the latest checkpoint height below this one
+    /// (`None` before the first checkpoint, and in v2 values).
+    pub snapshot: Option<crate::snapshot::SnapshotRef>,
+}
+
+impl Encode for EpochValue {
+    fn encode_to<T: parity_scale_codec::Output + ?Sized>(&self, dest: &mut T) {
+        (
+            self.version,
+            self.epoch,
+            self.pin,
+            self.roster,
+            &self.batches,
+            &self.changes,
+            self.digest,
+        )
+            .encode_to(dest);
+        if self.version >= EPOCH_VALUE_VERSION {
+            self.snapshot.encode_to(dest);
+        }
+    }
+}
+
+impl Decode for EpochValue {
+    fn decode<I: parity_scale_codec::Input>(
+        input: &mut I,
+    ) -> Result<Self, parity_scale_codec::Error> {
+        let (version, epoch, pin, roster, batches, changes, digest) = Decode::decode(input)?;
+        let snapshot = if version >= EPOCH_VALUE_VERSION {
+            Decode::decode(input)?
+        } else {
+            None
+        };
+        Ok(EpochValue {
+            version,
+            epoch,
+            pin,
+            roster,
+            batches,
+            changes,
+            digest,
+            snapshot,
+        })
+    }
 }
 
 /// A committed epoch, as the store keeps it.
@@ -164,7 +213,7 @@ impl EpochValue {
     pub fn decode_checked(bytes: &[u8]) -> Option<EpochValue> {
         let v: EpochValue = decode_exact(bytes)?;
         let sorted = v.batches.windows(2).all(|w| w[0] < w[1]);
-        (v.version == EPOCH_VALUE_VERSION
+        ((v.version == EPOCH_VALUE_VERSION || v.version == EPOCH_VALUE_V2)
             && v.batches.len() <= VALUE_ITEMS_MAX
             && v.changes.len() <= VALUE_ITEMS_MAX
             && sorted)
@@ -189,8 +238,30 @@ mod tests {
             batches: vec![[1; 32], [2; 32]],
             changes: vec![vec![1, 2, 3]],
             digest: [7; 32],
+            snapshot: Some(crate::snapshot::SnapshotRef {
+                height: 16,
+                manifest: [8; 32],
+            }),
         };
         assert_eq!(EpochValue::decode_checked(&v.encode()), Some(v.clone()));
+        // A v2 value (stored before snapshots) decodes without one.
+        let v2 = EpochValue {
+            version: EPOCH_VALUE_V2,
+            snapshot: None,
+            ..v.clone()
+        };
+        let v2_bytes = v2.encode();
+        assert_eq!(
+            v2_bytes.len()
+                + Some(crate::snapshot::SnapshotRef {
+                    height: 16,
+                    manifest: [8; 32],
+                })
+                .encode()
+                .len(),
+            v.encode().len()
+        );
+        assert_eq!(EpochValue::decode_checked(&v2_bytes), Some(v2));
         let mut unsorted = v.clone();
         unsorted.batches.reverse();
         assert_eq!(EpochValue::decode_checked(&unsorted.encode()), None);

@@ -330,6 +330,11 @@ impl Registry {
         }
     }
 
+    /// The owner whose signed changes govern it.
+    pub fn owner(&self) -> [u8; 32] {
+        self.owner
+    }
+
     /// Rebuild a registry from stored entries (encoded [`Entry`]s) and its last nonce.
     pub fn restore(
         owner: [u8; 32],

@@ -15,7 +15,9 @@ use platform_net::{NetEvent, NetHandle, Reason, Topic};
 
 use crate::app::{AppMsg, now_ms};
 use crate::chainsvc::{ChainJob, WeightsJob};
-use crate::machine::{Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster};
+use crate::machine::{
+    Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster, SNAPSHOTS_KEPT,
+};
 use crate::metrics as m;
 use crate::msg::{ChallengePost, decode_exact};
 use crate::registry::ChallengeMeta;
@@ -83,6 +85,10 @@ impl Shell {
                         let _ = self.net.admit(token, Err(Reason::Malformed));
                     }
                 }
+                return;
+            }
+            NetEvent::Checkpoint { bytes, .. } => {
+                inputs.push(Input::CheckpointOffer(bytes));
                 return;
             }
             _ => return,
@@ -332,6 +338,43 @@ impl Shell {
                 }
             }
             Effect::Applied(a) => self.applied(&a),
+            Effect::StoreSnapshot(snap) => {
+                self.flush();
+                metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
+                if let Err(e) = self.store.put_snapshot(&snap, SNAPSHOTS_KEPT) {
+                    metrics::counter!(m::STORE_ERRORS).increment(1);
+                    tracing::error!("store: {e}; snapshot {} not kept", snap.reference.height);
+                }
+                // Announced as held (served from the store once the net's cache evicts it).
+                for b in std::iter::once(snap.manifest).chain(snap.chunks) {
+                    let _ = self.net.provide(b);
+                }
+            }
+            Effect::AskCheckpoint => {
+                if let Err(e) = self.net.ask_checkpoint() {
+                    tracing::debug!("checkpoint not asked: {e}");
+                }
+            }
+            Effect::Installed(inst) => {
+                self.flush();
+                if let Err(e) =
+                    self.store
+                        .install_snapshot(&inst.state, &inst.snapshot, SNAPSHOTS_KEPT)
+                {
+                    // The machine runs from it; a restart syncs again.
+                    metrics::counter!(m::STORE_ERRORS).increment(1);
+                    tracing::error!("store: {e}; the installed snapshot is not durable");
+                }
+                let snap = &inst.snapshot;
+                for b in std::iter::once(&snap.manifest).chain(&snap.chunks) {
+                    let _ = self.net.provide(b.clone());
+                }
+                if let Some(r) = inst.state.epoch_record() {
+                    metrics::gauge!(m::COMMITTED_EPOCH).set(inst.state.epoch as f64);
+                    self.view
+                        .push_history(inst.state.epoch, inst.state.pin.block, &r);
+                }
+            }
             Effect::Admit { token, verdict } => {
                 let verdict = verdict.map_err(|r| match r {
                     Refusal::NotReady => Reason::Busy,
@@ -439,6 +482,11 @@ impl Shell {
             // The machine moves on; a restart re-applies from the consensus store.
             metrics::counter!(m::STORE_ERRORS).increment(1);
             tracing::error!("store: {e}; the decision is applied again after a restart");
+        }
+        if let Some(c) = &a.checkpoint
+            && let Err(e) = self.store.put_checkpoint(c)
+        {
+            tracing::warn!("store: {e}; the checkpoint offered to peers is older");
         }
         if let Some(t) = a.ended_at_ms {
             metrics::histogram!(m::COMMIT_LATENCY)

@@ -166,6 +166,11 @@ impl StatusView {
             "pending_decisions": m.pending_decisions(),
             "registry": registry,
             "registry_nonce": m.registry().last_nonce(),
+            "snapshot": m.latest_snapshot().map(|r| serde_json::json!({
+                "height": r.height,
+                "manifest": hex::encode(r.manifest),
+            })),
+            "state_sync": m.state_sync(),
             "machine": m.stats(),
             "chain": chain,
         });

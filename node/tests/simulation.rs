@@ -90,3 +90,26 @@ fn a_node_that_votes_without_recomputing_is_caught() {
         "{caught:?}"
     );
 }
+
+#[test]
+fn a_wiped_validator_catches_up_from_a_snapshot() {
+    // One validator loses its data early and comes back empty once the faults end, several
+    // epochs behind: it fetches a peer's certified snapshot (checked against the commit
+    // certificate, the roster and its manifest) instead of replaying from genesis, and the
+    // checks compare what it installed with what the network committed.
+    for seed in 0..8 {
+        let sc = Scenario {
+            epochs: 16,
+            crashes: 0,
+            partitions: 0,
+            liar: false,
+            wipes: 1,
+            ..Scenario::random(seed)
+        };
+        let out = sim::run(&sc).unwrap_or_else(|v| panic!("{v}"));
+        assert_eq!(
+            out.snapshots_installed, 1,
+            "seed {seed}: the wiped validator did not catch up from a snapshot"
+        );
+    }
+}

@@ -788,3 +788,102 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
     assert_eq!(summary["chain_weights_agree"], true);
     assert!(text.contains("every invariant held"), "{text}");
 }
+
+/// State sync: a validator that joins with an empty data dir several epochs in, and later
+/// one wiped (its stores deleted) and kept down for several epochs, each catch up from a
+/// peer's certified snapshot (not by replaying from genesis), agree with the others on
+/// every epoch after it, and run the challenges the snapshot's registry names.
+#[test]
+fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
+    let _shared = CPU.read().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let root: PathBuf = dir.path().join("devnet");
+    let mut procs = Procs(Vec::new());
+    let devnet_log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
+    procs.0.push(
+        Command::new(EXE)
+            .args(["devnet", "--nodes", "4", "--hold", "1", "--miners", "2"])
+            .args([
+                "--load",
+                "1",
+                "--epoch-blocks",
+                "12",
+                "--block-time",
+                "250ms",
+            ])
+            .arg("--dir")
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(devnet_log.try_clone().unwrap())
+            .stderr(devnet_log)
+            .spawn()
+            .unwrap(),
+    );
+    let manifest: Value = wait_for(60, "devnet.json", || {
+        let text = std::fs::read_to_string(root.join("devnet.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    });
+    let nodes = manifest["nodes"].as_array().unwrap().clone();
+    let api = |i: usize| nodes[i]["api"].as_str().unwrap().to_string();
+    let config = PathBuf::from(nodes[3]["config"].as_str().unwrap());
+    let data = root.join("v3");
+    let last = |st: &Value| st["last_committed_epoch"].as_u64();
+    // Checkpoints every 4 heights (the default): once epoch 5 is committed, the values name
+    // the snapshot of height 4, and a node 4+ epochs behind takes it.
+    wait_for(180, "epoch 5 committed on v0", || {
+        status(&api(0)).and_then(|s| last(&s)).filter(|e| *e >= 5)
+    });
+    let caught_up = |installs: u64, what: &str| -> Value {
+        wait_for(120, what, || {
+            let st3 = status(&api(3))?;
+            let st0 = status(&api(0))?;
+            (st3["machine"]["snapshots_installed"].as_u64() == Some(installs)
+                && last(&st3)? + 1 >= last(&st0)?
+                && active_loaded(&st3) == 3)
+                .then_some(st3)
+        })
+    };
+    procs
+        .0
+        .push(start_node(&config, &dir.path().join("v3-late.log")));
+    let st3 = caught_up(1, "the late joiner caught up from a snapshot");
+    assert!(st3["snapshot"]["height"].as_u64().unwrap() >= 4, "{st3}");
+    // Its history starts at the snapshot's epoch, not at genesis.
+    let first = committed(&st3).keys().next().copied().unwrap();
+    assert!(
+        first >= 3,
+        "replayed from genesis instead: {}",
+        st3["committed"]
+    );
+    agreed(&[status(&api(0)).unwrap(), st3]);
+
+    // Killed, its stores deleted, down for 4+ epochs: it comes back empty and syncs again.
+    let mut late = procs.0.pop().unwrap();
+    // SAFETY: kill(2) on a child process of this test.
+    assert_eq!(unsafe { libc::kill(late.id() as i32, libc::SIGKILL) }, 0);
+    let _ = late.wait();
+    for e in std::fs::read_dir(&data).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "redb") {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    let down_at = last(&status(&api(0)).unwrap()).unwrap();
+    wait_for(120, "4 more epochs committed without v3", || {
+        status(&api(0))
+            .and_then(|s| last(&s))
+            .filter(|e| *e >= down_at + 4)
+    });
+    procs
+        .0
+        .push(start_node(&config, &dir.path().join("v3-wiped.log")));
+    let st3 = caught_up(1, "the wiped validator caught up from a snapshot");
+    let first = committed(&st3).keys().next().copied().unwrap();
+    assert!(first > down_at, "{}", st3["committed"]);
+    let sts = [status(&api(0)).unwrap(), status(&api(1)).unwrap(), st3];
+    assert!(agreed(&sts).len() >= 2, "{}", sts[2]["committed"]);
+    for mut p in procs.0.drain(..).rev() {
+        let s = sigterm_and_wait(&mut p);
+        assert!(s.success(), "a process exited with {s}");
+    }
+}

@@ -1,5 +1,5 @@
-//! Request-response on the net thread: hello (hotkey bindings), blob requests, and miners'
-//! submissions with their acks.
+//! Request-response on the net thread: hello (hotkey bindings), blob requests, miners'
+//! submissions with their acks, and checkpoint offers to peers catching up.
 
 use super::*;
 
@@ -56,6 +56,13 @@ impl Node {
                         None => self.advance_fetch(&hash),
                     }
                 }
+                (Some(Outbound::Checkpoint), Response::Checkpoint(found)) => {
+                    stats::request("checkpoint", "out", "ok");
+                    if let Some(bytes) = found {
+                        let peer = peer.to_base58();
+                        self.emit(NetEvent::Checkpoint { peer, bytes });
+                    }
+                }
                 (Some(_), _) => {
                     self.refuse(peer, Reason::Malformed);
                 }
@@ -74,6 +81,10 @@ impl Node {
                 Some(Outbound::Hello) => {
                     tracing::debug!("hello failed: {error}");
                     stats::request("hello", "out", "failed");
+                }
+                Some(Outbound::Checkpoint) => {
+                    tracing::debug!("checkpoint request failed: {error}");
+                    stats::request("checkpoint", "out", "failed");
                 }
                 None => {}
             },
@@ -170,6 +181,9 @@ impl Node {
                 }
                 Response::Blob(blob)
             }
+            Request::Checkpoint => {
+                Response::Checkpoint(self.source.as_ref().and_then(|s| s.checkpoint()))
+            }
             Request::Submit(bytes) => {
                 stats::request(kind, "in", "ok");
                 let answer = admit::Answer::Rpc {
@@ -186,5 +200,32 @@ impl Node {
             .behaviour_mut()
             .rpc
             .send_response(channel, response);
+    }
+}
+
+/// Validator peers asked for a checkpoint at once.
+const CHECKPOINT_ASK_PEERS: usize = 3;
+
+impl Node {
+    /// Ask a few bound validator peers for their latest certified checkpoint.
+    pub(super) fn ask_checkpoint(&mut self) {
+        if self.isolated {
+            return;
+        }
+        let peers: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| p.hotkey.is_some() && self.swarm.is_connected(id))
+            .map(|(id, _)| *id)
+            .take(CHECKPOINT_ASK_PEERS)
+            .collect();
+        for peer in peers {
+            let rid = self
+                .swarm
+                .behaviour_mut()
+                .rpc
+                .send_request(&peer, Request::Checkpoint);
+            self.outbound.insert(rid, Outbound::Checkpoint);
+        }
     }
 }

@@ -71,23 +71,26 @@ pub enum SubmitAck {
 /// Request-response requests (`/platform/rpc/1`).
 ///
 /// Layout: `version u8 | kind u8 | body`; kind 1 = hello (binding record), 2 = blob by
-/// hash (32 bytes), 3 = submit (an envelope).
+/// hash (32 bytes), 3 = submit (an envelope), 4 = the latest certified checkpoint (no body).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Request {
     Hello(Vec<u8>),
     Blob(Hash32),
     Submit(Vec<u8>),
+    Checkpoint,
 }
 
 /// Request-response responses.
 ///
 /// Layout: `version u8 | kind u8 | body`; kind 1 = hello (binding record), 2 = blob
-/// (`found u8` then the bytes), 3 = submit ack (`0 | id [32]` or `1 | utf-8 reason`).
+/// (`found u8` then the bytes), 3 = submit ack (`0 | id [32]` or `1 | utf-8 reason`),
+/// 4 = checkpoint (`found u8` then the application's bytes: an encoded consensus decision).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Response {
     Hello(Vec<u8>),
     Blob(Option<Vec<u8>>),
     Submit(SubmitAck),
+    Checkpoint(Option<Vec<u8>>),
 }
 
 impl Request {
@@ -96,6 +99,7 @@ impl Request {
             Request::Hello(b) => (1, b),
             Request::Blob(h) => (2, h),
             Request::Submit(b) => (3, b),
+            Request::Checkpoint => (4, &[]),
         };
         let mut v = Vec::with_capacity(2 + body.len());
         v.extend_from_slice(&[WIRE_VERSION, kind]);
@@ -116,6 +120,10 @@ impl Request {
                 Ok(Request::Blob(h))
             }
             3 => Ok(Request::Submit(rest)),
+            4 => {
+                r.end()?;
+                Ok(Request::Checkpoint)
+            }
             tag => Err(WireError::Tag {
                 what: "request",
                 tag,
@@ -128,6 +136,7 @@ impl Request {
             Request::Hello(_) => "hello",
             Request::Blob(_) => "blob",
             Request::Submit(_) => "submit",
+            Request::Checkpoint => "checkpoint",
         }
     }
 }
@@ -140,8 +149,12 @@ impl Response {
                 v.push(1);
                 v.extend_from_slice(b);
             }
-            Response::Blob(b) => {
-                v.push(2);
+            Response::Blob(b) | Response::Checkpoint(b) => {
+                v.push(if matches!(self, Response::Blob(_)) {
+                    2
+                } else {
+                    4
+                });
                 match b {
                     None => v.push(0),
                     Some(b) => {
@@ -190,6 +203,17 @@ impl Response {
                     String::from_utf8_lossy(r.bytes).chars().take(256).collect(),
                 ))),
                 tag => Err(WireError::Tag { what: "ack", tag }),
+            },
+            4 => match r.u8()? {
+                0 => {
+                    r.end()?;
+                    Ok(Response::Checkpoint(None))
+                }
+                1 => Ok(Response::Checkpoint(Some(r.bytes.to_vec()))),
+                tag => Err(WireError::Tag {
+                    what: "checkpoint",
+                    tag,
+                }),
             },
             tag => Err(WireError::Tag {
                 what: "response",

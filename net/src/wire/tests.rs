@@ -147,6 +147,7 @@ fn rpc_frames_round_trip() {
         Request::Hello(vec![1, 2]),
         Request::Blob([4; 32]),
         Request::Submit(vec![5; 9]),
+        Request::Checkpoint,
     ] {
         assert_eq!(Request::decode(&r.encode()).unwrap(), r);
     }
@@ -156,10 +157,17 @@ fn rpc_frames_round_trip() {
         Response::Blob(Some(vec![3; 5])),
         Response::Submit(SubmitAck::Accepted([1; 32])),
         Response::Submit(SubmitAck::Rejected("bad signature".into())),
+        Response::Checkpoint(None),
+        Response::Checkpoint(Some(vec![6; 7])),
     ] {
         assert_eq!(Response::decode(&r.encode()).unwrap(), r);
     }
     assert!(Request::decode(&[1, 2, 0]).is_err());
+    assert!(
+        Request::decode(&[WIRE_VERSION, 4, 0]).is_err(),
+        "checkpoint has no body"
+    );
+    assert!(Response::decode(&[WIRE_VERSION, 4, 2]).is_err());
     assert!(Response::decode(&[2]).is_err());
     assert!(Response::decode(&[]).is_err());
 }

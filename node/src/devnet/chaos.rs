@@ -266,10 +266,17 @@ impl Chaos {
             self.violations
                 .push("some epoch was committed differently".to_string());
         }
+        // Nodes that caught up from a peer's snapshot (a wiped node more than a few epochs
+        // behind), as the nodes running at the end count them.
+        let snapshot_syncs: u64 = sts
+            .iter()
+            .filter_map(|(_, st)| st["machine"]["snapshots_installed"].as_u64())
+            .sum();
         let summary = json!({
             "seed": self.seed,
             "faults": self.injected,
             "healed_and_caught_up": self.caught_up,
+            "snapshot_syncs": snapshot_syncs,
             "epochs_agreed": agreed,
             "epochs_differing": differing,
             "chain_weights_agree": weights_agree,
@@ -277,8 +284,8 @@ impl Chaos {
             "events": self.events,
         });
         println!(
-            "chaos: seed {} · faults {} · {} healed nodes caught up within 2 epochs · {} epochs \
-             agreed · {}",
+            "chaos: seed {} · faults {} · {} healed nodes caught up within 2 epochs ({} from a \
+             snapshot) · {} epochs agreed · {}",
             self.seed,
             self.injected
                 .iter()
@@ -286,6 +293,7 @@ impl Chaos {
                 .collect::<Vec<_>>()
                 .join(", "),
             self.caught_up,
+            snapshot_syncs,
             agreed,
             if self.violations.is_empty() {
                 "every invariant held".to_string()

@@ -288,6 +288,9 @@ impl<S: Storage> Machine<S> {
             batches: ids,
             changes,
             digest: result.digest,
+            // Not holding the checkpoint's snapshot (restored from before snapshots): name
+            // none; validators that hold it refuse, and another leader proposes.
+            snapshot: self.expected_snapshot(h).unwrap_or(None),
         };
         self.want_proposal = None;
         tracing::info!(
@@ -427,6 +430,13 @@ impl<S: Storage> Machine<S> {
         if self.ended(now, v.epoch).is_none() {
             return Verdict::Wait("epoch has not ended");
         }
+        // The snapshot it names must be ours (a node without it cannot check, and does not).
+        if self
+            .expected_snapshot(height)
+            .is_ok_and(|mine| mine != v.snapshot)
+        {
+            return Verdict::Reject("snapshot differs");
+        }
         match self.missing_inputs(now, &v) {
             Err(why) => return Verdict::Reject(why),
             Ok(n) if n > 0 => return Verdict::Wait("inputs unavailable"),
@@ -509,7 +519,7 @@ impl<S: Storage> Machine<S> {
         }
     }
 
-    fn want_roster_of(&mut self, now: u64, epoch: u64) {
+    pub(super) fn want_roster_of(&mut self, now: u64, epoch: u64) {
         let retry = self.cfg.view_timeout_ms.max(1000);
         if self
             .roster_asked
@@ -606,6 +616,7 @@ impl<S: Storage> Machine<S> {
         self.applied_height = d.height;
         self.last_epoch = Some(v.epoch);
         self.changes.retain(|n, _| *n > self.registry.last_nonce());
+        let snapshot_record = record.clone();
         let recent = self.current_epoch().is_none_or(|c| v.epoch + 3 >= c);
         self.out.push(Effect::Applied(Box::new(Applied {
             height: d.height,
@@ -617,7 +628,11 @@ impl<S: Storage> Machine<S> {
             registry_nonce: self.registry.last_nonce(),
             recent,
             ended_at_ms: self.ended_at.get(&v.epoch).copied(),
+            checkpoint: v
+                .snapshot
+                .map(|_| platform_consensus::codec::encode_decision(d)),
         })));
+        self.take_snapshot(d.height, v.epoch, v.pin, &snapshot_record);
         for id in changed {
             if self.loaded.remove(&id) {
                 self.out.push(Effect::RetireChallenge(id));
@@ -636,8 +651,12 @@ impl<S: Storage> Machine<S> {
             "committed {}",
             hex::encode(v.digest)
         );
-        // What the applied epoch needed is no longer kept in memory.
-        let keep = v.epoch + 1;
+        self.forget_through(v.epoch);
+    }
+
+    /// What epochs up to `epoch` needed is no longer kept in memory once it is applied.
+    pub(super) fn forget_through(&mut self, epoch: u64) {
+        let keep = epoch + 1;
         self.subs.retain(|e, _| *e >= keep);
         self.by_epoch.retain(|e, _| *e >= keep);
         self.batches.retain(|_, b| b.epoch >= keep);

@@ -326,13 +326,16 @@ impl<S: Storage> Machine<S> {
         first.then_some(id)
     }
 
-    pub(super) fn on_fetched(&mut self, hash: Hash32, bytes: Option<Vec<u8>>) {
+    pub(super) fn on_fetched(&mut self, now: u64, hash: Hash32, bytes: Option<Vec<u8>>) {
         self.fetching.remove(&hash);
         let Some(bytes) = bytes else {
             return tracing::debug!("fetch of {} failed", hex::encode(hash));
         };
         if platform_types::sha256(&bytes) != hash {
             return tracing::warn!("fetched blob does not match its hash");
+        }
+        if self.on_sync_blob(now, hash, &bytes) {
+            return;
         }
         if self.modules_wanted.remove(&hash) {
             self.keep_module(bytes, hash);

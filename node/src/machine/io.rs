@@ -67,6 +67,9 @@ pub enum Input {
         /// Loaded.
         ok: bool,
     },
+    /// A peer's latest certified checkpoint (an encoded consensus decision), asked for with
+    /// [`Effect::AskCheckpoint`]; unverified.
+    CheckpointOffer(Vec<u8>),
     /// An owner's change through the API (answered by [`Effect::Reply`] with `token`).
     Post {
         /// The shell's reply handle.
@@ -188,6 +191,12 @@ pub enum Effect {
     RetireChallenge(u32),
     /// A committed decision was applied: persist it in one transaction, then submit weights.
     Applied(Box<Applied>),
+    /// A snapshot taken at a checkpoint height: keep its blobs and serve them.
+    StoreSnapshot(Box<crate::snapshot::Snapshot>),
+    /// Far behind: ask peers for their latest certified checkpoint ([`Input::CheckpointOffer`]).
+    AskCheckpoint,
+    /// A snapshot fetched from peers was installed: persist its state in one transaction.
+    Installed(Box<super::sync::Installed>),
     /// Answer an [`Input::Submit`]: counted, or why not.
     Admit {
         /// The shell's ack handle.
@@ -225,6 +234,9 @@ pub struct Applied {
     pub recent: bool,
     /// When the epoch's end was seen here, if it was (for commit latency).
     pub ended_at_ms: Option<u64>,
+    /// The decision (encoded, with its certificate) when its value names a snapshot: what
+    /// this node offers peers catching up.
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 /// What the machine resumes from after a restart (read from the store by the shell).
@@ -242,4 +254,6 @@ pub struct Restored {
     pub submissions: Vec<(Arrival, Option<Option<u64>>)>,
     /// Modules held.
     pub modules: BTreeSet<Hash32>,
+    /// Snapshots kept.
+    pub snapshots: Vec<crate::snapshot::SnapshotRef>,
 }

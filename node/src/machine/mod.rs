@@ -22,6 +22,7 @@ mod decide;
 mod intake;
 mod io;
 mod schedule;
+mod sync;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ pub use io::{Applied, Arrival, Effect, Input, Refusal, Restored};
 pub use schedule::{
     EPOCH_BLOCKS_MIN, Hash32, Hotkey, Pin, Roster, Schedule, epoch_seed, leader_seed,
 };
+pub use sync::{Installed, SNAPSHOT_LAG_EPOCHS, SNAPSHOTS_KEPT};
 
 use crate::msg::{Batch, EpochRecord};
 use crate::registry::{ChallengeMeta, Registry};
@@ -137,6 +139,8 @@ pub struct MachineStats {
     /// committed epochs, per validator (SS58), counted only for hotkeys in that epoch's
     /// validator set, so bounded by it.
     pub flagged_by_validator: BTreeMap<String, u64>,
+    /// Snapshots fetched from peers and installed (state syncs).
+    pub snapshots_installed: u64,
 }
 
 /// The epoch machine (see the module docs). `S` is the consensus store.
@@ -170,6 +174,10 @@ pub struct Machine<S: Storage> {
     last_epoch: Option<u64>,
     behind: bool,
     last_sync_ask: Option<u64>,
+    snapshots: BTreeMap<u64, crate::snapshot::SnapshotRef>,
+    offer: Option<(Decision, crate::msg::EpochValue)>,
+    catchup: Option<sync::Catchup>,
+    last_checkpoint_ask: Option<u64>,
     stats: MachineStats,
     out: Vec<Effect>,
 }
@@ -224,6 +232,10 @@ impl<S: Storage> Machine<S> {
             last_epoch: restored.last_epoch,
             behind: false,
             last_sync_ask: None,
+            snapshots: restored.snapshots.iter().map(|r| (r.height, *r)).collect(),
+            offer: None,
+            catchup: None,
+            last_checkpoint_ask: None,
             stats: MachineStats::default(),
             out: Vec::new(),
         };
@@ -281,7 +293,8 @@ impl<S: Storage> Machine<S> {
                 self.out.push(Effect::Admit { token, verdict });
             }
             Input::Evaluated { id, score } => self.on_evaluated(id, score),
-            Input::Fetched { hash, bytes } => self.on_fetched(hash, bytes),
+            Input::Fetched { hash, bytes } => self.on_fetched(now_ms, hash, bytes),
+            Input::CheckpointOffer(bytes) => self.on_checkpoint_offer(now_ms, &bytes),
             Input::ChallengeLoaded { id, ok } => {
                 if ok {
                     self.loaded.insert(id);
@@ -443,6 +456,8 @@ impl<S: Storage> Machine<S> {
     /// proposals, validations, timers.
     fn step(&mut self, now: u64) {
         self.want_rosters(now);
+        self.check_offer(now);
+        self.maybe_ask_checkpoint(now);
         self.ensure_replica(now);
         self.publish_batches(now);
         self.apply_decisions(now);

@@ -54,6 +54,9 @@ pub struct Scenario {
     pub liar_stake: u64,
     /// A broken rule given to every node (the proof that the checks catch it).
     pub rule_break: Option<RuleBreak>,
+    /// Validators whose data is wiped during the faults (each restarts empty when they end
+    /// and catches up from a peer's snapshot).
+    pub wipes: usize,
 }
 
 impl Scenario {
@@ -76,6 +79,7 @@ impl Scenario {
             liar: r.chance(300),
             liar_stake: 50,
             rule_break: None,
+            wipes: r.below(2) as usize,
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct Outcome {
     pub delivered: u64,
     /// A hash of every applied (node, epoch, digest), in order: equal runs, equal traces.
     pub trace: Hash32,
+    /// Snapshots installed from peers by the nodes running at the end.
+    pub snapshots_installed: u64,
 }
 
 /// A broken invariant, with the seed that reproduces it.
@@ -118,6 +124,8 @@ struct Disk {
     nonce: u64,
     applied_height: u64,
     last_epoch: Option<u64>,
+    snapshots: BTreeMap<u64, Vec<Vec<u8>>>,
+    checkpoint: Option<Vec<u8>>,
 }
 
 struct Node {
@@ -130,6 +138,8 @@ struct Node {
     liar: bool,
     provided: BTreeMap<Hash32, Vec<u8>>,
     applied: Vec<u64>,
+    /// Its applied epochs start from a snapshot's, not from genesis.
+    synced: bool,
 }
 
 #[derive(Debug)]
@@ -138,6 +148,7 @@ enum Ev {
     Block,
     Deliver { to: usize, inc: u32, input: Input },
     Crash(usize),
+    Wipe(usize),
     Restart(usize),
     Partition(bool),
     Churn,
@@ -259,6 +270,12 @@ impl World {
             let heal = (t + w.rng.below(epoch_ms * 2)).min(w.faults_until);
             w.at(heal, Ev::Partition(false));
         }
+        for _ in 0..w.sc.wipes {
+            let t = w.rng.below(w.faults_until / 2);
+            let i = w.rng.below(w.nodes.len() as u64) as usize;
+            w.at(t, Ev::Wipe(i));
+            w.at(w.faults_until, Ev::Restart(i));
+        }
         if w.sc.churn {
             for _ in 0..4 {
                 let t = w.rng.below(w.faults_until);
@@ -276,7 +293,7 @@ impl World {
             settle_ms: 150,
             view_timeout_ms: 200,
             view_timeout_max_ms: 1600,
-            checkpoint_interval: 16,
+            checkpoint_interval: 2,
             rule_break: self.sc.rule_break,
         }
     }
@@ -319,13 +336,29 @@ impl World {
                 .map(|a| (a.clone(), d.scores.get(&a.id).copied()))
                 .collect(),
             modules: d.modules.keys().copied().collect(),
+            snapshots: d
+                .snapshots
+                .iter()
+                .filter_map(|(h, blobs)| {
+                    Some(crate::snapshot::SnapshotRef {
+                        height: *h,
+                        manifest: platform_types::sha256(blobs.first()?),
+                    })
+                })
+                .collect(),
         };
         let store = n.store.take().unwrap_or_default();
         let (m, effects) = Machine::new(cfg, n.key.clone(), owner, store, restored);
         n.machine = Some(m);
         n.incarnation += 1;
         // The shell provides every stored module again at start.
-        let modules: Vec<Vec<u8>> = n.disk.modules.values().cloned().collect();
+        let modules: Vec<Vec<u8>> = n
+            .disk
+            .modules
+            .values()
+            .chain(n.disk.snapshots.values().flatten())
+            .cloned()
+            .collect();
         for b in modules {
             n.provided.insert(platform_types::sha256(&b), b);
         }
@@ -402,6 +435,12 @@ impl World {
             virtual_ms: self.now,
             delivered: self.delivered,
             trace: sha2::Digest::finalize(self.trace).into(),
+            snapshots_installed: self
+                .nodes
+                .iter()
+                .filter_map(|n| n.machine.as_ref())
+                .map(|m| m.stats().snapshots_installed)
+                .sum(),
         })
     }
 
@@ -472,6 +511,15 @@ impl World {
                     self.nodes[i].provided.clear();
                     self.nodes[i].incarnation += 1;
                 }
+            }
+            Ev::Wipe(i) => {
+                self.nodes[i].machine = None;
+                self.nodes[i].store = None;
+                self.nodes[i].disk = Disk::default();
+                self.nodes[i].provided.clear();
+                self.nodes[i].applied.clear();
+                self.nodes[i].synced = false;
+                self.nodes[i].incarnation += 1;
             }
             Ev::Restart(i) => {
                 if self.nodes[i].machine.is_none() {
@@ -605,6 +653,7 @@ impl Node {
             liar: false,
             provided: BTreeMap::new(),
             applied: Vec::new(),
+            synced: false,
         }
     }
 }

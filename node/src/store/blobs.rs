@@ -1,4 +1,5 @@
-//! The store as the net's durable blob source: modules and epoch batches by sha256, so a
+//! The store as the net's durable blob source: modules, epoch batches and snapshot chunks by
+//! sha256, and the latest certified checkpoint, so a
 //! peer can fetch what this node holds after the net's memory evicted it or the node
 //! restarted (`platform_net::BlobSource`).
 
@@ -6,6 +7,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::snapshots::{CHECKPOINT, LATEST, SNAPSHOT_BLOBS};
 use super::{BATCHES, MODULES, StoreError, db};
 
 /// Batch envelopes by sha256 (the id a batch is fetched and proposed by) → its key in
@@ -68,6 +70,12 @@ impl StoreBlobs {
                 .map_err(db)?
                 .get(hash)
                 .map_err(db)?
+                .is_some()
+            || tx
+                .open_table(SNAPSHOT_BLOBS)
+                .map_err(db)?
+                .get(hash)
+                .map_err(db)?
                 .is_some())
     }
 
@@ -75,6 +83,10 @@ impl StoreBlobs {
         let tx = self.0.begin_read().map_err(db)?;
         if let Some(m) = tx.open_table(MODULES).map_err(db)?.get(hash).map_err(db)? {
             return Ok(Some(m.value().to_vec()));
+        }
+        let snapshots = tx.open_table(SNAPSHOT_BLOBS).map_err(db)?;
+        if let Some(b) = snapshots.get(hash).map_err(db)? {
+            return Ok(Some(b.value().to_vec()));
         }
         let Some(key) = tx
             .open_table(BATCH_IDS)
@@ -104,5 +116,17 @@ impl platform_net::BlobSource for StoreBlobs {
                 None
             }
         }
+    }
+
+    fn checkpoint(&self) -> Option<Vec<u8>> {
+        let read = || -> Result<Option<Vec<u8>>, StoreError> {
+            let tx = self.0.begin_read().map_err(db)?;
+            let t = tx.open_table(CHECKPOINT).map_err(db)?;
+            Ok(t.get(LATEST).map_err(db)?.map(|v| v.value().to_vec()))
+        };
+        read().unwrap_or_else(|e| {
+            tracing::warn!("serving the latest checkpoint from the store: {e}");
+            None
+        })
     }
 }

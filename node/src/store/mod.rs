@@ -277,6 +277,7 @@ impl Store {
         tx.open_table(BATCHES).map_err(db)?;
         tx.open_table(EPOCHS).map_err(db)?;
         blobs::index_batches(&tx)?;
+        snapshots::create(&tx)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: Arc::new(d) })
     }
@@ -580,6 +581,7 @@ impl Store {
 }
 
 mod blobs;
+mod snapshots;
 pub use blobs::StoreBlobs;
 
 impl Store {
