@@ -792,7 +792,8 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
 /// State sync: a validator that joins with an empty data dir several epochs in, and later
 /// one wiped (its stores deleted) and kept down for several epochs, each catch up from a
 /// peer's certified snapshot (not by replaying from genesis), agree with the others on
-/// every epoch after it, and run the challenges the snapshot's registry names.
+/// every epoch after it, and run the challenges the snapshot's registry names; then, cut off
+/// from its peers for 4+ epochs while it runs, it catches up within 2 epochs of healing.
 #[test]
 fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
     let _shared = CPU.read().unwrap_or_else(|p| p.into_inner());
@@ -882,6 +883,37 @@ fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
     assert!(first > down_at, "{}", st3["committed"]);
     let sts = [status(&api(0)).unwrap(), status(&api(1)).unwrap(), st3];
     assert!(agreed(&sts).len() >= 2, "{}", sts[2]["committed"]);
+
+    // Partitioned from every peer for 4+ epochs while it runs (the devnet's fault signals:
+    // SIGUSR1 isolates, SIGUSR2 rejoins), it catches up within 2 epochs of healing.
+    let pid = procs.0.last().unwrap().id() as i32;
+    // SAFETY: kill(2) on a child process of this test.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    let cut_at = last(&status(&api(0)).unwrap()).unwrap();
+    wait_for(
+        120,
+        "4 more epochs committed while v3 is partitioned",
+        || {
+            status(&api(0))
+                .and_then(|s| last(&s))
+                .filter(|e| *e >= cut_at + 4)
+        },
+    );
+    let behind = last(&status(&api(3)).unwrap()).unwrap();
+    assert!(behind + 3 <= cut_at + 4, "v3 kept committing while cut off");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR2) }, 0);
+    let healed_at = last(&status(&api(0)).unwrap()).unwrap();
+    let st3 = wait_for(60, "the partitioned validator caught up", || {
+        let st3 = status(&api(3))?;
+        let st0 = status(&api(0))?;
+        (last(&st3)? + 1 >= last(&st0)?).then_some(st3)
+    });
+    assert!(
+        last(&status(&api(0)).unwrap()).unwrap() <= healed_at + 2,
+        "caught up, but more than 2 epochs after healing"
+    );
+    agreed(&[status(&api(0)).unwrap(), st3]);
     for mut p in procs.0.drain(..).rev() {
         let s = sigterm_and_wait(&mut p);
         assert!(s.success(), "a process exited with {s}");

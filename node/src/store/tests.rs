@@ -206,3 +206,80 @@ fn modules_and_batches_are_served_by_hash_and_older_stores_are_indexed_at_open()
     let s = Store::open(&path).unwrap();
     assert_eq!(s.blobs().blob(&platform_types::sha256(&batch)), Some(batch));
 }
+
+#[test]
+fn snapshots_are_served_by_hash_the_last_two_kept_and_an_install_replaces_the_state() {
+    use crate::snapshot::{AppState, CHUNK_BYTES, SNAPSHOT_VERSION};
+    use platform_net::BlobSource as _;
+    let state = |height: u64, fill: u8, len: usize| AppState {
+        version: SNAPSHOT_VERSION,
+        height,
+        epoch: height + 10,
+        pin: crate::machine::Pin {
+            block: height * 12,
+            hash: [fill; 32],
+        },
+        owner: [1; 32],
+        nonce: height,
+        registry: vec![(3, vec![fill; len])],
+        record: vec![fill; 8],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    let s = Store::open(&path).unwrap();
+    let blobs = s.blobs();
+    assert_eq!(blobs.checkpoint(), None);
+    let snaps: Vec<_> = [(4, 1), (8, 2), (12, 3)]
+        .iter()
+        .map(|(h, f)| state(*h, *f, CHUNK_BYTES + 5).build())
+        .collect();
+    for snap in &snaps {
+        s.put_snapshot(snap, 2).unwrap();
+    }
+    // The oldest went, blobs and all; the others are served by hash.
+    let kept: Vec<u64> = s
+        .snapshot_refs()
+        .unwrap()
+        .iter()
+        .map(|r| r.height)
+        .collect();
+    assert_eq!(kept, vec![8, 12]);
+    assert!(!blobs.holds(&snaps[0].reference.manifest));
+    assert_eq!(
+        blobs.blob(&platform_types::sha256(&snaps[0].chunks[1])),
+        None
+    );
+    for snap in &snaps[1..] {
+        assert_eq!(
+            blobs.blob(&snap.reference.manifest).as_deref(),
+            Some(&snap.manifest[..])
+        );
+        for c in &snap.chunks {
+            assert_eq!(
+                blobs.blob(&platform_types::sha256(c)).as_deref(),
+                Some(&c[..])
+            );
+        }
+    }
+    s.put_checkpoint(b"decision").unwrap();
+    assert_eq!(blobs.checkpoint(), Some(b"decision".to_vec()));
+
+    // An install replaces the registry and moves the applied height, in one transaction.
+    s.put_registry(7, b"old entry").unwrap();
+    let st = state(16, 4, 10);
+    s.install_snapshot(&st, &st.build(), 2).unwrap();
+    drop((s, blobs));
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.registry().unwrap(), vec![(3, vec![4; 10])]);
+    assert_eq!(s.meta(META_APPLIED_HEIGHT).unwrap(), Some(16));
+    assert_eq!(s.meta(META_LAST_EPOCH).unwrap(), Some(26));
+    assert_eq!(s.meta(META_REGISTRY_NONCE).unwrap(), Some(16));
+    assert_eq!(s.epochs_from(26).unwrap(), vec![(26, vec![4; 8])]);
+    let kept: Vec<u64> = s
+        .snapshot_refs()
+        .unwrap()
+        .iter()
+        .map(|r| r.height)
+        .collect();
+    assert_eq!(kept, vec![12, 16]);
+}
