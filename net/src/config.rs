@@ -22,7 +22,8 @@ pub struct NetConfig {
     pub max_payload_bytes: TopicLimits,
     /// Largest blob (module, submission body) sent or fetched by request-response.
     pub max_blob_bytes: usize,
-    /// Memory for blobs this node serves; the oldest are evicted beyond it.
+    /// Memory for blobs this node serves; the oldest are evicted beyond it (the hot working
+    /// set: what `Options::blobs` holds durably is still served, from there, once evicted).
     pub blob_cache_bytes: usize,
     /// Largest DHT record value.
     pub max_record_bytes: usize,
@@ -186,7 +187,7 @@ impl Default for NetConfig {
             max_message_bytes: 256 * 1024,
             max_payload_bytes: TopicLimits::default(),
             max_blob_bytes: 16 * 1024 * 1024,
-            blob_cache_bytes: 256 * 1024 * 1024,
+            blob_cache_bytes: 32 * 1024 * 1024,
             max_record_bytes: 64 * 1024,
             max_records: 8192,
             request_timeout: Duration::from_secs(10),
@@ -214,7 +215,7 @@ impl Default for NetConfig {
             batch_max_entries: 4096,
             batch_max_bytes: 1024 * 1024,
             batch_verify_queue: 64,
-            batch_cache_bytes: 64 * 1024 * 1024,
+            batch_cache_bytes: 16 * 1024 * 1024,
             unbound_peers: UnboundPeers::Open,
             hello_timeout: Duration::from_secs(10),
         }

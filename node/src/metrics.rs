@@ -46,6 +46,9 @@ pub const ROSTER_UNAVAILABLE: &str = "platform_chain_metagraph_unavailable_total
 /// Counter: state syncs from a peer's snapshot, by `outcome` (installed, or why an offer or
 /// its data was refused, or timeout).
 pub const SNAPSHOT_SYNCS: &str = "platform_consensus_snapshot_syncs_total";
+/// Counter: submissions named in peers' batches that this validator had missed, by
+/// `outcome` (evaluated, epoch_decided first, or why one was refused).
+pub const MISSED: &str = "platform_consensus_missed_submissions_total";
 /// Counter: snapshots this validator took at checkpoint heights.
 pub const SNAPSHOTS_TAKEN: &str = "platform_consensus_snapshots_taken_total";
 /// Counter: evaluation batches published by this validator.
@@ -114,6 +117,11 @@ pub fn register() {
         "State syncs from a peer's snapshot, by outcome."
     );
     describe_counter!(SNAPSHOTS_TAKEN, "Snapshots taken at checkpoint heights.");
+    describe_counter!(
+        MISSED,
+        "Submissions missed and caught up on from peers' batches, by outcome."
+    );
+    metrics::counter!(MISSED, "outcome" => "evaluated").absolute(0);
     metrics::counter!(SNAPSHOT_SYNCS, "outcome" => "installed").absolute(0);
     for r in INGRESS_RESULTS {
         metrics::counter!(INGRESS, "result" => r).absolute(0);

@@ -793,7 +793,8 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
 /// one wiped (its stores deleted) and kept down for several epochs, each catch up from a
 /// peer's certified snapshot (not by replaying from genesis), agree with the others on
 /// every epoch after it, and run the challenges the snapshot's registry names; then, cut off
-/// from its peers for 4+ epochs while it runs, it catches up within 2 epochs of healing.
+/// from its peers for 4+ epochs while it runs, it catches up within 2 epochs of healing; cut
+/// off for part of an epoch, it fetches and evaluates the submissions it missed.
 #[test]
 fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
     let _shared = CPU.read().unwrap_or_else(|p| p.into_inner());
@@ -806,7 +807,7 @@ fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
             .args(["devnet", "--nodes", "4", "--hold", "1", "--miners", "2"])
             .args([
                 "--load",
-                "1",
+                "2",
                 "--epoch-blocks",
                 "12",
                 "--block-time",
@@ -914,6 +915,30 @@ fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
         "caught up, but more than 2 epochs after healing"
     );
     agreed(&[status(&api(0)).unwrap(), st3]);
+
+    // Cut off for part of an epoch while miners submit: it misses what was gossiped then,
+    // learns of it from its peers' batches after healing, fetches each submission by id and
+    // evaluates it itself.
+    let block = |api: &str| status(api).and_then(|s| s["block"].as_u64());
+    // Cut off from late in one epoch (subnet 1's 12-block epochs start at 12e − 2) until
+    // after the miners' load of the next was sent (in its first 60%).
+    let next_start = wait_for(30, "late in an epoch", || {
+        let st = status(&api(0))?;
+        let (e, b) = (st["epoch"].as_u64()?, st["block"].as_u64()?);
+        (b + 2 - 12 * e >= 9).then_some(12 * (e + 1) - 2)
+    });
+    let missed = || status(&api(3)).and_then(|s| s["machine"]["missed_evaluated"].as_u64());
+    let before = missed().unwrap();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0);
+    wait_for(30, "the next epoch's load sent while v3 is cut off", || {
+        block(&api(0)).filter(|b| *b >= next_start + 8)
+    });
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR2) }, 0);
+    wait_for(60, "v3 evaluated submissions it missed", || {
+        missed().filter(|n| *n > before)
+    });
     for mut p in procs.0.drain(..).rev() {
         let s = sigterm_and_wait(&mut p);
         assert!(s.success(), "a process exited with {s}");

@@ -192,7 +192,7 @@ impl<S: Storage> Machine<S> {
         Ok(())
     }
 
-    fn evaluate(&mut self, a: Arrival) {
+    pub(super) fn evaluate(&mut self, a: Arrival) {
         let Some(roster) = self.rosters.get(&a.epoch) else {
             self.pending_evaluations.push(a);
             return;
@@ -243,7 +243,7 @@ impl<S: Storage> Machine<S> {
         }
     }
 
-    fn publish_batch(&mut self, now: u64, epoch: u64) {
+    pub(super) fn publish_batch(&mut self, now: u64, epoch: u64) {
         self.published.insert(epoch);
         let entries: Vec<BatchEntry> = self
             .subs
@@ -301,13 +301,20 @@ impl<S: Storage> Machine<S> {
             return None;
         }
         let epoch = batch.epoch;
-        let first = self
-            .by_epoch
-            .entry(epoch)
-            .or_default()
-            .entry(env.author)
-            .or_insert(id);
-        let first = *first == id;
+        self.note_missed(epoch, env.author, &batch.entries);
+        // An author's later batch with at least as many entries (a laggard's, with what it
+        // caught up on) takes the place of its earlier one; a proposal names one of them and
+        // validators fetch whichever is named.
+        let held = self.by_epoch.entry(epoch).or_default();
+        let later = held.get(&env.author).is_some_and(|old| {
+            self.batches
+                .get(old)
+                .is_some_and(|b| batch.entries.len() >= b.batch.entries.len())
+        });
+        if later {
+            held.insert(env.author, id);
+        }
+        let first = *held.entry(env.author).or_insert(id) == id;
         self.batches.insert(
             id,
             KnownBatch {
@@ -329,12 +336,16 @@ impl<S: Storage> Machine<S> {
     pub(super) fn on_fetched(&mut self, now: u64, hash: Hash32, bytes: Option<Vec<u8>>) {
         self.fetching.remove(&hash);
         let Some(bytes) = bytes else {
+            if self.missed.remove(&hash).is_some() {
+                // No peer could serve it: this validator abstains on it.
+                metrics::counter!(m::MISSED, "outcome" => "unavailable").increment(1);
+            }
             return tracing::debug!("fetch of {} failed", hex::encode(hash));
         };
         if platform_types::sha256(&bytes) != hash {
             return tracing::warn!("fetched blob does not match its hash");
         }
-        if self.on_sync_blob(now, hash, &bytes) {
+        if self.on_sync_blob(now, hash, &bytes) || self.on_missed_blob(hash, &bytes) {
             return;
         }
         if self.modules_wanted.remove(&hash) {

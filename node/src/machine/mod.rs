@@ -21,6 +21,8 @@
 mod decide;
 mod intake;
 mod io;
+mod laggard;
+mod replica;
 mod schedule;
 mod sync;
 #[cfg(test)]
@@ -141,6 +143,9 @@ pub struct MachineStats {
     pub flagged_by_validator: BTreeMap<String, u64>,
     /// Snapshots fetched from peers and installed (state syncs).
     pub snapshots_installed: u64,
+    /// Submissions this validator missed, learnt of from peers' batches, fetched and
+    /// evaluated itself.
+    pub missed_evaluated: u64,
 }
 
 /// The epoch machine (see the module docs). `S` is the consensus store.
@@ -178,6 +183,8 @@ pub struct Machine<S: Storage> {
     offer: Option<(Decision, crate::msg::EpochValue)>,
     catchup: Option<sync::Catchup>,
     last_checkpoint_ask: Option<u64>,
+    missed: BTreeMap<Hash32, laggard::Missed>,
+    republish: BTreeSet<u64>,
     stats: MachineStats,
     out: Vec<Effect>,
 }
@@ -236,6 +243,8 @@ impl<S: Storage> Machine<S> {
             offer: None,
             catchup: None,
             last_checkpoint_ask: None,
+            missed: BTreeMap::new(),
+            republish: BTreeSet::new(),
             stats: MachineStats::default(),
             out: Vec::new(),
         };
@@ -460,6 +469,8 @@ impl<S: Storage> Machine<S> {
         self.maybe_ask_checkpoint(now);
         self.ensure_replica(now);
         self.publish_batches(now);
+        self.fetch_missed(now);
+        self.republish_batches(now);
         self.apply_decisions(now);
         if self.decisions.is_empty() {
             self.maybe_propose(now);

@@ -125,6 +125,13 @@ impl<S: Storage> Machine<S> {
     /// decision, at most once per two view timeouts.
     pub(super) fn maybe_ask_checkpoint(&mut self, now: u64) {
         if let Some(c) = &self.catchup
+            && c.reference.height <= self.applied_height
+        {
+            // Replaying decisions got there first.
+            metrics::counter!(m::SNAPSHOT_SYNCS, "outcome" => "overtaken").increment(1);
+            self.catchup = None;
+        }
+        if let Some(c) = &self.catchup
             && now >= c.started_ms + 20 * self.cfg.view_timeout_ms
         {
             tracing::warn!("state sync from snapshot {} timed out", c.reference.height);
@@ -298,6 +305,11 @@ impl<S: Storage> Machine<S> {
         let Some((mf, manifest_bytes)) = c.manifest else {
             return;
         };
+        if mf.height <= self.applied_height {
+            // Replaying decisions got there first: nothing to install.
+            metrics::counter!(m::SNAPSHOT_SYNCS, "outcome" => "overtaken").increment(1);
+            return;
+        }
         let chunks: Vec<Vec<u8>> = c.chunks.into_iter().flatten().collect();
         let state = match mf.assemble(&chunks) {
             Ok(s) => s,

@@ -3,6 +3,7 @@
 #![allow(clippy::print_stderr)]
 
 mod effects;
+mod miners;
 
 use std::collections::BTreeMap;
 
@@ -99,6 +100,9 @@ pub struct Outcome {
     pub trace: Hash32,
     /// Snapshots installed from peers by the nodes running at the end.
     pub snapshots_installed: u64,
+    /// Submissions the nodes running at the end missed, learnt of from peers' batches,
+    /// fetched and evaluated.
+    pub missed_evaluated: u64,
 }
 
 /// A broken invariant, with the seed that reproduces it.
@@ -165,6 +169,9 @@ pub(super) struct World {
     chain: SimChain,
     nodes: Vec<Node>,
     miners: Vec<Hotkey>,
+    /// Each miner's key (submissions are real signed envelopes, fetched by id by a
+    /// validator that missed them).
+    miner_keys: BTreeMap<Hotkey, Keypair>,
     owner: Keypair,
     agreed: BTreeMap<u64, (Hash32, Vec<(u16, u64)>)>,
     delivered: u64,
@@ -242,6 +249,12 @@ impl World {
             queue: BTreeMap::new(),
             chain,
             nodes,
+            miner_keys: (0..sc.miners)
+                .map(|i| {
+                    let k = keypair(2, i as u64, sc.seed);
+                    (k.public(), k)
+                })
+                .collect(),
             miners,
             owner: keypair(3, 0, sc.seed),
             agreed: BTreeMap::new(),
@@ -441,6 +454,12 @@ impl World {
                 .filter_map(|n| n.machine.as_ref())
                 .map(|m| m.stats().snapshots_installed)
                 .sum(),
+            missed_evaluated: self
+                .nodes
+                .iter()
+                .filter_map(|n| n.machine.as_ref())
+                .map(|m| m.stats().missed_evaluated)
+                .sum(),
         })
     }
 
@@ -533,101 +552,6 @@ impl World {
             }
             Ev::Churn => self.churn(),
             Ev::Submit { miner, nonce } => self.submit(miner, nonce)?,
-        }
-        Ok(())
-    }
-
-    fn churn(&mut self) {
-        match self.rng.below(5) {
-            0 => {
-                let k = keypair(2, 1000 + self.miners.len() as u64, self.sc.seed).public();
-                if self.chain.register(NETUID, k, 0).is_ok() {
-                    self.miners.push(k);
-                }
-            }
-            1 => {
-                // A miner's uid goes to a new hotkey.
-                let m = self.rng.below(self.miners.len() as u64) as usize;
-                let old = self.miners[m];
-                let uid = self
-                    .chain
-                    .metagraph(NETUID)
-                    .ok()
-                    .and_then(|g| g.neurons.iter().find(|n| n.hotkey == old).map(|n| n.uid));
-                let k = keypair(2, 2000 + m as u64 + self.now, self.sc.seed).public();
-                if let Some(uid) = uid
-                    && self.chain.replace(NETUID, uid, k, 0).is_ok()
-                {
-                    self.miners[m] = k;
-                }
-            }
-            2 => {
-                // Stake moves between honest validators.
-                let i = self.rng.below(self.nodes.len() as u64) as usize;
-                if !self.nodes[i].liar {
-                    let k = self.nodes[i].key.public();
-                    let _ = self.chain.set_stake(NETUID, &k, 300 + self.rng.below(700));
-                }
-            }
-            3 => {
-                // A validator joins: registered with stake, its node started now.
-                let key = keypair(1, 500 + self.nodes.len() as u64, self.sc.seed);
-                if self
-                    .chain
-                    .register(NETUID, key.public(), 300 + self.rng.below(700))
-                    .is_ok()
-                {
-                    self.nodes.push(Node::new(key));
-                    let i = self.nodes.len() - 1;
-                    self.start(i);
-                }
-            }
-            _ => {
-                // A validator leaves (its stake goes); its node follows from then on. Only
-                // while enough honest validators remain.
-                let honest = self.nodes.iter().filter(|n| !n.liar).count();
-                let i = self.rng.below(self.nodes.len() as u64) as usize;
-                if honest > 4 && !self.nodes[i].liar {
-                    let k = self.nodes[i].key.public();
-                    let _ = self.chain.set_stake(NETUID, &k, 0);
-                }
-            }
-        }
-    }
-
-    fn submit(&mut self, miner: usize, nonce: u64) -> Result<(), Violation> {
-        let Ok(head) = self.chain.current_block() else {
-            return Ok(());
-        };
-        let epoch = Schedule::of_subnet(NETUID, self.sc.epoch_blocks).epoch_of(head.number);
-        let author = self.miners[miner];
-        let body = nonce.to_le_bytes().to_vec();
-        let mut id_src = author.to_vec();
-        id_src.extend_from_slice(&body);
-        let a = Arrival {
-            id: platform_types::sha256(&id_src),
-            author,
-            challenge: CHALLENGE,
-            epoch,
-            body,
-            envelope: Vec::new(),
-        };
-        // The miner reaches one validator, which gossips the submission to the others.
-        let entry = self.rng.below(self.nodes.len() as u64) as usize;
-        for to in 0..self.nodes.len() {
-            if to != entry && !self.link(entry, to) {
-                continue;
-            }
-            let d = if to == entry { 0 } else { self.delay() };
-            let inc = self.nodes[to].incarnation;
-            self.at(
-                self.now + d,
-                Ev::Deliver {
-                    to,
-                    inc,
-                    input: Input::Submission(a.clone()),
-                },
-            );
         }
         Ok(())
     }

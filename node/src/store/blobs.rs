@@ -1,5 +1,5 @@
-//! The store as the net's durable blob source: modules, epoch batches and snapshot chunks by
-//! sha256, and the latest certified checkpoint, so a
+//! The store as the net's durable blob source: modules, epoch batches, signed submissions
+//! and snapshot chunks by sha256, and the latest certified checkpoint, so a
 //! peer can fetch what this node holds after the net's memory evicted it or the node
 //! restarted (`platform_net::BlobSource`).
 
@@ -8,11 +8,25 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::snapshots::{CHECKPOINT, LATEST, SNAPSHOT_BLOBS};
-use super::{BATCHES, MODULES, StoreError, db};
+use super::{BATCHES, BODIES, MODULES, StoreError, db};
 
 /// Batch envelopes by sha256 (the id a batch is fetched and proposed by) → its key in
 /// `batches` (epoch, author).
 const BATCH_IDS: TableDefinition<&[u8; 32], (u64, &[u8; 32])> = TableDefinition::new("batch_ids");
+/// An author's later batches for an epoch (after its first, which `batches` keeps), by sha256.
+const EXTRA_BATCHES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("extra_batches");
+
+/// Keep an author's later batch by id.
+pub(super) fn keep_extra_batch(
+    tx: &redb::WriteTransaction,
+    envelope: &[u8],
+) -> Result<(), StoreError> {
+    tx.open_table(EXTRA_BATCHES)
+        .map_err(db)?
+        .insert(&platform_types::sha256(envelope), envelope)
+        .map_err(db)?;
+    Ok(())
+}
 
 /// Index a batch just kept.
 pub(super) fn index_batch(
@@ -31,6 +45,7 @@ pub(super) fn index_batch(
 /// Create the index, and fill it from the kept batches when a store written before it has
 /// some (once: an index with entries is complete, as every batch is indexed when kept).
 pub(super) fn index_batches(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(EXTRA_BATCHES).map_err(db)?;
     let mut ids = tx.open_table(BATCH_IDS).map_err(db)?;
     if !ids.is_empty().map_err(db)? {
         return Ok(());
@@ -76,6 +91,18 @@ impl StoreBlobs {
                 .map_err(db)?
                 .get(hash)
                 .map_err(db)?
+                .is_some()
+            || tx
+                .open_table(EXTRA_BATCHES)
+                .map_err(db)?
+                .get(hash)
+                .map_err(db)?
+                .is_some()
+            || tx
+                .open_table(BODIES)
+                .map_err(db)?
+                .get(hash)
+                .map_err(db)?
                 .is_some())
     }
 
@@ -84,9 +111,10 @@ impl StoreBlobs {
         if let Some(m) = tx.open_table(MODULES).map_err(db)?.get(hash).map_err(db)? {
             return Ok(Some(m.value().to_vec()));
         }
-        let snapshots = tx.open_table(SNAPSHOT_BLOBS).map_err(db)?;
-        if let Some(b) = snapshots.get(hash).map_err(db)? {
-            return Ok(Some(b.value().to_vec()));
+        for table in [SNAPSHOT_BLOBS, EXTRA_BATCHES, BODIES] {
+            if let Some(b) = tx.open_table(table).map_err(db)?.get(hash).map_err(db)? {
+                return Ok(Some(b.value().to_vec()));
+            }
         }
         let Some(key) = tx
             .open_table(BATCH_IDS)

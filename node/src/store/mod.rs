@@ -506,7 +506,14 @@ impl Store {
                 .map_err(db)?
                 .map(|v| v.value().to_vec());
             match existing {
-                Some(e) => e,
+                Some(e) => {
+                    if e != envelope {
+                        // A later batch of the author (a laggard's, with the submissions it
+                        // caught up on): kept by id, so a value naming it can be replayed.
+                        blobs::keep_extra_batch(&tx, envelope)?;
+                    }
+                    e
+                }
                 None => {
                     t.insert((epoch, author), envelope).map_err(db)?;
                     blobs::index_batch(&tx, epoch, author, envelope)?;

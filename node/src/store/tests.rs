@@ -190,9 +190,17 @@ fn modules_and_batches_are_served_by_hash_and_older_stores_are_indexed_at_open()
         );
         assert_eq!(blobs.blob(&[9; 32]), None);
         assert!(blobs.holds(&h) && !blobs.holds(&[9; 32]));
-        // A second batch from the same author for the epoch is not kept, nor served.
-        s.put_batch(7, &[3; 32], b"another").unwrap();
-        assert_eq!(blobs.blob(&platform_types::sha256(b"another")), None);
+        // A later batch from the same author for the epoch (a laggard's) is kept by id and
+        // served (a value may name it), while the first stays the author's batch on restore.
+        assert_eq!(s.put_batch(7, &[3; 32], b"another").unwrap(), batch);
+        assert_eq!(
+            blobs.blob(&platform_types::sha256(b"another")),
+            Some(b"another".to_vec())
+        );
+        assert_eq!(
+            s.batches_from(7).unwrap(),
+            vec![(7, [3; 32], batch.clone())]
+        );
     }
     // As a release before the index wrote it: the index dropped, rebuilt at open.
     {

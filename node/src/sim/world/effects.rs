@@ -31,12 +31,19 @@ impl World {
                     self.nodes[i].provided.insert(platform_types::sha256(&b), b);
                 }
                 Effect::Fetch(hash) => {
+                    // Blobs provided, and signed submissions by id (served from the store).
+                    let held = |n: &super::Node| {
+                        n.provided
+                            .get(&hash)
+                            .cloned()
+                            .or_else(|| n.disk.subs.get(&hash).map(|a| a.envelope.clone()))
+                    };
                     let holders: Vec<usize> = (0..self.nodes.len())
-                        .filter(|j| *j != i && self.nodes[*j].provided.contains_key(&hash))
+                        .filter(|j| *j != i && held(&self.nodes[*j]).is_some())
                         .collect();
                     let from = holders.into_iter().find(|j| self.link(i, *j));
                     let (t, bytes) = match from {
-                        Some(j) => (2 * self.delay(), self.nodes[j].provided.get(&hash).cloned()),
+                        Some(j) => (2 * self.delay(), held(&self.nodes[j])),
                         None => (300, None),
                     };
                     self.at(

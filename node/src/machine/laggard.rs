@@ -1,0 +1,168 @@
+//! Laggards evaluate: a validator that missed submissions of an epoch (down, partitioned or
+//! slow while they were gossiped) learns of them from its peers' evaluation batches, fetches
+//! each signed submission by its id (the sha256 of its envelope, served by every validator
+//! that recorded it), checks it as the door would have (signature, the miner in the epoch's
+//! roster, the challenge active, the smallest id for its pair), evaluates it itself, and
+//! publishes its batch again with those entries while the epoch is still undecided. It
+//! abstains on a submission only when the epoch was decided first.
+
+use platform_consensus::Storage;
+use platform_net::{Envelope, Topic};
+
+use super::{Arrival, Effect, Hash32, Machine};
+use crate::metrics as m;
+use crate::msg::BatchEntry;
+
+/// Missed submissions being fetched at most (a laggard of a huge epoch catches up on this
+/// many at a time and abstains on the rest if the epoch is decided first).
+pub(super) const MISSED_MAX: usize = 100_000;
+
+/// A submission a peer counted that this validator does not hold.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Missed {
+    epoch: u64,
+    challenge: u32,
+    miner: [u8; 32],
+}
+
+impl<S: Storage> Machine<S> {
+    /// A peer's batch for an undecided epoch whose roster names us: note the submissions it
+    /// counted that we do not (none held for the pair, or ours has a larger id).
+    pub(super) fn note_missed(&mut self, epoch: u64, author: [u8; 32], entries: &[BatchEntry]) {
+        let me = self.me.public();
+        let member = self
+            .rosters
+            .get(&epoch)
+            .is_some_and(|r| r.stake_of(&me).is_some());
+        if author == me || !member || epoch < self.next_epoch() {
+            return;
+        }
+        let subs = self.subs.get(&epoch);
+        for en in entries {
+            let ours = subs.and_then(|s| s.counted.get(&(en.challenge, en.miner)));
+            if ours.is_some_and(|c| *c <= en.submission) || self.missed.len() >= MISSED_MAX {
+                continue;
+            }
+            self.missed.entry(en.submission).or_insert(Missed {
+                epoch,
+                challenge: en.challenge,
+                miner: en.miner,
+            });
+        }
+    }
+
+    /// Fetch missed submissions of undecided epochs; forget those of decided ones.
+    pub(super) fn fetch_missed(&mut self, now: u64) {
+        let next = self.next_epoch();
+        let decided: Vec<Hash32> = self
+            .missed
+            .iter()
+            .filter(|(_, x)| x.epoch < next)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in decided {
+            self.missed.remove(&id);
+            metrics::counter!(m::MISSED, "outcome" => "epoch_decided").increment(1);
+        }
+        let want: Vec<Hash32> = self
+            .missed
+            .keys()
+            .filter(|id| !self.fetching.contains_key(*id))
+            .copied()
+            .collect();
+        for id in want {
+            self.fetch(now, id);
+        }
+    }
+
+    /// A fetched blob that is a missed submission (true if it was): admitted as a peer
+    /// counted it, recorded and evaluated.
+    pub(super) fn on_missed_blob(&mut self, hash: Hash32, bytes: &[u8]) -> bool {
+        let Some(x) = self.missed.remove(&hash) else {
+            return false;
+        };
+        let outcome = match self.admit_missed(x, hash, bytes) {
+            Ok(a) => {
+                let subs = self.subs.entry(x.epoch).or_default();
+                subs.count((x.challenge, x.miner), hash);
+                self.stats.missed_evaluated += 1;
+                self.out.push(Effect::RecordSubmission(a.clone()));
+                self.evaluate(a);
+                // Our batch went out without it: it goes out again once this is scored.
+                if self.published.contains(&x.epoch) {
+                    self.republish.insert(x.epoch);
+                }
+                "evaluated"
+            }
+            Err(why) => {
+                tracing::warn!(
+                    epoch = x.epoch,
+                    "submission {} named in a peer's batch refused: {why}",
+                    hex::encode(hash)
+                );
+                why
+            }
+        };
+        metrics::counter!(m::MISSED, "outcome" => outcome).increment(1);
+        true
+    }
+
+    /// The door's checks for a submission a peer's batch named (its time window aside: the
+    /// peer admitted it in time).
+    fn admit_missed(&self, x: Missed, id: Hash32, bytes: &[u8]) -> Result<Arrival, &'static str> {
+        let env = Envelope::decode(bytes).map_err(|_| "malformed")?;
+        if env.topic != Topic::Submissions || !env.verify() {
+            return Err("bad_signature");
+        }
+        let sub = platform_net::Submission::decode(&env.payload).map_err(|_| "malformed")?;
+        if env.author != x.miner || sub.challenge != x.challenge || sub.epoch != x.epoch {
+            return Err("not_what_the_batch_says");
+        }
+        let roster = self.rosters.get(&x.epoch).ok_or("not_ready")?;
+        if !roster.miners.contains_key(&x.miner) {
+            return Err("unregistered_miner");
+        }
+        if !self.loaded.contains(&x.challenge) {
+            return Err("inactive_challenge");
+        }
+        let counted = self
+            .subs
+            .get(&x.epoch)
+            .and_then(|s| s.counted.get(&(x.challenge, x.miner)));
+        if counted.is_some_and(|c| *c <= id) {
+            return Err("not_counted");
+        }
+        Ok(Arrival {
+            id,
+            author: x.miner,
+            challenge: x.challenge,
+            epoch: x.epoch,
+            body: sub.body,
+            envelope: bytes.to_vec(),
+        })
+    }
+
+    /// Publish again the batch of an undecided epoch once the missed submissions fetched
+    /// for it are scored (none still being fetched or evaluated).
+    pub(super) fn republish_batches(&mut self, now: u64) {
+        let next = self.next_epoch();
+        let due: Vec<u64> =
+            self.republish
+                .iter()
+                .copied()
+                .filter(|e| {
+                    *e < next
+                        || (!self.missed.values().any(|x| x.epoch == *e)
+                            && self.subs.get(e).is_none_or(|s| {
+                                s.counted.values().all(|id| s.scores.contains_key(id))
+                            }))
+                })
+                .collect();
+        for e in due {
+            self.republish.remove(&e);
+            if e >= next {
+                self.publish_batch(now, e);
+            }
+        }
+    }
+}
