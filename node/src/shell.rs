@@ -484,7 +484,7 @@ impl Shell {
             tracing::error!("store: {e}; the decision is applied again after a restart");
         }
         if let Some(c) = &a.checkpoint
-            && let Err(e) = self.store.put_checkpoint(c)
+            && let Err(e) = self.store.put_checkpoint(a.height, c)
         {
             tracing::warn!("store: {e}; the checkpoint offered to peers is older");
         }

@@ -79,6 +79,28 @@ fn active_loaded(st: &Value) -> usize {
         .count()
 }
 
+/// `platform devnet ARGS` (250 ms blocks) running in the background under `dir/devnet`,
+/// its output in `dir/devnet.log`; returns it once its `devnet.json` is written, with that.
+fn background_devnet(dir: &Path, args: &[&str]) -> (Child, Value) {
+    let root = dir.join("devnet");
+    let log = std::fs::File::create(dir.join("devnet.log")).unwrap();
+    let child = Command::new(EXE)
+        .arg("devnet")
+        .args(args)
+        .args(["--block-time", "250ms", "--dir"])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let manifest = wait_for(60, "devnet.json", || {
+        let text = std::fs::read_to_string(root.join("devnet.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    });
+    (child, manifest)
+}
+
 fn start_node(config: &Path, log: &Path) -> Child {
     let out = std::fs::File::create(log).unwrap();
     Command::new(EXE)
@@ -126,40 +148,28 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
     let t0 = Instant::now();
     let stage = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
     let dir = tempfile::tempdir().unwrap();
-    let root: PathBuf = dir.path().join("devnet");
-    let mut procs = Procs(Vec::new());
-    let devnet_log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
-    procs.0.push(
-        Command::new(EXE)
-            .args(["devnet", "--nodes", "4", "--hold", "1", "--followers", "1"])
-            .args([
-                "--miners",
-                "4",
-                "--late-miners",
-                "1",
-                "--late-at",
-                "1000000",
-                "--load",
-                "0",
-            ])
-            .args([
-                "--epoch-blocks",
-                &EPOCH_BLOCKS.to_string(),
-                "--block-time",
-                "250ms",
-                "--dir",
-            ])
-            .arg(&root)
-            .stdin(Stdio::null())
-            .stdout(devnet_log.try_clone().unwrap())
-            .stderr(devnet_log)
-            .spawn()
-            .unwrap(),
+    let (devnet, manifest) = background_devnet(
+        dir.path(),
+        &[
+            "--nodes",
+            "4",
+            "--hold",
+            "1",
+            "--followers",
+            "1",
+            "--miners",
+            "4",
+            "--late-miners",
+            "1",
+            "--late-at",
+            "1000000",
+            "--load",
+            "0",
+            "--epoch-blocks",
+            &EPOCH_BLOCKS.to_string(),
+        ],
     );
-    let manifest: Value = wait_for(60, "devnet.json", || {
-        let text = std::fs::read_to_string(root.join("devnet.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    });
+    let mut procs = Procs(vec![devnet]);
     let nodes = manifest["nodes"].as_array().unwrap().clone();
     let chain = manifest["chain"].as_str().unwrap().to_string();
     let api = |i: usize| nodes[i]["api"].as_str().unwrap().to_string();
@@ -799,32 +809,23 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
 fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
     let _shared = CPU.read().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let root: PathBuf = dir.path().join("devnet");
-    let mut procs = Procs(Vec::new());
-    let devnet_log = std::fs::File::create(dir.path().join("devnet.log")).unwrap();
-    procs.0.push(
-        Command::new(EXE)
-            .args(["devnet", "--nodes", "4", "--hold", "1", "--miners", "2"])
-            .args([
-                "--load",
-                "2",
-                "--epoch-blocks",
-                "12",
-                "--block-time",
-                "250ms",
-            ])
-            .arg("--dir")
-            .arg(&root)
-            .stdin(Stdio::null())
-            .stdout(devnet_log.try_clone().unwrap())
-            .stderr(devnet_log)
-            .spawn()
-            .unwrap(),
+    let (devnet, manifest) = background_devnet(
+        dir.path(),
+        &[
+            "--nodes",
+            "4",
+            "--hold",
+            "1",
+            "--miners",
+            "2",
+            "--load",
+            "2",
+            "--epoch-blocks",
+            "12",
+        ],
     );
-    let manifest: Value = wait_for(60, "devnet.json", || {
-        let text = std::fs::read_to_string(root.join("devnet.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    });
+    let root: PathBuf = dir.path().join("devnet");
+    let mut procs = Procs(vec![devnet]);
     let nodes = manifest["nodes"].as_array().unwrap().clone();
     let api = |i: usize| nodes[i]["api"].as_str().unwrap().to_string();
     let config = PathBuf::from(nodes[3]["config"].as_str().unwrap());
@@ -939,7 +940,8 @@ fn a_validator_far_behind_or_wiped_catches_up_from_a_snapshot() {
     wait_for(60, "v3 evaluated submissions it missed", || {
         missed().filter(|n| *n > before)
     });
-    for mut p in procs.0.drain(..).rev() {
+    // One at a time: should one fail, the rest are still killed when `procs` drops.
+    while let Some(mut p) = procs.0.pop() {
         let s = sigterm_and_wait(&mut p);
         assert!(s.success(), "a process exited with {s}");
     }

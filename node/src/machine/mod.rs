@@ -180,7 +180,7 @@ pub struct Machine<S: Storage> {
     behind: bool,
     last_sync_ask: Option<u64>,
     snapshots: BTreeMap<u64, crate::snapshot::SnapshotRef>,
-    offer: Option<(Decision, crate::msg::EpochValue)>,
+    offer: Option<sync::Offer>,
     catchup: Option<sync::Catchup>,
     last_checkpoint_ask: Option<u64>,
     missed: BTreeMap<Hash32, laggard::Missed>,

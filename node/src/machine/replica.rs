@@ -2,9 +2,7 @@
 //! started once that roster is pinned; consensus messages and sync decisions fed to it,
 //! held for later heights; its actions carried out; its timers run only while due.
 
-use platform_consensus::{
-    Action, Domain, Event, Message, Replica, Signer, Storage, Validator, ValidatorSet,
-};
+use platform_consensus::{Action, Domain, Event, Message, Replica, Signer, Storage};
 use platform_keys::ss58_encode;
 use platform_net::Topic;
 
@@ -44,17 +42,7 @@ impl<S: Storage> Machine<S> {
         let Some(roster) = self.rosters.get(&e) else {
             return;
         };
-        let set = match ValidatorSet::new(
-            roster
-                .validators
-                .iter()
-                .map(|(k, s)| Validator {
-                    hotkey: platform_consensus::PublicKey(*k),
-                    stake: *s,
-                })
-                .collect(),
-            None,
-        ) {
+        let set = match roster.validator_set() {
             Ok(s) => s,
             Err(err) => {
                 return tracing::error!(epoch = e, "no validator set for the epoch: {err}");

@@ -97,6 +97,22 @@ impl Roster {
         self.validators.iter().map(|(_, s)| u128::from(*s)).sum()
     }
 
+    /// The consensus validator set it names (voting power = stake, uncapped).
+    pub fn validator_set(
+        &self,
+    ) -> Result<platform_consensus::ValidatorSet, platform_consensus::types::SetError> {
+        platform_consensus::ValidatorSet::new(
+            self.validators
+                .iter()
+                .map(|(k, s)| platform_consensus::Validator {
+                    hotkey: platform_consensus::PublicKey(*k),
+                    stake: *s,
+                })
+                .collect(),
+            None,
+        )
+    }
+
     /// A validator's stake, if it is one.
     pub fn stake_of(&self, hotkey: &Hotkey) -> Option<u64> {
         self.validators

@@ -5,11 +5,11 @@
 //! by hash over request-response), installs it, and replays only the heights after it.
 
 use parity_scale_codec::Encode as _;
-use platform_consensus::{Decision, Domain, Validator, ValidatorSet};
+use platform_consensus::{Decision, Domain};
 
 use super::{Effect, Hash32, Machine, Storage};
 use crate::metrics as m;
-use crate::msg::{EpochRecord, EpochValue};
+use crate::msg::{EpochRecord, EpochValue, decode_exact};
 use crate::registry::Registry;
 use crate::snapshot::{AppState, Manifest, SNAPSHOT_VERSION, Snapshot, SnapshotRef};
 
@@ -19,11 +19,29 @@ pub const SNAPSHOT_LAG_EPOCHS: u64 = 3;
 /// Snapshots a node keeps (and serves).
 pub const SNAPSHOTS_KEPT: usize = 2;
 
+/// Decisions one checkpoint offer may carry.
+const OFFER_DECISIONS_MAX: usize = 64;
+
+/// A checkpoint offer waiting for its epoch's roster.
+#[derive(Debug)]
+pub(super) struct Offer {
+    /// The newest decision, whose value names the snapshot.
+    decision: Decision,
+    /// Its value.
+    value: EpochValue,
+    /// The decisions after the snapshot's height before it (replayed after the install).
+    tail: Vec<Decision>,
+    /// When it arrived.
+    at: u64,
+}
+
 /// A state sync in progress.
 #[derive(Debug)]
 pub(super) struct Catchup {
-    /// The certified decision whose value names the snapshot (fed to consensus after it).
-    decision: Decision,
+    /// The certified decision whose value names the snapshot, and the decisions of the
+    /// heights after the snapshot's (fed to consensus after the install; each verified there
+    /// against its own height's roster).
+    decisions: Vec<Decision>,
     /// The snapshot it names.
     reference: SnapshotRef,
     /// The manifest, once fetched.
@@ -175,14 +193,29 @@ impl<S: Storage> Machine<S> {
         self.out.push(Effect::AskCheckpoint);
     }
 
-    /// A peer's latest certified decision: worth syncing from if it names a snapshot beyond
-    /// what is applied here. Checked once its epoch's roster is read.
+    /// A peer's latest certified decisions (SCALE list of encoded decisions): worth syncing
+    /// from if the newest names a snapshot beyond what is applied here. Checked once its
+    /// epoch's roster is read; the others are the tail replayed after the snapshot.
     pub(super) fn on_checkpoint_offer(&mut self, now: u64, bytes: &[u8]) {
         if self.catchup.is_some() {
             return;
         }
-        let Ok(d) = platform_consensus::codec::decode_decision(bytes) else {
+        let Some(list) = decode_exact::<Vec<Vec<u8>>>(bytes)
+            .filter(|l| !l.is_empty() && l.len() <= OFFER_DECISIONS_MAX)
+        else {
             return self.offer_refused("malformed");
+        };
+        let mut ds = Vec::with_capacity(list.len());
+        for b in &list {
+            match platform_consensus::codec::decode_decision(b) {
+                Ok(d) => ds.push(d),
+                Err(_) => return self.offer_refused("malformed"),
+            }
+        }
+        ds.sort_by_key(|d| d.height);
+        ds.dedup_by_key(|d| d.height);
+        let Some(d) = ds.pop() else {
+            return;
         };
         let Some(v) = EpochValue::decode_checked(&d.value) else {
             return self.offer_refused("malformed");
@@ -196,8 +229,23 @@ impl<S: Storage> Machine<S> {
         if v.epoch != self.epoch_of_height(d.height) {
             return self.offer_refused("epoch");
         }
-        if self.offer.as_ref().is_none_or(|(o, _)| o.height < d.height) {
-            self.offer = Some((d, v));
+        // No epoch the chain has not reached can have been committed (and a made-up height
+        // must not hold the place of a real offer).
+        if self.current_epoch().is_none_or(|c| v.epoch > c) {
+            return self.offer_refused("future");
+        }
+        if self
+            .offer
+            .as_ref()
+            .is_none_or(|o| o.decision.height < d.height)
+        {
+            let tail = ds.into_iter().filter(|t| t.height > r.height).collect();
+            self.offer = Some(Offer {
+                decision: d,
+                value: v,
+                tail,
+                at: now,
+            });
         }
         self.check_offer(now);
     }
@@ -209,25 +257,25 @@ impl<S: Storage> Machine<S> {
 
     /// Verify the held offer's certificate once its roster is read, then start fetching.
     pub(super) fn check_offer(&mut self, now: u64) {
-        let Some((d, v)) = self.offer.as_ref() else {
+        let Some(Offer {
+            decision: d,
+            value: v,
+            at,
+            ..
+        }) = self.offer.as_ref()
+        else {
             return;
         };
         let Some(roster) = self.rosters.get(&v.epoch) else {
-            let e = v.epoch;
+            let (e, at) = (v.epoch, *at);
+            if now >= at + 10 * self.cfg.view_timeout_ms {
+                self.offer = None;
+                return self.offer_refused("roster_unavailable");
+            }
             self.want_roster_of(now, e);
             return;
         };
-        let set = ValidatorSet::new(
-            roster
-                .validators
-                .iter()
-                .map(|(k, s)| Validator {
-                    hotkey: platform_consensus::PublicKey(*k),
-                    stake: *s,
-                })
-                .collect(),
-            None,
-        );
+        let set = roster.validator_set();
         let domain = Domain {
             netuid: self.cfg.netuid,
             epoch: v.epoch,
@@ -235,7 +283,13 @@ impl<S: Storage> Machine<S> {
         let ok = set.is_ok_and(|set| d.verify(domain, &set).is_ok())
             && v.pin == roster.pin
             && v.roster == roster.digest();
-        let Some((d, v)) = self.offer.take() else {
+        let Some(Offer {
+            decision: d,
+            value: v,
+            mut tail,
+            ..
+        }) = self.offer.take()
+        else {
             return;
         };
         if !ok {
@@ -250,8 +304,9 @@ impl<S: Storage> Machine<S> {
             hex::encode(reference.manifest),
             d.height
         );
+        tail.push(d);
         self.catchup = Some(Catchup {
-            decision: d,
+            decisions: tail,
             reference,
             manifest: None,
             chunks: Vec::new(),
@@ -327,7 +382,7 @@ impl<S: Storage> Machine<S> {
         }
         self.install(
             now,
-            c.decision,
+            c.decisions,
             Installed {
                 state,
                 snapshot: Snapshot {
@@ -341,7 +396,7 @@ impl<S: Storage> Machine<S> {
     }
 
     /// Make the snapshot's state this node's: consensus resumes after its height.
-    fn install(&mut self, now: u64, decision: Decision, inst: Installed, registry: Registry) {
+    fn install(&mut self, now: u64, decisions: Vec<Decision>, inst: Installed, registry: Registry) {
         let (height, epoch) = (inst.state.height, inst.state.epoch);
         let mut store = match self.replica.take() {
             Some(r) => r.into_store(),
@@ -363,8 +418,10 @@ impl<S: Storage> Machine<S> {
         self.decisions.retain(|d| d.height > height);
         self.future.retain(|msg| msg.height() > height);
         self.sync_ahead.retain(|h, _| *h > height);
-        if decision.height > height {
-            self.sync_ahead.insert(decision.height, decision);
+        for d in decisions {
+            if d.height > height && self.sync_ahead.len() < super::SYNC_AHEAD_MAX {
+                self.sync_ahead.insert(d.height, d);
+            }
         }
         self.timer = None;
         self.want_proposal = None;

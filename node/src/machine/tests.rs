@@ -446,12 +446,16 @@ fn a_node_far_behind_installs_a_certified_snapshot_and_refuses_a_forged_offer() 
     p.input(0, 0, Input::Block { number: 0 });
     publish_challenge(&mut p, 0);
     p.run_blocks(40);
-    let offer = p.applied[0]
+    // What a peer offers: its latest decisions naming a snapshot, in height order.
+    let checkpoints: Vec<Vec<u8>> = p.applied[0]
         .iter()
-        .rev()
-        .find_map(|a| a.checkpoint.clone())
+        .filter_map(|a| a.checkpoint.clone())
+        .collect();
+    let newest = checkpoints
+        .last()
         .expect("values name snapshots after the first checkpoint");
-    let d = platform_consensus::codec::decode_decision(&offer).unwrap();
+    let d = platform_consensus::codec::decode_decision(newest).unwrap();
+    let offer = checkpoints.encode();
     let named = crate::msg::EpochValue::decode_checked(&d.value)
         .and_then(|v| v.snapshot)
         .unwrap();
@@ -500,9 +504,11 @@ fn a_node_far_behind_installs_a_certified_snapshot_and_refuses_a_forged_offer() 
         ..named
     });
     forged.value = fv.encode();
-    let forged = platform_consensus::codec::encode_decision(&forged);
+    let forged = vec![platform_consensus::codec::encode_decision(&forged)].encode();
     let (_, installed) = drive(&mut f, Input::CheckpointOffer(forged));
     assert!(installed.is_none());
+    let (_, installed) = drive(&mut f, Input::CheckpointOffer(vec![1, 2, 3]));
+    assert!(installed.is_none(), "garbage is refused");
     assert_eq!(f.stats().snapshots_installed, 0);
 
     let (_, installed) = drive(&mut f, Input::CheckpointOffer(offer));

@@ -129,7 +129,8 @@ struct Disk {
     applied_height: u64,
     last_epoch: Option<u64>,
     snapshots: BTreeMap<u64, Vec<Vec<u8>>>,
-    checkpoint: Option<Vec<u8>>,
+    /// The latest decisions naming a snapshot, by height (what peers are offered).
+    checkpoints: BTreeMap<u64, Vec<u8>>,
 }
 
 struct Node {
@@ -447,20 +448,19 @@ impl World {
             committed: self.agreed.len() as u64,
             virtual_ms: self.now,
             delivered: self.delivered,
+            snapshots_installed: self.total(|s| s.snapshots_installed),
+            missed_evaluated: self.total(|s| s.missed_evaluated),
             trace: sha2::Digest::finalize(self.trace).into(),
-            snapshots_installed: self
-                .nodes
-                .iter()
-                .filter_map(|n| n.machine.as_ref())
-                .map(|m| m.stats().snapshots_installed)
-                .sum(),
-            missed_evaluated: self
-                .nodes
-                .iter()
-                .filter_map(|n| n.machine.as_ref())
-                .map(|m| m.stats().missed_evaluated)
-                .sum(),
         })
+    }
+
+    /// A counter summed over the nodes running now.
+    fn total(&self, f: impl Fn(&crate::machine::MachineStats) -> u64) -> u64 {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.machine.as_ref())
+            .map(|m| f(m.stats()))
+            .sum()
     }
 
     fn run_until(&mut self, end: u64) -> Result<(), Violation> {

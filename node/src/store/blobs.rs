@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::snapshots::{CHECKPOINT, LATEST, SNAPSHOT_BLOBS};
+use super::snapshots::{CHECKPOINTS, SNAPSHOT_BLOBS};
 use super::{BATCHES, BODIES, MODULES, StoreError, db};
 
 /// Batch envelopes by sha256 (the id a batch is fetched and proposed by) → its key in
@@ -149,8 +149,13 @@ impl platform_net::BlobSource for StoreBlobs {
     fn checkpoint(&self) -> Option<Vec<u8>> {
         let read = || -> Result<Option<Vec<u8>>, StoreError> {
             let tx = self.0.begin_read().map_err(db)?;
-            let t = tx.open_table(CHECKPOINT).map_err(db)?;
-            Ok(t.get(LATEST).map_err(db)?.map(|v| v.value().to_vec()))
+            let t = tx.open_table(CHECKPOINTS).map_err(db)?;
+            let tail: Vec<Vec<u8>> = t
+                .iter()
+                .map_err(db)?
+                .map(|r| r.map(|(_, v)| v.value().to_vec()).map_err(db))
+                .collect::<Result<_, _>>()?;
+            Ok((!tail.is_empty()).then(|| parity_scale_codec::Encode::encode(&tail)))
         };
         read().unwrap_or_else(|e| {
             tracing::warn!("serving the latest checkpoint from the store: {e}");

@@ -590,6 +590,7 @@ impl Store {
 mod blobs;
 mod snapshots;
 pub use blobs::StoreBlobs;
+pub use snapshots::CHECKPOINT_TAIL;
 
 impl Store {
     /// A read handle serving the modules and batches this store holds, by sha256, for the

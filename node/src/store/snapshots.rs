@@ -16,15 +16,17 @@ pub(super) const SNAPSHOT_BLOBS: TableDefinition<&[u8; 32], &[u8]> =
     TableDefinition::new("snapshot_blobs");
 /// Kept snapshots by height: SCALE(manifest hash, chunk hashes).
 const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
-/// The latest applied decision whose value names a snapshot (encoded with its certificate).
-pub(super) const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
-/// The one key of `CHECKPOINT`.
-pub(super) const LATEST: &str = "latest";
+/// The latest applied decisions whose values name a snapshot, by height (each encoded with
+/// its certificate): what a peer catching up is offered.
+pub(super) const CHECKPOINTS: TableDefinition<u64, &[u8]> =
+    TableDefinition::new("checkpoint_decisions");
+/// Decisions kept in `CHECKPOINTS` (more than a checkpoint interval's worth).
+pub const CHECKPOINT_TAIL: usize = 32;
 
 pub(super) fn create(tx: &redb::WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(SNAPSHOT_BLOBS).map_err(db)?;
     tx.open_table(SNAPSHOTS).map_err(db)?;
-    tx.open_table(CHECKPOINT).map_err(db)?;
+    tx.open_table(CHECKPOINTS).map_err(db)?;
     Ok(())
 }
 
@@ -105,13 +107,16 @@ impl Store {
             .collect()
     }
 
-    /// Remember the latest applied decision that names a snapshot (what peers are offered).
-    pub fn put_checkpoint(&self, decision: &[u8]) -> Result<(), StoreError> {
+    /// Remember an applied decision that names a snapshot (peers catching up are offered
+    /// the latest [`CHECKPOINT_TAIL`]).
+    pub fn put_checkpoint(&self, height: u64, decision: &[u8]) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        tx.open_table(CHECKPOINT)
-            .map_err(db)?
-            .insert(LATEST, decision)
-            .map_err(db)?;
+        {
+            let mut t = tx.open_table(CHECKPOINTS).map_err(db)?;
+            t.insert(height, decision).map_err(db)?;
+            let first = height.saturating_sub(CHECKPOINT_TAIL as u64 - 1);
+            t.retain(|h, _| h >= first).map_err(db)?;
+        }
         tx.commit().map_err(db)
     }
 

@@ -245,13 +245,14 @@ fn snapshots_are_served_by_hash_the_last_two_kept_and_an_install_replaces_the_st
         s.put_snapshot(snap, 2).unwrap();
     }
     // The oldest went, blobs and all; the others are served by hash.
-    let kept: Vec<u64> = s
-        .snapshot_refs()
-        .unwrap()
-        .iter()
-        .map(|r| r.height)
-        .collect();
-    assert_eq!(kept, vec![8, 12]);
+    let kept = |s: &Store| -> Vec<u64> {
+        s.snapshot_refs()
+            .unwrap()
+            .iter()
+            .map(|r| r.height)
+            .collect()
+    };
+    assert_eq!(kept(&s), vec![8, 12]);
     assert!(!blobs.holds(&snaps[0].reference.manifest));
     assert_eq!(
         blobs.blob(&platform_types::sha256(&snaps[0].chunks[1])),
@@ -269,8 +270,14 @@ fn snapshots_are_served_by_hash_the_last_two_kept_and_an_install_replaces_the_st
             );
         }
     }
-    s.put_checkpoint(b"decision").unwrap();
-    assert_eq!(blobs.checkpoint(), Some(b"decision".to_vec()));
+    // The offer: the latest decisions naming a snapshot, in height order, at most 32.
+    for h in 1..=40u64 {
+        s.put_checkpoint(h, &h.to_le_bytes()).unwrap();
+    }
+    let offer: Vec<Vec<u8>> =
+        parity_scale_codec::Decode::decode(&mut blobs.checkpoint().unwrap().as_slice()).unwrap();
+    let want: Vec<Vec<u8>> = (9..=40u64).map(|h| h.to_le_bytes().to_vec()).collect();
+    assert_eq!(offer, want);
 
     // An install replaces the registry and moves the applied height, in one transaction.
     s.put_registry(7, b"old entry").unwrap();
@@ -283,11 +290,5 @@ fn snapshots_are_served_by_hash_the_last_two_kept_and_an_install_replaces_the_st
     assert_eq!(s.meta(META_LAST_EPOCH).unwrap(), Some(26));
     assert_eq!(s.meta(META_REGISTRY_NONCE).unwrap(), Some(16));
     assert_eq!(s.epochs_from(26).unwrap(), vec![(26, vec![4; 8])]);
-    let kept: Vec<u64> = s
-        .snapshot_refs()
-        .unwrap()
-        .iter()
-        .map(|r| r.height)
-        .collect();
-    assert_eq!(kept, vec![12, 16]);
+    assert_eq!(kept(&s), vec![12, 16]);
 }

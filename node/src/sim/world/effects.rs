@@ -133,9 +133,11 @@ impl World {
                         }
                     }
                     for j in peers {
-                        if let Some(c) = self.nodes[j].disk.checkpoint.clone() {
+                        let tail: Vec<Vec<u8>> =
+                            self.nodes[j].disk.checkpoints.values().cloned().collect();
+                        if !tail.is_empty() {
                             let t = self.now + 2 * self.delay();
-                            let input = Input::CheckpointOffer(c);
+                            let input = Input::CheckpointOffer(tail.encode());
                             self.at(t, Ev::Deliver { to: i, inc, input });
                         }
                     }
@@ -234,8 +236,11 @@ impl World {
 
     fn applied(&mut self, i: usize, a: &crate::machine::Applied) {
         let n = &mut self.nodes[i];
-        if a.checkpoint.is_some() {
-            n.disk.checkpoint.clone_from(&a.checkpoint);
+        if let Some(c) = &a.checkpoint {
+            n.disk.checkpoints.insert(a.height, c.clone());
+            while n.disk.checkpoints.len() > crate::store::CHECKPOINT_TAIL {
+                n.disk.checkpoints.pop_first();
+            }
         }
         n.disk.applied_height = a.height;
         n.disk.last_epoch = Some(a.epoch);
