@@ -90,7 +90,7 @@ impl<S: Storage> Machine<S> {
                 self.evaluate(a);
                 // Our batch went out without it: it goes out again once this is scored.
                 if self.published.contains(&x.epoch) {
-                    self.republish.insert(x.epoch);
+                    self.republish.entry(x.epoch).or_default().push(hash);
                 }
                 "evaluated"
             }
@@ -143,21 +143,22 @@ impl<S: Storage> Machine<S> {
     }
 
     /// Publish again the batch of an undecided epoch once the missed submissions fetched
-    /// for it are scored (none still being fetched or evaluated).
+    /// for it are scored and none is still being fetched.
     pub(super) fn republish_batches(&mut self, now: u64) {
         let next = self.next_epoch();
-        let due: Vec<u64> =
-            self.republish
-                .iter()
-                .copied()
-                .filter(|e| {
-                    *e < next
-                        || (!self.missed.values().any(|x| x.epoch == *e)
-                            && self.subs.get(e).is_none_or(|s| {
-                                s.counted.values().all(|id| s.scores.contains_key(id))
-                            }))
-                })
-                .collect();
+        let due: Vec<u64> = self
+            .republish
+            .iter()
+            .filter(|(e, ids)| {
+                **e < next
+                    || (!self.missed.values().any(|x| x.epoch == **e)
+                        && self
+                            .subs
+                            .get(e)
+                            .is_none_or(|s| ids.iter().all(|id| s.scores.contains_key(id))))
+            })
+            .map(|(e, _)| *e)
+            .collect();
         for e in due {
             self.republish.remove(&e);
             if e >= next {

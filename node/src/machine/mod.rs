@@ -184,7 +184,8 @@ pub struct Machine<S: Storage> {
     catchup: Option<sync::Catchup>,
     last_checkpoint_ask: Option<u64>,
     missed: BTreeMap<Hash32, laggard::Missed>,
-    republish: BTreeSet<u64>,
+    /// Epochs whose batch goes out again, with the caught-up submissions it waits for.
+    republish: BTreeMap<u64, Vec<Hash32>>,
     stats: MachineStats,
     out: Vec<Effect>,
 }
@@ -244,7 +245,7 @@ impl<S: Storage> Machine<S> {
             catchup: None,
             last_checkpoint_ask: None,
             missed: BTreeMap::new(),
-            republish: BTreeSet::new(),
+            republish: BTreeMap::new(),
             stats: MachineStats::default(),
             out: Vec::new(),
         };
