@@ -184,15 +184,7 @@ fn run_size(nodes: &[Net], size: usize, count: usize, window: usize) -> anyhow::
                 }
             }
         }
-        if any {
-            last_progress = Instant::now();
-        } else {
-            anyhow::ensure!(
-                last_progress.elapsed() < Duration::from_secs(10),
-                "no delivery for 10 s: {complete}/{count} complete"
-            );
-            std::thread::sleep(Duration::from_micros(200));
-        }
+        progressed(any, &mut last_progress, complete, count)?;
     }
     let secs = start.elapsed().as_secs_f64();
     Ok(Row {
@@ -273,15 +265,7 @@ fn run_batches(
                     any = true;
                 }
             }
-            if any {
-                last_progress = Instant::now();
-            } else {
-                anyhow::ensure!(
-                    last_progress.elapsed() < Duration::from_secs(10),
-                    "no delivery for 10 s: {complete}/{count} complete"
-                );
-                std::thread::sleep(Duration::from_micros(200));
-            }
+            progressed(any, &mut last_progress, complete, count)?;
         }
         Ok(())
     })?;
@@ -381,4 +365,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         batch_rows,
     };
     crate::machine::write_results(&args.out, "net", &report.machine, &report)
+}
+
+/// After one pass over the receivers: note progress, or fail once nothing was delivered for
+/// 10 s (and wait a little before the next pass).
+fn progressed(
+    any: bool,
+    last_progress: &mut Instant,
+    complete: usize,
+    count: usize,
+) -> anyhow::Result<()> {
+    if any {
+        *last_progress = Instant::now();
+    } else {
+        anyhow::ensure!(
+            last_progress.elapsed() < Duration::from_secs(10),
+            "no delivery for 10 s: {complete}/{count} complete"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    Ok(())
 }
