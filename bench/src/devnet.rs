@@ -107,6 +107,11 @@ struct Report {
     /// (MiB per minute; ≈ 0 when memory plateaus).
     rss_slope_mib_per_min_last_half: Vec<Option<f64>>,
     peak_rss_mib: Vec<u64>,
+    /// At the same moments, each node's live heap (jemalloc's `allocated`, from its status):
+    /// what RSS would be without the allocator's pages and the wasm slots.
+    heap_allocated_mib_over_time: Vec<Vec<u64>>,
+    /// Per node, the slope of its live heap over the last half of the run (MiB per minute).
+    heap_allocated_slope_mib_per_min_last_half: Vec<Option<f64>>,
     challenges: Vec<String>,
     /// Epochs from the first to the last loaded one that did not commit everywhere.
     epochs_skipped: Vec<u64>,
@@ -419,6 +424,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let (mut sent, mut accepted) = (0u64, 0u64);
     let mut rss_over_time = Vec::new();
+    let mut heap_over_time = Vec::new();
     let mut envelope_bytes = 0u64;
     let mut last_sample = Instant::now() - Duration::from_secs(3600);
     // Epochs follow the chain: the current one is what the validators report.
@@ -519,6 +525,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             .and_then(|p| proc_status_kib(p, "VmRSS:"))
                             .unwrap_or(0)
                             / 1024
+                    })
+                    .collect::<Vec<u64>>(),
+            );
+            heap_over_time.push(
+                nodes
+                    .iter()
+                    .map(|n| {
+                        status(&n.api)
+                            .and_then(|s| s["heap"]["allocated"].as_u64())
+                            .unwrap_or(0)
+                            >> 20
                     })
                     .collect::<Vec<u64>>(),
             );
@@ -646,6 +663,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         rss_slope_mib_per_min_last_half: slope_last_half(&rss_over_time, RSS_EVERY_S),
         rss_mib_over_time: rss_over_time,
         peak_rss_mib: peak,
+        heap_allocated_slope_mib_per_min_last_half: slope_last_half(&heap_over_time, RSS_EVERY_S),
+        heap_allocated_mib_over_time: heap_over_time,
         challenges: names.clone(),
         epochs_skipped: skipped,
         commit_after_epoch_end_p99_s: lag_p99,
@@ -715,6 +734,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.rss_mib_over_time.last(),
     ) {
         println!("RSS MiB at start {first:?}, at end {last:?}");
+    }
+    if let (Some(first), Some(last)) = (
+        report.heap_allocated_mib_over_time.first(),
+        report.heap_allocated_mib_over_time.last(),
+    ) {
+        println!(
+            "live heap MiB at start {first:?}, at end {last:?}; slopes over the last half (MiB/min): RSS {:?}, heap {:?}",
+            report.rss_slope_mib_per_min_last_half,
+            report.heap_allocated_slope_mib_per_min_last_half
+        );
     }
     let mix = if args.challenges.is_empty() {
         "all".to_string()

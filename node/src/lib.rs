@@ -15,6 +15,7 @@ pub mod config;
 pub mod devnet;
 pub mod epoch;
 pub mod exporter;
+pub mod heap;
 pub mod http;
 mod keys;
 pub mod machine;

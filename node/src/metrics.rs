@@ -168,6 +168,11 @@ pub fn register() {
         Unit::Seconds,
         "CPU time, user and system."
     );
+    describe_gauge!(
+        "platform_process_heap_bytes",
+        Unit::Bytes,
+        "The allocator's figures (jemalloc): state allocated (data held), active (pages holding it), resident (the allocator's pages in memory), metadata, retained (mapped, returned)."
+    );
     describe_gauge!("platform_process_open_fds", "Open file descriptors.");
     describe_gauge!("platform_process_threads", "Threads.");
     describe_gauge!(
@@ -204,6 +209,17 @@ pub fn update_process() {
         .and_then(|v| v.trim().parse::<f64>().ok())
     {
         metrics::gauge!("platform_process_threads").set(t);
+    }
+    if let Some(h) = crate::heap::read() {
+        for (state, v) in [
+            ("allocated", h.allocated),
+            ("active", h.active),
+            ("resident", h.resident),
+            ("metadata", h.metadata),
+            ("retained", h.retained),
+        ] {
+            metrics::gauge!("platform_process_heap_bytes", "state" => state).set(v as f64);
+        }
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
         metrics::gauge!("platform_process_open_fds").set(fds.count() as f64);

@@ -173,6 +173,7 @@ impl StatusView {
             "state_sync": m.state_sync(),
             "machine": m.stats(),
             "chain": chain,
+            "heap": crate::heap::read(),
         });
         *self.out.lock().unwrap_or_else(|p| p.into_inner()) = s.to_string();
     }
