@@ -28,6 +28,11 @@ impl RuntimeMetadata {
             .map_err(|e| ChainError::Metadata(format!("undecodable metadata: {e}")))
     }
 
+    /// subxt's view of it.
+    pub fn subxt(&self) -> &Metadata {
+        &self.0
+    }
+
     /// The runtime's `spec_version` and `transaction_version`, from the `System::Version`
     /// constant in the metadata.
     pub fn runtime_version(&self) -> Result<(u32, u32), ChainError> {

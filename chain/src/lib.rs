@@ -38,7 +38,8 @@ pub struct Neuron {
     pub uid: u16,
     /// Hotkey (sr25519 public key).
     pub hotkey: [u8; 32],
-    /// Stake backing the hotkey on this subnet (rao).
+    /// Stake backing the hotkey on this subnet (rao), as the metagraph's
+    /// [`Metagraph::stake_kind`] measures it.
     pub stake: u64,
     /// May set weights on others.
     pub validator_permit: bool,
@@ -53,6 +54,33 @@ pub struct Metagraph {
     pub block: BlockInfo,
     /// Neurons in uid order.
     pub neurons: Vec<Neuron>,
+    /// What the neurons' stakes measure.
+    pub stake_kind: StakeKind,
+}
+
+/// What a metagraph's stakes measure. Stakes weigh validators' votes, so every validator of a
+/// subnet must read the same kind; the node's roster digest names it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StakeKind {
+    /// `TotalHotkeyAlpha`: the alpha staked on the hotkey on the subnet (storage reads, and the
+    /// simulated chain, which has no child hotkeys).
+    #[default]
+    HotkeyAlpha,
+    /// The chain's stake weight (`alpha_stake` of `SubnetInfoRuntimeApi::get_metagraph`): the
+    /// hotkey's alpha with what parent hotkeys lend it and less what it lends its children,
+    /// what the chain itself weighs validators by. Equal to `HotkeyAlpha` without child
+    /// hotkeys.
+    StakeWeight,
+}
+
+impl StakeKind {
+    /// A short name (status, logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StakeKind::HotkeyAlpha => "hotkey_alpha",
+            StakeKind::StakeWeight => "stake_weight",
+        }
+    }
 }
 
 /// Hyperparameters that matter for setting weights.

@@ -447,6 +447,7 @@ impl Chain for SimChain {
                 hash: self.block_hash(block),
             },
             neurons,
+            stake_kind: crate::StakeKind::HotkeyAlpha,
         })
     }
 

@@ -17,7 +17,10 @@ use subxt_rpcs::RpcClient;
 use subxt_rpcs::client::ReconnectingRpcClient;
 
 use crate::extrinsic::{ChainSigner, WeightsCall};
-use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, Neuron, PalletError};
+use crate::{BlockInfo, Chain, ChainError, Hyperparams, Metagraph, PalletError};
+
+mod metagraph;
+pub use metagraph::{METAGRAPH_API, MetagraphSource, has_metagraph_api, metagraph_from_response};
 
 /// Storage reads of one entry sent together (a metagraph's hotkeys, then its stakes).
 const READ_CHUNK: usize = 256;
@@ -56,6 +59,8 @@ pub struct SubtensorConfig {
     pub url: String,
     /// Each request (a read, or a submission until finalised) gives up after this.
     pub request_timeout: Duration,
+    /// Where metagraphs are read from.
+    pub metagraph: MetagraphSource,
 }
 
 /// A subxt-backed [`Chain`].
@@ -64,6 +69,7 @@ pub struct Subtensor {
     client: OnlineClient<SubstrateConfig>,
     signer: ChainSigner,
     timeout: Duration,
+    metagraph_source: MetagraphSource,
 }
 
 impl std::fmt::Debug for Subtensor {
@@ -100,7 +106,9 @@ impl Subtensor {
             .map_err(|_| ChainError::Timeout(format!("{}: no answer", config.url)))?
             .map_err(|e| conn(format!("{}: {e}", config.url)))
         })?;
-        Subtensor::with_rpc(rt, RpcClient::new(rpc), signer, config.request_timeout)
+        let mut s = Subtensor::with_rpc(rt, RpcClient::new(rpc), signer, config.request_timeout)?;
+        s.metagraph_source = config.metagraph;
+        Ok(s)
     }
 
     pub(crate) fn with_rpc(
@@ -123,6 +131,7 @@ impl Subtensor {
             client,
             signer,
             timeout,
+            metagraph_source: MetagraphSource::default(),
         };
         s.check_metadata()?;
         Ok(s)
@@ -238,41 +247,6 @@ impl Subtensor {
         } else {
             Err(PalletError::SubnetNotExists.into())
         }
-    }
-
-    /// The metagraph as of the block `at`.
-    fn metagraph_on(&self, at: &At, netuid: u16) -> Result<Metagraph, ChainError> {
-        self.subnet_exists(at, netuid)?;
-        let n: u16 = self.read(at, "SubnetworkN", (netuid,))?;
-        let permits: Vec<bool> = self.read(at, "ValidatorPermit", (netuid,))?;
-        // Every uid's hotkey, then every hotkey's stake: two batches of requests in flight
-        // together, not 2N round trips one after another.
-        let hotkeys: Vec<[u8; 32]> =
-            self.read_many(at, "Keys", (0..n).map(|uid| (netuid, uid)).collect())?;
-        let stakes: Vec<u64> = self.read_many(
-            at,
-            "TotalHotkeyAlpha",
-            hotkeys.iter().map(|h| (*h, netuid)).collect(),
-        )?;
-        let neurons = hotkeys
-            .into_iter()
-            .zip(stakes)
-            .zip(0..n)
-            .map(|((hotkey, stake), uid)| Neuron {
-                uid,
-                hotkey,
-                stake,
-                validator_permit: permits.get(usize::from(uid)).copied().unwrap_or(false),
-            })
-            .collect();
-        Ok(Metagraph {
-            netuid,
-            block: BlockInfo {
-                number: at.block_number(),
-                hash: at.block_hash().0,
-            },
-            neurons,
-        })
     }
 
     fn submit(&mut self, hotkey: &[u8; 32], call: WeightsCall) -> Result<(), ChainError> {

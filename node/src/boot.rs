@@ -102,15 +102,22 @@ pub(crate) fn backend(cfg: &NodeConfig, me: &Keypair) -> anyhow::Result<(Backend
             request_timeout,
             commit_mode,
             block_seconds,
+            metagraph,
         } => {
             let signer = platform_chain::extrinsic::ChainSigner::from_seed(me.secret_seed())?;
             let client = platform_chain::subtensor::Subtensor::connect(
                 &platform_chain::subtensor::SubtensorConfig {
                     url: url.clone(),
                     request_timeout: *request_timeout,
+                    metagraph: *metagraph,
                 },
                 signer,
             )?;
+            tracing::info!(
+                "metagraph ({} in the config): {}",
+                metagraph.as_str(),
+                client.metagraph_reads()?
+            );
             let support = client.commit_support()?;
             let mode = commit_mode_for(*commit_mode, support, *block_seconds)?;
             tracing::info!(

@@ -60,6 +60,7 @@ pub fn roster_of(m: &Metagraph) -> Roster {
         validators,
         miners,
     )
+    .with_stake_kind(m.stake_kind)
 }
 
 /// A committed epoch's weights to submit.

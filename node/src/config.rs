@@ -141,6 +141,13 @@ pub enum ChainSection {
         /// Seconds per block (12 on finney), to place timelock reveal rounds.
         #[serde(default = "default_block_seconds")]
         block_seconds: u64,
+        /// Where metagraphs are read: `auto` (the default: one `SubnetInfoRuntimeApi`
+        /// call where the runtime has it, stakes being the chain's stake weights; storage
+        /// reads otherwise, stakes being `TotalHotkeyAlpha`), `runtime_api` or `storage`. The
+        /// two weigh validators apart only with child hotkeys, but a roster names its kind:
+        /// every validator of a subnet must use the same setting.
+        #[serde(default)]
+        metagraph: platform_chain::subtensor::MetagraphSource,
     },
 }
 

@@ -139,6 +139,7 @@ impl StatusView {
                     "hotkey": ss58_encode(k), "stake": s,
                 })).collect::<Vec<_>>(),
                 "miners": r.miners.len(),
+                "stake": r.stake_kind.as_str(),
             })
         });
         let (applied_height, last_epoch) = m.applied();

@@ -1,6 +1,7 @@
 //! Tests of `subtensor`.
 
 use super::*;
+use crate::Neuron;
 use crate::extrinsic::RuntimeMetadata;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -29,6 +30,12 @@ struct FakeNode {
     metadata_hex: String,
     storage: HashMap<String, String>,
     mode: Mode,
+    /// `SubnetInfoRuntimeApi_get_metagraph`'s answer (hex), if it answers.
+    metagraph_api: Option<String>,
+    /// The arguments each `get_metagraph` call came with (hex).
+    api_args: Vec<String>,
+    /// Storage reads answered.
+    reads: usize,
 }
 
 fn finney() -> Vec<u8> {
@@ -37,8 +44,15 @@ fn finney() -> Vec<u8> {
     std::fs::read(p).expect("chain/tests/data/finney_2026-04-21.scale, in the repository")
 }
 
+/// The bt-decode-encoded `get_metagraph` answer for subnet 1 (see `metagraph_answer`).
+fn recorded_metagraph() -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/get_metagraph_netuid1.hex");
+    format!("0x{}", std::fs::read_to_string(p).unwrap().trim())
+}
+
 fn respond(node: &Arc<Mutex<FakeNode>>, name: &str, params: Option<Value>) -> Option<Value> {
-    let n = node.lock().unwrap();
+    let mut n = node.lock().unwrap();
     if n.mode == Mode::Garbage && name == "state_getStorage" {
         return Some(json!(12345));
     }
@@ -64,6 +78,11 @@ fn respond(node: &Arc<Mutex<FakeNode>>, name: &str, params: Option<Value>) -> Op
         "state_call" => {
             use parity_scale_codec::Encode;
             let method = p0?.as_str()?.to_string();
+            if method == "SubnetInfoRuntimeApi_get_metagraph" {
+                let args = params.as_ref()?.get(1)?.as_str()?.to_string();
+                n.api_args.push(args);
+                return n.metagraph_api.clone().map(Value::String);
+            }
             let bytes = match method.as_str() {
                 "Core_version" => (
                     "node-subtensor".to_string(),
@@ -86,6 +105,7 @@ fn respond(node: &Arc<Mutex<FakeNode>>, name: &str, params: Option<Value>) -> Op
             json!(format!("0x{}", hex::encode(bytes)))
         }
         "state_getStorage" => {
+            n.reads += 1;
             let key = p0?.as_str()?.to_string();
             return Some(n.storage.get(&key).map_or(Value::Null, |v| json!(v)));
         }
@@ -189,6 +209,9 @@ fn fake_node() -> (Arc<Mutex<FakeNode>>, Vec<Neuron>) {
         metadata_hex: format!("0x{}", hex::encode(&bytes)),
         storage,
         mode: Mode::Healthy,
+        metagraph_api: Some(recorded_metagraph()),
+        api_args: Vec::new(),
+        reads: 0,
     };
     (Arc::new(Mutex::new(node)), neurons)
 }
@@ -196,9 +219,12 @@ fn fake_node() -> (Arc<Mutex<FakeNode>>, Vec<Neuron>) {
 #[test]
 fn metagraph_and_hyperparams_read_through_rpc() {
     let (node, neurons) = fake_node();
-    let c = client(&node).unwrap();
+    let mut c = client(&node).unwrap();
+    c.metagraph_source = MetagraphSource::Storage;
     let mg = c.metagraph(1).unwrap();
     assert_eq!(mg.neurons, neurons);
+    assert_eq!(mg.stake_kind, crate::StakeKind::HotkeyAlpha);
+    assert!(node.lock().unwrap().api_args.is_empty(), "storage only");
     assert_eq!(mg.block.number, 100);
     assert_eq!(mg.block.hash, [0x11; 32]);
     assert_eq!(c.weights(1, 0).unwrap(), vec![(0, 65535), (2, 1234)]);
@@ -222,6 +248,73 @@ fn metagraph_and_hyperparams_read_through_rpc() {
             "a subnet that does not exist is named so, not read as defaults"
         );
     }
+}
+
+#[test]
+fn the_metagraph_is_one_runtime_api_call_where_the_runtime_has_it() {
+    let (node, neurons) = fake_node();
+    let c = client(&node).unwrap();
+    let before = node.lock().unwrap().reads;
+    let mg = c.metagraph(1).unwrap();
+    let n = node.lock().unwrap();
+    assert_eq!(n.reads, before, "no storage read");
+    assert_eq!(
+        n.api_args,
+        vec!["0x0100".to_string()],
+        "one call, netuid 1 as a u16"
+    );
+    drop(n);
+    // The SDK's encoding of the same neurons with their stake weights (1.1× the alpha).
+    let want: Vec<Neuron> = neurons
+        .iter()
+        .map(|x| Neuron {
+            stake: x.stake * 11 / 10,
+            ..x.clone()
+        })
+        .collect();
+    assert_eq!(mg.neurons, want);
+    assert_eq!(mg.stake_kind, crate::StakeKind::StakeWeight);
+    assert_eq!((mg.block.number, mg.block.hash), (100, [0x11; 32]));
+    assert_eq!(
+        c.metagraph_reads().unwrap(),
+        "one SubnetInfoRuntimeApi::get_metagraph call (stakes: stake weights)"
+    );
+
+    // `None`: the subnet does not exist.
+    node.lock().unwrap().metagraph_api = Some("0x00".into());
+    assert_eq!(
+        c.metagraph(1).unwrap_err(),
+        ChainError::Pallet(PalletError::SubnetNotExists)
+    );
+    // A truncated answer, an answer for another subnet: malformed, said so.
+    let full = recorded_metagraph();
+    node.lock().unwrap().metagraph_api = Some(full[..full.len() - 2].to_string());
+    let e = c.metagraph(1).unwrap_err();
+    assert_eq!(e.label(), "malformed", "{e}");
+    assert!(e.to_string().contains("get_metagraph"), "{e}");
+    node.lock().unwrap().metagraph_api = Some(full.replacen("0x0104", "0x0108", 1));
+    let e = c.metagraph(1).unwrap_err();
+    assert!(
+        e.to_string().contains("answer for subnet 2, asked 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_runtime_api_is_found_in_the_metadata_and_required_only_when_configured() {
+    let md = |f: &str| {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(f);
+        RuntimeMetadata::from_scale(&std::fs::read(p).unwrap()).unwrap()
+    };
+    assert!(has_metagraph_api(&md("finney_2026-04-21.scale").0));
+    // V14 metadata carries no runtime APIs: `auto` reads storage there.
+    assert!(!has_metagraph_api(&md("raonet_spec218_v14.scale").0));
+    let (node, _) = fake_node();
+    let mut c = client(&node).unwrap();
+    c.metagraph_source = MetagraphSource::Storage;
+    assert!(c.metagraph_reads().unwrap().starts_with("storage reads"));
 }
 
 #[test]
@@ -252,7 +345,8 @@ fn commit_support_reads_the_runtimes_calls_and_version() {
 #[test]
 fn disconnects_hangs_and_garbage_are_clear_errors_and_the_client_recovers() {
     let (node, neurons) = fake_node();
-    let c = client(&node).unwrap();
+    let mut c = client(&node).unwrap();
+    c.metagraph_source = MetagraphSource::Storage;
     for (mode, expect, label) in [
         (Mode::Disconnected, "connection reset", "connection"),
         (Mode::Hung, "timed out: no answer within", "timeout"),
@@ -301,6 +395,7 @@ fn a_refused_connection_or_a_bad_url_is_said_at_once_with_its_cause() {
             &SubtensorConfig {
                 url: url.into(),
                 request_timeout: Duration::from_secs(30),
+                metagraph: MetagraphSource::Auto,
             },
             ChainSigner::from_uri("//Alice").unwrap(),
         )

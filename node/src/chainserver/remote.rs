@@ -154,6 +154,8 @@ fn metagraph_of(v: &Value) -> Result<Metagraph, ChainError> {
         netuid: v["netuid"].as_u64().unwrap_or(0) as u16,
         block: block_of(&v["block"])?,
         neurons,
+        // The simulated chain's stakes (it has no child hotkeys).
+        stake_kind: platform_chain::StakeKind::HotkeyAlpha,
     })
 }
 

@@ -74,6 +74,8 @@ pub struct Roster {
     pub validators: Vec<(Hotkey, u64)>,
     /// Every neuron's hotkey → uid.
     pub miners: BTreeMap<Hotkey, u16>,
+    /// What the stakes measure (how the metagraph was read).
+    pub stake_kind: platform_chain::StakeKind,
 }
 
 impl Roster {
@@ -89,7 +91,14 @@ impl Roster {
             pin,
             validators,
             miners,
+            stake_kind: platform_chain::StakeKind::HotkeyAlpha,
         }
+    }
+
+    /// The same roster, its stakes of `kind`.
+    pub fn with_stake_kind(mut self, kind: platform_chain::StakeKind) -> Roster {
+        self.stake_kind = kind;
+        self
     }
 
     /// Total validator stake.
@@ -121,11 +130,17 @@ impl Roster {
             .map(|i| self.validators[i].1)
     }
 
-    /// `sha256("platform/roster/v1" | block | hash | n | (hotkey, stake)… | m | (hotkey, uid)…)`,
-    /// integers little endian, both lists in hotkey order.
+    /// `sha256(tag | block | hash | n | (hotkey, stake)… | m | (hotkey, uid)…)`, integers
+    /// little endian, both lists in hotkey order; the tag names what the stakes measure:
+    /// `platform/roster/v1` for `TotalHotkeyAlpha` (the only kind before runtime-API reads,
+    /// so those digests are unchanged), `platform/roster/v2-stake-weight` for the chain's
+    /// stake weights. Validators reading different kinds disagree on the digest, openly.
     pub fn digest(&self) -> Hash32 {
         let mut h = Sha256::new();
-        h.update(b"platform/roster/v1");
+        h.update(match self.stake_kind {
+            platform_chain::StakeKind::HotkeyAlpha => &b"platform/roster/v1"[..],
+            platform_chain::StakeKind::StakeWeight => &b"platform/roster/v2-stake-weight"[..],
+        });
         h.update(self.pin.block.to_le_bytes());
         h.update(self.pin.hash);
         h.update((self.validators.len() as u64).to_le_bytes());
@@ -207,5 +222,36 @@ mod tests {
         );
         assert_ne!(a.digest(), d.digest());
         assert_ne!(epoch_seed(1, 2, &pin), epoch_seed(1, 2, &d.pin));
+    }
+
+    #[test]
+    fn a_rosters_digest_names_the_kind_of_stake_and_v1_is_unchanged() {
+        let pin = Pin {
+            block: 5,
+            hash: [1; 32],
+        };
+        let miners = BTreeMap::from([([3; 32], 7u16)]);
+        let a = Roster::new(pin, vec![([1; 32], 5)], miners.clone());
+        // The v1 layout, hashed by hand: the digests of rosters read from storage (and of
+        // every roster before runtime-API reads) must not change.
+        let mut h = Sha256::new();
+        h.update(b"platform/roster/v1");
+        h.update(5u64.to_le_bytes());
+        h.update([1; 32]);
+        h.update(1u64.to_le_bytes());
+        h.update([1; 32]);
+        h.update(5u64.to_le_bytes());
+        h.update(1u64.to_le_bytes());
+        h.update([3; 32]);
+        h.update(7u16.to_le_bytes());
+        assert_eq!(a.digest(), <Hash32>::from(h.finalize()));
+        let w = a
+            .clone()
+            .with_stake_kind(platform_chain::StakeKind::StakeWeight);
+        assert_ne!(
+            a.digest(),
+            w.digest(),
+            "the same numbers read as stake weights are another roster"
+        );
     }
 }
