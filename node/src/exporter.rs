@@ -88,7 +88,15 @@ pub struct Exporter {
     handle: PrometheusHandle,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Dropped to stop the upkeep thread, which is then joined.
+    upkeep: Option<(crossbeam_channel::Sender<()>, JoinHandle<()>)>,
+    upkeeps: Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often histogram samples are folded into their buckets when nothing scrapes. The
+/// recorder keeps every sample recorded since the last upkeep: without one, a node nobody
+/// scrapes (a devnet, a validator without Prometheus) grows by every evaluation's samples.
+pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,6 +130,15 @@ impl Exporter {
     pub fn install_with_api(
         listen: SocketAddr,
         api: Option<Arc<dyn Api>>,
+    ) -> Result<Exporter, ExporterError> {
+        Exporter::install_with(listen, api, UPKEEP_EVERY)
+    }
+
+    /// [`Exporter::install_with_api`], histograms kept up every `upkeep_every`.
+    pub fn install_with(
+        listen: SocketAddr,
+        api: Option<Arc<dyn Api>>,
+        upkeep_every: Duration,
     ) -> Result<Exporter, ExporterError> {
         let mut builder = PrometheusBuilder::new();
         for (name, b) in buckets() {
@@ -178,12 +195,21 @@ impl Exporter {
                 }
             })
             .map_err(|e| ExporterError::Setup(format!("thread: {e}")))?;
+        let upkeeps = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let upkeep = spawn_upkeep(handle.clone(), upkeep_every, upkeeps.clone())?;
         Ok(Exporter {
             addr,
             handle,
             stop,
             thread: Some(thread),
+            upkeep: Some(upkeep),
+            upkeeps,
         })
+    }
+
+    /// Upkeeps run so far by the upkeep thread (scrapes run their own).
+    pub fn upkeeps(&self) -> u64 {
+        self.upkeeps.load(Ordering::Relaxed)
     }
 
     /// The bound address (the port is chosen by the OS when the config says 0).
@@ -199,8 +225,33 @@ impl Exporter {
     }
 }
 
+/// The thread that keeps the recorder's histograms folded (and the process gauges fresh)
+/// every `every`, until its sender is dropped.
+fn spawn_upkeep(
+    handle: PrometheusHandle,
+    every: Duration,
+    runs: Arc<std::sync::atomic::AtomicU64>,
+) -> Result<(crossbeam_channel::Sender<()>, JoinHandle<()>), ExporterError> {
+    let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+    let thread = std::thread::Builder::new()
+        .name("platform-metrics-upkeep".into())
+        .spawn(move || {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) = rx.recv_timeout(every) {
+                crate::metrics::update_process();
+                handle.run_upkeep();
+                runs.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .map_err(|e| ExporterError::Setup(format!("thread: {e}")))?;
+    Ok((tx, thread))
+}
+
 impl Drop for Exporter {
     fn drop(&mut self) {
+        if let Some((tx, t)) = self.upkeep.take() {
+            drop(tx);
+            let _ = t.join();
+        }
         self.stop.store(true, Ordering::Relaxed);
         let _ = TcpStream::connect(self.addr); // wake the accept loop
         if let Some(t) = self.thread.take() {
