@@ -22,6 +22,7 @@ mod api;
 pub mod batch;
 mod codec;
 pub mod config;
+mod kadstore;
 pub mod miner;
 mod node;
 mod protect;

@@ -53,6 +53,13 @@ const INVALID_POINTS: f64 = 10.0;
 const RATE_POINTS: f64 = 1.0;
 /// Replay-cache capacity (ids).
 const SEEN_CAPACITY: usize = 1 << 20;
+/// How long another peer's provider record is kept without being republished; our own are
+/// republished at a third of it. Content is fetched within seconds of its announcement; a
+/// fetch of older content that finds no provider record asks every connected peer.
+const PROVIDER_TTL: Duration = Duration::from_secs(10 * 60);
+/// Blobs this node announces in the DHT at most; beyond, its oldest announcement is
+/// withdrawn (the blob is still served on request).
+const PROVIDED_MAX: usize = 256;
 /// How often the net thread does its housekeeping.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -63,7 +70,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
-    kad: kad::Behaviour<MemoryStore>,
+    kad: kad::Behaviour<crate::kadstore::SweptStore>,
     rpc: request_response::Behaviour<RpcCodec>,
 }
 
@@ -128,6 +135,8 @@ fn build_behaviour(
     kcfg.set_record_filtering(kad::StoreInserts::FilterBoth);
     kcfg.set_max_packet_size(cfg.max_record_bytes + 4096);
     kcfg.set_query_timeout(cfg.fetch_timeout);
+    kcfg.set_provider_record_ttl(Some(PROVIDER_TTL));
+    kcfg.set_provider_publication_interval(Some(PROVIDER_TTL / 3));
     let store = MemoryStore::with_config(
         peer_id,
         MemoryStoreConfig {
@@ -137,6 +146,7 @@ fn build_behaviour(
             max_provided_keys: cfg.max_records,
         },
     );
+    let store = crate::kadstore::SweptStore::new(store, PROVIDER_TTL);
     let mut kad = kad::Behaviour::with_config(peer_id, store, kcfg);
     kad.set_mode(Some(kad::Mode::Server));
 
@@ -217,6 +227,8 @@ struct Node {
     bans: VecDeque<(Instant, PeerId)>,
     seen: SeenCache,
     blobs: BlobCache,
+    /// Blobs announced in the DHT, oldest first (at most [`PROVIDED_MAX`]).
+    provided: VecDeque<Hash32>,
     fetches: HashMap<Hash32, Fetch>,
     kad_ops: HashMap<kad::QueryId, KadOp>,
     outbound: HashMap<OutboundRequestId, Outbound>,
@@ -374,6 +386,7 @@ impl Node {
             batches: batches::Batches::new(cfg.batch_cache_bytes, opened_tx),
             seen: SeenCache::new(cfg.max_message_age + cfg.max_clock_skew, SEEN_CAPACITY),
             blobs: BlobCache::new(cfg.blob_cache_bytes),
+            provided: VecDeque::new(),
             cfg,
             shared,
             events,

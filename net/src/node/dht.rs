@@ -157,12 +157,7 @@ impl Node {
         }
         let hash = sha256(&bytes);
         self.store_blob(hash, bytes);
-        match self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .start_providing(blob_key(&hash))
-        {
+        match self.start_providing(hash) {
             Ok(q) => {
                 self.kad_ops.insert(q, KadOp::Provide(hash, reply));
             }
@@ -178,11 +173,43 @@ impl Node {
             if self.source.as_ref().is_some_and(|s| s.holds(&old)) {
                 continue;
             }
-            self.swarm
-                .behaviour_mut()
-                .kad
-                .stop_providing(&blob_key(&old));
+            self.stop_providing(&old);
         }
+    }
+
+    /// Announce `hash` in the DHT, withdrawing the oldest announcement beyond
+    /// [`PROVIDED_MAX`](super::PROVIDED_MAX): the newest content is what peers look for, and
+    /// every announcement is republished periodically.
+    pub(super) fn start_providing(
+        &mut self,
+        hash: Hash32,
+    ) -> Result<kad::QueryId, kad::store::Error> {
+        if let Some(i) = self.provided.iter().position(|h| *h == hash) {
+            self.provided.remove(i);
+        }
+        self.provided.push_back(hash);
+        while self.provided.len() > super::PROVIDED_MAX {
+            if let Some(old) = self.provided.pop_front() {
+                self.swarm
+                    .behaviour_mut()
+                    .kad
+                    .stop_providing(&blob_key(&old));
+            }
+        }
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .start_providing(blob_key(&hash))
+    }
+
+    fn stop_providing(&mut self, hash: &Hash32) {
+        if let Some(i) = self.provided.iter().position(|h| h == hash) {
+            self.provided.remove(i);
+        }
+        self.swarm
+            .behaviour_mut()
+            .kad
+            .stop_providing(&blob_key(hash));
     }
 
     pub(super) fn fetch(&mut self, hash: Hash32, reply: Reply<Vec<u8>>) {

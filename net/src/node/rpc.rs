@@ -40,11 +40,7 @@ impl Node {
                                 self.finish_fetch(&hash, Ok(b));
                             } else {
                                 self.store_blob(hash, b.clone());
-                                let _ = self
-                                    .swarm
-                                    .behaviour_mut()
-                                    .kad
-                                    .start_providing(blob_key(&hash));
+                                let _ = self.start_providing(hash);
                                 self.finish_fetch(&hash, Ok(b));
                             }
                         }
