@@ -40,8 +40,9 @@ fn histogram_samples_are_folded_without_a_scrape() {
     for i in 0..1_000_000u32 {
         h.record(f64::from(i % 100) * 1e-5);
     }
+    // Held until folded (an upkeep may already have run meanwhile: not asserted here; what
+    // must hold is below, and fails when nothing folds them: ~20 MB stay).
     let held = allocated();
-    assert!(held > before + 4_000_000, "samples held: {before} → {held}");
     // Folded blocks are freed once no reader can hold them (crossbeam-epoch), which takes
     // other threads' activity: a node keeps recording, and so does this loop, a sample a
     // millisecond. Nothing scrapes.
