@@ -20,7 +20,7 @@
 #![allow(clippy::print_stderr)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use platform_tests::e2e::{Procs, status, wait_for};
@@ -28,7 +28,8 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    CPU, EXE, active_loaded, agreed, background_devnet, committed, sigterm_and_wait, start_node,
+    CPU, EXE, active_loaded, agreed, background_devnet, committed, devnet_to_end, sigterm_and_wait,
+    start_node,
 };
 
 /// Blocks per epoch of the devnet (250 ms blocks: 5 s epochs).
@@ -467,22 +468,10 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
 /// A five-epoch devnet of 12-block epochs with two miners, under `dir/devnet`, with `extra`
 /// flags; its printout (it must exit successfully).
 fn short_devnet(dir: &Path, extra: &[&str]) -> String {
-    let out = Command::new(EXE)
-        .args(["devnet", "--epochs", "5", "--miners", "2", "--load", "1"])
-        .args(["--epoch-blocks", "12", "--block-time", "250ms"])
-        .args(extra)
-        .arg("--dir")
-        .arg(dir.join("devnet"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "devnet failed: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    let mut args = vec!["--epochs", "5", "--miners", "2", "--load", "1"];
+    args.extend(["--epoch-blocks", "12", "--block-time", "250ms"]);
+    args.extend(extra);
+    devnet_to_end(dir, &args)
 }
 
 #[test]

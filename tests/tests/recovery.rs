@@ -4,7 +4,6 @@
 #![allow(clippy::print_stderr)]
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use platform_tests::e2e::{Procs, status, wait_for};
@@ -12,7 +11,8 @@ use serde_json::Value;
 
 mod common;
 use common::{
-    CPU, EXE, active_loaded, agreed, background_devnet, committed, sigterm_and_wait, start_node,
+    CPU, active_loaded, agreed, background_devnet, committed, devnet_to_end, sigterm_and_wait,
+    start_node,
 };
 
 /// The fault campaign: a validator wiped and restarted empty, every node stopped and started
@@ -24,28 +24,24 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
     // devnets of this file running beside it on two cores would distort.
     let _alone = CPU.write().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(EXE)
-        .args([
-            "devnet", "--nodes", "4", "--epochs", "14", "--miners", "4", "--load", "1",
-        ])
-        .args([
+    let text = devnet_to_end(
+        dir.path(),
+        &[
+            "--nodes",
+            "4",
+            "--epochs",
+            "14",
+            "--miners",
+            "4",
+            "--load",
+            "1",
             "--epoch-blocks",
             "12",
             "--block-time",
             "250ms",
             "--chaos",
             "29",
-            "--dir",
-        ])
-        .arg(dir.path().join("devnet"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "the campaign failed: {text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let summary: Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("devnet/chaos.json")).unwrap(),

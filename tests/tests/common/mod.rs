@@ -16,6 +16,26 @@ pub const EXE: &str = env!("CARGO_BIN_EXE_platform-e2e");
 /// it alone (`write`).
 pub static CPU: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
+/// `platform devnet ARGS --dir DIR/devnet` run to its end; its printout (it must exit
+/// successfully).
+pub fn devnet_to_end(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(EXE)
+        .arg("devnet")
+        .args(args)
+        .arg("--dir")
+        .arg(dir.join("devnet"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "devnet failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
 /// Committed epochs of a node: epoch → (digest, weights).
 pub fn committed(st: &Value) -> BTreeMap<u64, (String, Value)> {
     st["committed"]
