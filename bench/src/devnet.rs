@@ -40,13 +40,20 @@ pub struct Args {
     /// Target submissions per second (0: as fast as accepted, `window` in flight).
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
-    /// Submissions in flight at most.
-    #[arg(long, default_value_t = 64)]
+    /// Submissions in flight at most (0: two per miner connection, at least 64).
+    #[arg(long, default_value_t = 0)]
     window: usize,
-    /// Miner connections per validator (each its own libp2p identity: validators rate-limit
-    /// every peer, 50 requests/s by default, so one connection cannot carry a whole load).
-    #[arg(long, default_value_t = 8)]
+    /// Miner connections per validator (each its own libp2p identity, as each miner of a
+    /// subnet is: validators rate-limit every peer, 50 requests/s by default, so one
+    /// connection cannot carry a whole load). 0: enough for `rate` at `connection_rate`
+    /// each (at least 8), or 64 when driving as fast as accepted.
+    #[arg(long, default_value_t = 0)]
     connections: usize,
+    /// Requests per second each connection sends at most, as a miner that keeps within the
+    /// validators' `peer_request_rate` (50/s by default) must: over it, requests are refused
+    /// `rate_limited` and cost penalty points, and a banned connection is closed.
+    #[arg(long, default_value_t = 45.0)]
+    connection_rate: f64,
     /// How long to drive load.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -133,6 +140,53 @@ struct Report {
 
 /// How long a connection told `rate_limited` waits before sending again.
 const RATE_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Requests a connection may send back to back after an idle spell (its bucket's size),
+/// well within the validators' burst (200 by default).
+const CONNECTION_BURST: f64 = 20.0;
+
+/// Miner connections per validator: as asked, or enough for the target rate at
+/// `per_connection` each (at least 8), or 64 when driving as fast as accepted.
+fn connections_per_node(asked: usize, rate: f64, per_connection: f64, nodes: usize) -> usize {
+    if asked > 0 {
+        return asked;
+    }
+    if rate <= 0.0 {
+        return 64;
+    }
+    let total = (rate / per_connection.max(1e-3)).ceil() as usize;
+    total.div_ceil(nodes.max(1)).max(8)
+}
+
+/// A connection's pacing: a token bucket refilled at `rate` per second up to
+/// [`CONNECTION_BURST`], so a connection never sends faster than a validator takes.
+#[derive(Clone, Copy)]
+struct Pace {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Pace {
+    fn new(now: Instant) -> Pace {
+        Pace {
+            tokens: CONNECTION_BURST,
+            at: now,
+        }
+    }
+
+    /// Take a token if there is one.
+    fn take(&mut self, rate: f64, now: Instant) -> bool {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(CONNECTION_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// Sum of a Prometheus counter's samples whose labels contain every `labels` pair.
 fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
@@ -393,7 +447,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         challenges,
         args.duration
     );
-    let clients: Vec<MinerClient> = (0..args.connections.max(1))
+    let per_node = connections_per_node(
+        args.connections,
+        args.rate,
+        args.connection_rate,
+        nodes.len(),
+    );
+    println!(
+        "miner connections: {per_node} per validator, each at most {} requests/s",
+        args.connection_rate
+    );
+    let window = if args.window > 0 {
+        args.window
+    } else {
+        (2 * per_node * nodes.len()).max(64)
+    };
+    let clients: Vec<MinerClient> = (0..per_node)
         .flat_map(|_| nodes.iter())
         .map(|n| MinerClient::connect(&n.p2p, Duration::from_secs(10)))
         .collect::<Result<_, _>>()?;
@@ -418,6 +487,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // A miner told `rate_limited` holds off on that connection for a while, as a real one
     // must: a client that keeps sending over the rate is a flood, and validators ban floods.
     let mut paused_until: Vec<Instant> = vec![Instant::now(); clients.len()];
+    let mut pace: Vec<Pace> = vec![Pace::new(Instant::now()); clients.len()];
     let mut ack = Histogram::<u64>::new(3)?;
     let mut to_commit = Histogram::<u64>::new(3)?;
     let mut accepted_at: Vec<(Instant, u64)> = Vec::new();
@@ -440,32 +510,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let elapsed = start.elapsed();
         let done_sending = elapsed >= args.duration || args.count.is_some_and(|c| sent >= c);
         let now = Instant::now();
-        let client = (0..clients.len())
-            .map(|k| (sent as usize + k) % clients.len())
-            .find(|&k| paused_until[k] <= now);
-        if !done_sending
-            && inflight.len() < args.window
-            && let Some(client) = client
-        {
-            let due = args.rate <= 0.0 || (sent as f64) < elapsed.as_secs_f64() * args.rate;
-            if due {
-                let epoch = current_epoch;
-                let i = sent as usize;
-                let c = challenges[i % challenges.len()];
-                let miner = &miners[(i / challenges.len()) % miners.len()];
-                let body = payloads[&c][i % 64].clone();
-                let env = Submission {
-                    challenge: c,
-                    epoch,
-                    body,
-                }
-                .sign(miner, now_ms())
-                .encode();
-                envelope_bytes += env.len() as u64;
-                inflight.push_back((Instant::now(), epoch, client, clients[client].send(env)));
-                sent += 1;
-                continue;
+        let due = !done_sending
+            && inflight.len() < window
+            && (args.rate <= 0.0 || (sent as f64) < elapsed.as_secs_f64() * args.rate);
+        let client = due
+            .then(|| {
+                (0..clients.len())
+                    .map(|k| (sent as usize + k) % clients.len())
+                    .find(|&k| paused_until[k] <= now && pace[k].take(args.connection_rate, now))
+            })
+            .flatten();
+        if let Some(client) = client {
+            let epoch = current_epoch;
+            let i = sent as usize;
+            let c = challenges[i % challenges.len()];
+            let miner = &miners[(i / challenges.len()) % miners.len()];
+            let body = payloads[&c][i % 64].clone();
+            let env = Submission {
+                challenge: c,
+                epoch,
+                body,
             }
+            .sign(miner, now_ms())
+            .encode();
+            envelope_bytes += env.len() as u64;
+            inflight.push_back((Instant::now(), epoch, client, clients[client].send(env)));
+            sent += 1;
+            continue;
         }
         // Answers.
         while let Some((t, epoch, client, rx)) = inflight.front() {
@@ -549,7 +620,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if done_sending && inflight.is_empty() {
             break;
         }
-        if inflight.len() >= args.window || client.is_none() || (args.rate > 0.0 && !done_sending) {
+        if client.is_none() || (args.rate > 0.0 && !done_sending) {
             std::thread::sleep(Duration::from_micros(200));
         }
     }
@@ -644,8 +715,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         epoch_ms,
         miners: miners.len(),
         target_rate: args.rate,
-        window: args.window,
-        connections: args.connections,
+        window,
+        connections: per_node,
         seconds,
         sent,
         accepted,
@@ -761,6 +832,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connections_cover_the_target_rate_within_the_peer_rate() {
+        // 10,000/s at 45/s a connection over 4 validators: 223 in all, 56 each.
+        assert_eq!(connections_per_node(0, 10_000.0, 45.0, 4), 56);
+        assert_eq!(connections_per_node(0, 100.0, 45.0, 4), 8);
+        assert_eq!(connections_per_node(0, 0.0, 45.0, 4), 64);
+        assert_eq!(connections_per_node(3, 10_000.0, 45.0, 4), 3);
+    }
+
+    #[test]
+    fn a_connection_never_sends_faster_than_its_rate() {
+        let t0 = Instant::now();
+        let mut p = Pace::new(t0);
+        let mut sent = 0;
+        // Over 10 s at 45/s, asked every millisecond: the burst plus 450.
+        for ms in 0..10_000 {
+            if p.take(45.0, t0 + Duration::from_millis(ms)) {
+                sent += 1;
+            }
+        }
+        assert!(
+            (450..=451 + CONNECTION_BURST as u32).contains(&sent),
+            "{sent}"
+        );
+        assert!(sent >= 450 + CONNECTION_BURST as u32 - 1, "{sent}");
+    }
 
     #[test]
     fn memory_slope_over_the_last_half() {

@@ -27,7 +27,7 @@ use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
 /// Fetches of one blob give up after this.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Records gathered at most this long before they are committed (one fsync per window).
-const FLUSH_EVERY: Duration = Duration::from_millis(20);
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// ... or this many, whichever comes first.
 const FLUSH_MAX: usize = 8192;
 /// Submissions waiting for room in the engine at most; beyond, new ones are shed (counted).
