@@ -109,6 +109,8 @@ node = grid([
     ("Store files", [(f"platform_store_file_bytes{I}", "{{file}}")], "bytes"),
     ("Audit records/s and store errors/s",
      [(f"rate(platform_store_audit_records_total{I}[1m])", "audit records"), (f"rate(platform_store_errors_total{I}[5m])", "errors")], "ops"),
+    ("Rows deleted by retention/s (older than node.retain_epochs)",
+     [(f"sum by (kind) (rate(platform_store_pruned_rows_total{I}[5m]))", "{{kind}}")], "ops"),
     ("Evaluations/s by outcome",
      [(f"sum by (outcome) (rate(platform_engine_evaluations_total{I}[1m]))", "{{outcome}}")], "ops"),
     ("Inline instantiations/s per shard (pool misses)",

@@ -277,6 +277,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         next_token: 1,
         miners,
         pinned: std::collections::BTreeMap::new(),
+        retain_epochs: cfg.node.retain_epochs,
         view: StatusView::new(
             my_hotkey,
             data_dir.clone(),

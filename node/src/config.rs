@@ -57,10 +57,20 @@ pub struct NodeSection {
     /// Off by default; `platform devnet` turns it on.
     #[serde(default)]
     pub fault_signals: bool,
+    /// Committed epochs whose submissions, results, audit records and batches the store
+    /// keeps; older ones are deleted as epochs commit (their committed records stay).
+    /// 0 keeps everything (an archive node). At least 2 × `consensus.checkpoint_interval`:
+    /// peers catching up from a snapshot fetch the batches of the epochs after it.
+    #[serde(default = "default_retain_epochs")]
+    pub retain_epochs: u64,
 }
 
 fn default_data_dir() -> PathBuf {
     PathBuf::from("data")
+}
+
+fn default_retain_epochs() -> u64 {
+    64
 }
 
 /// `[consensus]`.
@@ -316,6 +326,18 @@ impl NodeConfig {
                 "must be at least 1",
             ));
         }
+        let keep_min = 2 * c.checkpoint_interval;
+        if n.retain_epochs != 0 && n.retain_epochs < keep_min {
+            return Err(invalid(
+                "node.retain_epochs",
+                format!(
+                    "{} epochs is too few: keep 0 (everything) or at least {keep_min} \
+                     (2 × consensus.checkpoint_interval), so peers catching up from a \
+                     snapshot still find the batches after it",
+                    n.retain_epochs
+                ),
+            ));
+        }
         match &self.chain {
             ChainSection::Sim {
                 tempo,
@@ -409,6 +431,14 @@ mod tests {
     fn the_smallest_config_takes_defaults() {
         let c = NodeConfig::parse(&base(), "t").unwrap();
         assert_eq!(c.node.data_dir, PathBuf::from("data"));
+        assert_eq!(c.node.retain_epochs, 64);
+        for keep in [0, 8] {
+            let text = base().replace("netuid = 1", &format!("netuid = 1\nretain_epochs = {keep}"));
+            assert_eq!(
+                NodeConfig::parse(&text, "t").unwrap().node.retain_epochs,
+                keep
+            );
+        }
         assert_eq!(c.engine, EngineConfig::default());
         assert_eq!(
             c.chain,
@@ -466,6 +496,15 @@ mod tests {
             (
                 base().replace("hotkey_seed", "hotkey_file = \"h\"\nhotkey_seed"),
                 "not both",
+            ),
+            (
+                base().replace("netuid = 1", "netuid = 1\nretain_epochs = 7"),
+                "node.retain_epochs",
+            ),
+            (
+                base().replace("netuid = 1", "netuid = 1\nretain_epochs = 9")
+                    + "\n[consensus]\ncheckpoint_interval = 5\n",
+                "at least 10",
             ),
         ];
         for (text, expect) in cases {

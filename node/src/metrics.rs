@@ -68,6 +68,10 @@ pub const BLOCK: &str = "platform_chain_block";
 pub const AUDIT: &str = "platform_store_audit_records_total";
 /// Counter: store operations that failed.
 pub const STORE_ERRORS: &str = "platform_store_errors_total";
+/// Counter: rows deleted by retention, by `kind` (bodies, counted, results, audit, batches).
+pub const PRUNED: &str = "platform_store_pruned_rows_total";
+/// Gauge: epochs below this one are no longer kept (retention).
+pub const PRUNED_BELOW: &str = "platform_store_pruned_below_epoch";
 /// Gauge: size of a store file, by `file`.
 pub const STORE_BYTES: &str = "platform_store_file_bytes";
 
@@ -111,6 +115,14 @@ pub fn register() {
     describe_gauge!(BLOCK, "Latest chain block seen.");
     describe_counter!(AUDIT, "Audit records written.");
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
+    describe_counter!(
+        PRUNED,
+        "Rows the store deleted for epochs older than node.retain_epochs, by kind."
+    );
+    describe_gauge!(
+        PRUNED_BELOW,
+        "Epochs below this one are no longer kept in the store (node.retain_epochs)."
+    );
     describe_gauge!(STORE_BYTES, Unit::Bytes, "Size of a store file.");
     describe_counter!(
         SNAPSHOT_SYNCS,
@@ -139,6 +151,9 @@ pub fn register() {
     }
     for r in ["ok", "refused", "connection", "error"] {
         metrics::counter!(WEIGHTS, "result" => r).absolute(0);
+    }
+    for k in ["bodies", "counted", "results", "audit", "batches"] {
+        metrics::counter!(PRUNED, "kind" => k).absolute(0);
     }
     for name in [
         DECISIONS,

@@ -52,6 +52,8 @@ pub(crate) struct Shell {
     pub(crate) next_token: u64,
     pub(crate) miners: Arc<RwLock<HashSet<Hotkey>>>,
     pub(crate) pinned: std::collections::BTreeMap<u64, Roster>,
+    /// `[node] retain_epochs`: committed epochs kept in the store (0: all).
+    pub(crate) retain_epochs: u64,
     pub(crate) view: StatusView,
 }
 
@@ -488,6 +490,7 @@ impl Shell {
         {
             tracing::warn!("store: {e}; the checkpoint offered to peers is older");
         }
+        self.prune(a.epoch);
         if let Some(t) = a.ended_at_ms {
             metrics::histogram!(m::COMMIT_LATENCY)
                 .record(now_ms().saturating_sub(t) as f64 / 1000.0);
@@ -515,6 +518,38 @@ impl Shell {
                         "chain thread busy; weights not queued"
                     );
                 }
+            }
+        }
+    }
+
+    /// Retention: with epoch `committed` applied, delete what the store keeps of epochs
+    /// more than `retain_epochs` before it (a bounded amount; the rest at the next epoch).
+    fn prune(&mut self, committed: u64) {
+        if self.retain_epochs == 0 || committed < self.retain_epochs {
+            return;
+        }
+        let before = committed + 1 - self.retain_epochs;
+        match self.store.prune(before) {
+            Ok(p) => {
+                for (kind, n) in [
+                    ("bodies", p.bodies),
+                    ("counted", p.counted),
+                    ("results", p.results),
+                    ("audit", p.audit),
+                    ("batches", p.batches),
+                ] {
+                    metrics::counter!(m::PRUNED, "kind" => kind).increment(n);
+                }
+                if !p.more {
+                    metrics::gauge!(m::PRUNED_BELOW).set(before as f64);
+                }
+                if p.total() > 0 {
+                    tracing::debug!(before, rows = p.total(), more = p.more, "store pruned");
+                }
+            }
+            Err(e) => {
+                metrics::counter!(m::STORE_ERRORS).increment(1);
+                tracing::error!("store: {e}; old epochs not pruned");
             }
         }
     }

@@ -78,6 +78,15 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<Vec<([u8; 32], Verdict)>> {
         .filter(|v| v.epoch == args.epoch)
         .with_context(|| format!("epoch {} is not committed in this node's store", args.epoch))?;
     let seed = epoch_seed(cfg.node.netuid, args.epoch, &value.pin);
+    let pruned_below = store.pruned_below()?;
+    anyhow::ensure!(
+        args.epoch >= pruned_below,
+        "epoch {} is committed, but this node no longer keeps its submissions and audit \
+         records: epochs below {pruned_below} were pruned (node.retain_epochs = {}; 0 keeps \
+         everything)",
+        args.epoch,
+        cfg.node.retain_epochs
+    );
 
     let wanted = match &args.submission {
         Some(h) => Some(

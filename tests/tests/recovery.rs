@@ -41,6 +41,10 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
             "250ms",
             "--chaos",
             "29",
+            // Retention at its least (2 checkpoints): old epochs are deleted from every
+            // store while nodes are killed, wiped and caught up.
+            "--retain-epochs",
+            "8",
         ],
     );
     let summary: Value = serde_json::from_str(
@@ -58,6 +62,25 @@ fn a_seeded_fault_campaign_keeps_every_invariant() {
     );
     assert_eq!(summary["chain_weights_agree"], true);
     assert!(text.contains("every invariant held"), "{text}");
+    // Retention ran on every store (the devnet has stopped: its files can be opened), and
+    // nothing below its horizon is left.
+    for i in 0..4 {
+        let path = dir.path().join(format!("devnet/v{i}/node.redb"));
+        let store = platform_node::store::Store::open(&path).unwrap();
+        let below = store.pruned_below().unwrap();
+        assert!(below >= 1, "node {i} pruned nothing: {text}");
+        let counted = store.counted_from(0).unwrap();
+        assert!(
+            counted.iter().all(|(epoch, ..)| *epoch >= below),
+            "node {i} kept submissions of epochs below {below}"
+        );
+        // The audit log is pruned from its front (evaluation order).
+        let audit = store.audit_from(0).unwrap();
+        assert!(
+            audit.first().is_none_or(|(_, r)| r.epoch >= below),
+            "node {i}"
+        );
+    }
 }
 
 /// State sync: a validator that joins with an empty data dir several epochs in, and later

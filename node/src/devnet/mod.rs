@@ -92,6 +92,9 @@ pub struct DevnetArgs {
     /// Epochs between one fault's healing and the next fault.
     #[arg(long, default_value_t = 1)]
     pub chaos_every: u64,
+    /// Committed epochs each validator's store keeps (`[node] retain_epochs`; 0: all).
+    #[arg(long, default_value_t = 64)]
+    pub retain_epochs: u64,
 }
 
 fn parse_example(name: &str) -> Result<String, String> {
@@ -184,7 +187,8 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
         let text = format!(
             "# Node {i} of a devnet (written by `platform devnet`).\n\
              [node]\ndata_dir = \"{data}\"\nhotkey_seed = \"0x{seed}\"\nnetuid = {NETUID}\n\
-             subnet_owner = \"{owner}\"\nepoch_blocks = {blocks}\nfault_signals = true\n\n\
+             subnet_owner = \"{owner}\"\nepoch_blocks = {blocks}\nfault_signals = true\n\
+             retain_epochs = {retain}\n\n\
              [engine]\nshards = 1\npin_shards = false\n\n\
              [net]\nlisten = [\"/ip4/127.0.0.1/tcp/{port}\"]\nbootstrap = [{bootstrap}]\nheartbeat = \"100ms\"\n\n\
              [consensus]\nview_timeout = \"{vt}ms\"\nview_timeout_max = \"{vtmax}ms\"\n\
@@ -195,6 +199,7 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
             seed = hex::encode(validator_seed(i)),
             owner = ss58_encode(&owner.public()),
             blocks = args.epoch_blocks,
+            retain = args.retain_epochs,
             bootstrap = bootstrap.join(", "),
             vt = view_timeout.as_millis(),
             vtmax = (view_timeout * 8).as_millis(),

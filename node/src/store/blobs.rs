@@ -12,9 +12,11 @@ use super::{BATCHES, BODIES, MODULES, StoreError, db};
 
 /// Batch envelopes by sha256 (the id a batch is fetched and proposed by) → its key in
 /// `batches` (epoch, author).
-const BATCH_IDS: TableDefinition<&[u8; 32], (u64, &[u8; 32])> = TableDefinition::new("batch_ids");
+pub(super) const BATCH_IDS: TableDefinition<&[u8; 32], (u64, &[u8; 32])> =
+    TableDefinition::new("batch_ids");
 /// An author's later batches for an epoch (after its first, which `batches` keeps), by sha256.
-const EXTRA_BATCHES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("extra_batches");
+pub(super) const EXTRA_BATCHES: TableDefinition<&[u8; 32], &[u8]> =
+    TableDefinition::new("extra_batches");
 
 /// Keep an author's later batch by id.
 pub(super) fn keep_extra_batch(

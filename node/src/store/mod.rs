@@ -228,6 +228,7 @@ impl Writes {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn put_submission(
     tx: &redb::WriteTransaction,
     epoch: u64,
@@ -235,6 +236,7 @@ fn put_submission(
     miner: &[u8; 32],
     id: &[u8; 32],
     envelope: &[u8],
+    seq: u64,
 ) -> Result<Counted, StoreError> {
     let counted = {
         let mut subs = tx.open_table(SUBMISSIONS).map_err(db)?;
@@ -252,10 +254,18 @@ fn put_submission(
         }
         counted
     };
-    tx.open_table(BODIES)
+    let fresh = tx
+        .open_table(BODIES)
         .map_err(db)?
         .insert(id, envelope)
-        .map_err(db)?;
+        .map_err(db)?
+        .is_none();
+    if fresh {
+        tx.open_table(retention::BODY_EPOCHS)
+            .map_err(db)?
+            .insert((epoch, seq), id)
+            .map_err(db)?;
+    }
     Ok(counted)
 }
 
@@ -277,6 +287,7 @@ impl Store {
         tx.open_table(BATCHES).map_err(db)?;
         tx.open_table(EPOCHS).map_err(db)?;
         blobs::index_batches(&tx)?;
+        retention::index_bodies(&tx)?;
         snapshots::create(&tx)?;
         tx.commit().map_err(db)?;
         Ok(Store { db: Arc::new(d) })
@@ -359,7 +370,8 @@ impl Store {
         envelope: &[u8],
     ) -> Result<Counted, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let counted = put_submission(&tx, epoch, challenge, miner, id, envelope)?;
+        let seq = retention::next_seqs(&tx, 1)?;
+        let counted = put_submission(&tx, epoch, challenge, miner, id, envelope, seq)?;
         tx.commit().map_err(db)?;
         Ok(counted)
     }
@@ -421,8 +433,9 @@ impl Store {
     /// record), then empty it. Returns the next audit sequence number.
     pub fn write(&self, w: &mut Writes) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        for s in &w.submissions {
-            put_submission(&tx, s.epoch, s.challenge, &s.miner, &s.id, &s.envelope)?;
+        let first = retention::next_seqs(&tx, w.submissions.len())?;
+        for (s, seq) in w.submissions.iter().zip(first..) {
+            put_submission(&tx, s.epoch, s.challenge, &s.miner, &s.id, &s.envelope, seq)?;
         }
         let next = {
             let mut results = tx.open_table(RESULTS).map_err(db)?;
@@ -588,8 +601,10 @@ impl Store {
 }
 
 mod blobs;
+mod retention;
 mod snapshots;
 pub use blobs::StoreBlobs;
+pub use retention::{META_PRUNED_BELOW, PRUNE_MAX_ROWS, Pruned};
 pub use snapshots::CHECKPOINT_TAIL;
 
 impl Store {
