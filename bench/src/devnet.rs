@@ -69,6 +69,9 @@ pub struct Args {
     /// The `platform` binary (default: beside this one).
     #[arg(long)]
     platform: Option<PathBuf>,
+    /// Committed epochs each validator keeps in its store (`[node] retain_epochs`; 0: all).
+    #[arg(long, default_value_t = 64)]
+    retain_epochs: u64,
     /// Directory for the JSON results.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -119,6 +122,15 @@ struct Report {
     heap_allocated_mib_over_time: Vec<Vec<u64>>,
     /// Per node, the slope of its live heap over the last half of the run (MiB per minute).
     heap_allocated_slope_mib_per_min_last_half: Vec<Option<f64>>,
+    /// `[node] retain_epochs` of the devnet started (None: attached).
+    retain_epochs: Option<u64>,
+    /// At the same moments, the size of each node's `node.redb` (MiB; redb grows it by
+    /// doubling, so it reads in steps).
+    store_mib_over_time: Vec<Vec<u64>>,
+    /// At the same moments, the submission envelopes each node's store keeps.
+    store_bodies_over_time: Vec<Vec<u64>>,
+    /// Per node, the slope of its `node.redb` size over the last half of the run (MiB/min).
+    store_slope_mib_per_min_last_half: Vec<Option<f64>>,
     challenges: Vec<String>,
     /// Epochs from the first to the last loaded one that did not commit everywhere.
     epochs_skipped: Vec<u64>,
@@ -322,6 +334,7 @@ fn start(args: &Args) -> anyhow::Result<(Devnet, PathBuf)> {
         .args(["devnet", "--load", "0", "--nodes", &args.nodes.to_string()])
         .args(["--miners", &args.miners.to_string()])
         .args(["--epoch-blocks", &args.epoch_blocks.to_string()])
+        .args(["--retain-epochs", &args.retain_epochs.to_string()])
         .args(
             (!args.challenges.is_empty())
                 .then(|| ["--challenges".to_string(), args.challenges.join(",")])
@@ -495,6 +508,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (mut sent, mut accepted) = (0u64, 0u64);
     let mut rss_over_time = Vec::new();
     let mut heap_over_time = Vec::new();
+    let mut store_over_time = Vec::new();
+    let mut bodies_over_time = Vec::new();
     let mut envelope_bytes = 0u64;
     let mut last_sample = Instant::now() - Duration::from_secs(3600);
     // Epochs follow the chain: the current one is what the validators report.
@@ -607,6 +622,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             .and_then(|s| s["heap"]["allocated"].as_u64())
                             .unwrap_or(0)
                             >> 20
+                    })
+                    .collect::<Vec<u64>>(),
+            );
+            let texts: Vec<String> = nodes
+                .iter()
+                .map(|n| http_get(&n.api, "/metrics").unwrap_or_default())
+                .collect();
+            store_over_time.push(
+                texts
+                    .iter()
+                    .map(|t| {
+                        prom_sum(t, "platform_store_file_bytes", &[("file", "node.redb")]) as u64
+                            >> 20
+                    })
+                    .collect::<Vec<u64>>(),
+            );
+            bodies_over_time.push(
+                texts
+                    .iter()
+                    .map(|t| {
+                        prom_sum(t, "platform_store_rows", &[("table", "submission_bodies")]) as u64
                     })
                     .collect::<Vec<u64>>(),
             );
@@ -736,6 +772,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         peak_rss_mib: peak,
         heap_allocated_slope_mib_per_min_last_half: slope_last_half(&heap_over_time, RSS_EVERY_S),
         heap_allocated_mib_over_time: heap_over_time,
+        retain_epochs: args.attach.is_none().then_some(args.retain_epochs),
+        store_slope_mib_per_min_last_half: slope_last_half(&store_over_time, RSS_EVERY_S),
+        store_mib_over_time: store_over_time,
+        store_bodies_over_time: bodies_over_time,
         challenges: names.clone(),
         epochs_skipped: skipped,
         commit_after_epoch_end_p99_s: lag_p99,
@@ -815,6 +855,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             report.rss_slope_mib_per_min_last_half,
             report.heap_allocated_slope_mib_per_min_last_half
         );
+    }
+    if let (Some(first), Some(last)) = (
+        report.store_mib_over_time.first(),
+        report.store_mib_over_time.last(),
+    ) {
+        println!(
+            "node.redb MiB at start {first:?}, at end {last:?} (retain_epochs {:?}); slope over the last half (MiB/min) {:?}",
+            report.retain_epochs, report.store_slope_mib_per_min_last_half
+        );
+    }
+    if let (Some(mid), Some(last)) = (
+        report
+            .store_bodies_over_time
+            .get(report.store_bodies_over_time.len() / 2),
+        report.store_bodies_over_time.last(),
+    ) {
+        println!("submission envelopes kept: at half time {mid:?}, at the end {last:?}");
     }
     let mix = if args.challenges.is_empty() {
         "all".to_string()

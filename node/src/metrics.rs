@@ -72,6 +72,8 @@ pub const STORE_ERRORS: &str = "platform_store_errors_total";
 pub const PRUNED: &str = "platform_store_pruned_rows_total";
 /// Gauge: epochs below this one are no longer kept (retention).
 pub const PRUNED_BELOW: &str = "platform_store_pruned_below_epoch";
+/// Gauge: rows kept in the node store, by `table` (those retention bounds).
+pub const STORE_ROWS: &str = "platform_store_rows";
 /// Gauge: size of a store file, by `file`.
 pub const STORE_BYTES: &str = "platform_store_file_bytes";
 
@@ -118,6 +120,10 @@ pub fn register() {
     describe_counter!(
         PRUNED,
         "Rows the store deleted for epochs older than node.retain_epochs, by kind."
+    );
+    describe_gauge!(
+        STORE_ROWS,
+        "Rows kept in node.redb, by table (submission_bodies, results, audit, batches)."
     );
     describe_gauge!(
         PRUNED_BELOW,

@@ -571,6 +571,11 @@ impl Shell {
         }
         metrics::gauge!(m::HEIGHT).set(machine.height() as f64);
         metrics::gauge!(m::VIEW).set(machine.view() as f64);
+        if let Ok(rows) = self.store.row_counts() {
+            for (table, n) in rows {
+                metrics::gauge!(m::STORE_ROWS, "table" => table).set(n as f64);
+            }
+        }
         if let Some(e) = machine.current_epoch() {
             metrics::gauge!(m::EPOCH).set(e as f64);
         }

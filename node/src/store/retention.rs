@@ -119,6 +119,22 @@ impl Store {
         Ok(p)
     }
 
+    /// Rows kept per table that retention bounds: (table, rows).
+    pub fn row_counts(&self) -> Result<[(&'static str, u64); 4], StoreError> {
+        use redb::ReadableDatabase as _;
+        let tx = self.db.begin_read().map_err(db)?;
+        let len = |n: Result<u64, redb::StorageError>| n.map_err(db);
+        Ok([
+            (
+                "submission_bodies",
+                len(tx.open_table(BODIES).map_err(db)?.len())?,
+            ),
+            ("results", len(tx.open_table(RESULTS).map_err(db)?.len())?),
+            ("audit", len(tx.open_table(AUDIT).map_err(db)?.len())?),
+            ("batches", len(tx.open_table(BATCHES).map_err(db)?.len())?),
+        ])
+    }
+
     /// Epochs below this one were pruned (0: none).
     pub fn pruned_below(&self) -> Result<u64, StoreError> {
         Ok(self.meta(META_PRUNED_BELOW)?.unwrap_or(0))
