@@ -69,9 +69,10 @@ pub struct Args {
     /// The `platform` binary (default: beside this one).
     #[arg(long)]
     platform: Option<PathBuf>,
-    /// Committed epochs each validator keeps in its store (`[node] retain_epochs`; 0: all).
-    #[arg(long, default_value_t = 64)]
-    retain_epochs: u64,
+    /// Committed epochs each validator keeps in its store (`[node] retain_epochs`; 0: all;
+    /// default: the node's default).
+    #[arg(long)]
+    retain_epochs: Option<u64>,
     /// Directory for the JSON results.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -122,7 +123,8 @@ struct Report {
     heap_allocated_mib_over_time: Vec<Vec<u64>>,
     /// Per node, the slope of its live heap over the last half of the run (MiB per minute).
     heap_allocated_slope_mib_per_min_last_half: Vec<Option<f64>>,
-    /// `[node] retain_epochs` of the devnet started (None: attached).
+    /// `[node] retain_epochs` the devnet was started with (None: the node's default, or
+    /// attached).
     retain_epochs: Option<u64>,
     /// At the same moments, the size of each node's `node.redb` (MiB; redb grows it by
     /// doubling, so it reads in steps).
@@ -334,7 +336,12 @@ fn start(args: &Args) -> anyhow::Result<(Devnet, PathBuf)> {
         .args(["devnet", "--load", "0", "--nodes", &args.nodes.to_string()])
         .args(["--miners", &args.miners.to_string()])
         .args(["--epoch-blocks", &args.epoch_blocks.to_string()])
-        .args(["--retain-epochs", &args.retain_epochs.to_string()])
+        .args(
+            args.retain_epochs
+                .map(|r| ["--retain-epochs".to_string(), r.to_string()])
+                .into_iter()
+                .flatten(),
+        )
         .args(
             (!args.challenges.is_empty())
                 .then(|| ["--challenges".to_string(), args.challenges.join(",")])
@@ -772,7 +779,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         peak_rss_mib: peak,
         heap_allocated_slope_mib_per_min_last_half: slope_last_half(&heap_over_time, RSS_EVERY_S),
         heap_allocated_mib_over_time: heap_over_time,
-        retain_epochs: args.attach.is_none().then_some(args.retain_epochs),
+        retain_epochs: args.retain_epochs,
         store_slope_mib_per_min_last_half: slope_last_half(&store_over_time, RSS_EVERY_S),
         store_mib_over_time: store_over_time,
         store_bodies_over_time: bodies_over_time,

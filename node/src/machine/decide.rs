@@ -51,7 +51,9 @@ impl<S: Storage> Machine<S> {
         if reporting * 3 <= roster.total_stake() * 2 && now < t + 3 * self.cfg.settle_ms {
             return; // wait a little longer for batches
         }
-        let (pin, roster_digest) = (roster.pin, roster.digest());
+        let roster_digest =
+            (self.roster_digests.get(&e).copied()).unwrap_or_else(|| roster.digest());
+        let pin = roster.pin;
         // Pending changes that apply in order, with their modules held.
         let mut projected = self.registry.clone();
         let mut changes = Vec::new();
@@ -212,7 +214,9 @@ impl<S: Storage> Machine<S> {
         if v.pin != roster.pin {
             return Verdict::Reject("pinned block differs");
         }
-        if v.roster != roster.digest() {
+        let digest =
+            (self.roster_digests.get(&v.epoch).copied()).unwrap_or_else(|| roster.digest());
+        if v.roster != digest {
             return Verdict::Reject("metagraph at the pinned block differs");
         }
         if self.ended(now, v.epoch).is_none() {
@@ -450,6 +454,7 @@ impl<S: Storage> Machine<S> {
         self.batches.retain(|_, b| b.epoch >= keep);
         self.published.retain(|e| *e >= keep);
         self.rosters.retain(|e, _| *e + 1 >= keep);
+        self.roster_digests.retain(|e, _| *e + 1 >= keep);
         self.ended_at.retain(|e, _| *e + 1 >= keep);
         self.roster_asked.retain(|e, _| *e + 1 >= keep);
         self.pending_evaluations.retain(|a| a.epoch >= keep);

@@ -98,6 +98,7 @@ impl<S: Storage> Machine<S> {
             return;
         }
         self.roster_asked.remove(&epoch);
+        self.roster_digests.insert(epoch, roster.digest());
         self.rosters.insert(epoch, roster.clone());
         self.out.push(Effect::Pinned { epoch, roster });
         // Submissions recorded before a restart but not evaluated: their seed is known now.

@@ -159,6 +159,9 @@ pub struct Machine<S: Storage> {
     head: Option<u64>,
     ended_at: BTreeMap<u64, u64>,
     rosters: BTreeMap<u64, Roster>,
+    /// Each pinned roster's digest, hashed once when it is pinned (a roster of a large
+    /// subnet is thousands of hotkeys; proposals are checked against it many times).
+    roster_digests: BTreeMap<u64, Hash32>,
     roster_asked: BTreeMap<u64, u64>,
     subs: BTreeMap<u64, EpochSubs>,
     pending_evaluations: Vec<Arrival>,
@@ -220,6 +223,7 @@ impl<S: Storage> Machine<S> {
             head: None,
             ended_at: BTreeMap::new(),
             rosters: BTreeMap::new(),
+            roster_digests: BTreeMap::new(),
             roster_asked: BTreeMap::new(),
             subs: BTreeMap::new(),
             pending_evaluations: Vec::new(),

@@ -170,105 +170,6 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// A submission waiting in [`Writes`].
-#[derive(Clone, Debug)]
-struct PendingSubmission {
-    epoch: u64,
-    challenge: u32,
-    miner: [u8; 32],
-    id: [u8; 32],
-    envelope: Vec<u8>,
-}
-
-/// Records gathered over one pass of the node's loop and committed together by
-/// [`Store::write`]: a node under load pays one fsync per pass, not one per record.
-#[derive(Clone, Debug, Default)]
-pub struct Writes {
-    submissions: Vec<PendingSubmission>,
-    results: Vec<(u64, [u8; 32], Vec<u8>, AuditRecord)>,
-}
-
-impl Writes {
-    /// A miner's submission (see [`Store::record_submission`] for which one counts).
-    pub fn submission(
-        &mut self,
-        epoch: u64,
-        challenge: u32,
-        miner: [u8; 32],
-        id: [u8; 32],
-        envelope: Vec<u8>,
-    ) {
-        self.submissions.push(PendingSubmission {
-            epoch,
-            challenge,
-            miner,
-            id,
-            envelope,
-        });
-    }
-
-    /// An evaluation's canonical record and its audit entry.
-    pub fn result(&mut self, epoch: u64, id: [u8; 32], canonical: Vec<u8>, audit: AuditRecord) {
-        self.results.push((epoch, id, canonical, audit));
-    }
-
-    /// Audit records waiting.
-    pub fn audit_len(&self) -> usize {
-        self.results.len()
-    }
-
-    /// Records waiting.
-    pub fn len(&self) -> usize {
-        self.submissions.len() + self.results.len()
-    }
-
-    /// Nothing waiting.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn put_submission(
-    tx: &redb::WriteTransaction,
-    epoch: u64,
-    challenge: u32,
-    miner: &[u8; 32],
-    id: &[u8; 32],
-    envelope: &[u8],
-    seq: u64,
-) -> Result<Counted, StoreError> {
-    let counted = {
-        let mut subs = tx.open_table(SUBMISSIONS).map_err(db)?;
-        let current = subs
-            .get((epoch, challenge, miner))
-            .map_err(db)?
-            .map(|v| *v.value());
-        let counted = match current {
-            None => Counted::New,
-            Some(c) if *id < c => Counted::Replaced,
-            Some(_) => Counted::Kept,
-        };
-        if counted != Counted::Kept {
-            subs.insert((epoch, challenge, miner), id).map_err(db)?;
-        }
-        counted
-    };
-    let fresh = tx
-        .open_table(BODIES)
-        .map_err(db)?
-        .insert(id, envelope)
-        .map_err(db)?
-        .is_none();
-    if fresh {
-        tx.open_table(retention::BODY_EPOCHS)
-            .map_err(db)?
-            .insert((epoch, seq), id)
-            .map_err(db)?;
-    }
-    Ok(counted)
-}
-
 impl Store {
     /// Open or create the store file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -370,8 +271,7 @@ impl Store {
         envelope: &[u8],
     ) -> Result<Counted, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let seq = retention::next_seqs(&tx, 1)?;
-        let counted = put_submission(&tx, epoch, challenge, miner, id, envelope, seq)?;
+        let counted = SubmissionTables::open(&tx, 1)?.put(epoch, challenge, miner, id, envelope)?;
         tx.commit().map_err(db)?;
         Ok(counted)
     }
@@ -433,9 +333,11 @@ impl Store {
     /// record), then empty it. Returns the next audit sequence number.
     pub fn write(&self, w: &mut Writes) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let first = retention::next_seqs(&tx, w.submissions.len())?;
-        for (s, seq) in w.submissions.iter().zip(first..) {
-            put_submission(&tx, s.epoch, s.challenge, &s.miner, &s.id, &s.envelope, seq)?;
+        if !w.submissions.is_empty() {
+            let mut t = SubmissionTables::open(&tx, w.submissions.len())?;
+            for s in &w.submissions {
+                t.put(s.epoch, s.challenge, &s.miner, &s.id, &s.envelope)?;
+            }
         }
         let next = {
             let mut results = tx.open_table(RESULTS).map_err(db)?;
@@ -603,9 +505,12 @@ impl Store {
 mod blobs;
 mod retention;
 mod snapshots;
+mod writes;
 pub use blobs::StoreBlobs;
 pub use retention::{META_PRUNED_BELOW, PRUNE_MAX_ROWS, Pruned};
 pub use snapshots::CHECKPOINT_TAIL;
+use writes::SubmissionTables;
+pub use writes::Writes;
 
 impl Store {
     /// A read handle serving the modules and batches this store holds, by sha256, for the
