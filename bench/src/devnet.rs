@@ -145,11 +145,37 @@ struct Report {
     limit_committed_per_sec: f64,
     /// scored into committed results/s ÷ that limit.
     limit_ratio: f64,
+    /// CPU used while load was driven, in cores (CPU seconds ÷ wall seconds): each
+    /// validator process, the `platform devnet` process (the shared chain), and this driver
+    /// (signing, its miner connections). Their sum against the machine's cores says whether
+    /// the machine, not the protocol, caps the run.
+    cpu_cores: CpuCores,
     /// Per validator: bytes received from peers (gossip of every topic and fetched
     /// submission batches) per unique submission it did not get from a miner, ÷ the mean
     /// submission envelope size.
     bytes_received_per_submission_ratio: Vec<f64>,
     mean_submission_bytes: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct CpuCores {
+    validators: Vec<f64>,
+    chain: f64,
+    driver: f64,
+    machine_cores: usize,
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is the first; utime and
+    // stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf reads a constant of the running system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| ticks / hz as f64)
 }
 
 /// How long a connection told `rate_limited` waits before sending again.
@@ -419,7 +445,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         inverse += 1.0 / r.max(1e-9);
     }
     let engine_rate = names.len() as f64 / inverse;
-    let (_devnet, dir) = start(&args)?;
+    let (devnet, dir) = start(&args)?;
     let manifest: Value = wait_for(120, "devnet.json", || {
         serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).ok()?).ok()
     })?;
@@ -501,6 +527,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let cpu_pids: Vec<Option<u32>> = nodes
+        .iter()
+        .map(|n| n.pid)
+        .chain([
+            devnet.child.as_ref().map(|c| c.id()),
+            Some(std::process::id()),
+        ])
+        .collect();
+    let cpu_at = |pids: &[Option<u32>]| -> Vec<f64> {
+        pids.iter()
+            .map(|p| p.and_then(cpu_seconds).unwrap_or(0.0))
+            .collect()
+    };
+    let cpu_before = cpu_at(&cpu_pids);
     let start = Instant::now();
     let mut inflight: VecDeque<(Instant, u64, usize, crossbeam_channel::Receiver<_>)> =
         VecDeque::new();
@@ -668,6 +708,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let seconds = start.elapsed().as_secs_f64();
+    let cores_used: Vec<f64> = cpu_at(&cpu_pids)
+        .iter()
+        .zip(&cpu_before)
+        .map(|(after, before)| (after - before) / seconds.max(1e-9))
+        .collect();
+    let cpu_cores = CpuCores {
+        validators: cores_used[..nodes.len()].to_vec(),
+        chain: cores_used[nodes.len()],
+        driver: cores_used[nodes.len() + 1],
+        machine_cores: machine.cores,
+    };
     bar.finish_and_clear();
     // Follow the last epochs to their commit.
     let last_epoch = accepted_at
@@ -789,6 +840,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         engine_2shard_evals_per_sec: engine_rate,
         limit_committed_per_sec: limit,
         limit_ratio: scored as f64 / seconds / limit,
+        cpu_cores,
         bytes_received_per_submission_ratio: amplification,
         mean_submission_bytes: mean_sub,
     };
@@ -828,6 +880,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         report.nodes,
         report.limit_committed_per_sec,
         report.limit_ratio
+    );
+    let c = &report.cpu_cores;
+    println!(
+        "CPU while driving, in cores of {}: validators {:.2?} (sum {:.2}), chain {:.2}, driver {:.2}; all {:.2}",
+        c.machine_cores,
+        c.validators,
+        c.validators.iter().sum::<f64>(),
+        c.chain,
+        c.driver,
+        c.validators.iter().sum::<f64>() + c.chain + c.driver
     );
     println!(
         "epochs skipped: {:?}; commit after epoch end p99 {:.2} s; bytes received per submission ÷ its size ({:.0} B): {:?}",
@@ -896,6 +958,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_seconds_count_this_process_working() {
+        let before = cpu_seconds(std::process::id()).expect("this process's /proc/PID/stat");
+        // Work until the count moves by 50 ms of CPU (however busy the machine is).
+        let t = Instant::now();
+        let mut x = 0u64;
+        let mut after = before;
+        while after - before < 0.05 && t.elapsed() < Duration::from_secs(60) {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+            after = cpu_seconds(std::process::id()).unwrap();
+        }
+        assert!(after - before >= 0.05, "{before} -> {after}");
+        assert_eq!(cpu_seconds(u32::MAX), None);
+    }
 
     #[test]
     fn connections_cover_the_target_rate_within_the_peer_rate() {
