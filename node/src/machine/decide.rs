@@ -51,8 +51,11 @@ impl<S: Storage> Machine<S> {
         if reporting * 3 <= roster.total_stake() * 2 && now < t + 3 * self.cfg.settle_ms {
             return; // wait a little longer for batches
         }
-        let roster_digest =
-            (self.roster_digests.get(&e).copied()).unwrap_or_else(|| roster.digest());
+        let roster_digest = self
+            .roster_digests
+            .get(&e)
+            .copied()
+            .unwrap_or_else(|| roster.digest());
         let pin = roster.pin;
         // Pending changes that apply in order, with their modules held.
         let mut projected = self.registry.clone();
@@ -214,8 +217,11 @@ impl<S: Storage> Machine<S> {
         if v.pin != roster.pin {
             return Verdict::Reject("pinned block differs");
         }
-        let digest =
-            (self.roster_digests.get(&v.epoch).copied()).unwrap_or_else(|| roster.digest());
+        let digest = self
+            .roster_digests
+            .get(&v.epoch)
+            .copied()
+            .unwrap_or_else(|| roster.digest());
         if v.roster != digest {
             return Verdict::Reject("metagraph at the pinned block differs");
         }
