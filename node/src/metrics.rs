@@ -158,7 +158,7 @@ pub fn register() {
     for r in ["ok", "refused", "connection", "error"] {
         metrics::counter!(WEIGHTS, "result" => r).absolute(0);
     }
-    for k in ["bodies", "counted", "results", "audit", "batches"] {
+    for (k, _) in crate::store::Pruned::default().by_kind() {
         metrics::counter!(PRUNED, "kind" => k).absolute(0);
     }
     for name in [

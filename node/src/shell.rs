@@ -531,13 +531,7 @@ impl Shell {
         let before = committed + 1 - self.retain_epochs;
         match self.store.prune(before) {
             Ok(p) => {
-                for (kind, n) in [
-                    ("bodies", p.bodies),
-                    ("counted", p.counted),
-                    ("results", p.results),
-                    ("audit", p.audit),
-                    ("batches", p.batches),
-                ] {
+                for (kind, n) in p.by_kind() {
                     metrics::counter!(m::PRUNED, "kind" => kind).increment(n);
                 }
                 if !p.more {

@@ -97,9 +97,20 @@ pub struct Pruned {
 }
 
 impl Pruned {
+    /// Rows deleted per kind, named as the `kind` label of the pruned-rows metric.
+    pub fn by_kind(&self) -> [(&'static str, u64); 5] {
+        [
+            ("bodies", self.bodies),
+            ("counted", self.counted),
+            ("results", self.results),
+            ("audit", self.audit),
+            ("batches", self.batches),
+        ]
+    }
+
     /// Rows deleted in all.
     pub fn total(&self) -> u64 {
-        self.bodies + self.counted + self.results + self.audit + self.batches
+        self.by_kind().iter().map(|(_, n)| n).sum()
     }
 }
 
