@@ -14,7 +14,10 @@ use tokio::sync::Notify;
 use crate::config::{NetConfig, ValidNetConfig};
 use crate::node::run;
 use crate::stats::{Counters, NetStats, Reason};
-use crate::wire::{Envelope, Hash32, Hotkey, RecordKind, SubmitAck, Topic, now_ms};
+use crate::wire::{Envelope, Hash32, Hotkey, RecordKind, SubmitAck, Topic};
+
+mod blobs;
+mod outcome;
 
 /// Who this node is: the hotkey it signs with and the key of its libp2p PeerId.
 pub struct Identity {
@@ -244,11 +247,13 @@ pub struct PeerInfo {
 
 pub(crate) type Reply<T> = Sender<Result<T, NetError>>;
 
+pub(crate) use outcome::Done;
+
 pub(crate) enum Command {
     Publish {
         topic: Topic,
         bytes: Vec<u8>,
-        reply: Reply<Hash32>,
+        reply: Done<Hash32>,
     },
     SetAuthors {
         topic: Topic,
@@ -256,11 +261,11 @@ pub(crate) enum Command {
     },
     Provide {
         bytes: Vec<u8>,
-        reply: Reply<Hash32>,
+        reply: Done<Hash32>,
     },
     Fetch {
         hash: Hash32,
-        reply: Reply<Vec<u8>>,
+        reply: Done<Vec<u8>>,
     },
     PutRecord {
         kind: RecordKind,
@@ -484,30 +489,6 @@ impl NetHandle {
         self.shared.counters.snapshot()
     }
 
-    /// Sign `payload` with this node's hotkey and publish it. Returns the message id.
-    pub fn publish(&self, topic: Topic, payload: Vec<u8>) -> Result<Hash32, NetError> {
-        let limit = self.config.max_payload_bytes.of(topic);
-        if payload.len() > limit {
-            return Err(NetError::TooLarge {
-                what: "payload",
-                len: payload.len(),
-                limit,
-            });
-        }
-        let env = Envelope::sign(&self.hotkey, topic, now_ms(), payload);
-        self.publish_raw(topic, env.encode())
-    }
-
-    /// Publish envelope bytes as they are (a relayed, already-signed envelope). Peers
-    /// validate them like any other message.
-    pub fn publish_raw(&self, topic: Topic, bytes: Vec<u8>) -> Result<Hash32, NetError> {
-        self.call(self.short_wait(), |reply| Command::Publish {
-            topic,
-            bytes,
-            reply,
-        })
-    }
-
     /// Submit a miner's signed envelope as if it had arrived over request-response (for a
     /// node's HTTP endpoint): the same checks, admission and answer, with no peer to
     /// penalise. Waits for the answer (`busy` after the admission timeout).
@@ -535,41 +516,6 @@ impl NetHandle {
         authors: Option<HashSet<Hotkey>>,
     ) -> Result<(), NetError> {
         self.send(Command::SetAuthors { topic, authors })
-    }
-
-    /// Serve a blob by its sha256 and announce this node as a provider in the DHT. Returns
-    /// the hash once the announcement is done (or failed for want of peers: it is still
-    /// served to whoever asks).
-    pub fn provide(&self, bytes: Vec<u8>) -> Result<Hash32, NetError> {
-        self.call(self.config.fetch_timeout, |reply| Command::Provide {
-            bytes,
-            reply,
-        })
-    }
-
-    /// Fetch a blob by sha256 from its providers (or, failing those, any connected peer),
-    /// verifying the hash of what arrives.
-    pub fn fetch(&self, hash: Hash32) -> Result<Vec<u8>, NetError> {
-        self.call(
-            self.config.fetch_timeout + Duration::from_secs(1),
-            |reply| Command::Fetch { hash, reply },
-        )
-    }
-
-    /// Store a signed envelope in the DHT under `kind | sha256(bytes)`. Returns the hash.
-    pub fn put_record(&self, kind: RecordKind, bytes: Vec<u8>) -> Result<Hash32, NetError> {
-        self.call(
-            self.config.fetch_timeout + Duration::from_secs(1),
-            |reply| Command::PutRecord { kind, bytes, reply },
-        )
-    }
-
-    /// Get a record from the DHT by kind and content hash, verified.
-    pub fn get_record(&self, kind: RecordKind, hash: Hash32) -> Result<Vec<u8>, NetError> {
-        self.call(
-            self.config.fetch_timeout + Duration::from_secs(1),
-            |reply| Command::GetRecord { kind, hash, reply },
-        )
     }
 
     /// Dial a multiaddr (ending in `/p2p/PEER_ID` to know whom to expect).

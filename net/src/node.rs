@@ -36,7 +36,8 @@ mod peers;
 mod rpc;
 
 use crate::api::{
-    Command, Delivery, Hostile, NetError, NetEvent, Options, PayloadCheck, PeerInfo, Reply, Shared,
+    Command, Delivery, Done, Hostile, NetError, NetEvent, Options, PayloadCheck, PeerInfo, Reply,
+    Shared,
 };
 use crate::codec::{PROTOCOL, RpcCodec};
 use crate::config::{NetConfig, ValidNetConfig};
@@ -187,7 +188,7 @@ struct PeerState {
 }
 
 struct Fetch {
-    waiters: Vec<Reply<Vec<u8>>>,
+    waiters: Vec<Done<Vec<u8>>>,
     candidates: VecDeque<PeerId>,
     tried: HashSet<PeerId>,
     in_flight: bool,
@@ -196,7 +197,7 @@ struct Fetch {
 }
 
 enum KadOp {
-    Provide(Hash32, Reply<Hash32>),
+    Provide(Hash32, Done<Hash32>),
     Providers(Hash32),
     Put(Hash32, Reply<Hash32>),
     Get(Hash32, Option<Reply<Vec<u8>>>),
@@ -502,7 +503,10 @@ impl Node {
                 reply,
             } => {
                 let r = self.publish(topic, bytes);
-                let _ = reply.send(r);
+                if let Err(e) = &r {
+                    tracing::debug!(?topic, "not published: {e}");
+                }
+                reply.send(r);
             }
             Command::Isolate { on } => {
                 self.isolated = on;

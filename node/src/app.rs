@@ -22,7 +22,7 @@ use platform_net::{Envelope, Identity, Net, Options, Topic};
 use crate::chainsvc::{self, ChainEvent, ChainJob, ChainStatus};
 use crate::config::NodeConfig;
 use crate::exporter::{Api, Exporter};
-use crate::machine::{Hash32, Hotkey, Input, Machine, MachineConfig, Schedule};
+use crate::machine::{Hotkey, Input, Machine, MachineConfig, Schedule};
 use crate::msg::{EpochRecord, decode_exact};
 use crate::status::StatusView;
 use crate::store::Store;
@@ -37,10 +37,6 @@ pub(crate) enum AppMsg {
     Post {
         body: Vec<u8>,
         reply: Sender<Result<String, String>>,
-    },
-    Fetched {
-        hash: Hash32,
-        bytes: Option<Vec<u8>>,
     },
 }
 
@@ -268,11 +264,10 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         engine,
         challenges: HashMap::new(),
         net: net.handle(),
-        app_tx,
         chain_tx,
         inflight: HashMap::new(),
         backlog: std::collections::VecDeque::new(),
-        fetching: HashSet::new(),
+        fetches: crate::shell::Fetches::over(net.handle()),
         replies: HashMap::new(),
         next_token: 1,
         miners,
@@ -290,12 +285,13 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     // Stored modules are served again (a late joiner may need them from us).
     for h in shell.store.module_hashes()? {
         if let Ok(Some(b)) = shell.store.module(&h) {
-            let _ = shell.net.provide(b);
+            shell.provide(b);
         }
     }
     shell.carry_out(&mut machine, first);
     shell.publish_status(&machine);
     let mut last_status = Instant::now();
+    let fetched = shell.fetches.outcomes().clone();
     let partition = fault_signals(cfg.node.fault_signals)?;
 
     while !stop.load(Ordering::Relaxed) {
@@ -311,6 +307,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         let i_net = sel.recv(net.events());
         let i_app = sel.recv(&app_rx);
         let i_chain = sel.recv(&ev_rx);
+        let i_fetched = sel.recv(&fetched);
         let mut inputs = Vec::new();
         match sel.select_timeout(Duration::from_millis(10)) {
             Ok(op) if op.index() == i_net => {
@@ -328,6 +325,11 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
                     inputs.push(chain_input(ev));
                 }
             }
+            Ok(op) if op.index() == i_fetched => {
+                if let Ok(o) = op.recv(&fetched) {
+                    shell.fetches.outcome(Instant::now(), o, &mut inputs);
+                }
+            }
             _ => {}
         }
         // Drain what else is ready, bounded so timers and results keep their turn.
@@ -338,6 +340,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
             shell.on_app(msg, &mut inputs);
         }
         inputs.extend(ev_rx.try_iter().map(chain_input));
+        shell.fetches.poll(Instant::now(), &mut inputs);
         shell.engine_results(&mut inputs);
         inputs.push(Input::Tick);
         for input in inputs {

@@ -14,6 +14,8 @@ use platform_keys::ss58_encode;
 use platform_net::{NetEvent, NetHandle, Reason, Topic};
 
 use crate::app::{AppMsg, now_ms};
+
+mod fetch;
 use crate::chainsvc::{ChainJob, WeightsJob};
 use crate::machine::{
     Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster, SNAPSHOTS_KEPT,
@@ -23,9 +25,8 @@ use crate::msg::{ChallengePost, decode_exact};
 use crate::registry::ChallengeMeta;
 use crate::status::StatusView;
 use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
+pub(crate) use fetch::Fetches;
 
-/// Fetches of one blob give up after this.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Records gathered at most this long before they are committed (one fsync per window).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 /// ... or this many, whichever comes first.
@@ -43,11 +44,10 @@ pub(crate) struct Shell {
     pub(crate) engine: ShardedEngine,
     pub(crate) challenges: HashMap<u32, Arc<platform_engine::Challenge>>,
     pub(crate) net: NetHandle,
-    pub(crate) app_tx: Sender<AppMsg>,
     pub(crate) chain_tx: Sender<ChainJob>,
     pub(crate) inflight: HashMap<Hash32, (u64, u32, Hash32)>,
     pub(crate) backlog: std::collections::VecDeque<(u64, platform_engine::Submission)>,
-    pub(crate) fetching: HashSet<Hash32>,
+    pub(crate) fetches: Fetches,
     pub(crate) replies: HashMap<u64, Sender<Result<String, String>>>,
     pub(crate) next_token: u64,
     pub(crate) miners: Arc<RwLock<HashSet<Hotkey>>>,
@@ -127,10 +127,6 @@ impl Shell {
                     let _ = reply.send(Err("malformed challenge post".into()));
                 }
             },
-            AppMsg::Fetched { hash, bytes } => {
-                self.fetching.remove(&hash);
-                inputs.push(Input::Fetched { hash, bytes });
-            }
         }
     }
 
@@ -235,28 +231,10 @@ impl Shell {
         }
     }
 
-    fn fetch(&mut self, hash: Hash32) {
-        if !self.fetching.insert(hash) {
-            return;
-        }
-        let net = self.net.clone();
-        let tx = self.app_tx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("platform-fetch".into())
-            .spawn(move || {
-                let deadline = Instant::now() + FETCH_TIMEOUT;
-                let mut bytes = None;
-                while bytes.is_none() && Instant::now() < deadline {
-                    match net.fetch(hash) {
-                        Ok(b) => bytes = Some(b),
-                        Err(_) => std::thread::sleep(Duration::from_millis(200)),
-                    }
-                }
-                let _ = tx.send(AppMsg::Fetched { hash, bytes });
-            });
-        if spawned.is_err() {
-            self.fetching.remove(&hash);
-            let _ = self.app_tx.try_send(AppMsg::Fetched { hash, bytes: None });
+    /// Serve a blob and announce it, without waiting for the DHT.
+    pub(crate) fn provide(&self, bytes: Vec<u8>) {
+        if let Err(e) = self.net.provide_detached(bytes) {
+            tracing::warn!("blob not served: {e}");
         }
     }
 
@@ -274,14 +252,13 @@ impl Shell {
     fn effect(&mut self, e: Effect) -> Option<Input> {
         match e {
             Effect::Publish { topic, payload } => {
-                if let Err(err) = self.net.publish(topic, payload) {
-                    tracing::debug!(?topic, "not published: {err}");
+                // Never waits on the net thread; it logs a publication that fails.
+                if let Err(err) = self.net.publish_detached(topic, payload) {
+                    tracing::warn!(?topic, "not published: {err}");
                 }
             }
-            Effect::Provide(bytes) => {
-                let _ = self.net.provide(bytes);
-            }
-            Effect::Fetch(hash) => self.fetch(hash),
+            Effect::Provide(bytes) => self.provide(bytes),
+            Effect::Fetch(hash) => self.fetches.fetch(Instant::now(), hash),
             Effect::ReadRoster { epoch, block } => {
                 if self
                     .chain_tx
@@ -349,7 +326,7 @@ impl Shell {
                 }
                 // Announced as held (served from the store once the net's cache evicts it).
                 for b in std::iter::once(snap.manifest).chain(snap.chunks) {
-                    let _ = self.net.provide(b);
+                    self.provide(b);
                 }
             }
             Effect::AskCheckpoint => {
@@ -369,7 +346,7 @@ impl Shell {
                 }
                 let snap = &inst.snapshot;
                 for b in std::iter::once(&snap.manifest).chain(&snap.chunks) {
-                    let _ = self.net.provide(b.clone());
+                    self.provide(b.clone());
                 }
                 if let Some(r) = inst.state.epoch_record() {
                     metrics::gauge!(m::COMMITTED_EPOCH).set(inst.state.epoch as f64);

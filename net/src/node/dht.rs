@@ -65,7 +65,7 @@ impl Node {
         let op = match (op, result) {
             (KadOp::Provide(hash, reply), kad::QueryResult::StartProviding(r)) => {
                 stats::dht("provide", if r.is_ok() { "ok" } else { "no_peers" });
-                let _ = reply.send(Ok(hash));
+                reply.send(Ok(hash));
                 None
             }
             (KadOp::Providers(hash), kad::QueryResult::GetProviders(r)) => {
@@ -146,9 +146,9 @@ impl Node {
         }
     }
 
-    pub(super) fn provide(&mut self, bytes: Vec<u8>, reply: Reply<Hash32>) {
+    pub(super) fn provide(&mut self, bytes: Vec<u8>, reply: Done<Hash32>) {
         if bytes.len() > self.cfg.max_blob_bytes {
-            let _ = reply.send(Err(NetError::TooLarge {
+            reply.send(Err(NetError::TooLarge {
                 what: "blob",
                 len: bytes.len(),
                 limit: self.cfg.max_blob_bytes,
@@ -162,7 +162,8 @@ impl Node {
                 self.kad_ops.insert(q, KadOp::Provide(hash, reply));
             }
             Err(e) => {
-                let _ = reply.send(Err(NetError::Other(format!("dht provide: {e}"))));
+                tracing::debug!("{} served but not announced: {e}", hex::encode(hash));
+                reply.send(Err(NetError::Other(format!("dht provide: {e}"))));
             }
         }
     }
@@ -212,9 +213,9 @@ impl Node {
             .stop_providing(&blob_key(hash));
     }
 
-    pub(super) fn fetch(&mut self, hash: Hash32, reply: Reply<Vec<u8>>) {
+    pub(super) fn fetch(&mut self, hash: Hash32, reply: Done<Vec<u8>>) {
         if let Some(b) = self.blobs.get(&hash) {
-            let _ = reply.send(Ok(b.clone()));
+            reply.send(Ok(b.clone()));
             return;
         }
         if let Some(f) = self.fetches.get_mut(&hash) {
@@ -285,7 +286,7 @@ impl Node {
                 },
             );
             for w in f.waiters {
-                let _ = w.send(result.clone());
+                w.send(result.clone());
             }
         }
         self.batch_fetched(hash, result.ok());
