@@ -343,10 +343,8 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         shell.fetches.poll(Instant::now(), &mut inputs);
         shell.engine_results(&mut inputs);
         inputs.push(Input::Tick);
-        for input in inputs {
-            let effects = machine.handle(now_ms(), input);
-            shell.carry_out(&mut machine, effects);
-        }
+        let effects = machine.handle_all(now_ms(), inputs);
+        shell.carry_out(&mut machine, effects);
         shell.maybe_flush();
         if last_status.elapsed() >= Duration::from_millis(250) {
             shell.publish_status(&machine);

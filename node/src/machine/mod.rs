@@ -162,6 +162,8 @@ pub struct Machine<S: Storage> {
     /// Each pinned roster's digest, hashed once when it is pinned (a roster of a large
     /// subnet is thousands of hotkeys; proposals are checked against it many times).
     roster_digests: BTreeMap<u64, Hash32>,
+    /// The last epoch result computed, and from what.
+    computed: Option<(decide::Computed, crate::epoch::EpochResult)>,
     roster_asked: BTreeMap<u64, u64>,
     subs: BTreeMap<u64, EpochSubs>,
     pending_evaluations: Vec<Arrival>,
@@ -224,6 +226,7 @@ impl<S: Storage> Machine<S> {
             ended_at: BTreeMap::new(),
             rosters: BTreeMap::new(),
             roster_digests: BTreeMap::new(),
+            computed: None,
             roster_asked: BTreeMap::new(),
             subs: BTreeMap::new(),
             pending_evaluations: Vec::new(),
@@ -286,6 +289,26 @@ impl<S: Storage> Machine<S> {
 
     /// Handle one input at `now_ms` (the shell's clock); returns the effects, in order.
     pub fn handle(&mut self, now_ms: u64, input: Input) -> Vec<Effect> {
+        self.handle_all(now_ms, std::iter::once(input))
+    }
+
+    /// Handle inputs that arrived together (what a loaded node's loop drained in one
+    /// pass), in order, then do the machine's own work — rosters, batches, fetches,
+    /// proposals, validations, timers — once after them rather than after each. Returns
+    /// the effects, in order.
+    pub fn handle_all(
+        &mut self,
+        now_ms: u64,
+        inputs: impl IntoIterator<Item = Input>,
+    ) -> Vec<Effect> {
+        for input in inputs {
+            self.on_input(now_ms, input);
+        }
+        self.step(now_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_input(&mut self, now_ms: u64, input: Input) {
         match input {
             Input::Tick => {}
             Input::Block { number } => self.on_block(now_ms, number),
@@ -325,8 +348,6 @@ impl<S: Storage> Machine<S> {
                 self.out.push(Effect::Reply { token, result });
             }
         }
-        self.step(now_ms);
-        std::mem::take(&mut self.out)
     }
 
     /// The epoch consensus height `h` decides.

@@ -13,11 +13,17 @@ use crate::sim::Violation;
 
 impl World {
     pub(super) fn input(&mut self, i: usize, input: Input) -> Result<(), Violation> {
+        self.inputs(i, vec![input])
+    }
+
+    /// Inputs that reach node `i` at one instant, handled as one batch (its own work done
+    /// once after them, as the node's loop does with what it drains in one pass).
+    pub(super) fn inputs(&mut self, i: usize, inputs: Vec<Input>) -> Result<(), Violation> {
         let now = self.now;
         let Some(m) = self.nodes[i].machine.as_mut() else {
             return Ok(());
         };
-        let effects = m.handle(now, input);
+        let effects = m.handle_all(now, inputs);
         self.carry_out(i, effects);
         self.check_applied(i)
     }
