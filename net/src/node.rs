@@ -192,8 +192,17 @@ struct Fetch {
     candidates: VecDeque<PeerId>,
     tried: HashSet<PeerId>,
     in_flight: bool,
-    providers_done: bool,
+    providers: Providers,
     deadline: Instant,
+}
+
+/// Where a fetch stands with the DHT's providers of its blob: asked only once the
+/// connected validators had no copy (they hold what validators exchange).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Providers {
+    NotAsked,
+    Asking,
+    Done,
 }
 
 enum KadOp {

@@ -136,7 +136,7 @@ impl Node {
                 candidates,
                 tried: HashSet::new(),
                 in_flight: false,
-                providers_done: true,
+                providers: super::Providers::Done,
                 deadline: Instant::now() + self.cfg.fetch_timeout,
             },
         );

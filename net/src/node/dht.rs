@@ -1,5 +1,5 @@
 //! Kademlia on the net thread: records (checked on every put and get), blob providers,
-//! and blob fetches (providers first, then any connected peer; bytes checked by hash).
+//! and blob fetches (connected validators first, then providers; bytes checked by hash).
 
 use super::*;
 
@@ -80,10 +80,10 @@ impl Node {
                                 }
                             }
                         }
-                        _ => f.providers_done = true,
+                        _ => f.providers = Providers::Done,
                     }
                     if last {
-                        f.providers_done = true;
+                        f.providers = Providers::Done;
                     }
                     stats::dht("providers", "ok");
                 }
@@ -222,44 +222,53 @@ impl Node {
             f.waiters.push(reply);
             return;
         }
-        let q = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .get_providers(blob_key(&hash));
-        self.kad_ops.insert(q, KadOp::Providers(hash));
         self.fetches.insert(
             hash,
             Fetch {
                 waiters: vec![reply],
-                candidates: VecDeque::new(),
+                candidates: self.connected_validators().collect(),
                 tried: HashSet::new(),
                 in_flight: false,
-                providers_done: false,
+                providers: Providers::NotAsked,
                 deadline: Instant::now() + self.cfg.fetch_timeout,
             },
         );
+        self.advance_fetch(&hash);
     }
 
-    /// Ask the next candidate, or, when providers are exhausted, every connected peer not
-    /// yet asked; fail when no one is left.
+    /// Connected peers bound to a validator's hotkey: who is asked for a blob first, and
+    /// again (those not yet asked) when its providers had none. Never a miner's connection:
+    /// it serves no blobs, and a subnet's validators keep hundreds of them.
+    fn connected_validators(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .iter()
+            .filter(|(_, s)| s.hotkey.is_some() && self.is_validator(s.hotkey.as_ref()))
+            .map(|(p, _)| *p)
+    }
+
+    /// Ask the next candidate: connected validators first, then the DHT's providers, then
+    /// validators connected since; fail when no one is left.
     pub(super) fn advance_fetch(&mut self, hash: &Hash32) {
-        let connected: Vec<PeerId> = self.peers.keys().copied().collect();
-        let Some(f) = self.fetches.get_mut(hash) else {
+        let Some(f) = self.fetches.get(hash) else {
             return;
         };
         if f.in_flight {
             return;
         }
-        if f.candidates.is_empty() && f.providers_done {
-            for p in connected {
-                if !f.tried.contains(&p) {
-                    f.candidates.push_back(p);
-                }
+        if f.candidates.is_empty() && f.providers == Providers::Done {
+            let fresh: Vec<PeerId> = self
+                .connected_validators()
+                .filter(|p| !f.tried.contains(p))
+                .collect();
+            if let Some(f) = self.fetches.get_mut(hash) {
+                f.candidates.extend(fresh);
             }
         }
-        match f.candidates.pop_front() {
-            Some(peer) => {
+        let Some(f) = self.fetches.get_mut(hash) else {
+            return;
+        };
+        match (f.candidates.pop_front(), f.providers) {
+            (Some(peer), _) => {
                 f.tried.insert(peer);
                 f.in_flight = true;
                 let rid = self
@@ -269,8 +278,13 @@ impl Node {
                     .send_request(&peer, Request::Blob(*hash));
                 self.outbound.insert(rid, Outbound::Blob(*hash));
             }
-            None if f.providers_done => self.finish_fetch(hash, Err(NetError::NotFound)),
-            None => {}
+            (None, Providers::NotAsked) => {
+                f.providers = Providers::Asking;
+                let q = self.swarm.behaviour_mut().kad.get_providers(blob_key(hash));
+                self.kad_ops.insert(q, KadOp::Providers(*hash));
+            }
+            (None, Providers::Asking) => {}
+            (None, Providers::Done) => self.finish_fetch(hash, Err(NetError::NotFound)),
         }
     }
 

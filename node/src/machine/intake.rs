@@ -148,6 +148,10 @@ impl<S: Storage> Machine<S> {
     pub(super) fn on_submission(&mut self, now: u64, a: Arrival) -> Result<(), Refusal> {
         let verdict = self.admit(now, &a);
         count(verdict.err().map_or("accepted", Refusal::label));
+        if verdict == Err(Refusal::EpochClosed) && a.epoch >= self.next_epoch() {
+            self.late.hold(a.id, a.epoch, a.envelope);
+            return verdict;
+        }
         verdict?;
         let subs = self.subs.entry(a.epoch).or_default();
         subs.count((a.challenge, a.author), a.id);

@@ -9,6 +9,8 @@
 use platform_consensus::Storage;
 use platform_net::{Envelope, Topic};
 
+use std::collections::BTreeMap;
+
 use super::{Arrival, Effect, Hash32, Machine};
 use crate::metrics as m;
 use crate::msg::BatchEntry;
@@ -16,6 +18,68 @@ use crate::msg::BatchEntry;
 /// Missed submissions being fetched at most (a laggard of a huge epoch catches up on this
 /// many at a time and abstains on the rest if the epoch is decided first).
 pub(super) const MISSED_MAX: usize = 100_000;
+/// Late arrivals held at most (envelopes of a few hundred bytes).
+const LATE_MAX: usize = 50_000;
+/// Fetches of missed submissions started per second at most, and in a burst: each asks
+/// validators one at a time, and a validator refuses (and penalises) a peer that sends it
+/// more than `peer_request_rate` (50/s by default) requests.
+const MISSED_FETCH_RATE: u64 = 40;
+
+/// Peers' submissions that arrived after intake closed, by id, for undecided epochs.
+#[derive(Debug, Default)]
+pub(super) struct Late {
+    held: BTreeMap<Hash32, (u64, Vec<u8>)>,
+    /// Epochs below this are swept.
+    swept_below: u64,
+}
+
+impl Late {
+    pub(super) fn hold(&mut self, id: Hash32, epoch: u64, envelope: Vec<u8>) {
+        if self.held.len() < LATE_MAX {
+            self.held.insert(id, (epoch, envelope));
+        }
+    }
+
+    fn take(&mut self, id: &Hash32) -> Option<Vec<u8>> {
+        self.held.remove(id).map(|(_, env)| env)
+    }
+
+    /// Forget what epochs before `next` held (decided).
+    fn sweep(&mut self, next: u64) {
+        if next > self.swept_below {
+            self.held.retain(|_, (e, _)| *e >= next);
+            self.swept_below = next;
+        }
+    }
+}
+
+/// A token bucket over the machine's clock: [`MISSED_FETCH_RATE`] a second.
+#[derive(Debug, Default)]
+pub(super) struct Pace {
+    tokens: u64,
+    /// When the bucket was last filled (ms), and the fraction of a token carried over.
+    at_ms: u64,
+    carry: u64,
+}
+
+impl Pace {
+    fn take(&mut self, now: u64) -> bool {
+        let elapsed = now.saturating_sub(self.at_ms);
+        self.at_ms = now.max(self.at_ms);
+        let earned = self.carry + elapsed.saturating_mul(MISSED_FETCH_RATE);
+        self.tokens = (self.tokens + earned / 1000).min(MISSED_FETCH_RATE);
+        self.carry = if self.tokens == MISSED_FETCH_RATE {
+            0
+        } else {
+            earned % 1000
+        };
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
 
 /// A submission a peer counted that this validator does not hold.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +102,7 @@ impl<S: Storage> Machine<S> {
             return;
         }
         let subs = self.subs.get(&epoch);
+        let mut held = Vec::new();
         for en in entries {
             let ours = subs.and_then(|s| s.counted.get(&(en.challenge, en.miner)));
             if ours.is_some_and(|c| *c <= en.submission) || self.missed.len() >= MISSED_MAX {
@@ -48,28 +113,45 @@ impl<S: Storage> Machine<S> {
                 challenge: en.challenge,
                 miner: en.miner,
             });
+            // Arrived after our intake closed: taken as if fetched.
+            if let Some(env) = self.late.take(&en.submission) {
+                held.push((en.submission, env));
+            }
+        }
+        for (id, env) in held {
+            self.on_missed_blob(id, &env);
         }
     }
 
     /// Fetch missed submissions of undecided epochs; forget those of decided ones.
     pub(super) fn fetch_missed(&mut self, now: u64) {
         let next = self.next_epoch();
-        let decided: Vec<Hash32> = self
-            .missed
-            .iter()
-            .filter(|(_, x)| x.epoch < next)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in decided {
-            self.missed.remove(&id);
-            metrics::counter!(m::MISSED, "outcome" => "epoch_decided").increment(1);
+        if self.late.swept_below < next {
+            let decided: Vec<Hash32> = self
+                .missed
+                .iter()
+                .filter(|(_, x)| x.epoch < next)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in decided {
+                self.missed.remove(&id);
+                metrics::counter!(m::MISSED, "outcome" => "epoch_decided").increment(1);
+            }
+            self.late.sweep(next);
         }
-        let want: Vec<Hash32> = self
-            .missed
-            .keys()
-            .filter(|id| !self.fetching.contains_key(*id))
-            .copied()
-            .collect();
+        if self.missed.is_empty() {
+            return;
+        }
+        let mut want = Vec::new();
+        for id in self.missed.keys() {
+            if self.fetching.contains_key(id) {
+                continue;
+            }
+            if !self.missed_pace.take(now) {
+                break;
+            }
+            want.push(*id);
+        }
         for id in want {
             self.fetch(now, id);
         }
@@ -165,5 +247,38 @@ impl<S: Storage> Machine<S> {
                 self.publish_batch(now, e);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missed_fetches_are_paced_at_the_rate_with_a_burst_of_one_second() {
+        let mut p = Pace::default();
+        let burst = (0..1000).take_while(|_| p.take(10_000)).count() as u64;
+        assert_eq!(burst, MISSED_FETCH_RATE, "a full bucket after idling");
+        // Then one per 1000 / rate ms, fractions carried over.
+        let mut started = 0;
+        for ms in 10_001..=12_000 {
+            while p.take(ms) {
+                started += 1;
+            }
+        }
+        assert_eq!(started, 2 * MISSED_FETCH_RATE);
+        // A clock that steps back earns nothing.
+        assert!(!p.take(5_000));
+    }
+
+    #[test]
+    fn late_arrivals_are_held_until_their_epoch_is_decided() {
+        let mut l = Late::default();
+        l.hold([1; 32], 5, b"a".to_vec());
+        l.hold([2; 32], 6, b"b".to_vec());
+        l.sweep(6);
+        assert_eq!(l.take(&[1; 32]), None, "epoch 5 decided: forgotten");
+        assert_eq!(l.take(&[2; 32]), Some(b"b".to_vec()));
+        assert_eq!(l.take(&[2; 32]), None, "taken once");
     }
 }

@@ -189,6 +189,12 @@ pub struct Machine<S: Storage> {
     catchup: Option<sync::Catchup>,
     last_checkpoint_ask: Option<u64>,
     missed: BTreeMap<Hash32, laggard::Missed>,
+    /// Peers' submissions that arrived after this node's intake closed, for epochs not yet
+    /// decided: a peer that counted one names it in its batch, and it is taken from here
+    /// instead of fetched.
+    late: laggard::Late,
+    /// Missed submissions' fetches are paced (peers rate-limit requests).
+    missed_pace: laggard::Pace,
     /// Epochs whose batch goes out again, with the caught-up submissions it waits for.
     republish: BTreeMap<u64, Vec<Hash32>>,
     stats: MachineStats,
@@ -252,6 +258,8 @@ impl<S: Storage> Machine<S> {
             catchup: None,
             last_checkpoint_ask: None,
             missed: BTreeMap::new(),
+            late: laggard::Late::default(),
+            missed_pace: laggard::Pace::default(),
             republish: BTreeMap::new(),
             stats: MachineStats::default(),
             out: Vec::new(),
