@@ -12,6 +12,8 @@ use platform_net::Topic;
 use super::*;
 use crate::registry::{ChallengeMeta, Change, Limits, Rule, SignedChange};
 
+mod late;
+
 const MODULE: &[u8] = b"test-module";
 
 fn cfg() -> MachineConfig {
@@ -55,6 +57,8 @@ struct Pair {
     applied: Vec<Vec<Applied>>,
     replies: Vec<Result<String, String>>,
     admits: Vec<(u64, Result<(), Refusal>)>,
+    /// Every blob each node asked for.
+    fetches: Vec<Vec<Hash32>>,
     queue: VecDeque<(usize, Input)>,
     /// The score each node's engine gives every evaluation.
     scores: Vec<u64>,
@@ -93,6 +97,7 @@ impl Pair {
             applied: vec![Vec::new(); n],
             replies: Vec::new(),
             admits: Vec::new(),
+            fetches: vec![Vec::new(); n],
             queue: VecDeque::new(),
             scores: vec![7; n],
         }
@@ -134,6 +139,7 @@ impl Pair {
                 self.provided[i].insert(platform_types::sha256(&b), b);
             }
             Effect::Fetch(hash) => {
+                self.fetches[i].push(hash);
                 let bytes = self.provided.iter().find_map(|p| p.get(&hash).cloned());
                 self.queue.push_back((i, Input::Fetched { hash, bytes }));
             }
