@@ -35,8 +35,8 @@ impl<S: Storage> Machine<S> {
         let Some(t) = self.ended(now, e) else {
             return;
         };
-        if now < t + 2 * self.cfg.settle_ms {
-            return;
+        if now < t + self.cfg.settle_ms {
+            return; // batches go out at `settle`
         }
         let Some(roster) = self.rosters.get(&e) else {
             return;
@@ -48,7 +48,21 @@ impl<S: Storage> Machine<S> {
             .filter_map(|b| roster.stake_of(&b.author))
             .map(u128::from)
             .sum();
-        if reporting * 3 <= roster.total_stake() * 2 && now < t + 3 * self.cfg.settle_ms {
+        let total = roster.total_stake();
+        // Every validator's batch held, all naming as many submissions (no one is catching
+        // up on what it missed, to publish again with more): proposed at once. Otherwise at
+        // 2 × settle with more than 2/3 of the stake reporting, or at 3 × settle with what
+        // there is.
+        let sizes: BTreeSet<usize> = ids
+            .iter()
+            .filter_map(|id| self.batches.get(id))
+            .map(|b| b.batch.entries.len())
+            .collect();
+        let complete = reporting == total && sizes.len() == 1;
+        if !complete && now < t + 2 * self.cfg.settle_ms {
+            return;
+        }
+        if reporting * 3 <= total * 2 && now < t + 3 * self.cfg.settle_ms {
             return; // wait a little longer for batches
         }
         let roster_digest = self
