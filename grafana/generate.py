@@ -76,6 +76,8 @@ overview = grid([
      [(f"sum by (challenge) (rate(platform_engine_fuel_consumed_total{I}[1m]))", "{{challenge}}")]),
     ("Queue depth per shard",
      [(f"platform_engine_queue_depth{I}", "{{instance}} shard {{shard}}")]),
+    ("Evaluation work held (busy above the settle window × shards)",
+     [(f"platform_engine_outstanding_work_seconds{I}", "{{instance}}")], "s"),
     ("Ready pooled instances per shard",
      [(f"platform_engine_pool_ready_instances{I}", "{{instance}} shard {{shard}}")]),
     ("Miner submissions/s by result",

@@ -162,6 +162,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     }
     let runtime = Runtime::new(&engine_cfg)?;
     let engine = ShardedEngine::start(runtime.clone())?;
+    let shards = engine.shards();
 
     // Net: who may publish on validator topics and which miners may submit follow the
     // pinned rosters (updated as epochs are pinned).
@@ -268,6 +269,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         inflight: HashMap::new(),
         backlog: std::collections::VecDeque::new(),
         fetches: crate::shell::Fetches::over(net.handle()),
+        load: crate::shell::Load::new(shards, cfg.consensus.settle),
         replies: HashMap::new(),
         next_token: 1,
         miners,

@@ -9,8 +9,9 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 /// store_error, shed).
 pub const INGRESS: &str = "platform_engine_ingress_submissions_total";
 /// The `result` labels of [`INGRESS`].
-pub const INGRESS_RESULTS: [&str; 10] = [
+pub const INGRESS_RESULTS: [&str; 11] = [
     "shed",
+    "engine_busy",
     "accepted",
     "not_counted",
     "malformed",
@@ -21,6 +22,8 @@ pub const INGRESS_RESULTS: [&str; 10] = [
     "epoch_not_open",
     "store_error",
 ];
+/// Gauge: evaluation work held (engine and backlog), in estimated seconds of shard time.
+pub const OUTSTANDING: &str = "platform_engine_outstanding_work_seconds";
 /// Gauge: consensus height being decided.
 pub const HEIGHT: &str = "platform_consensus_height";
 /// Gauge: current view.
@@ -89,6 +92,12 @@ pub fn register() {
     platform_net::stats::names::describe();
     describe_counter!(INGRESS, "Miner submissions received, by result.");
     describe_gauge!(HEIGHT, "Consensus height being decided.");
+    describe_gauge!(
+        OUTSTANDING,
+        Unit::Seconds,
+        "Evaluation work held (engine and backlog), in estimated seconds of shard time; miners' new submissions are refused busy (engine_busy) while it exceeds the settle window across the shards."
+    );
+    metrics::gauge!(OUTSTANDING).set(0.0);
     describe_gauge!(VIEW, "Consensus view at the current height.");
     describe_counter!(DECISIONS, "Consensus decisions committed.");
     describe_counter!(VIEW_CHANGES, "View changes started by this validator.");

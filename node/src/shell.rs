@@ -16,6 +16,7 @@ use platform_net::{NetEvent, NetHandle, Reason, Topic};
 use crate::app::{AppMsg, now_ms};
 
 mod fetch;
+mod load;
 use crate::chainsvc::{ChainJob, WeightsJob};
 use crate::machine::{
     Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster, SNAPSHOTS_KEPT,
@@ -26,6 +27,7 @@ use crate::registry::ChallengeMeta;
 use crate::status::StatusView;
 use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
 pub(crate) use fetch::Fetches;
+pub(crate) use load::Load;
 
 /// Records gathered at most this long before they are committed (one fsync per window).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -48,6 +50,8 @@ pub(crate) struct Shell {
     pub(crate) inflight: HashMap<Hash32, (u64, u32, Hash32)>,
     pub(crate) backlog: std::collections::VecDeque<(u64, platform_engine::Submission)>,
     pub(crate) fetches: Fetches,
+    /// Evaluation work held: miners are refused `busy` beyond a settle window of it.
+    pub(crate) load: Load,
     pub(crate) replies: HashMap<u64, Sender<Result<String, String>>>,
     pub(crate) next_token: u64,
     pub(crate) miners: Arc<RwLock<HashSet<Hotkey>>>,
@@ -81,6 +85,11 @@ impl Shell {
             NetEvent::Message(d) => d,
             // Sent to us by a miner: the machine's admission answers its ack.
             NetEvent::Submit { token, delivery } => {
+                if self.load.busy() {
+                    metrics::counter!(m::INGRESS, "result" => "engine_busy").increment(1);
+                    let _ = self.net.admit(token, Err(Reason::Busy));
+                    return;
+                }
                 match arrival(delivery) {
                     Some(arrival) => inputs.push(Input::Submit { token, arrival }),
                     None => {
@@ -182,6 +191,7 @@ impl Shell {
             let Some((epoch, challenge, input_hash)) = self.inflight.remove(&id) else {
                 continue;
             };
+            self.load.done(&id, challenge, r.service_nanos);
             self.view.evaluated += 1;
             let canonical = r.result.canonical_bytes();
             let audit = AuditRecord {
@@ -203,6 +213,7 @@ impl Shell {
             self.pending.result(epoch, id, canonical, audit);
             inputs.push(Input::Evaluated { id, score });
         }
+        metrics::gauge!(m::OUTSTANDING).set(self.load.outstanding_secs());
         while let Some((epoch, s)) = self.backlog.pop_front() {
             let before = self.backlog.len();
             self.submit(epoch, s);
@@ -225,9 +236,13 @@ impl Shell {
                 self.backlog.push_back((epoch, s));
             }
             Err(SubmitError::QueueFull { .. } | SubmitError::Saturated { .. }) => {
+                self.load.forget(&id);
                 metrics::counter!(m::INGRESS, "result" => "shed").increment(1);
             }
-            Err(e) => tracing::warn!("submission {} not evaluated: {e}", hex::encode(id)),
+            Err(e) => {
+                self.load.forget(&id);
+                tracing::warn!("submission {} not evaluated: {e}", hex::encode(id));
+            }
         }
     }
 
@@ -280,15 +295,18 @@ impl Shell {
                 seed,
                 body,
             } => match self.challenges.get(&challenge).cloned() {
-                Some(ch) => self.submit(
-                    epoch,
-                    platform_engine::Submission {
-                        id,
-                        challenge: ch,
-                        payload: body.into(),
-                        context: EvalContext { epoch, seed },
-                    },
-                ),
+                Some(ch) => {
+                    self.load.taken(id, challenge);
+                    self.submit(
+                        epoch,
+                        platform_engine::Submission {
+                            id,
+                            challenge: ch,
+                            payload: body.into(),
+                            context: EvalContext { epoch, seed },
+                        },
+                    );
+                }
                 None => return Some(Input::Evaluated { id, score: None }),
             },
             Effect::StoreBatch {
