@@ -186,15 +186,59 @@ impl Pair {
 
     /// Blocks `0..=to` at 100 ms each, ticking every 20 ms in between.
     fn run_blocks(&mut self, to: u64) {
-        for b in 0..=to {
+        self.run_span(0, to, |_, _| {});
+    }
+
+    /// Blocks `from..=to` at 100 ms each, ticking every 20 ms; `seen` looks after each tick.
+    fn run_span(&mut self, from: u64, to: u64, mut seen: impl FnMut(&Pair, u64)) {
+        for b in from..=to {
             for t in 0..5 {
                 let now = b * 100 + t * 20;
                 if t == 0 {
                     self.all(now, Input::Block { number: b });
                 }
                 self.all(now, Input::Tick);
+                seen(self, now);
             }
         }
+    }
+}
+
+/// Two validators of equal stake and one registered miner, the challenge published and
+/// active, blocks `0..=to` run.
+fn two_validators(miner: &Keypair, to: u64) -> Pair {
+    let keys = [key(1), key(2)];
+    let set: Vec<(Hotkey, u64)> = keys.iter().map(|k| (k.public(), 100)).collect();
+    let m = miner.public();
+    let rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>> = (0..2)
+        .map(|_| {
+            let set = set.clone();
+            Box::new(move |b| Some(roster(&set, &[m], b))) as Box<dyn Fn(u64) -> Option<Roster>>
+        })
+        .collect();
+    let mut p = Pair::new(&keys, rosters);
+    p.all(0, Input::Block { number: 0 });
+    publish_challenge(&mut p, 0);
+    p.run_blocks(to);
+    p
+}
+
+/// A miner's signed submission to challenge 1, as it arrives.
+fn signed_arrival(miner: &Keypair, epoch: u64, body: Vec<u8>, at_ms: u64) -> Arrival {
+    let envelope = platform_net::Submission {
+        challenge: 1,
+        epoch,
+        body: body.clone(),
+    }
+    .sign(miner, at_ms)
+    .encode();
+    Arrival {
+        id: platform_types::sha256(&envelope),
+        author: miner.public(),
+        challenge: 1,
+        epoch,
+        body,
+        envelope,
     }
 }
 
@@ -584,15 +628,7 @@ fn a_validator_that_missed_a_submission_fetches_and_evaluates_it_and_refuses_a_f
     p.input(790, 0, Input::Submission(forged));
     assert_eq!(p.nodes[0].stats().admitted, 2);
     // Epoch 1 ends at block 10; batches at + settle, the proposal at + 2 settle.
-    for blk in 8..=14 {
-        for t in 0..5 {
-            let now = blk * 100 + t * 20;
-            if t == 0 {
-                p.all(now, Input::Block { number: blk });
-            }
-            p.all(now, Input::Tick);
-        }
-    }
+    p.run_span(8, 14, |_, _| {});
     assert_eq!(p.nodes[1].stats().missed_evaluated, 1, "the real one only");
     assert_eq!(p.nodes[0].stats().missed_evaluated, 0);
     let e1 = |i: usize| p.applied[i].iter().find(|x| x.epoch == 1).cloned();

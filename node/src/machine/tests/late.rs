@@ -4,36 +4,10 @@ use super::*;
 
 #[test]
 fn a_late_arrival_a_peer_counted_is_evaluated_without_a_fetch() {
-    let keys = [key(1), key(2)];
     let miner = key(5);
-    let set: Vec<(Hotkey, u64)> = keys.iter().map(|k| (k.public(), 100)).collect();
-    let rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>> = (0..2)
-        .map(|_| {
-            let set = set.clone();
-            let m = miner.public();
-            Box::new(move |b| Some(roster(&set, &[m], b))) as Box<dyn Fn(u64) -> Option<Roster>>
-        })
-        .collect();
-    let mut p = Pair::new(&keys, rosters);
-    p.all(0, Input::Block { number: 0 });
-    publish_challenge(&mut p, 0);
-    p.run_blocks(9); // epoch 1 (blocks 5..10) is open until block 10 and settle / 2 after it
-    let body = vec![7];
-    let envelope = platform_net::Submission {
-        challenge: 1,
-        epoch: 1,
-        body: body.clone(),
-    }
-    .sign(&miner, 950)
-    .encode();
-    let arrival = Arrival {
-        id: platform_types::sha256(&envelope),
-        author: miner.public(),
-        challenge: 1,
-        epoch: 1,
-        body,
-        envelope,
-    };
+    // Epoch 1 (blocks 5..10) is open until block 10 and settle / 2 after it.
+    let mut p = two_validators(&miner, 9);
+    let arrival = signed_arrival(&miner, 1, vec![7], 950);
     // Validator 0 takes it in time; validator 1 gets it from gossip after its intake closed.
     p.input(950, 0, Input::Submission(arrival.clone()));
     p.all(1000, Input::Block { number: 10 });
