@@ -14,9 +14,6 @@ use platform_keys::ss58_encode;
 use platform_net::{NetEvent, NetHandle, Reason, Topic};
 
 use crate::app::{AppMsg, now_ms};
-
-mod fetch;
-mod load;
 use crate::chainsvc::{ChainJob, WeightsJob};
 use crate::machine::{
     Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster, SNAPSHOTS_KEPT,
@@ -26,6 +23,9 @@ use crate::msg::{ChallengePost, decode_exact};
 use crate::registry::ChallengeMeta;
 use crate::status::StatusView;
 use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
+
+mod fetch;
+mod load;
 pub(crate) use fetch::Fetches;
 pub(crate) use load::Load;
 

@@ -4,12 +4,14 @@
 //! that recorded it), checks it as the door would have (signature, the miner in the epoch's
 //! roster, the challenge active, the smallest id for its pair), evaluates it itself, and
 //! publishes its batch again with those entries while the epoch is still undecided. It
-//! abstains on a submission only when the epoch was decided first.
+//! abstains on a submission only when the epoch was decided first. A peer's submission that
+//! reached it after its intake closed is held for its undecided epoch and taken from there
+//! instead of fetched; fetches are paced under the request rate peers allow.
+
+use std::collections::BTreeMap;
 
 use platform_consensus::Storage;
 use platform_net::{Envelope, Topic};
-
-use std::collections::BTreeMap;
 
 use super::{Arrival, Effect, Hash32, Machine};
 use crate::metrics as m;
