@@ -494,6 +494,7 @@ impl Node {
         metrics::gauge!(stats::names::PEERS, "role" => "validator").set(validators as f64);
         metrics::gauge!(stats::names::PEERS, "role" => "other")
             .set((self.peers.len() - validators) as f64);
+        self.counters().peers(self.peers.len());
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.gossip_metrics).is_ok() {
             self.counters().gossip(&stats::GossipCounts::parse(&text));

@@ -252,6 +252,8 @@ pub struct NetStats {
     pub gossip_copies: u64,
     /// Gossip messages received, first copies only.
     pub gossip_first: u64,
+    /// Connected peers, as the net thread last counted them (every housekeeping tick).
+    pub peers: u64,
 }
 
 impl NetStats {
@@ -271,6 +273,7 @@ pub(crate) struct Counters {
     submissions_accepted: AtomicU64,
     gossip_copies: AtomicU64,
     gossip_first: AtomicU64,
+    peers: AtomicU64,
 }
 
 impl Counters {
@@ -328,6 +331,10 @@ impl Counters {
             .store(counts.first.iter().sum(), Ordering::Relaxed);
     }
 
+    pub fn peers(&self, connected: usize) {
+        self.peers.store(connected as u64, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> NetStats {
         let mut rejected = [0; REASONS];
         for (slot, c) in rejected.iter_mut().zip(&self.rejected) {
@@ -342,6 +349,7 @@ impl Counters {
             submissions_accepted: self.submissions_accepted.load(Ordering::Relaxed),
             gossip_copies: self.gossip_copies.load(Ordering::Relaxed),
             gossip_first: self.gossip_first.load(Ordering::Relaxed),
+            peers: self.peers.load(Ordering::Relaxed),
         }
     }
 }

@@ -544,7 +544,8 @@ impl Shell {
     }
 
     pub(crate) fn publish_status(&mut self, machine: &Machine<RedbStore>) {
-        let peers = self.net.peers().map(|p| p.len()).unwrap_or(0);
+        // Read from the net's counters: the application thread never waits on the net.
+        let peers = usize::try_from(self.net.stats().peers).unwrap_or(usize::MAX);
         self.view.publish(
             machine,
             &self.net,
