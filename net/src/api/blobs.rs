@@ -25,7 +25,7 @@ impl NetHandle {
 
     /// [`NetHandle::publish`] without waiting for the net thread: returns the message id
     /// once the command is queued (`Busy` when the queue is full). A publication that then
-    /// fails (no peer subscribed yet) is logged and counted by the net thread.
+    /// fails (no peer subscribed yet) is logged by the net thread.
     pub fn publish_detached(&self, topic: Topic, payload: Vec<u8>) -> Result<Hash32, NetError> {
         let bytes = self.sign_for(topic, payload)?;
         let id = sha256(&bytes);

@@ -13,7 +13,7 @@ pub(crate) enum Done<T> {
     Wait(Reply<T>),
     /// A callback run on the net thread.
     Then(Then<T>),
-    /// No one: the caller did not wait (the net thread logs and counts failures itself).
+    /// No one: the caller did not wait (the net thread logs failures itself).
     Detached,
 }
 
