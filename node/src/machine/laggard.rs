@@ -46,12 +46,15 @@ impl Late {
         self.held.remove(id).map(|(_, env)| env)
     }
 
-    /// Forget what epochs before `next` held (decided).
-    fn sweep(&mut self, next: u64) {
-        if next > self.swept_below {
-            self.held.retain(|_, (e, _)| *e >= next);
-            self.swept_below = next;
+    /// Forget what epochs before `next` held (decided); true when `next` moved on since
+    /// the last sweep.
+    fn sweep(&mut self, next: u64) -> bool {
+        if next <= self.swept_below {
+            return false;
         }
+        self.held.retain(|_, (e, _)| *e >= next);
+        self.swept_below = next;
+        true
     }
 }
 
@@ -128,7 +131,7 @@ impl<S: Storage> Machine<S> {
     /// Fetch missed submissions of undecided epochs; forget those of decided ones.
     pub(super) fn fetch_missed(&mut self, now: u64) {
         let next = self.next_epoch();
-        if self.late.swept_below < next {
+        if self.late.sweep(next) {
             let decided: Vec<Hash32> = self
                 .missed
                 .iter()
@@ -139,7 +142,6 @@ impl<S: Storage> Machine<S> {
                 self.missed.remove(&id);
                 metrics::counter!(m::MISSED, "outcome" => "epoch_decided").increment(1);
             }
-            self.late.sweep(next);
         }
         if self.missed.is_empty() {
             return;

@@ -478,33 +478,6 @@ impl World {
                 break;
             };
             self.now = t;
-            if let Ev::Deliver { to, inc, input } = ev {
-                // Deliveries to one node at one instant arrive together, as a node's loop
-                // drains them in one pass: handled as one batch.
-                let mut batch = vec![input];
-                while let Some((
-                    &(t2, _),
-                    Ev::Deliver {
-                        to: to2, inc: inc2, ..
-                    },
-                )) = self.queue.first_key_value()
-                {
-                    if t2 != t || *to2 != to || *inc2 != inc {
-                        break;
-                    }
-                    if let Some((_, Ev::Deliver { input, .. })) = self.queue.pop_first() {
-                        batch.push(input);
-                    }
-                }
-                if self.nodes[to].incarnation == inc {
-                    self.delivered += batch.len() as u64;
-                    if batch.len() > 1 {
-                        self.delivered_batched += batch.len() as u64;
-                    }
-                    self.inputs(to, batch)?;
-                }
-                continue;
-            }
             self.event(ev)?;
         }
         Ok(())
@@ -513,6 +486,35 @@ impl World {
     fn current_epoch(&self) -> u64 {
         let head = self.chain.current_block().map(|b| b.number).unwrap_or(0);
         Schedule::of_subnet(NETUID, self.sc.epoch_blocks).epoch_of(head)
+    }
+
+    /// A delivery to node `to`, with every other queued for it at this instant: they
+    /// arrive together, as a node's loop drains them in one pass, and are handled as one
+    /// batch.
+    fn deliver(&mut self, to: usize, inc: u32, input: Input) -> Result<(), Violation> {
+        let mut batch = vec![input];
+        while let Some((
+            &(t, _),
+            Ev::Deliver {
+                to: to2, inc: inc2, ..
+            },
+        )) = self.queue.first_key_value()
+        {
+            if t != self.now || *to2 != to || *inc2 != inc {
+                break;
+            }
+            if let Some((_, Ev::Deliver { input, .. })) = self.queue.pop_first() {
+                batch.push(input);
+            }
+        }
+        if self.nodes[to].incarnation != inc {
+            return Ok(());
+        }
+        self.delivered += batch.len() as u64;
+        if batch.len() > 1 {
+            self.delivered_batched += batch.len() as u64;
+        }
+        self.inputs(to, batch)
     }
 
     fn event(&mut self, ev: Ev) -> Result<(), Violation> {
@@ -551,12 +553,7 @@ impl World {
                 }
                 self.at(self.now + self.sc.block_ms, Ev::Block);
             }
-            Ev::Deliver { to, inc, input } => {
-                if self.nodes[to].incarnation == inc {
-                    self.delivered += 1;
-                    self.input(to, input)?;
-                }
-            }
+            Ev::Deliver { to, inc, input } => self.deliver(to, inc, input)?,
             Ev::Crash(i) => {
                 if let Some(m) = self.nodes[i].machine.take() {
                     self.nodes[i].store = m.into_consensus_store();
