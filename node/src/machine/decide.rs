@@ -9,7 +9,7 @@ use platform_consensus::{Decision, Event, Storage};
 use platform_keys::ss58_encode;
 
 use super::intake::{change_name, module_of};
-use super::{Applied, Effect, Hash32, Machine, RuleBreak};
+use super::{Applied, Effect, Hash32, KnownBatch, Machine, RuleBreak};
 use crate::epoch::{self, EpochInput, Report};
 use crate::metrics as m;
 use crate::msg::{EPOCH_VALUE_VERSION, EpochRecord, EpochValue};
@@ -42,9 +42,9 @@ impl<S: Storage> Machine<S> {
             return;
         };
         let ids = self.batch_ids(e);
-        let reporting: u128 = ids
+        let held: Vec<&KnownBatch> = ids.iter().filter_map(|id| self.batches.get(id)).collect();
+        let reporting: u128 = held
             .iter()
-            .filter_map(|id| self.batches.get(id))
             .filter_map(|b| roster.stake_of(&b.author))
             .map(u128::from)
             .sum();
@@ -53,11 +53,7 @@ impl<S: Storage> Machine<S> {
         // up on what it missed, to publish again with more): proposed at once. Otherwise at
         // 2 × settle with more than 2/3 of the stake reporting, or at 3 × settle with what
         // there is.
-        let sizes: BTreeSet<usize> = ids
-            .iter()
-            .filter_map(|id| self.batches.get(id))
-            .map(|b| b.batch.entries.len())
-            .collect();
+        let sizes: BTreeSet<usize> = held.iter().map(|b| b.batch.entries.len()).collect();
         let complete = reporting == total && sizes.len() == 1;
         if !complete && now < t + 2 * self.cfg.settle_ms {
             return;
