@@ -71,7 +71,7 @@ impl Baseline {
         };
         let mut linker = Linker::new(&self.engine);
         host::define(&mut linker).expect("host functions are well-typed");
-        let mut store = eval::new_store(&self.engine, challenge, 1 << 40, None);
+        let mut store = eval::new_store(&self.engine, challenge, None);
         linker.instantiate(&mut store, module).is_ok()
     }
 
@@ -89,8 +89,8 @@ impl Baseline {
         };
         let mut linker = Linker::new(&self.engine);
         host::define(&mut linker).expect("host functions are well-typed");
-        // No ticker advances this engine's epoch: the deadline never fires (as before).
-        let mut store = eval::new_store(&self.engine, challenge, 1 << 40, None);
+        // The deadline is checked at host calls only: this path has no fuel yields.
+        let mut store = eval::new_store(&self.engine, challenge, None);
         let instance = match linker.instantiate(&mut store, module) {
             Ok(i) => i,
             Err(e) => {
@@ -99,7 +99,11 @@ impl Baseline {
             }
         };
         // As on the pooled path, the context is set after instantiation.
-        eval::set_context(&mut store, sub.id, sub.context);
+        eval::set_context(
+            &mut store,
+            sub,
+            eval::deadline_from_now(challenge.policy.deadline),
+        );
         let output = (|| {
             let eval::Exports {
                 memory,

@@ -61,11 +61,14 @@ pub struct EngineConfig {
     pub memory_keep_resident_bytes: usize,
     /// Fuel between cooperative yields to the shard's executor. An evaluation that fits in
     /// one such slice runs synchronously (no fiber); a longer one starts over, from a fresh
-    /// instance, on the yielding path. Results are identical either way.
+    /// instance, on the yielding path. Results are identical either way. Each yield is also
+    /// where the wall-clock deadline is checked: a slice is its granularity.
     pub fuel_yield_interval: u64,
-    /// Granularity of the wall-clock deadline (epoch ticks).
-    #[serde(with = "humantime_serde")]
-    pub deadline_tick: Duration,
+    /// No longer used (the deadline was once armed by epoch ticks; it is now checked at
+    /// every fuel yield). Accepted so that older configuration files still load; a
+    /// warning says it is ignored.
+    #[serde(with = "humantime_serde::option")]
+    pub deadline_tick: Option<Duration>,
     /// Directory holding compiled module artifacts; none disables the cache.
     pub artifact_cache_dir: Option<PathBuf>,
     /// Bytes of io memory per glommio executor (keep under `ulimit -l`).
@@ -87,7 +90,7 @@ impl Default for EngineConfig {
             async_stack_bytes: 2 << 20,
             memory_keep_resident_bytes: 4 << 20,
             fuel_yield_interval: 1_000_000,
-            deadline_tick: Duration::from_millis(10),
+            deadline_tick: None,
             artifact_cache_dir: None,
             io_memory_bytes: 512 << 10,
         }
@@ -169,11 +172,6 @@ impl EngineConfig {
         }
         if self.fuel_yield_interval == 0 {
             return Err(invalid("fuel_yield_interval", "must be positive"));
-        }
-        if self.deadline_tick < Duration::from_millis(1)
-            || self.deadline_tick > Duration::from_secs(1)
-        {
-            return Err(invalid("deadline_tick", "must be between 1ms and 1s"));
         }
         if self.io_memory_bytes < 64 << 10 {
             return Err(invalid("io_memory_bytes", "must be at least 64 KiB"));
@@ -317,5 +315,15 @@ mod tests {
         assert_eq!(p.allowed_host_functions.len(), 2);
         let bad = toml::from_str::<ChallengePolicy>("allowed_host_functions = [\"open_socket\"]\n");
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn an_older_file_with_deadline_tick_still_loads() {
+        let c: EngineConfig = toml::from_str("deadline_tick = \"10ms\"\nshards = 2\n").unwrap();
+        assert_eq!(c.deadline_tick, Some(Duration::from_millis(10)));
+        assert_eq!(c.shards, 2);
+        c.validate().unwrap();
+        let c: EngineConfig = toml::from_str("shards = 2\n").unwrap();
+        assert_eq!(c.deadline_tick, None);
     }
 }

@@ -8,13 +8,22 @@
 //! switch. An evaluation that needs more than a slice is dropped and starts again from a
 //! fresh instance on the async path, which yields to its shard every slice. Fuel is
 //! carried over exactly, so `fuel_used` is the same on either path.
+//!
+//! The wall-clock deadline (a safety net, never a score) is checked where the async path
+//! yields, once per slice: fuel prices every operator, bulk memory by the byte and host
+//! calls by the byte they touch, so a slice is bounded in time and a guest cannot run far
+//! past its deadline. No epoch checks are compiled into guest code.
 
+use std::future::Future;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{Instance, Memory, Store, TypedFunc};
 
-use crate::host::{EvalContext, HostState, HostTrap, MemoryLimitHit};
+use crate::host::{DeadlinePassed, EvalContext, HostState, HostTrap, MemoryLimitHit};
 use crate::result::{EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
 use crate::runtime::{Challenge, EXPORT_ALLOC, EXPORT_EVALUATE, EXPORT_MEMORY, Runtime};
 
@@ -71,7 +80,6 @@ pub(crate) struct PrepareFailed {
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     challenge: &Challenge,
-    deadline_ticks: u64,
     yield_interval: Option<u64>,
 ) -> Store<HostState> {
     let policy = &challenge.policy;
@@ -79,7 +87,12 @@ pub(crate) fn new_store(
     let log_max = usize::try_from(policy.log_max_bytes).unwrap_or(usize::MAX);
     let mut store = Store::new(
         engine,
-        HostState::new(challenge.data.clone(), memory_limit, log_max),
+        HostState::new(
+            challenge.data.clone(),
+            memory_limit,
+            log_max,
+            deadline_from_now(policy.deadline),
+        ),
     );
     store.limiter(|s| s);
     // Fuel is enabled on every engine we build except the benchmark's unmetered baseline
@@ -91,9 +104,29 @@ pub(crate) fn new_store(
             .fuel_async_yield_interval(yield_interval)
             .expect("fuel metering is enabled");
     }
-    store.set_epoch_deadline(deadline_ticks);
-    store.epoch_deadline_trap();
     store
+}
+
+/// When an evaluation (or an instantiation) started now must give up.
+pub(crate) fn deadline_from_now(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit).unwrap_or(now)
+}
+
+/// Drive a wasmtime async call, which hands control back to its executor at every fuel
+/// slice, until it finishes or a slice ends past `deadline` (`Timeout`; dropping the call
+/// unwinds the guest). The clock is read only at those yields.
+async fn within<T>(
+    deadline: Instant,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Result<wasmtime::Result<T>, Outcome> {
+    let mut call = pin!(call);
+    std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+        Poll::Ready(r) => Poll::Ready(Ok(r)),
+        Poll::Pending if Instant::now() >= deadline => Poll::Ready(Err(Outcome::Timeout)),
+        Poll::Pending => Poll::Pending,
+    })
+    .await
 }
 
 /// The ABI v1 exports of an instance.
@@ -131,15 +164,17 @@ pub(crate) async fn prepare(
     let mut store = new_store(
         rt.engine(),
         challenge,
-        rt.deadline_ticks(&challenge.policy),
         Some(rt.config().raw.fuel_yield_interval),
     );
-    let instance = match challenge.pre.instantiate_async(&mut store).await {
-        Ok(i) => i,
-        Err(e) => {
+    let deadline = store.data().deadline;
+    let made = within(deadline, challenge.pre.instantiate_async(&mut store)).await;
+    let instance = match made {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => {
             let outcome = classify(&store, &e);
             return Err(PrepareFailed { store, outcome });
         }
+        Err(outcome) => return Err(PrepareFailed { store, outcome }),
     };
     match exports(&mut store, &instance) {
         Ok(exports) => Ok(Prepared {
@@ -182,12 +217,7 @@ pub(crate) fn prepare_sync(
     rt: &Runtime,
     challenge: &Challenge,
 ) -> Option<Result<Prepared, PrepareFailed>> {
-    let mut store = new_store(
-        rt.engine(),
-        challenge,
-        rt.deadline_ticks(&challenge.policy),
-        None,
-    );
+    let mut store = new_store(rt.engine(), challenge, None);
     let capped = cap_fuel(rt, &mut store);
     let made = challenge.pre.instantiate(&mut store);
     let made = made.map_err(|e| classify(&store, &e));
@@ -249,8 +279,11 @@ pub(crate) async fn run(
         Ok(p) => p,
         Err(f) => return failed(f),
     };
+    // The instance may have waited in the pool: the deadline counts from now, and stays
+    // when a sync attempt starts over on the async path.
+    let deadline = deadline_from_now(sub.challenge.policy.deadline);
     if p.sync {
-        match run_sync(rt, p, sub, &meta) {
+        match run_sync(rt, p, sub, &meta, deadline) {
             Some(ran) => return ran,
             None => match prepare(rt, &sub.challenge).await {
                 Ok(again) => p = again,
@@ -258,7 +291,7 @@ pub(crate) async fn run(
             },
         }
     }
-    start(rt, &mut p, sub);
+    set_context(&mut p.store, sub, deadline);
     let output = call_async(&mut p, &sub.payload).await;
     Ran {
         result: finish(&p.store, &meta, output),
@@ -267,16 +300,15 @@ pub(crate) async fn run(
     }
 }
 
-/// The instance may have waited in the pool: the deadline counts from now.
-fn start(rt: &Runtime, p: &mut Prepared, sub: &Submission) {
-    p.store
-        .set_epoch_deadline(rt.deadline_ticks(&sub.challenge.policy));
-    set_context(&mut p.store, sub.id, sub.context);
-}
-
 /// The evaluation on the sync path; `None` if it needs more than the slice it has.
-fn run_sync(rt: &Runtime, mut p: Prepared, sub: &Submission, meta: &Meta<'_>) -> Option<Ran> {
-    start(rt, &mut p, sub);
+fn run_sync(
+    rt: &Runtime,
+    mut p: Prepared,
+    sub: &Submission,
+    meta: &Meta<'_>,
+    deadline: Instant,
+) -> Option<Ran> {
+    set_context(&mut p.store, sub, deadline);
     let capped = cap_fuel(rt, &mut p.store);
     let output = call_sync(&mut p, &sub.payload);
     if uncap_fuel(&mut p.store, capped, output == Err(Outcome::OutOfFuel)) {
@@ -289,10 +321,12 @@ fn run_sync(rt: &Runtime, mut p: Prepared, sub: &Submission, meta: &Meta<'_>) ->
     })
 }
 
-pub(crate) fn set_context(store: &mut Store<HostState>, submission_id: Hash32, ctx: EvalContext) {
+/// Hand the instance its submission and the evaluation's deadline.
+pub(crate) fn set_context(store: &mut Store<HostState>, sub: &Submission, deadline: Instant) {
     let state = store.data_mut();
-    state.submission_id = submission_id;
-    state.ctx = ctx;
+    state.submission_id = sub.id;
+    state.ctx = sub.context;
+    state.deadline = deadline;
 }
 
 /// What a result needs to know about its submission and challenge.
@@ -315,19 +349,18 @@ impl<'a> Meta<'a> {
 }
 
 async fn call_async(p: &mut Prepared, payload: &[u8]) -> Result<Vec<u8>, Outcome> {
+    let deadline = p.store.data().deadline;
     let len = i32::try_from(payload.len()).map_err(|_| Outcome::InvalidOutput)?;
-    let ptr = match p.exports.alloc.call_async(&mut p.store, len).await {
+    let ptr = match within(deadline, p.exports.alloc.call_async(&mut p.store, len)).await? {
         Ok(ptr) => ptr,
         Err(e) => return Err(classify(&p.store, &e)),
     };
     write_input(&mut p.store, p.exports.memory, ptr, payload)?;
     let start = std::time::Instant::now();
-    let called = p
-        .exports
-        .evaluate
-        .call_async(&mut p.store, (ptr, len))
-        .await;
+    let evaluate = p.exports.evaluate.call_async(&mut p.store, (ptr, len));
+    let called = within(deadline, evaluate).await;
     p.store.data_mut().call_nanos = nanos_since(start);
+    let called = called?;
     match called {
         Ok(packed) => read_output(&p.store, p.exports.memory, packed),
         Err(e) => Err(classify(&p.store, &e)),
@@ -440,6 +473,9 @@ pub(crate) fn classify(store: &Store<HostState>, e: &wasmtime::Error) -> Outcome
             }
             _ => Outcome::Trap(TrapKind::Other),
         };
+    }
+    if e.downcast_ref::<DeadlinePassed>().is_some() {
+        return Outcome::Timeout;
     }
     if e.downcast_ref::<HostTrap>().is_some() {
         return Outcome::Trap(TrapKind::HostCall);

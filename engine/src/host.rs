@@ -2,6 +2,7 @@
 //! memory limiter. Every host function is deterministic, charges fuel, and is counted.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -109,6 +110,13 @@ pub struct HostTrap {
     pub reason: &'static str,
 }
 
+/// Raised by a host call made past the evaluation's wall-clock deadline; surfaces as
+/// `Timeout`. (A guest that calls the host often never spends a whole fuel slice without
+/// one — each charge refills the slice — so the calls check the clock themselves.)
+#[derive(Debug, thiserror::Error)]
+#[error("wall-clock deadline passed")]
+pub(crate) struct DeadlinePassed;
+
 /// Raised by the limiter when the guest asks for memory beyond its policy.
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit of {limit} bytes exceeded (asked for {desired})")]
@@ -133,10 +141,12 @@ pub(crate) struct HostState {
     pub log_dropped_bytes: u64,
     /// Wall time of the `platform_evaluate` call (local only, for reports).
     pub call_nanos: u64,
+    /// When the running instantiation or evaluation must give up (the safety net).
+    pub deadline: Instant,
 }
 
 impl HostState {
-    pub fn new(data: Arc<[u8]>, memory_limit: usize, log_max: usize) -> Self {
+    pub fn new(data: Arc<[u8]>, memory_limit: usize, log_max: usize, deadline: Instant) -> Self {
         HostState {
             data,
             submission_id: [0; 32],
@@ -148,6 +158,7 @@ impl HostState {
             log_max,
             log_dropped_bytes: 0,
             call_nanos: 0,
+            deadline,
         }
     }
 }
@@ -200,9 +211,13 @@ fn refuse(function: HostFn, reason: &'static str) -> wasmtime::Error {
     .into()
 }
 
-/// Count the call and charge `HOST_CALL_FUEL + bytes` fuel; out of fuel is a fuel trap.
+/// Count the call and charge `HOST_CALL_FUEL + bytes` fuel; out of fuel is a fuel trap, a
+/// call past the deadline a timeout.
 fn enter(caller: &mut Caller<'_, HostState>, f: HostFn, bytes: u64) -> wasmtime::Result<()> {
     caller.data_mut().host_calls.bump(f);
+    if Instant::now() >= caller.data().deadline {
+        return Err(DeadlinePassed.into());
+    }
     let cost = HOST_CALL_FUEL.saturating_add(bytes);
     let fuel = caller.get_fuel()?;
     if fuel < cost {

@@ -1,11 +1,10 @@
 //! The process-wide runtime: one deterministic wasmtime `Engine` with a pooling allocator,
-//! the host-function `Linker`, the epoch ticker for deadlines, and challenge registration
+//! the host-function `Linker`, and challenge registration
 //! (validate → compile or load from cache → ABI check → `InstancePre`).
 
 use std::hash::Hasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 use wasmtime::{
@@ -178,13 +177,6 @@ struct Inner {
     cache: Option<ArtifactCache>,
     engine_key: String,
     cache_stats: CacheStats,
-    ticker_stop: Arc<AtomicBool>,
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
-    }
 }
 
 /// Handle to the process-wide runtime; cheap to clone, shared by all shards.
@@ -206,7 +198,10 @@ impl std::fmt::Debug for Runtime {
 pub(crate) fn deterministic_config(cfg: &EngineConfig) -> Config {
     let mut c = Config::new();
     c.consume_fuel(true)
-        .epoch_interruption(true)
+        // The wall-clock deadline is checked where a metered guest yields, every fuel slice
+        // (see `eval`), not by epoch checks compiled into every loop and function entry:
+        // those cost up to half a tight loop's time (registers spilled around the check).
+        .epoch_interruption(false)
         .cranelift_nan_canonicalization(true)
         .cranelift_opt_level(OptLevel::Speed)
         // wasm threads: the `threads` cargo feature is not compiled in, so they are off.
@@ -255,15 +250,21 @@ impl Runtime {
     }
 
     /// The same runtime without fuel metering, so a benchmark can price metering side by
-    /// side on the pooled sync path. Nothing bounds a guest here but the wall-clock
-    /// deadline, and its fingerprint differs from every metered engine's: never for results
-    /// that count. Evaluate with [`crate::evaluate_blocking`]; shards need a metered runtime.
+    /// side on the pooled sync path. Nothing bounds a guest here — no fuel, and so no fuel
+    /// yields where the wall-clock deadline is checked — and its fingerprint differs from
+    /// every metered engine's: only for known guests, never for results that count. Evaluate with [`crate::evaluate_blocking`]; shards need a metered runtime.
     pub fn unmetered(cfg: &EngineConfig) -> Result<Runtime, EngineError> {
         Runtime::build(cfg, false)
     }
 
     fn build(cfg: &EngineConfig, metered: bool) -> Result<Runtime, EngineError> {
         let valid = cfg.validate()?;
+        if cfg.deadline_tick.is_some() {
+            tracing::warn!(
+                "engine.deadline_tick is ignored: the wall-clock deadline is checked at every \
+                 fuel yield (fuel_yield_interval); remove the line"
+            );
+        }
         let mut wcfg = deterministic_config(cfg);
         wcfg.consume_fuel(metered);
         let mut pool = PoolingAllocationConfig::new();
@@ -288,8 +289,6 @@ impl Runtime {
             Some(dir) => Some(ArtifactCache::new(dir, engine_key.clone())?),
             None => None,
         };
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.weak(), cfg.deadline_tick, ticker_stop.clone())?;
         m::describe();
         Ok(Runtime {
             inner: Arc::new(Inner {
@@ -299,7 +298,6 @@ impl Runtime {
                 cache,
                 engine_key,
                 cache_stats: CacheStats::default(),
-                ticker_stop,
             }),
         })
     }
@@ -321,13 +319,6 @@ impl Runtime {
 
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
-    }
-
-    /// Deadline in epoch ticks for a policy (rounded up, at least one tick).
-    pub(crate) fn deadline_ticks(&self, policy: &ChallengePolicy) -> u64 {
-        let tick = self.inner.config.raw.deadline_tick.as_nanos().max(1);
-        let ticks = policy.deadline.as_nanos().div_ceil(tick);
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
     }
 
     /// Validate, compile (or load from the artifact cache) and link a challenge.
@@ -499,25 +490,5 @@ fn check_abi(module: &Module, policy: &ChallengePolicy) -> Result<(), ModuleErro
         &[ValType::I64],
         "func (i32, i32) -> i64",
     )?;
-    Ok(())
-}
-
-/// Advance the engine epoch every `tick` so deadlines fire. Stops when the runtime drops.
-fn spawn_epoch_ticker(
-    engine: wasmtime::EngineWeak,
-    tick: Duration,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("platform-epoch".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(tick);
-                match engine.upgrade() {
-                    Some(e) => e.increment_epoch(),
-                    None => return,
-                }
-            }
-        })?;
     Ok(())
 }

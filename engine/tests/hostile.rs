@@ -212,6 +212,53 @@ fn wall_clock_deadline_is_a_timeout_not_a_score() {
 }
 
 #[test]
+fn a_start_function_past_its_deadline_is_a_timeout() {
+    let rt = runtime();
+    let p = ChallengePolicy {
+        fuel_limit: u64::MAX / 2,
+        deadline: Duration::from_millis(100),
+        ..policy()
+    };
+    let extra = "(func $spin (loop $l (br $l))) (start $spin)";
+    let r = eval(&rt, &module(extra, &returns_score(1)), p);
+    assert_eq!(r.result.outcome, Outcome::Timeout);
+}
+
+/// Host calls are priced in fuel like guest code, so a guest that loops on one still
+/// yields to its shard every slice and meets the deadline there; the shard serves on.
+#[test]
+fn a_host_call_loop_on_a_shard_meets_its_deadline() {
+    let rt = runtime();
+    let engine = ShardedEngine::start(rt.clone()).unwrap();
+    let sha = r#"(import "platform" "sha256" (func $sha (param i32 i32 i32)))"#;
+    let spin = "(loop $l (call $sha (i32.const 0) (i32.const 4096) (i32.const 8192)) (br $l)) (i64.const 0)";
+    let p = ChallengePolicy {
+        fuel_limit: u64::MAX / 2,
+        deadline: Duration::from_millis(200),
+        ..policy()
+    };
+    let slow = register(&rt, 1, &module(sha, spin), p).expect("registers");
+    let fine = register(&rt, 2, &module("", &returns_score(3)), policy()).expect("registers");
+    let started = std::time::Instant::now();
+    engine
+        .submit(Submission::new(slow, vec![1], EvalContext::default()))
+        .unwrap();
+    let r = engine
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a report");
+    assert_eq!(r.result.outcome, Outcome::Timeout);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    engine
+        .submit(Submission::new(fine, vec![2], EvalContext::default()))
+        .unwrap();
+    let r = engine
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a report");
+    assert_eq!((r.result.outcome, r.result.score), (Outcome::Scored, 3));
+    engine.shutdown();
+}
+
+#[test]
 fn forbidden_and_unknown_imports_are_refused_at_registration() {
     let rt = runtime();
     let sha = r#"(import "platform" "sha256" (func (param i32 i32 i32)))"#;
