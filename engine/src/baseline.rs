@@ -13,7 +13,10 @@ use crate::config::EngineConfig;
 use crate::eval::{self, Meta, Submission};
 use crate::host::{self, HostState};
 use crate::result::{EvalReport, EvalResult, Hash32};
-use crate::runtime::{Challenge, EngineError, ModuleError, deterministic_config};
+use crate::runtime::{
+    Challenge, EXPORT_ALLOC, EXPORT_EVALUATE, EXPORT_MEMORY, EngineError, ModuleError,
+    deterministic_config,
+};
 
 /// Naive evaluator: no pool, no shards, no pre-instantiation.
 pub struct Baseline {
@@ -105,11 +108,15 @@ impl Baseline {
             eval::deadline_from_now(challenge.policy.deadline),
         );
         let output = (|| {
-            let eval::Exports {
-                memory,
-                alloc,
-                evaluate,
-            } = eval::exports(&mut store, &instance)?;
+            // As a plain embedding does: look the exports up by name, typed and checked.
+            let abi = crate::result::Outcome::Trap(crate::result::TrapKind::AbiViolation);
+            let memory = instance.get_memory(&mut store, EXPORT_MEMORY).ok_or(abi)?;
+            let alloc = instance
+                .get_typed_func::<i32, i32>(&mut store, EXPORT_ALLOC)
+                .map_err(|_| abi)?;
+            let evaluate = instance
+                .get_typed_func::<(i32, i32), i64>(&mut store, EXPORT_EVALUATE)
+                .map_err(|_| abi)?;
             let len = i32::try_from(sub.payload.len())
                 .map_err(|_| crate::result::Outcome::InvalidOutput)?;
             let ptr = alloc

@@ -21,11 +21,12 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Instance, Memory, Store, TypedFunc};
+use wasmtime::{Memory, Store};
 
+use crate::abi::Exports;
 use crate::host::{DeadlinePassed, EvalContext, HostState, HostTrap, MemoryLimitHit};
 use crate::result::{EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
-use crate::runtime::{Challenge, EXPORT_ALLOC, EXPORT_EVALUATE, EXPORT_MEMORY, Runtime};
+use crate::runtime::{Challenge, Runtime};
 
 /// Nanoseconds since `start`, saturating (local timing facts for reports).
 pub(crate) fn nanos_since(start: std::time::Instant) -> u64 {
@@ -129,33 +130,6 @@ async fn within<T>(
     .await
 }
 
-/// The ABI v1 exports of an instance.
-pub(crate) struct Exports {
-    pub memory: Memory,
-    pub alloc: TypedFunc<i32, i32>,
-    pub evaluate: TypedFunc<(i32, i32), i64>,
-}
-
-pub(crate) fn exports(
-    store: &mut Store<HostState>,
-    instance: &Instance,
-) -> Result<Exports, Outcome> {
-    // Registration checked these exports and their types; a failure here is an ABI break.
-    let abi = Outcome::Trap(TrapKind::AbiViolation);
-    let memory = instance.get_memory(&mut *store, EXPORT_MEMORY).ok_or(abi)?;
-    let alloc = instance
-        .get_typed_func::<i32, i32>(&mut *store, EXPORT_ALLOC)
-        .map_err(|_| abi)?;
-    let evaluate = instance
-        .get_typed_func::<(i32, i32), i64>(&mut *store, EXPORT_EVALUATE)
-        .map_err(|_| abi)?;
-    Ok(Exports {
-        memory,
-        alloc,
-        evaluate,
-    })
-}
-
 /// Instantiate on the async path (pooled engine, fuel yields).
 pub(crate) async fn prepare(
     rt: &Runtime,
@@ -176,7 +150,7 @@ pub(crate) async fn prepare(
         }
         Err(outcome) => return Err(PrepareFailed { store, outcome }),
     };
-    match exports(&mut store, &instance) {
+    match Exports::resolve(&mut store, &instance, &challenge.abi) {
         Ok(exports) => Ok(Prepared {
             store,
             exports,
@@ -232,14 +206,16 @@ pub(crate) fn prepare_sync(
         Ok(i) => i,
         Err(outcome) => return Some(Err(PrepareFailed { store, outcome })),
     };
-    Some(match exports(&mut store, &instance) {
-        Ok(exports) => Ok(Prepared {
-            store,
-            exports,
-            sync: true,
-        }),
-        Err(outcome) => Err(PrepareFailed { store, outcome }),
-    })
+    Some(
+        match Exports::resolve(&mut store, &instance, &challenge.abi) {
+            Ok(exports) => Ok(Prepared {
+                store,
+                exports,
+                sync: true,
+            }),
+            Err(outcome) => Err(PrepareFailed { store, outcome }),
+        },
+    )
 }
 
 /// Instantiate on the sync path when `sync` is asked for and the start function fits in a

@@ -8,6 +8,7 @@
 //!
 //! The engine knows nothing of PBFT, libp2p or Bittensor: submissions in, results out.
 
+mod abi;
 mod baseline;
 mod cache;
 pub mod config;

@@ -12,6 +12,7 @@ use wasmtime::{
     OptLevel, PoolingAllocationConfig, ValType,
 };
 
+use crate::abi::AbiExports;
 use crate::cache::{ArtifactCache, Lookup};
 use crate::config::{ChallengePolicy, ConfigError, EngineConfig, ValidEngineConfig};
 use crate::host::{self, HOST_MODULE, HostFn, HostState};
@@ -133,6 +134,8 @@ pub struct Challenge {
     pub policy: ChallengePolicy,
     pub(crate) data: Arc<[u8]>,
     pub(crate) pre: InstancePre<HostState>,
+    /// Where the module's ABI exports are.
+    pub(crate) abi: AbiExports,
     /// Where the compiled code came from.
     pub source: ArtifactSource,
 }
@@ -336,6 +339,7 @@ impl Runtime {
         let module_hash: Hash32 = Sha256::digest(&spec.wasm).into();
         let (module, source) = self.load_module(&wasm, &module_hash)?;
         check_abi(&module, &spec.policy)?;
+        let abi = AbiExports::of(&module).ok_or(ModuleError::MissingExport(EXPORT_EVALUATE))?;
         let pre = self
             .inner
             .linker
@@ -349,6 +353,7 @@ impl Runtime {
             policy: spec.policy,
             data: spec.data.into(),
             pre,
+            abi,
             source,
         }))
     }
