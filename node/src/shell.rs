@@ -313,12 +313,7 @@ impl Shell {
                 epoch,
                 author,
                 envelope,
-            } => {
-                self.flush();
-                if let Err(e) = self.store.put_batch(epoch, &author, &envelope) {
-                    tracing::error!("store: {e}");
-                }
-            }
+            } => self.pending.batch(epoch, author, envelope),
             Effect::StoreModule(bytes) => {
                 self.flush();
                 if let Err(e) = self.store.put_module(&bytes, None) {

@@ -137,6 +137,35 @@ pub enum Counted {
     Kept,
 }
 
+/// Keep an author's batch for an epoch in `tx` unless one is kept (the first wins); a later
+/// one of the author (a laggard's, with the submissions it caught up on) is kept by id, so a
+/// value naming it can be replayed. Returns the kept envelope.
+fn keep_batch(
+    tx: &redb::WriteTransaction,
+    epoch: u64,
+    author: &[u8; 32],
+    envelope: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut t = tx.open_table(BATCHES).map_err(db)?;
+    let existing = t
+        .get((epoch, author))
+        .map_err(db)?
+        .map(|v| v.value().to_vec());
+    match existing {
+        Some(e) => {
+            if e != envelope {
+                blobs::keep_extra_batch(tx, envelope)?;
+            }
+            Ok(e)
+        }
+        None => {
+            t.insert((epoch, author), envelope).map_err(db)?;
+            blobs::index_batch(tx, epoch, author, envelope)?;
+            Ok(envelope.to_vec())
+        }
+    }
+}
+
 /// A counted submission: (challenge, miner hotkey, submission id).
 pub type CountedSubmission = (u32, [u8; 32], [u8; 32]);
 
@@ -339,6 +368,9 @@ impl Store {
                 t.put(s.epoch, s.challenge, &s.miner, &s.id, &s.envelope)?;
             }
         }
+        for (epoch, author, envelope) in &w.batches {
+            keep_batch(&tx, *epoch, author, envelope)?;
+        }
         let next = {
             let mut results = tx.open_table(RESULTS).map_err(db)?;
             let mut log = tx.open_table(AUDIT).map_err(db)?;
@@ -355,6 +387,7 @@ impl Store {
         tx.commit().map_err(db)?;
         w.submissions.clear();
         w.results.clear();
+        w.batches.clear();
         Ok(next)
     }
 
@@ -414,28 +447,7 @@ impl Store {
         envelope: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let kept = {
-            let mut t = tx.open_table(BATCHES).map_err(db)?;
-            let existing = t
-                .get((epoch, author))
-                .map_err(db)?
-                .map(|v| v.value().to_vec());
-            match existing {
-                Some(e) => {
-                    if e != envelope {
-                        // A later batch of the author (a laggard's, with the submissions it
-                        // caught up on): kept by id, so a value naming it can be replayed.
-                        blobs::keep_extra_batch(&tx, envelope)?;
-                    }
-                    e
-                }
-                None => {
-                    t.insert((epoch, author), envelope).map_err(db)?;
-                    blobs::index_batch(&tx, epoch, author, envelope)?;
-                    envelope.to_vec()
-                }
-            }
-        };
+        let kept = keep_batch(&tx, epoch, author, envelope)?;
         tx.commit().map_err(db)?;
         Ok(kept)
     }

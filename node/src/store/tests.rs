@@ -172,6 +172,45 @@ fn one_write_holds_many_records_and_keeps_the_counting_rule() {
 }
 
 #[test]
+fn batches_gathered_with_a_pass_keep_the_first_per_author_and_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("node.redb");
+    {
+        let s = Store::open(&path).unwrap();
+        let mut w = Writes::default();
+        w.batch(4, [1; 32], b"first".to_vec());
+        w.submission(4, 1, [7; 32], [8; 32], b"env".to_vec());
+        w.batch(4, [1; 32], b"later".to_vec());
+        w.batch(4, [2; 32], b"other".to_vec());
+        assert_eq!(w.len(), 4);
+        s.write(&mut w).unwrap();
+        assert!(w.is_empty());
+        // A batch written alone afterwards follows the same rule.
+        assert_eq!(s.put_batch(4, &[2; 32], b"again").unwrap(), b"other");
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(
+        s.batches_from(4).unwrap(),
+        vec![
+            (4, [1; 32], b"first".to_vec()),
+            (4, [2; 32], b"other".to_vec())
+        ]
+    );
+    use platform_net::BlobSource as _;
+    let blobs = s.blobs();
+    for kept in [&b"first"[..], b"later", b"other", b"again"] {
+        assert_eq!(
+            blobs.blob(&platform_types::sha256(kept)),
+            Some(kept.to_vec())
+        );
+    }
+    assert_eq!(
+        s.counted_submissions(4).unwrap(),
+        vec![(1, [7; 32], [8; 32])]
+    );
+}
+
+#[test]
 fn modules_and_batches_are_served_by_hash_and_older_stores_are_indexed_at_open() {
     use platform_net::BlobSource;
     let dir = tempfile::tempdir().unwrap();

@@ -21,6 +21,7 @@ pub(super) struct PendingSubmission {
 pub struct Writes {
     pub(super) submissions: Vec<PendingSubmission>,
     pub(super) results: Vec<(u64, [u8; 32], Vec<u8>, AuditRecord)>,
+    pub(super) batches: Vec<(u64, [u8; 32], Vec<u8>)>,
 }
 
 impl Writes {
@@ -47,6 +48,13 @@ impl Writes {
         self.results.push((epoch, id, canonical, audit));
     }
 
+    /// A peer's signed batch for an epoch (see [`Store::put_batch`] for which one is kept).
+    /// Kept with the pass's other records: a batch of its own transaction cost a commit
+    /// and an fsync, and forced the pass's records out early, several times a second.
+    pub fn batch(&mut self, epoch: u64, author: [u8; 32], envelope: Vec<u8>) {
+        self.batches.push((epoch, author, envelope));
+    }
+
     /// Audit records waiting.
     pub fn audit_len(&self) -> usize {
         self.results.len()
@@ -54,7 +62,7 @@ impl Writes {
 
     /// Records waiting.
     pub fn len(&self) -> usize {
-        self.submissions.len() + self.results.len()
+        self.submissions.len() + self.results.len() + self.batches.len()
     }
 
     /// Nothing waiting.
