@@ -285,8 +285,7 @@ impl Shell {
             }
             Effect::Pinned { epoch, roster } => self.pinned(epoch, roster),
             Effect::RecordSubmission(a) => {
-                self.pending
-                    .submission(a.epoch, a.challenge, a.author, a.id, a.envelope);
+                self.pending.submission(a.epoch, a.id, a.envelope);
             }
             Effect::Evaluate {
                 epoch,

@@ -18,7 +18,9 @@ const CACHE_BYTES: usize = 64 << 20;
 const MODULES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("modules");
 /// Registry entries by challenge id (encoded by the registry).
 const REGISTRY: TableDefinition<u32, &[u8]> = TableDefinition::new("registry");
-/// The counted submission per (epoch, challenge, miner): its id.
+/// The counted submission per (epoch, challenge, miner): its id. No longer written (the
+/// counted ones are derived from the envelopes, see `counted`); an older store's rows are
+/// pruned with their epochs.
 const SUBMISSIONS: TableDefinition<(u64, u32, &[u8; 32]), &[u8; 32]> =
     TableDefinition::new("submissions");
 /// Signed submission envelopes by id.
@@ -124,17 +126,6 @@ impl AuditRecord {
             host_calls: u32::from_le_bytes(b[125..129].try_into().ok()?),
         })
     }
-}
-
-/// What [`Store::record_submission`] did with a submission.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counted {
-    /// It is the miner's counted submission for this challenge and epoch.
-    New,
-    /// It replaced the counted one (it sorts first by the rule).
-    Replaced,
-    /// The counted one stays.
-    Kept,
 }
 
 /// Keep an author's batch for an epoch in `tx` unless one is kept (the first wins); a later
@@ -288,53 +279,34 @@ impl Store {
             .collect()
     }
 
-    /// Record a miner's submission. The counted one per (epoch, challenge, miner) is the one
-    /// with the smallest id (sha256 of the signed envelope): a rule every validator applies
-    /// to the same set with the same result, whatever order submissions arrived in.
+    /// Keep a miner's signed submission envelope under its id, in a transaction of its own
+    /// (under load the node gathers them in [`Writes`]).
     pub fn record_submission(
         &self,
         epoch: u64,
-        challenge: u32,
-        miner: &[u8; 32],
         id: &[u8; 32],
         envelope: &[u8],
-    ) -> Result<Counted, StoreError> {
+    ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let counted = SubmissionTables::open(&tx, 1)?.put(epoch, challenge, miner, id, envelope)?;
-        tx.commit().map_err(db)?;
-        Ok(counted)
+        SubmissionTables::open(&tx, 1)?.put(epoch, id, envelope)?;
+        tx.commit().map_err(db)
     }
 
-    /// The counted submissions of an epoch: (challenge, miner, id), in key order.
+    /// The counted submissions of an epoch: (challenge, miner, id), in key order. The counted
+    /// one per (challenge, miner) is the kept envelope with the smallest id (sha256 of the
+    /// signed envelope): a rule every validator applies to the same set with the same
+    /// result, whatever order submissions arrived in.
     pub fn counted_submissions(&self, epoch: u64) -> Result<Vec<CountedSubmission>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(SUBMISSIONS).map_err(db)?;
-        t.range((epoch, 0, &[0u8; 32])..=(epoch, u32::MAX, &[0xffu8; 32]))
-            .map_err(db)?
-            .map(|r| {
-                r.map(|(k, v)| {
-                    let (_, c, m) = k.value();
-                    (c, *m, *v.value())
-                })
-                .map_err(db)
-            })
-            .collect()
+        let end = (epoch.saturating_add(1), 0);
+        let all = counted::counted_in(&tx, (epoch, 0)..end)?;
+        Ok(all.into_iter().map(|(_, c, m, id)| (c, m, id)).collect())
     }
 
     /// The counted submissions of epochs `from..`: (epoch, challenge, miner, id), in key order.
     pub fn counted_from(&self, from: u64) -> Result<Vec<EpochSubmission>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(SUBMISSIONS).map_err(db)?;
-        t.range((from, 0, &[0u8; 32])..)
-            .map_err(db)?
-            .map(|r| {
-                r.map(|(k, v)| {
-                    let (e, c, m) = k.value();
-                    (e, c, *m, *v.value())
-                })
-                .map_err(db)
-            })
-            .collect()
+        counted::counted_in(&tx, (from, 0)..)
     }
 
     /// A submission's signed envelope.
@@ -365,7 +337,7 @@ impl Store {
         if !w.submissions.is_empty() {
             let mut t = SubmissionTables::open(&tx, w.submissions.len())?;
             for s in &w.submissions {
-                t.put(s.epoch, s.challenge, &s.miner, &s.id, &s.envelope)?;
+                t.put(s.epoch, &s.id, &s.envelope)?;
             }
         }
         for (epoch, author, envelope) in &w.batches {
@@ -515,6 +487,7 @@ impl Store {
 }
 
 mod blobs;
+mod counted;
 mod retention;
 mod snapshots;
 mod writes;

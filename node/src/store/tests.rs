@@ -1,4 +1,23 @@
+use platform_keys::Keypair;
+
 use super::*;
+
+fn miner(i: u8) -> Keypair {
+    Keypair::from_seed(&[i; 32])
+}
+
+/// A signed submission envelope of `epoch` and `challenge` by miner `m` (distinct per `n`),
+/// with its id (sha256) and the miner's hotkey.
+fn submission(epoch: u64, challenge: u32, m: u8, n: u8) -> ([u8; 32], [u8; 32], Vec<u8>) {
+    let env = platform_net::Submission {
+        challenge,
+        epoch,
+        body: vec![n; 8],
+    }
+    .sign(&miner(m), 1_000)
+    .encode();
+    (platform_types::sha256(&env), miner(m).public(), env)
+}
 
 fn audit(i: u8) -> AuditRecord {
     AuditRecord {
@@ -48,6 +67,7 @@ fn everything_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
     let module = b"\0asm\x01\0\0\0".to_vec();
+    let sub = submission(3, 1, 9, 0);
     let h = {
         let s = Store::open(&path).unwrap();
         let h = s.put_module(&module, None).unwrap();
@@ -56,11 +76,7 @@ fn everything_survives_a_reopen() {
             "a wrong hash is refused"
         );
         s.put_registry(1, b"entry-1").unwrap();
-        assert_eq!(
-            s.record_submission(3, 1, &[9; 32], &[5; 32], b"env5")
-                .unwrap(),
-            Counted::New
-        );
+        s.record_submission(3, &sub.0, &sub.2).unwrap();
         assert_eq!(
             s.record_result(3, &[5; 32], &[1; 128], &audit(1)).unwrap(),
             0
@@ -75,11 +91,8 @@ fn everything_survives_a_reopen() {
     let s = Store::open(&path).unwrap();
     assert_eq!(s.module(&h).unwrap(), Some(module));
     assert_eq!(s.registry().unwrap(), vec![(1, b"entry-1".to_vec())]);
-    assert_eq!(
-        s.counted_submissions(3).unwrap(),
-        vec![(1, [9; 32], [5; 32])]
-    );
-    assert_eq!(s.submission_body(&[5; 32]).unwrap(), Some(b"env5".to_vec()));
+    assert_eq!(s.counted_submissions(3).unwrap(), vec![(1, sub.1, sub.0)]);
+    assert_eq!(s.submission_body(&sub.0).unwrap(), Some(sub.2.clone()));
     assert_eq!(s.result(3, &[5; 32]).unwrap(), Some(vec![1; 128]));
     assert_eq!(s.meta("last_committed_epoch").unwrap(), Some(2));
     // The audit log continues where it stopped.
@@ -95,31 +108,32 @@ fn everything_survives_a_reopen() {
 #[test]
 fn the_counted_submission_is_the_smallest_id_in_any_arrival_order() {
     let dir = tempfile::tempdir().unwrap();
-    let ids = [[7u8; 32], [3; 32], [9; 32]];
+    let subs: Vec<_> = (0..3).map(|n| submission(1, 4, 1, n)).collect();
+    let smallest = subs.iter().map(|s| s.0).min().unwrap();
     for order in [[0, 1, 2], [2, 1, 0], [1, 2, 0]] {
         let s = Store::open(&dir.path().join(format!("{order:?}.redb"))).unwrap();
         for i in order {
-            s.record_submission(1, 4, &[1; 32], &ids[i], b"e").unwrap();
+            s.record_submission(1, &subs[i].0, &subs[i].2).unwrap();
         }
         assert_eq!(
             s.counted_submissions(1).unwrap(),
-            vec![(4, [1; 32], [3; 32])]
+            vec![(4, subs[0].1, smallest)]
+        );
+        assert!(s.counted_submissions(2).unwrap().is_empty());
+        assert_eq!(
+            s.counted_from(0).unwrap(),
+            vec![(1, 4, subs[0].1, smallest)]
         );
     }
+    // A body that is not a submission envelope counts for nothing; the rest still do.
     let s = Store::open(&dir.path().join("x.redb")).unwrap();
+    s.record_submission(1, &[0; 32], b"not an envelope")
+        .unwrap();
+    s.record_submission(1, &subs[1].0, &subs[1].2).unwrap();
     assert_eq!(
-        s.record_submission(1, 4, &[1; 32], &[7; 32], b"e").unwrap(),
-        Counted::New
+        s.counted_submissions(1).unwrap(),
+        vec![(4, subs[1].1, subs[1].0)]
     );
-    assert_eq!(
-        s.record_submission(1, 4, &[1; 32], &[3; 32], b"e").unwrap(),
-        Counted::Replaced
-    );
-    assert_eq!(
-        s.record_submission(1, 4, &[1; 32], &[9; 32], b"e").unwrap(),
-        Counted::Kept
-    );
-    assert!(s.counted_submissions(2).unwrap().is_empty());
 }
 
 #[test]
@@ -144,12 +158,14 @@ fn one_write_holds_many_records_and_keeps_the_counting_rule() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(&dir.path().join("w.redb")).unwrap();
     let mut w = Writes::default();
-    for id in [[7u8; 32], [3; 32], [9; 32]] {
-        w.submission(1, 4, [1; 32], id, id.to_vec());
+    let first: Vec<_> = (0..3).map(|n| submission(1, 4, 1, n)).collect();
+    let other = submission(1, 4, 2, 0);
+    for (id, _, env) in first.iter().chain([&other]) {
+        w.submission(1, *id, env.clone());
     }
-    w.submission(1, 4, [2; 32], [8; 32], b"other miner".to_vec());
-    w.result(1, [3; 32], vec![1; 128], audit(1));
-    w.result(1, [8; 32], vec![2; 128], audit(2));
+    let smallest = first.iter().map(|s| s.0).min().unwrap();
+    w.result(1, smallest, vec![1; 128], audit(1));
+    w.result(1, other.0, vec![2; 128], audit(2));
     assert_eq!(w.len(), 6);
     assert_eq!(
         s.write(&mut w).unwrap(),
@@ -157,12 +173,14 @@ fn one_write_holds_many_records_and_keeps_the_counting_rule() {
         "the next audit sequence number"
     );
     assert!(w.is_empty(), "a write empties what it committed");
+    let mut expected = vec![(4, first[0].1, smallest), (4, other.1, other.0)];
+    expected.sort();
+    assert_eq!(s.counted_submissions(1).unwrap(), expected);
     assert_eq!(
-        s.counted_submissions(1).unwrap(),
-        vec![(4, [1; 32], [3; 32]), (4, [2; 32], [8; 32])]
+        s.submission_body(&first[2].0).unwrap(),
+        Some(first[2].2.clone())
     );
-    assert_eq!(s.submission_body(&[9; 32]).unwrap(), Some(vec![9; 32]));
-    assert_eq!(s.result(1, &[8; 32]).unwrap(), Some(vec![2; 128]));
+    assert_eq!(s.result(1, &other.0).unwrap(), Some(vec![2; 128]));
     // Singles after a batch continue the same audit log.
     assert_eq!(
         s.record_result(1, &[7; 32], &[3; 128], &audit(3)).unwrap(),
@@ -175,11 +193,12 @@ fn one_write_holds_many_records_and_keeps_the_counting_rule() {
 fn batches_gathered_with_a_pass_keep_the_first_per_author_and_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("node.redb");
+    let sub = submission(4, 1, 7, 0);
     {
         let s = Store::open(&path).unwrap();
         let mut w = Writes::default();
         w.batch(4, [1; 32], b"first".to_vec());
-        w.submission(4, 1, [7; 32], [8; 32], b"env".to_vec());
+        w.submission(4, sub.0, sub.2.clone());
         w.batch(4, [1; 32], b"later".to_vec());
         w.batch(4, [2; 32], b"other".to_vec());
         assert_eq!(w.len(), 4);
@@ -204,10 +223,7 @@ fn batches_gathered_with_a_pass_keep_the_first_per_author_and_are_served() {
             Some(kept.to_vec())
         );
     }
-    assert_eq!(
-        s.counted_submissions(4).unwrap(),
-        vec![(1, [7; 32], [8; 32])]
-    );
+    assert_eq!(s.counted_submissions(4).unwrap(), vec![(1, sub.1, sub.0)]);
 }
 
 #[test]

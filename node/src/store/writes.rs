@@ -1,16 +1,11 @@
 //! The write path under load: records gathered over a pass of the node's loop ([`Writes`])
 //! and the tables a submission goes to, opened once per transaction.
-
-use redb::ReadableTable as _;
-
-use super::{AuditRecord, BODIES, Counted, SUBMISSIONS, StoreError, db, retention};
+use super::{AuditRecord, BODIES, StoreError, db, retention};
 
 /// A submission waiting in [`Writes`].
 #[derive(Clone, Debug)]
 pub(super) struct PendingSubmission {
     pub(super) epoch: u64,
-    pub(super) challenge: u32,
-    pub(super) miner: [u8; 32],
     pub(super) id: [u8; 32],
     pub(super) envelope: Vec<u8>,
 }
@@ -25,19 +20,11 @@ pub struct Writes {
 }
 
 impl Writes {
-    /// A miner's submission (see [`Store::record_submission`] for which one counts).
-    pub fn submission(
-        &mut self,
-        epoch: u64,
-        challenge: u32,
-        miner: [u8; 32],
-        id: [u8; 32],
-        envelope: Vec<u8>,
-    ) {
+    /// A miner's signed submission envelope under its id (which one counts: see
+    /// [`Store::counted_submissions`]).
+    pub fn submission(&mut self, epoch: u64, id: [u8; 32], envelope: Vec<u8>) {
         self.submissions.push(PendingSubmission {
             epoch,
-            challenge,
-            miner,
             id,
             envelope,
         });
@@ -73,7 +60,6 @@ impl Writes {
 
 /// The tables a submission is written to, opened once per transaction.
 pub(super) struct SubmissionTables<'t> {
-    subs: redb::Table<'t, (u64, u32, &'static [u8; 32]), &'static [u8; 32]>,
     bodies: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
     index: redb::Table<'t, (u64, u64), &'static [u8; 32]>,
     /// The next arrival sequence number of the epoch index.
@@ -84,41 +70,24 @@ impl<'t> SubmissionTables<'t> {
     pub(super) fn open(tx: &'t redb::WriteTransaction, n: usize) -> Result<Self, StoreError> {
         let seq = retention::next_seqs(tx, n)?;
         Ok(SubmissionTables {
-            subs: tx.open_table(SUBMISSIONS).map_err(db)?,
             bodies: tx.open_table(BODIES).map_err(db)?,
             index: tx.open_table(retention::BODY_EPOCHS).map_err(db)?,
             seq,
         })
     }
 
+    /// Keep an envelope under its id, indexed by (epoch, arrival) when it is new.
     pub(super) fn put(
         &mut self,
         epoch: u64,
-        challenge: u32,
-        miner: &[u8; 32],
         id: &[u8; 32],
         envelope: &[u8],
-    ) -> Result<Counted, StoreError> {
-        let current = self
-            .subs
-            .get((epoch, challenge, miner))
-            .map_err(db)?
-            .map(|v| *v.value());
-        let counted = match current {
-            None => Counted::New,
-            Some(c) if *id < c => Counted::Replaced,
-            Some(_) => Counted::Kept,
-        };
-        if counted != Counted::Kept {
-            self.subs
-                .insert((epoch, challenge, miner), id)
-                .map_err(db)?;
-        }
+    ) -> Result<(), StoreError> {
         let fresh = self.bodies.insert(id, envelope).map_err(db)?.is_none();
         if fresh {
             self.index.insert((epoch, self.seq), id).map_err(db)?;
         }
         self.seq += 1;
-        Ok(counted)
+        Ok(())
     }
 }
