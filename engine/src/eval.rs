@@ -150,11 +150,21 @@ pub(crate) async fn prepare(
         }
         Err(outcome) => return Err(PrepareFailed { store, outcome }),
     };
-    match Exports::resolve(&mut store, &instance, &challenge.abi) {
+    ready(store, &instance, challenge, false)
+}
+
+/// A made instance with its ABI exports resolved, for the path `sync` says.
+fn ready(
+    mut store: Store<HostState>,
+    instance: &wasmtime::Instance,
+    challenge: &Challenge,
+    sync: bool,
+) -> Result<Prepared, PrepareFailed> {
+    match Exports::resolve(&mut store, instance, &challenge.abi) {
         Ok(exports) => Ok(Prepared {
             store,
             exports,
-            sync: false,
+            sync,
         }),
         Err(outcome) => Err(PrepareFailed { store, outcome }),
     }
@@ -206,16 +216,7 @@ pub(crate) fn prepare_sync(
         Ok(i) => i,
         Err(outcome) => return Some(Err(PrepareFailed { store, outcome })),
     };
-    Some(
-        match Exports::resolve(&mut store, &instance, &challenge.abi) {
-            Ok(exports) => Ok(Prepared {
-                store,
-                exports,
-                sync: true,
-            }),
-            Err(outcome) => Err(PrepareFailed { store, outcome }),
-        },
-    )
+    Some(ready(store, &instance, challenge, true))
 }
 
 /// Instantiate on the sync path when `sync` is asked for and the start function fits in a
