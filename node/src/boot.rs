@@ -7,7 +7,6 @@ use anyhow::Context as _;
 use platform_chain::submit::CommitMode;
 use platform_engine::{ChallengePolicy, EvalResult};
 use platform_keys::Keypair;
-use platform_net::Envelope;
 
 use crate::chainsvc::{self, Backend};
 use crate::config::{ChainSection, CommitModeName, NodeConfig};
@@ -247,27 +246,18 @@ pub(crate) fn restored(store: &Store, owner: Hotkey, current: u64) -> anyhow::Re
         .map_or(0, |e| e + 1)
         .max(current.saturating_sub(RESTORE_EPOCHS));
     let mut submissions = Vec::new();
-    for (epoch, challenge, miner, id) in store.counted_from(from)? {
-        let Some(env) = store.submission_body(&id)? else {
-            continue;
-        };
-        let Some(sub) = Envelope::decode(&env)
-            .ok()
-            .and_then(|e| platform_net::Submission::decode(&e.payload).ok())
-        else {
-            continue;
-        };
+    for kept in store.counted_kept_from(from)? {
         let score = store
-            .result(epoch, &id)?
+            .result(kept.epoch, &kept.id)?
             .map(|c| EvalResult::agreed_score(&c));
         submissions.push((
             Arrival {
-                id,
-                author: miner,
-                challenge,
-                epoch,
-                body: sub.body,
-                envelope: env,
+                id: kept.id,
+                author: kept.miner,
+                challenge: kept.challenge,
+                epoch: kept.epoch,
+                body: kept.body,
+                envelope: kept.envelope,
             },
             score,
         ));

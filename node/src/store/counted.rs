@@ -10,40 +10,64 @@ use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 
 use super::retention::BODY_EPOCHS;
-use super::{BODIES, EpochSubmission, StoreError, db};
+use super::{BODIES, StoreError, db};
 
-/// (epoch, challenge, miner) of a stored submission envelope, `None` if it does not decode.
-fn envelope_key(envelope: &[u8]) -> Option<(u64, u32, [u8; 32])> {
+/// A stored submission envelope, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptSubmission {
+    /// Epoch it is for.
+    pub epoch: u64,
+    /// Challenge it is for.
+    pub challenge: u32,
+    /// The miner's hotkey (the envelope's author).
+    pub miner: [u8; 32],
+    /// sha256 of the envelope.
+    pub id: [u8; 32],
+    /// The payload the challenge scores.
+    pub body: Vec<u8>,
+    /// The signed envelope as kept.
+    pub envelope: Vec<u8>,
+}
+
+/// Decode a stored envelope kept under `id` (`None` if it is not a submission envelope).
+pub(super) fn decode(id: [u8; 32], envelope: &[u8]) -> Option<KeptSubmission> {
     let env = platform_net::Envelope::decode(envelope).ok()?;
     let sub = platform_net::Submission::decode(&env.payload).ok()?;
-    Some((sub.epoch, sub.challenge, env.author))
+    Some(KeptSubmission {
+        epoch: sub.epoch,
+        challenge: sub.challenge,
+        miner: env.author,
+        id,
+        body: sub.body,
+        envelope: envelope.to_vec(),
+    })
 }
 
 /// The counted submissions among the envelopes indexed under `epochs` (by their index key:
-/// (epoch, arrival)), as (epoch, challenge, miner, id) in that key order.
+/// (epoch, arrival)), in (epoch, challenge, miner) order.
 pub(super) fn counted_in(
     tx: &redb::ReadTransaction,
     epochs: impl RangeBounds<(u64, u64)>,
-) -> Result<Vec<EpochSubmission>, StoreError> {
+) -> Result<Vec<KeptSubmission>, StoreError> {
     let index = tx.open_table(BODY_EPOCHS).map_err(db)?;
     let bodies = tx.open_table(BODIES).map_err(db)?;
-    let mut counted: BTreeMap<(u64, u32, [u8; 32]), [u8; 32]> = BTreeMap::new();
+    let mut counted: BTreeMap<(u64, u32, [u8; 32]), KeptSubmission> = BTreeMap::new();
     for row in index.range(epochs).map_err(db)? {
         let (_, id) = row.map_err(db)?;
         let id = *id.value();
         let Some(envelope) = bodies.get(&id).map_err(db)? else {
             continue;
         };
-        let Some(key) = envelope_key(envelope.value()) else {
+        let Some(kept) = decode(id, envelope.value()) else {
             continue;
         };
-        counted
-            .entry(key)
-            .and_modify(|c| *c = (*c).min(id))
-            .or_insert(id);
+        let key = (kept.epoch, kept.challenge, kept.miner);
+        match counted.get(&key) {
+            Some(c) if c.id <= id => {}
+            _ => {
+                counted.insert(key, kept);
+            }
+        }
     }
-    Ok(counted
-        .into_iter()
-        .map(|((e, c, m), id)| (e, c, m, id))
-        .collect())
+    Ok(counted.into_values().collect())
 }

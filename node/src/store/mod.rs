@@ -300,11 +300,24 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         let end = (epoch.saturating_add(1), 0);
         let all = counted::counted_in(&tx, (epoch, 0)..end)?;
-        Ok(all.into_iter().map(|(_, c, m, id)| (c, m, id)).collect())
+        Ok(all
+            .into_iter()
+            .map(|k| (k.challenge, k.miner, k.id))
+            .collect())
     }
 
     /// The counted submissions of epochs `from..`: (epoch, challenge, miner, id), in key order.
     pub fn counted_from(&self, from: u64) -> Result<Vec<EpochSubmission>, StoreError> {
+        Ok(self
+            .counted_kept_from(from)?
+            .into_iter()
+            .map(|k| (k.epoch, k.challenge, k.miner, k.id))
+            .collect())
+    }
+
+    /// The counted submissions of epochs `from..` with their envelopes, decoded, in key
+    /// order: what a restarting node resumes from, read once.
+    pub fn counted_kept_from(&self, from: u64) -> Result<Vec<KeptSubmission>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         counted::counted_in(&tx, (from, 0)..)
     }
@@ -492,6 +505,7 @@ mod retention;
 mod snapshots;
 mod writes;
 pub use blobs::StoreBlobs;
+pub use counted::KeptSubmission;
 pub use retention::{META_PRUNED_BELOW, PRUNE_MAX_ROWS, Pruned};
 pub use snapshots::CHECKPOINT_TAIL;
 use writes::SubmissionTables;

@@ -30,8 +30,7 @@ pub const PRUNE_MAX_ROWS: usize = 50_000;
 
 /// The epoch a stored submission envelope names (`None` if it does not decode).
 fn envelope_epoch(envelope: &[u8]) -> Option<u64> {
-    let env = platform_net::Envelope::decode(envelope).ok()?;
-    Some(platform_net::Submission::decode(&env.payload).ok()?.epoch)
+    super::counted::decode([0; 32], envelope).map(|k| k.epoch)
 }
 
 /// The epoch a stored signed batch names (its payload starts with the SCALE epoch).
