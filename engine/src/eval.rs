@@ -10,9 +10,11 @@
 //! carried over exactly, so `fuel_used` is the same on either path.
 //!
 //! The wall-clock deadline (a safety net, never a score) is checked where the async path
-//! yields, once per slice: fuel prices every operator, bulk memory by the byte and host
-//! calls by the byte they touch, so a slice is bounded in time and a guest cannot run far
-//! past its deadline. No epoch checks are compiled into guest code.
+//! yields, once per slice (`within`), and at every host call (a host charge refills the
+//! slice, so a guest looping on one may never yield): fuel prices every operator, bulk
+//! memory by the byte and host calls by the byte they touch, so a slice is bounded in time
+//! and a guest cannot run far past its deadline. No epoch checks are compiled into guest
+//! code.
 
 use std::future::Future;
 use std::pin::pin;

@@ -255,7 +255,8 @@ impl Runtime {
     /// The same runtime without fuel metering, so a benchmark can price metering side by
     /// side on the pooled sync path. Nothing bounds a guest here — no fuel, and so no fuel
     /// yields where the wall-clock deadline is checked — and its fingerprint differs from
-    /// every metered engine's: only for known guests, never for results that count. Evaluate with [`crate::evaluate_blocking`]; shards need a metered runtime.
+    /// every metered engine's: only for known guests, never for results that count.
+    /// Evaluate with [`crate::evaluate_blocking`]; shards need a metered runtime.
     pub fn unmetered(cfg: &EngineConfig) -> Result<Runtime, EngineError> {
         Runtime::build(cfg, false)
     }
