@@ -261,6 +261,17 @@ pub trait Chain {
     /// epoch's pinned block. A block not produced yet, or pruned from the node's state, is an
     /// error.
     fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError>;
+    /// The uid a hotkey holds on a subnet at the current block (`None`: not registered).
+    /// The default reads the whole metagraph; an implementation that can look one hotkey
+    /// up (subtensor's `Uids` storage) should.
+    fn uid_of(&self, netuid: u16, hotkey: &[u8; 32]) -> Result<Option<u16>, ChainError> {
+        Ok(self
+            .metagraph(netuid)?
+            .neurons
+            .iter()
+            .find(|n| n.hotkey == *hotkey)
+            .map(|n| n.uid))
+    }
     /// A subnet's weight-related hyperparameters.
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError>;
     /// How many incentive mechanisms the subnet has (`MechanismCountCurrent`; 1 on runtimes

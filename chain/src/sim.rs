@@ -451,6 +451,16 @@ impl Chain for SimChain {
         })
     }
 
+    /// As of the head, like [`Self::metagraph`] (a registration lands in the next block),
+    /// without building the metagraph.
+    fn uid_of(&self, netuid: u16, hotkey: &[u8; 32]) -> Result<Option<u16>, ChainError> {
+        let s = self.subnet(netuid)?;
+        let neurons = s.history.range(..=self.block).next_back().map(|(_, n)| n);
+        Ok(neurons
+            .and_then(|ns| ns.iter().find(|n| n.hotkey == *hotkey))
+            .map(|n| n.uid))
+    }
+
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
         Ok(self.subnet(netuid)?.genesis.hyperparams.clone())
     }

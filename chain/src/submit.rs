@@ -404,12 +404,7 @@ impl WeightSubmitter {
         }
         self.rate_limit = hp.weights_rate_limit;
         let block = chain.current_block()?.number;
-        let self_uid = chain
-            .metagraph(self.netuid)?
-            .neurons
-            .iter()
-            .find(|n| n.hotkey == self.hotkey)
-            .map(|n| n.uid);
+        let self_uid = chain.uid_of(self.netuid, &self.hotkey)?;
         self.uid = self_uid;
         let (uids, values) = conform(uids, weights, hp.max_weight_limit, self_uid)
             .map_err(|e| ChainError::Encode(e.to_string()))?;

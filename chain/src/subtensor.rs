@@ -27,8 +27,9 @@ const READ_CHUNK: usize = 256;
 
 /// Storage entries of `SubtensorModule` this client reads; [`Subtensor::connect`] checks the
 /// node's metadata has every one.
-pub const STORAGE_READ: [&str; 13] = [
+pub const STORAGE_READ: [&str; 14] = [
     "NetworksAdded",
+    "Uids",
     "Weights",
     "SubnetworkN",
     "Keys",
@@ -211,6 +212,23 @@ impl Subtensor {
         let v = self.block_on(at.storage().fetch(addr, key))?;
         v.decode()
             .map_err(|e| ChainError::Malformed(format!("SubtensorModule::{entry}: {e}")))
+    }
+
+    /// [`Self::read`] of an entry without a default: `None` where the key holds no value.
+    fn read_opt<K, V>(&self, at: &At, entry: &str, key: K) -> Result<Option<V>, ChainError>
+    where
+        K: subxt::ext::frame_decode::storage::IntoEncodableValues
+            + subxt::ext::frame_decode::storage::IntoDecodableValues,
+        V: DecodeAsType,
+    {
+        let addr = dynamic::storage::<K, V>("SubtensorModule", entry);
+        match self.block_on(at.storage().try_fetch(addr, key))? {
+            None => Ok(None),
+            Some(v) => v
+                .decode()
+                .map(Some)
+                .map_err(|e| ChainError::Malformed(format!("SubtensorModule::{entry}: {e}"))),
+        }
     }
 
     /// [`Self::read`] for many keys of one entry, the requests of each chunk in flight
@@ -432,6 +450,13 @@ impl Chain for Subtensor {
     fn metagraph_at(&self, netuid: u16, block: u64) -> Result<Metagraph, ChainError> {
         let at = self.block_on(self.client.at_block(block))?;
         self.metagraph_on(&at, netuid)
+    }
+
+    /// One read of `Uids` (netuid, hotkey), not the whole metagraph.
+    fn uid_of(&self, netuid: u16, hotkey: &[u8; 32]) -> Result<Option<u16>, ChainError> {
+        let at = self.block_on(self.client.at_current_block())?;
+        self.subnet_exists(&at, netuid)?;
+        self.read_opt(&at, "Uids", (netuid, *hotkey))
     }
 
     fn mechanism_weights(

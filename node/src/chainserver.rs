@@ -210,6 +210,15 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) 
                     Err(e) => error_json(&e),
                 }
             }
+            ("GET", "uid") => {
+                let mut hotkey = [0u8; 32];
+                hex::decode_to_slice(seg.get(2).copied().unwrap_or(""), &mut hotkey)
+                    .map_err(|e| format!("{path}: hotkey: {e}"))?;
+                match c.uid_of(num(1)? as u16, &hotkey) {
+                    Ok(uid) => json!({ "uid": uid }),
+                    Err(e) => error_json(&e),
+                }
+            }
             ("GET", "hyperparams") => match c.hyperparams(num(1)? as u16) {
                 Ok(h) => json!({
                     "tempo": h.tempo, "commit_reveal_enabled": h.commit_reveal_enabled,
@@ -367,12 +376,19 @@ mod tests {
             .register(3, &platform_keys::ss58_encode(&[7; 32]), 0)
             .unwrap();
         assert_eq!(uid, 2);
+        assert_eq!(c.uid_of(3, &[7; 32]).unwrap(), None, "not before its block");
         assert_eq!(c.metagraph_at(3, before).unwrap().neurons.len(), 2);
         while c.current_block().unwrap().number <= before + 1 {
             assert!(Instant::now() < deadline, "no blocks produced");
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(c.metagraph(3).unwrap().neurons.len(), 3);
+        assert_eq!(c.uid_of(3, &[7; 32]).unwrap(), Some(2));
+        assert_eq!(c.uid_of(3, &[8; 32]).unwrap(), None);
+        assert_eq!(
+            c.uid_of(99, &[7; 32]),
+            Err(ChainError::Pallet(PalletError::SubnetNotExists))
+        );
         assert_eq!(
             c.metagraph_at(3, before).unwrap().neurons.len(),
             2,

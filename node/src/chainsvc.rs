@@ -521,7 +521,7 @@ fn show_pending(submitters: &Submitters, status: &Mutex<ChainStatus>) {
 /// and counted.
 ///
 /// Our uid is the one the submitter found when it submitted; only without one (a reveal
-/// after a restart) is the metagraph read for it.
+/// after a restart) is the chain asked for it.
 fn read_back(
     backend: &Backend,
     (netuid, mecid, hotkey, uid): (u16, u8, &[u8; 32], Option<u16>),
@@ -531,12 +531,7 @@ fn read_back(
     let chain = backend.chain_ref();
     let uid = match uid {
         Some(u) => Ok(Some(u)),
-        None => chain.metagraph(netuid).map(|m| {
-            m.neurons
-                .iter()
-                .find(|n| n.hotkey == *hotkey)
-                .map(|n| n.uid)
-        }),
+        None => chain.uid_of(netuid, hotkey),
     };
     let read = uid.and_then(|u| {
         u.map_or(Ok(Vec::new()), |u| {

@@ -182,6 +182,7 @@ fn fake_node() -> (Arc<Mutex<FakeNode>>, Vec<Neuron>) {
     storage.insert(key(&md, "ValidatorPermit", (1u16,)), hexv(permits.encode()));
     for n in &neurons {
         storage.insert(key(&md, "Keys", (1u16, n.uid)), hexv(n.hotkey.to_vec()));
+        storage.insert(key(&md, "Uids", (1u16, n.hotkey)), hexv(n.uid.encode()));
         storage.insert(
             key(&md, "TotalHotkeyAlpha", (n.hotkey, 1u16)),
             hexv(n.stake.encode()),
@@ -228,6 +229,18 @@ fn metagraph_and_hyperparams_read_through_rpc() {
     assert_eq!(mg.block.number, 100);
     assert_eq!(mg.block.hash, [0x11; 32]);
     assert_eq!(c.weights(1, 0).unwrap(), vec![(0, 65535), (2, 1234)]);
+    let reads = node.lock().unwrap().reads;
+    assert_eq!(c.uid_of(1, &neurons[2].hotkey).unwrap(), Some(2));
+    assert_eq!(c.uid_of(1, &[0xee; 32]).unwrap(), None, "not registered");
+    assert_eq!(
+        node.lock().unwrap().reads - reads,
+        4,
+        "a uid is one read (and the subnet's existence), not the metagraph"
+    );
+    assert_eq!(
+        c.uid_of(2, &neurons[0].hotkey),
+        Err(ChainError::Pallet(PalletError::SubnetNotExists))
+    );
     assert_eq!(c.weights(1, 1).unwrap(), vec![], "none set reads empty");
     assert_eq!(c.mechanism_count(1).unwrap(), 2);
     assert_eq!(c.mechanism_weights(1, 1, 0).unwrap(), vec![(1, 65535)]);

@@ -194,6 +194,18 @@ impl Chain for RemoteChain {
         metagraph_of(&self.get(&format!("/metagraph/{netuid}/{block}"))?)
     }
 
+    fn uid_of(&self, netuid: u16, hotkey: &[u8; 32]) -> Result<Option<u16>, ChainError> {
+        let v = self.get(&format!("/uid/{netuid}/{}", hex::encode(hotkey)))?;
+        match &v["uid"] {
+            Value::Null => Ok(None),
+            u => u
+                .as_u64()
+                .and_then(|u| u16::try_from(u).ok())
+                .map(Some)
+                .ok_or_else(|| ChainError::Malformed(format!("uid: {u}"))),
+        }
+    }
+
     fn hyperparams(&self, netuid: u16) -> Result<Hyperparams, ChainError> {
         let v = self.get(&format!("/hyperparams/{netuid}"))?;
         Ok(Hyperparams {
