@@ -147,9 +147,6 @@ impl Outbox {
     }
 }
 
-/// An entry's author, the message its signature covers and the signature.
-type Signed<'a> = (&'a [u8; 32], std::borrow::Cow<'a, [u8]>, &'a [u8; 64]);
-
 /// Open a fetched batch: check that it is what `announce` named, that every entry is a
 /// well-formed submission envelope of at most `max_envelope` bytes, and that every miner
 /// signature verifies (in one batch verification). Any failure refuses the batch whole,
@@ -198,23 +195,9 @@ pub fn open(
         return Err(Reason::Malformed);
     }
     // One batch verification per signing scheme (each has its own context).
-    for scheme in [Scheme::Platform, Scheme::Substrate] {
-        let messages: Vec<Signed<'_>> = entries
-            .iter()
-            .filter(|e| bytes[e.range.start] == scheme.version())
-            .map(|e| {
-                let env = &bytes[e.range.clone()];
-                let (signed, sig) = env.split_at(env.len() - 64);
-                let (_, message) = scheme.message(signed);
-                (&e.author, message, sig.try_into().expect("64 bytes"))
-            })
-            .collect();
-        let items: Vec<(&[u8; 32], &[u8], &[u8; 64])> =
-            messages.iter().map(|(a, m, s)| (*a, &m[..], *s)).collect();
-        let (context, _) = scheme.message(&[]);
-        if !platform_keys::verify_many(context, &items) {
-            return Err(Reason::BadSignature);
-        }
+    let envs: Vec<&[u8]> = entries.iter().map(|e| &bytes[e.range.clone()]).collect();
+    if !crate::verify::all_valid(&envs) {
+        return Err(Reason::BadSignature);
     }
     Ok(entries)
 }

@@ -27,6 +27,7 @@ pub mod miner;
 mod node;
 mod protect;
 pub mod stats;
+mod verify;
 pub mod wire;
 
 pub use api::{

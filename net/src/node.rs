@@ -259,6 +259,14 @@ fn blob_key(hash: &Hash32) -> kad::RecordKey {
     kad::RecordKey::new(&k)
 }
 
+/// Work done on the rayon pool, back to the net thread.
+pub(crate) enum PoolDone {
+    /// A fetched submission batch, opened (or refused).
+    Batch(batches::Opened),
+    /// A door verification job's verdicts.
+    Door(admit::DoorChecked),
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     config: ValidNetConfig,
@@ -271,8 +279,8 @@ pub(crate) async fn run(
     events: Sender<NetEvent>,
     ready: Sender<Result<(), NetError>>,
 ) {
-    let (opened_tx, mut opened_rx) = tokio::sync::mpsc::unbounded_channel();
-    let mut node = match Node::new(&config, key, hotkey, options, shared, events, opened_tx).await {
+    let (pool_tx, mut pool_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut node = match Node::new(&config, key, hotkey, options, shared, events, pool_tx).await {
         Ok(n) => n,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -300,7 +308,10 @@ pub(crate) async fn run(
             }
             _ = tick.tick() => node.housekeeping(),
             _ = batch_tick.tick(), if batching => node.batch_tick(Instant::now()),
-            Some(opened) = opened_rx.recv() => node.on_opened(opened),
+            Some(done) = pool_rx.recv() => match done {
+                PoolDone::Batch(opened) => node.on_opened(opened),
+                PoolDone::Door(checked) => node.on_door_checked(checked, Instant::now()),
+            },
         }
     }
 }
@@ -313,7 +324,7 @@ impl Node {
         options: Options,
         shared: Arc<Shared>,
         events: Sender<NetEvent>,
-        opened_tx: tokio::sync::mpsc::UnboundedSender<batches::Opened>,
+        pool_tx: tokio::sync::mpsc::UnboundedSender<PoolDone>,
     ) -> Result<Node, NetError> {
         let cfg = config.config.clone();
         let start = |e: &dyn std::fmt::Display| NetError::Start(e.to_string());
@@ -393,7 +404,7 @@ impl Node {
         Ok(Node {
             swarm,
             hotkey,
-            batches: batches::Batches::new(cfg.batch_cache_bytes, opened_tx),
+            batches: batches::Batches::new(cfg.batch_cache_bytes, pool_tx),
             seen: SeenCache::new(cfg.max_message_age + cfg.max_clock_skew, SEEN_CAPACITY),
             blobs: BlobCache::new(cfg.blob_cache_bytes),
             provided: VecDeque::new(),
@@ -504,9 +515,7 @@ impl Node {
     fn on_command(&mut self, cmd: Command) {
         match cmd {
             Command::Admit { token, verdict } => self.on_admit(token, verdict, Instant::now()),
-            Command::Submit { bytes, reply } => {
-                self.on_submit(admit::Answer::Local(reply), bytes, Instant::now())
-            }
+            Command::Submit { bytes, reply } => self.on_submit(admit::Answer::Local(reply), bytes),
             Command::Publish {
                 topic,
                 bytes,

@@ -2,6 +2,12 @@
 //! [`Options::admission`](crate::Options)) the application's decision before the ack, so the
 //! miner hears what counts. Refusals are answered first and penalised after the answer has
 //! gone out, so the request that trips a ban still carries its reason.
+//!
+//! Signatures are the one check not made on the net thread: submissions that pass the rest
+//! queue for the rayon pool, where up to [`DOOR_JOBS`] jobs verify them in bulk (batch
+//! verification, a fraction of the cost of one by one), and their verdicts come back as
+//! [`DoorChecked`]. Under light load a job holds one submission and adds no wait; under
+//! load the queue fills while jobs run, so batches grow with the load.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -13,7 +19,7 @@ use libp2p::request_response::{InboundRequestId, ResponseChannel};
 use super::Node;
 use crate::api::{Delivery, NetEvent, Reply};
 use crate::stats::{self, Reason};
-use crate::wire::{Hash32, Response, SubmitAck, Topic, sha256};
+use crate::wire::{Envelope, Hash32, Response, SubmitAck, Topic, sha256};
 
 /// How long a submission may wait for the application's admission before the miner is told
 /// `busy`.
@@ -21,6 +27,11 @@ pub(crate) const ADMISSION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Submissions waiting for admission at once; beyond it the miner is told `busy` at once.
 pub(crate) const ADMISSION_QUEUE: usize = 4096;
+
+/// Door verification jobs on the pool at once.
+const DOOR_JOBS: usize = 2;
+/// Most submissions one door verification job takes.
+const DOOR_JOB_MAX: usize = 256;
 
 /// Who is waiting for a submission's answer: a miner over request-response, or a caller
 /// on this node (the HTTP endpoint) through [`crate::NetHandle::submit`].
@@ -42,29 +53,105 @@ struct Waiting {
     since: Instant,
 }
 
+/// A submission that passed every check but its signature.
+struct Unverified {
+    answer: Answer,
+    id: Hash32,
+    env: Envelope,
+}
+
+/// A door verification job's verdicts, back from the pool: the submissions' bytes in the
+/// order they went, and whether each one's signature verifies.
+pub(crate) struct DoorChecked {
+    job: u64,
+    bytes: Vec<Vec<u8>>,
+    valid: Vec<bool>,
+}
+
 /// The door's state on the net thread.
 #[derive(Default)]
 pub(super) struct Door {
     waiting: HashMap<u64, Waiting>,
-    /// Ids of waiting submissions: the same bytes again meanwhile are a replay.
+    /// Ids of submissions being verified or waiting for admission: the same bytes again
+    /// meanwhile are a replay.
     waiting_ids: HashSet<Hash32>,
     next_token: u64,
     /// Penalties owed for refused requests, applied once the answer was sent (or failed).
     owed: HashMap<InboundRequestId, (PeerId, Reason)>,
+    /// Submissions queued for a verification job, with their bytes.
+    unverified: Vec<(Unverified, Vec<u8>)>,
+    /// Verification jobs on the pool, by job number: their submissions (bytes travel with
+    /// the job).
+    verifying: HashMap<u64, Vec<Unverified>>,
+    /// Submissions queued or on the pool.
+    in_check: usize,
+    next_job: u64,
 }
 
 impl Node {
-    /// A miner's submission: checked like gossip; then admitted (acked and passed on to
-    /// peers) at once, or handed to the application to decide.
-    pub(super) fn on_submit(&mut self, answer: Answer, bytes: Vec<u8>, now: Instant) {
+    /// A miner's submission: checked like gossip (its signature on the pool, see the module
+    /// doc); then admitted (acked and passed on to peers) at once, or handed to the
+    /// application to decide.
+    pub(super) fn on_submit(&mut self, answer: Answer, bytes: Vec<u8>) {
         let id = sha256(&bytes);
         if self.seen.contains(&id) || self.door.waiting_ids.contains(&id) {
             return self.refuse_submit(answer, Reason::Replay);
         }
-        let env = match self.check_envelope(&bytes, Topic::Submissions, true) {
+        if self.door.waiting.len() + self.door.in_check >= ADMISSION_QUEUE {
+            return self.refuse_submit(answer, Reason::Busy);
+        }
+        let env = match self.check_unsigned(&bytes, Topic::Submissions, true) {
             Ok(env) => env,
             Err(reason) => return self.refuse_submit(answer, reason),
         };
+        self.door.waiting_ids.insert(id);
+        self.door.in_check += 1;
+        self.door
+            .unverified
+            .push((Unverified { answer, id, env }, bytes));
+        self.start_door_jobs();
+    }
+
+    /// Hand queued submissions to the pool while a job slot is free.
+    fn start_door_jobs(&mut self) {
+        while self.door.verifying.len() < DOOR_JOBS && !self.door.unverified.is_empty() {
+            let take = self.door.unverified.len().min(DOOR_JOB_MAX);
+            let (subs, bytes): (Vec<Unverified>, Vec<Vec<u8>>) =
+                self.door.unverified.drain(..take).unzip();
+            let job = self.door.next_job;
+            self.door.next_job += 1;
+            self.door.verifying.insert(job, subs);
+            let tx = self.batches.opened_tx.clone();
+            rayon::spawn(move || {
+                let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
+                let valid = crate::verify::each_valid(&refs);
+                let _ = tx.send(super::PoolDone::Door(DoorChecked { job, bytes, valid }));
+            });
+        }
+    }
+
+    /// A door verification job's verdicts: forged submissions refused (their senders
+    /// penalised), the rest on to admission.
+    pub(crate) fn on_door_checked(&mut self, done: DoorChecked, now: Instant) {
+        let Some(subs) = self.door.verifying.remove(&done.job) else {
+            return;
+        };
+        self.door.in_check = self.door.in_check.saturating_sub(subs.len());
+        for ((sub, bytes), valid) in subs.into_iter().zip(done.bytes).zip(done.valid) {
+            if valid {
+                self.admit_verified(sub, bytes, now);
+            } else {
+                self.door.waiting_ids.remove(&sub.id);
+                self.refuse_submit(sub.answer, Reason::BadSignature);
+            }
+        }
+        self.start_door_jobs();
+    }
+
+    /// A submission that passed every check: admitted at once, or handed to the
+    /// application to decide.
+    fn admit_verified(&mut self, sub: Unverified, bytes: Vec<u8>, now: Instant) {
+        let Unverified { answer, id, env } = sub;
         let via_peer = match &answer {
             Answer::Rpc { peer, .. } => peer.to_base58(),
             Answer::Local(_) => "local".into(),
@@ -79,19 +166,17 @@ impl Node {
             via_peer,
         };
         if !self.admission {
+            self.door.waiting_ids.remove(&id);
             self.admitted(id, &bytes, now);
             self.emit(NetEvent::Message(delivery));
             return self.respond(answer, SubmitAck::Accepted(id));
         }
-        if self.door.waiting.len() >= ADMISSION_QUEUE {
-            return self.refuse_submit(answer, Reason::Busy);
-        }
         let token = self.door.next_token;
         self.door.next_token += 1;
         if !self.try_emit(NetEvent::Submit { token, delivery }) {
+            self.door.waiting_ids.remove(&id);
             return self.refuse_submit(answer, Reason::Busy);
         }
-        self.door.waiting_ids.insert(id);
         self.door.waiting.insert(
             token,
             Waiting {

@@ -35,13 +35,14 @@ pub(crate) struct Batches {
     /// Batches this node serves (its own and those it fetched), bounded apart from the
     /// module blobs so load never evicts a module.
     pub(super) cache: crate::protect::BlobCache,
-    pub(super) opened_tx: tokio::sync::mpsc::UnboundedSender<Opened>,
+    /// Where pool jobs (batches opened here, the door's verification jobs) report back.
+    pub(super) opened_tx: tokio::sync::mpsc::UnboundedSender<super::PoolDone>,
 }
 
 impl Batches {
     pub(crate) fn new(
         cache_bytes: usize,
-        opened_tx: tokio::sync::mpsc::UnboundedSender<Opened>,
+        opened_tx: tokio::sync::mpsc::UnboundedSender<super::PoolDone>,
     ) -> Batches {
         Batches {
             cache: crate::protect::BlobCache::new(cache_bytes),
@@ -175,12 +176,12 @@ impl Node {
             let max = batch::max_envelope(self.cfg.max_payload_bytes.submissions);
             rayon::spawn(move || {
                 let result = batch::open(&bytes, &announce, max);
-                let _ = tx.send(Opened {
+                let _ = tx.send(super::PoolDone::Batch(Opened {
                     announce,
                     publisher,
                     bytes,
                     result,
-                });
+                }));
             });
         }
     }

@@ -119,6 +119,29 @@ impl Node {
         topic: Topic,
         fresh: bool,
     ) -> Result<Envelope, Reason> {
+        let env = self.check_frame(bytes, topic, fresh)?;
+        if !env.verify() {
+            return Err(Reason::BadSignature);
+        }
+        self.check_payload(topic, &env)?;
+        Ok(env)
+    }
+
+    /// [`Self::check_envelope`] but the signature, which the caller verifies (the door: in
+    /// bulk, off this thread).
+    pub(super) fn check_unsigned(
+        &self,
+        bytes: &[u8],
+        topic: Topic,
+        fresh: bool,
+    ) -> Result<Envelope, Reason> {
+        let env = self.check_frame(bytes, topic, fresh)?;
+        self.check_payload(topic, &env)?;
+        Ok(env)
+    }
+
+    /// Size, structure, topic, freshness, author.
+    fn check_frame(&self, bytes: &[u8], topic: Topic, fresh: bool) -> Result<Envelope, Reason> {
         if bytes.len() > self.cfg.max_payload_bytes.of(topic) + ENVELOPE_OVERHEAD {
             return Err(Reason::Oversized);
         }
@@ -130,14 +153,16 @@ impl Node {
             self.check_fresh(env.issued_at_ms)?;
         }
         self.check_author(topic, &env.author)?;
-        if !env.verify() {
-            return Err(Reason::BadSignature);
-        }
+        Ok(env)
+    }
+
+    /// The topic's payload: a submission decodes, and passes the application's check.
+    fn check_payload(&self, topic: Topic, env: &Envelope) -> Result<(), Reason> {
         if topic == Topic::Submissions && Submission::decode(&env.payload).is_err() {
             return Err(Reason::InvalidPayload);
         }
         if let Some(check) = self.checks.get(&topic)
-            && let Err(e) = check(&env)
+            && let Err(e) = check(env)
         {
             tracing::debug!(
                 topic = topic.label(),
@@ -147,7 +172,7 @@ impl Node {
             );
             return Err(e.reason);
         }
-        Ok(env)
+        Ok(())
     }
 
     pub(super) fn refuse(&mut self, peer: PeerId, reason: Reason) {

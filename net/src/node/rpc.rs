@@ -187,7 +187,7 @@ impl Node {
                     peer,
                     request_id,
                 };
-                return self.on_submit(answer, bytes, now);
+                return self.on_submit(answer, bytes);
             }
         };
         stats::request(kind, "in", "ok");
