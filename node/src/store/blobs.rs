@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::envelopes::{self, ENVELOPES, EnvelopeIndex};
 use super::snapshots::{CHECKPOINTS, SNAPSHOT_BLOBS};
-use super::{BATCHES, BODIES, MODULES, StoreError, db};
+use super::{BATCHES, MODULES, StoreError, db};
 
 /// Batch envelopes by sha256 (the id a batch is fetched and proposed by) → its key in
 /// `batches` (epoch, author).
@@ -64,7 +65,7 @@ pub(super) fn index_batches(tx: &redb::WriteTransaction) -> Result<(), StoreErro
 
 /// A read handle on the store for the net thread.
 #[derive(Clone)]
-pub struct StoreBlobs(pub(super) Arc<Database>);
+pub struct StoreBlobs(pub(super) Arc<Database>, pub(super) EnvelopeIndex);
 
 impl std::fmt::Debug for StoreBlobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,12 +101,7 @@ impl StoreBlobs {
                 .get(hash)
                 .map_err(db)?
                 .is_some()
-            || tx
-                .open_table(BODIES)
-                .map_err(db)?
-                .get(hash)
-                .map_err(db)?
-                .is_some())
+            || self.1.place(hash).is_some())
     }
 
     fn read(&self, hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
@@ -113,10 +109,14 @@ impl StoreBlobs {
         if let Some(m) = tx.open_table(MODULES).map_err(db)?.get(hash).map_err(db)? {
             return Ok(Some(m.value().to_vec()));
         }
-        for table in [SNAPSHOT_BLOBS, EXTRA_BATCHES, BODIES] {
+        for table in [SNAPSHOT_BLOBS, EXTRA_BATCHES] {
             if let Some(b) = tx.open_table(table).map_err(db)?.get(hash).map_err(db)? {
                 return Ok(Some(b.value().to_vec()));
             }
+        }
+        let kept = tx.open_table(ENVELOPES).map_err(db)?;
+        if let Some(b) = envelopes::get(&kept, &self.1, hash)? {
+            return Ok(Some(b));
         }
         let Some(key) = tx
             .open_table(BATCH_IDS)

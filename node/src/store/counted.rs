@@ -1,7 +1,7 @@
 //! Which submission counts per (epoch, challenge, miner): the one with the smallest id
 //! (sha256 of the signed envelope), a rule every validator applies to the same set with the
 //! same result, whatever order submissions arrived in. It is derived from the envelopes
-//! kept, through their (epoch, arrival) index, when a restarting node asks for it; the
+//! kept (by (epoch, arrival)) when a restarting node asks for it; the
 //! running node applies the rule in memory. (A table of counted ids, written with every
 //! envelope, cost a random B-tree insert per submission under load; stores written with
 //! it still hold it until retention prunes it.)
@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 
-use super::retention::BODY_EPOCHS;
-use super::{BODIES, StoreError, db};
+use super::envelopes::ENVELOPES;
+use super::{StoreError, db};
 
 /// A stored submission envelope, decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,15 +49,11 @@ pub(super) fn counted_in(
     tx: &redb::ReadTransaction,
     epochs: impl RangeBounds<(u64, u64)>,
 ) -> Result<Vec<KeptSubmission>, StoreError> {
-    let index = tx.open_table(BODY_EPOCHS).map_err(db)?;
-    let bodies = tx.open_table(BODIES).map_err(db)?;
+    let envelopes = tx.open_table(ENVELOPES).map_err(db)?;
     let mut counted: BTreeMap<(u64, u32, [u8; 32]), KeptSubmission> = BTreeMap::new();
-    for row in index.range(epochs).map_err(db)? {
-        let (_, id) = row.map_err(db)?;
-        let id = *id.value();
-        let Some(envelope) = bodies.get(&id).map_err(db)? else {
-            continue;
-        };
+    for row in envelopes.range(epochs).map_err(db)? {
+        let (_, envelope) = row.map_err(db)?;
+        let id = platform_types::sha256(envelope.value());
         let Some(kept) = decode(id, envelope.value()) else {
             continue;
         };

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use sha2::{Digest, Sha256};
 
 /// redb's page cache for the node store: bounded, so memory plateaus while the file grows.
@@ -23,7 +23,8 @@ const REGISTRY: TableDefinition<u32, &[u8]> = TableDefinition::new("registry");
 /// pruned with their epochs.
 const SUBMISSIONS: TableDefinition<(u64, u32, &[u8; 32]), &[u8; 32]> =
     TableDefinition::new("submissions");
-/// Signed submission envelopes by id.
+/// Signed submission envelopes by id, as earlier releases kept them (moved to
+/// `envelopes::ENVELOPES` at open).
 const BODIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("submission_bodies");
 /// Canonical evaluation records by (epoch, submission id).
 const RESULTS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("results");
@@ -182,6 +183,8 @@ pub struct AppliedDecision<'a> {
 /// The node's redb store.
 pub struct Store {
     db: Arc<Database>,
+    /// Kept submission envelopes by id.
+    envelopes: envelopes::EnvelopeIndex,
 }
 
 impl std::fmt::Debug for Store {
@@ -201,17 +204,28 @@ impl Store {
         tx.open_table(MODULES).map_err(db)?;
         tx.open_table(REGISTRY).map_err(db)?;
         tx.open_table(SUBMISSIONS).map_err(db)?;
-        tx.open_table(BODIES).map_err(db)?;
+        tx.open_table(envelopes::ENVELOPES).map_err(db)?;
         tx.open_table(RESULTS).map_err(db)?;
         tx.open_table(AUDIT).map_err(db)?;
         tx.open_table(META).map_err(db)?;
         tx.open_table(BATCHES).map_err(db)?;
         tx.open_table(EPOCHS).map_err(db)?;
         blobs::index_batches(&tx)?;
-        retention::index_bodies(&tx)?;
+        let old_layout = tx
+            .list_tables()
+            .map_err(db)?
+            .any(|t| t.name() == BODIES.name());
+        if old_layout {
+            retention::index_bodies(&tx)?;
+            envelopes::migrate(&tx)?;
+        }
+        let index = envelopes::EnvelopeIndex::build(&tx)?;
         snapshots::create(&tx)?;
         tx.commit().map_err(db)?;
-        Ok(Store { db: Arc::new(d) })
+        Ok(Store {
+            db: Arc::new(d),
+            envelopes: index,
+        })
     }
 
     /// Store a module under its sha256, checking `expected` when given.
@@ -288,8 +302,13 @@ impl Store {
         envelope: &[u8],
     ) -> Result<(), StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        SubmissionTables::open(&tx, 1)?.put(epoch, id, envelope)?;
-        tx.commit().map_err(db)
+        let mut t = SubmissionTables::open(&tx, 1)?;
+        t.put(&self.envelopes, epoch, id, envelope)?;
+        let added = std::mem::take(&mut t.added);
+        drop(t);
+        tx.commit().map_err(db)?;
+        self.envelopes.add(added);
+        Ok(())
     }
 
     /// The counted submissions of an epoch: (challenge, miner, id), in key order. The counted
@@ -325,8 +344,8 @@ impl Store {
     /// A submission's signed envelope.
     pub fn submission_body(&self, id: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
-        let t = tx.open_table(BODIES).map_err(db)?;
-        Ok(t.get(id).map_err(db)?.map(|v| v.value().to_vec()))
+        let t = tx.open_table(envelopes::ENVELOPES).map_err(db)?;
+        envelopes::get(&t, &self.envelopes, id)
     }
 
     /// Store an evaluation's canonical record and append it to the audit log, atomically.
@@ -347,11 +366,13 @@ impl Store {
     /// record), then empty it. Returns the next audit sequence number.
     pub fn write(&self, w: &mut Writes) -> Result<u64, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
+        let mut added = Default::default();
         if !w.submissions.is_empty() {
             let mut t = SubmissionTables::open(&tx, w.submissions.len())?;
             for s in &w.submissions {
-                t.put(s.epoch, &s.id, &s.envelope)?;
+                t.put(&self.envelopes, s.epoch, &s.id, &s.envelope)?;
             }
+            added = t.added;
         }
         for (epoch, author, envelope) in &w.batches {
             keep_batch(&tx, *epoch, author, envelope)?;
@@ -370,6 +391,7 @@ impl Store {
             seq
         };
         tx.commit().map_err(db)?;
+        self.envelopes.add(added);
         w.submissions.clear();
         w.results.clear();
         w.batches.clear();
@@ -501,21 +523,22 @@ impl Store {
 
 mod blobs;
 mod counted;
+mod envelopes;
 mod retention;
 mod snapshots;
 mod writes;
 pub use blobs::StoreBlobs;
 pub use counted::KeptSubmission;
+use envelopes::SubmissionTables;
 pub use retention::{META_PRUNED_BELOW, PRUNE_MAX_ROWS, Pruned};
 pub use snapshots::CHECKPOINT_TAIL;
-use writes::SubmissionTables;
 pub use writes::Writes;
 
 impl Store {
     /// A read handle serving the modules and batches this store holds, by sha256, for the
     /// net thread (the node's durable blob source).
     pub fn blobs(&self) -> StoreBlobs {
-        StoreBlobs(self.db.clone())
+        StoreBlobs(self.db.clone(), self.envelopes.clone())
     }
 }
 

@@ -3,23 +3,25 @@
 //! horizon are deleted as epochs are applied, a bounded amount per call, so the file stops
 //! growing with the load; committed epoch records, the registry, modules and snapshots stay.
 //!
-//! Envelopes are stored by id; `submission_body_epochs` indexes them by (epoch, arrival
-//! sequence), an append at the end of the epoch's range, so the ones of an old epoch are found
-//! without reading every envelope. A store written before the index gets it filled once, at
-//! open, from the envelopes themselves (each names its epoch).
+//! Envelopes are kept by (epoch, arrival sequence) (see `envelopes`), so an old epoch's are
+//! one range at the table's front. Earlier releases kept them by id with an (epoch, arrival)
+//! index, `submission_body_epochs`; a store written before even that index gets it filled
+//! once, at open, from the envelopes themselves (each names its epoch), and then moved over.
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
 use super::blobs::{BATCH_IDS, EXTRA_BATCHES};
 use super::{
     AUDIT, AuditRecord, BATCHES, BODIES, META, RESULTS, SUBMISSIONS, Store, StoreError, db,
+    envelopes,
 };
 
-/// Envelope ids by (epoch, arrival sequence).
+/// Envelope ids by (epoch, arrival sequence), as earlier releases indexed them (moved to
+/// `envelopes::ENVELOPES` at open).
 pub(super) const BODY_EPOCHS: TableDefinition<(u64, u64), &[u8; 32]> =
     TableDefinition::new("submission_body_epochs");
 
-/// Meta key: the next arrival sequence number of `BODY_EPOCHS`.
+/// Meta key: the next arrival sequence number of kept envelopes.
 const META_BODY_SEQ: &str = "body_seq";
 /// Meta key: epochs below this one have been pruned.
 pub const META_PRUNED_BELOW: &str = "pruned_below";
@@ -69,10 +71,12 @@ pub(super) fn index_bodies(tx: &redb::WriteTransaction) -> Result<(), StoreError
     }
     drop(index);
     if n > 0 {
-        tx.open_table(META)
+        let mut meta = tx.open_table(META).map_err(db)?;
+        let next = meta
+            .get(META_BODY_SEQ)
             .map_err(db)?
-            .insert(META_BODY_SEQ, n)
-            .map_err(db)?;
+            .map_or(0, |v| v.value());
+        meta.insert(META_BODY_SEQ, next.max(n)).map_err(db)?;
         tracing::info!("store: indexed {n} stored submission envelopes by epoch");
     }
     Ok(())
@@ -124,8 +128,9 @@ impl Store {
     /// [`Store::prune`] with `max` rows per table.
     fn prune_at_most(&self, before: u64, max: usize) -> Result<Pruned, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let p = prune(&tx, before, max)?;
+        let (p, gone) = prune(&tx, before, max)?;
         tx.commit().map_err(db)?;
+        self.envelopes.remove(&gone);
         Ok(p)
     }
 
@@ -137,7 +142,7 @@ impl Store {
         Ok([
             (
                 "submission_bodies",
-                len(tx.open_table(BODIES).map_err(db)?.len())?,
+                len(tx.open_table(envelopes::ENVELOPES).map_err(db)?.len())?,
             ),
             ("results", len(tx.open_table(RESULTS).map_err(db)?.len())?),
             ("audit", len(tx.open_table(AUDIT).map_err(db)?.len())?),
@@ -151,25 +156,17 @@ impl Store {
     }
 }
 
-/// Delete what belongs to epochs below `before`: at most `max` rows per table.
-fn prune(tx: &redb::WriteTransaction, before: u64, max: usize) -> Result<Pruned, StoreError> {
+/// Delete what belongs to epochs below `before`: at most `max` rows per table. Also
+/// returns the deleted envelopes' id halves, for the in-memory index.
+fn prune(
+    tx: &redb::WriteTransaction,
+    before: u64,
+    max: usize,
+) -> Result<(Pruned, Vec<u128>), StoreError> {
     let mut p = Pruned::default();
-    // Envelopes, through their epoch index.
-    {
-        let mut index = tx.open_table(BODY_EPOCHS).map_err(db)?;
-        let mut bodies = tx.open_table(BODIES).map_err(db)?;
-        let ids: Vec<[u8; 32]> = index
-            .extract_from_if(..(before, 0), |_, _| true)
-            .map_err(db)?
-            .take(max)
-            .map(|r| r.map(|(_, v)| *v.value()).map_err(db))
-            .collect::<Result<_, _>>()?;
-        for id in &ids {
-            bodies.remove(id).map_err(db)?;
-        }
-        p.bodies = ids.len() as u64;
-        p.more |= ids.len() == max;
-    }
+    let gone = envelopes::prune(tx, before, max)?;
+    p.bodies = gone.len() as u64;
+    p.more |= gone.len() == max;
     p.counted = drain(
         &mut tx.open_table(SUBMISSIONS).map_err(db)?,
         ..(before, 0, &[0u8; 32]),
@@ -242,7 +239,7 @@ fn prune(tx: &redb::WriteTransaction, before: u64, max: usize) -> Result<Pruned,
             meta.insert(META_PRUNED_BELOW, before).map_err(db)?;
         }
     }
-    Ok(p)
+    Ok((p, gone))
 }
 
 /// Delete the first `max` rows of `table` in `range`; how many went.

@@ -193,42 +193,87 @@ fn a_long_backlog_is_pruned_in_bounded_steps() {
     assert_eq!(s.pruned_below().unwrap(), 7);
 }
 
-#[test]
-fn a_store_written_before_the_index_gets_it_at_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("node.redb");
-    let epochs = {
-        let s = Store::open(&path).unwrap();
-        let epochs = fill(&s);
-        // As an older release left it: envelopes, no index by epoch.
-        let tx = s.db.begin_write().unwrap();
-        tx.delete_table(BODY_EPOCHS).unwrap();
-        tx.open_table(super::super::BODIES)
+/// Rewrite a store's envelopes as an earlier release kept them: by id, with (when `indexed`)
+/// their (epoch, arrival) → id index; plus one body that is not an envelope.
+fn to_old_layout(s: &Store, indexed: bool) {
+    use crate::store::envelopes::ENVELOPES;
+    let tx = s.db.begin_write().unwrap();
+    {
+        let kept: Vec<((u64, u64), Vec<u8>)> = tx
+            .open_table(ENVELOPES)
             .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect();
+        let mut bodies = tx.open_table(super::super::BODIES).unwrap();
+        let mut index = tx.open_table(BODY_EPOCHS).unwrap();
+        for (k, env) in &kept {
+            let id = platform_types::sha256(env);
+            bodies.insert(&id, env.as_slice()).unwrap();
+            if indexed {
+                index.insert(*k, &id).unwrap();
+            }
+        }
+        bodies
             .insert(&[0xee; 32], b"not an envelope".as_slice())
             .unwrap();
-        tx.commit().unwrap();
-        epochs
-    };
-    let s = Store::open(&path).unwrap();
-    let p = s.prune(3).unwrap();
-    // Epochs 1 and 2's six envelopes, and the one that does not decode (epoch 0).
-    assert_eq!(p.bodies, 7);
-    assert!(s.submission_body(&[0xee; 32]).unwrap().is_none());
-    for (epoch, ids) in &epochs {
-        if *epoch < 3 {
-            assert!(gone(&s, *epoch, ids));
-        } else {
-            assert!(kept(&s, *epoch, ids));
+        if indexed {
+            index.insert((0, 1 << 40), &[0xee; 32]).unwrap();
         }
     }
-    // Sequence numbers continue after the indexed ones: a new envelope is pruned with its
-    // epoch, never confused with an old one.
-    let mut w = Writes::default();
-    let env = envelope(3, 4, 0);
-    let id = platform_types::sha256(&env);
-    w.submission(3, id, env);
-    s.write(&mut w).unwrap();
-    assert_eq!(s.prune(4).unwrap().bodies, 4);
-    assert!(s.submission_body(&id).unwrap().is_none());
+    tx.delete_table(crate::store::envelopes::ENVELOPES).unwrap();
+    tx.commit().unwrap();
+}
+
+#[test]
+fn a_store_of_an_earlier_layout_is_moved_over_at_open() {
+    for indexed in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.redb");
+        let epochs = {
+            let s = Store::open(&path).unwrap();
+            let epochs = fill(&s);
+            to_old_layout(&s, indexed);
+            epochs
+        };
+        let s = Store::open(&path).unwrap();
+        // Every envelope found by id after the move, and counted as before.
+        for (epoch, ids) in &epochs {
+            assert!(kept(&s, *epoch, ids), "indexed {indexed}");
+        }
+        assert_eq!(s.counted_submissions(4).unwrap().len(), 2);
+        assert!(s.blobs().holds(&epochs[0].1[0]));
+        let p = s.prune(3).unwrap();
+        // Epochs 1 and 2's six envelopes, and the one that does not decode (epoch 0).
+        assert_eq!(p.bodies, 7, "indexed {indexed}");
+        assert!(s.submission_body(&[0xee; 32]).unwrap().is_none());
+        for (epoch, ids) in &epochs {
+            if *epoch < 3 {
+                assert!(gone(&s, *epoch, ids));
+            } else {
+                assert!(kept(&s, *epoch, ids));
+            }
+        }
+        // Sequence numbers continue after the moved ones: a new envelope is pruned with its
+        // epoch, never confused with an old one.
+        let mut w = Writes::default();
+        let env = envelope(3, 4, 0);
+        let id = platform_types::sha256(&env);
+        w.submission(3, id, env);
+        s.write(&mut w).unwrap();
+        assert_eq!(s.prune(4).unwrap().bodies, 4);
+        assert!(s.submission_body(&id).unwrap().is_none());
+        drop(s);
+        // Opened again: nothing left to move, the same envelopes.
+        let s = Store::open(&path).unwrap();
+        for (epoch, ids) in &epochs {
+            if *epoch >= 4 {
+                assert!(kept(&s, *epoch, ids));
+            }
+        }
+    }
 }

@@ -1,6 +1,5 @@
-//! The write path under load: records gathered over a pass of the node's loop ([`Writes`])
-//! and the tables a submission goes to, opened once per transaction.
-use super::{AuditRecord, BODIES, StoreError, db, retention};
+//! The write path under load: records gathered over a pass of the node's loop ([`Writes`]).
+use super::AuditRecord;
 
 /// A submission waiting in [`Writes`].
 #[derive(Clone, Debug)]
@@ -55,39 +54,5 @@ impl Writes {
     /// Nothing waiting.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// The tables a submission is written to, opened once per transaction.
-pub(super) struct SubmissionTables<'t> {
-    bodies: redb::Table<'t, &'static [u8; 32], &'static [u8]>,
-    index: redb::Table<'t, (u64, u64), &'static [u8; 32]>,
-    /// The next arrival sequence number of the epoch index.
-    seq: u64,
-}
-
-impl<'t> SubmissionTables<'t> {
-    pub(super) fn open(tx: &'t redb::WriteTransaction, n: usize) -> Result<Self, StoreError> {
-        let seq = retention::next_seqs(tx, n)?;
-        Ok(SubmissionTables {
-            bodies: tx.open_table(BODIES).map_err(db)?,
-            index: tx.open_table(retention::BODY_EPOCHS).map_err(db)?,
-            seq,
-        })
-    }
-
-    /// Keep an envelope under its id, indexed by (epoch, arrival) when it is new.
-    pub(super) fn put(
-        &mut self,
-        epoch: u64,
-        id: &[u8; 32],
-        envelope: &[u8],
-    ) -> Result<(), StoreError> {
-        let fresh = self.bodies.insert(id, envelope).map_err(db)?.is_none();
-        if fresh {
-            self.index.insert((epoch, self.seq), id).map_err(db)?;
-        }
-        self.seq += 1;
-        Ok(())
     }
 }
