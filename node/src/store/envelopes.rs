@@ -7,6 +7,11 @@
 //! (~40 bytes per kept envelope; retention bounds both). A hit is checked against the full
 //! id by hashing the envelope read.
 //!
+//! Evaluation results are kept the same way, under their submission's (epoch, arrival) key
+//! ([`RESULTS_AT`]): evaluations finish in about arrival order, so those are appends near the
+//! table's end too. A result whose submission is not kept (none is expected) goes to the
+//! by-(epoch, id) table earlier releases wrote, which is read after this one.
+//!
 //! Stores written by earlier releases kept envelopes by id (`submission_bodies`) with an
 //! (epoch, arrival) → id index (`submission_body_epochs`); they are moved over once, at open.
 
@@ -21,6 +26,10 @@ use super::{BODIES, StoreError, db, retention};
 /// Submission envelopes by (epoch, arrival sequence).
 pub(super) const ENVELOPES: TableDefinition<(u64, u64), &[u8]> =
     TableDefinition::new("submission_envelopes");
+
+/// Canonical evaluation records by their submission's key in [`ENVELOPES`].
+pub(super) const RESULTS_AT: TableDefinition<(u64, u64), &[u8]> =
+    TableDefinition::new("results_by_arrival");
 
 /// Where an envelope is kept: its key in [`ENVELOPES`].
 pub(super) type Place = (u64, u64);

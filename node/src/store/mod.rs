@@ -26,7 +26,8 @@ const SUBMISSIONS: TableDefinition<(u64, u32, &[u8; 32]), &[u8; 32]> =
 /// Signed submission envelopes by id, as earlier releases kept them (moved to
 /// `envelopes::ENVELOPES` at open).
 const BODIES: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("submission_bodies");
-/// Canonical evaluation records by (epoch, submission id).
+/// Canonical evaluation records by (epoch, submission id): where earlier releases kept them,
+/// and where a result goes whose submission is not kept (see `envelopes::RESULTS_AT`).
 const RESULTS: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("results");
 /// The audit log: sequence number → record.
 const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
@@ -206,6 +207,7 @@ impl Store {
         tx.open_table(SUBMISSIONS).map_err(db)?;
         tx.open_table(envelopes::ENVELOPES).map_err(db)?;
         tx.open_table(RESULTS).map_err(db)?;
+        tx.open_table(envelopes::RESULTS_AT).map_err(db)?;
         tx.open_table(AUDIT).map_err(db)?;
         tx.open_table(META).map_err(db)?;
         tx.open_table(BATCHES).map_err(db)?;
@@ -378,13 +380,20 @@ impl Store {
             keep_batch(&tx, *epoch, author, envelope)?;
         }
         let next = {
-            let mut results = tx.open_table(RESULTS).map_err(db)?;
+            let mut by_id = tx.open_table(RESULTS).map_err(db)?;
+            let mut at = tx.open_table(envelopes::RESULTS_AT).map_err(db)?;
             let mut log = tx.open_table(AUDIT).map_err(db)?;
             let mut seq = log.last().map_err(db)?.map_or(0, |(k, _)| k.value() + 1);
             for (epoch, id, canonical, audit) in &w.results {
-                results
-                    .insert((*epoch, id), canonical.as_slice())
-                    .map_err(db)?;
+                let place = added
+                    .get(&envelopes::half(id))
+                    .copied()
+                    .or_else(|| self.envelopes.place(id));
+                match place {
+                    Some(p) if p.0 == *epoch => at.insert(p, canonical.as_slice()),
+                    _ => by_id.insert((*epoch, id), canonical.as_slice()),
+                }
+                .map_err(db)?;
                 log.insert(seq, audit.encode().as_slice()).map_err(db)?;
                 seq += 1;
             }
@@ -401,6 +410,19 @@ impl Store {
     /// A stored canonical evaluation record.
     pub fn result(&self, epoch: u64, submission: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
+        // Under its submission's key when that submission is kept (and is this one).
+        let kept = tx.open_table(envelopes::ENVELOPES).map_err(db)?;
+        if let Some(place) = self.envelopes.place(submission)
+            && place.0 == epoch
+            && envelopes::get(&kept, &self.envelopes, submission)?.is_some()
+            && let Some(v) = tx
+                .open_table(envelopes::RESULTS_AT)
+                .map_err(db)?
+                .get(place)
+                .map_err(db)?
+        {
+            return Ok(Some(v.value().to_vec()));
+        }
         let t = tx.open_table(RESULTS).map_err(db)?;
         Ok(t.get((epoch, submission))
             .map_err(db)?

@@ -144,7 +144,11 @@ impl Store {
                 "submission_bodies",
                 len(tx.open_table(envelopes::ENVELOPES).map_err(db)?.len())?,
             ),
-            ("results", len(tx.open_table(RESULTS).map_err(db)?.len())?),
+            (
+                "results",
+                len(tx.open_table(RESULTS).map_err(db)?.len())?
+                    + len(tx.open_table(envelopes::RESULTS_AT).map_err(db)?.len())?,
+            ),
             ("audit", len(tx.open_table(AUDIT).map_err(db)?.len())?),
             ("batches", len(tx.open_table(BATCHES).map_err(db)?.len())?),
         ])
@@ -172,12 +176,20 @@ fn prune(
         ..(before, 0, &[0u8; 32]),
         max,
     )?;
-    p.results = drain(
+    let results_at = drain(
+        &mut tx.open_table(envelopes::RESULTS_AT).map_err(db)?,
+        ..(before, 0),
+        max,
+    )?;
+    let results_by_id = drain(
         &mut tx.open_table(RESULTS).map_err(db)?,
         ..(before, &[0u8; 32]),
         max,
     )?;
-    p.more |= p.counted as usize == max || p.results as usize == max;
+    p.results = results_at + results_by_id;
+    p.more |= [p.counted, results_at, results_by_id]
+        .iter()
+        .any(|n| *n as usize == max);
     // The audit log is in evaluation order, which follows epochs closely: delete from its
     // front while records are older (a late one of an old epoch goes when the front does).
     {

@@ -193,11 +193,23 @@ fn a_long_backlog_is_pruned_in_bounded_steps() {
     assert_eq!(s.pruned_below().unwrap(), 7);
 }
 
-/// Rewrite a store's envelopes as an earlier release kept them: by id, with (when `indexed`)
-/// their (epoch, arrival) → id index; plus one body that is not an envelope.
+/// Rewrite a store's envelopes and results as an earlier release kept them: by id, with
+/// (when `indexed`) the envelopes' (epoch, arrival) → id index; plus one body that is not an
+/// envelope.
 fn to_old_layout(s: &Store, indexed: bool) {
-    use crate::store::envelopes::ENVELOPES;
+    use crate::store::envelopes::{ENVELOPES, RESULTS_AT};
     let tx = s.db.begin_write().unwrap();
+    {
+        let envs = tx.open_table(ENVELOPES).unwrap();
+        let mut by_id = tx.open_table(RESULTS).unwrap();
+        for r in tx.open_table(RESULTS_AT).unwrap().iter().unwrap() {
+            let (k, v) = r.unwrap();
+            let env = envs.get(k.value()).unwrap().unwrap();
+            let id = platform_types::sha256(env.value());
+            by_id.insert((k.value().0, &id), v.value()).unwrap();
+        }
+    }
+    tx.delete_table(RESULTS_AT).unwrap();
     {
         let kept: Vec<((u64, u64), Vec<u8>)> = tx
             .open_table(ENVELOPES)

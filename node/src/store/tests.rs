@@ -189,6 +189,50 @@ fn one_write_holds_many_records_and_keeps_the_counting_rule() {
     assert_eq!(s.audit_from(0).unwrap().len(), 3);
 }
 
+/// Rows of a table.
+fn rows<K: redb::Key + 'static>(s: &Store, t: TableDefinition<K, &'static [u8]>) -> u64 {
+    use redb::ReadableTableMetadata as _;
+    s.db.begin_read()
+        .unwrap()
+        .open_table(t)
+        .unwrap()
+        .len()
+        .unwrap()
+}
+
+#[test]
+fn results_go_under_their_submissions_key_and_without_one_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.redb");
+    let (kept, later) = (submission(5, 1, 1, 0), submission(5, 1, 2, 0));
+    {
+        let s = Store::open(&path).unwrap();
+        let mut w = Writes::default();
+        // A submission and its result in one write; another submission kept now, its
+        // result in a later write; a result whose submission is not kept.
+        w.submission(5, kept.0, kept.2.clone());
+        w.submission(5, later.0, later.2.clone());
+        w.result(5, kept.0, vec![1; 128], audit(1));
+        s.write(&mut w).unwrap();
+        w.result(5, later.0, vec![2; 128], audit(2));
+        w.result(5, [9; 32], vec![3; 128], audit(3));
+        s.write(&mut w).unwrap();
+        assert_eq!(rows(&s, envelopes::RESULTS_AT), 2);
+        assert_eq!(rows(&s, RESULTS), 1, "the one without a kept submission");
+        // Another epoch's result for a kept submission is not confused with its own.
+        assert_eq!(s.result(6, &kept.0).unwrap(), None);
+    }
+    let s = Store::open(&path).unwrap();
+    assert_eq!(s.result(5, &kept.0).unwrap(), Some(vec![1; 128]));
+    assert_eq!(s.result(5, &later.0).unwrap(), Some(vec![2; 128]));
+    assert_eq!(s.result(5, &[9; 32]).unwrap(), Some(vec![3; 128]));
+    assert_eq!(s.row_counts().unwrap()[1], ("results", 3));
+    let p = s.prune(6).unwrap();
+    assert_eq!((p.bodies, p.results, p.more), (2, 3, false));
+    assert_eq!(s.result(5, &kept.0).unwrap(), None);
+    assert_eq!(s.result(5, &[9; 32]).unwrap(), None);
+}
+
 #[test]
 fn batches_gathered_with_a_pass_keep_the_first_per_author_and_are_served() {
     let dir = tempfile::tempdir().unwrap();
