@@ -7,6 +7,9 @@
 
 use std::path::Path;
 
+mod cache;
+pub use cache::CAPACITY as KEY_CACHE_CAPACITY;
+
 use blake2::{Blake2b512, Digest as _};
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -145,7 +148,7 @@ impl Keypair {
 /// Verify an sr25519 signature made under `context`. Malformed keys or signatures are
 /// simply invalid.
 pub fn verify(context: &[u8], public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    let Ok(pk) = schnorrkel::PublicKey::from_bytes(public) else {
+    let Some(pk) = cache::public_key(public) else {
         return false;
     };
     let Ok(sig) = schnorrkel::Signature::from_bytes(signature) else {
@@ -164,16 +167,14 @@ pub fn verify_many(context: &[u8], items: &[(&[u8; 32], &[u8], &[u8; 64])]) -> b
     if items.is_empty() {
         return true;
     }
-    let mut keys = Vec::with_capacity(items.len());
+    let Some(keys) = cache::public_keys(items.iter().map(|(pk, _, _)| *pk)) else {
+        return false;
+    };
     let mut sigs = Vec::with_capacity(items.len());
-    for (pk, _, sig) in items {
-        let (Ok(pk), Ok(sig)) = (
-            schnorrkel::PublicKey::from_bytes(&pk[..]),
-            schnorrkel::Signature::from_bytes(&sig[..]),
-        ) else {
+    for (_, _, sig) in items {
+        let Ok(sig) = schnorrkel::Signature::from_bytes(&sig[..]) else {
             return false;
         };
-        keys.push(pk);
         sigs.push(sig);
     }
     let ctx = signing_context(context);
@@ -233,6 +234,31 @@ mod tests {
     const ALICE_SEED: &str = "e5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a";
     const ALICE_PUBLIC: &str = "d43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d";
     const ALICE_SS58: &str = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY";
+
+    #[test]
+    fn kept_keys_verify_as_fresh_ones_and_a_bad_key_is_never_kept() {
+        let k = Keypair::from_seed(&[201; 32]);
+        let sig = k.sign(b"ctx", b"m");
+        // First sight decompresses and keeps the key; later ones use the kept point.
+        for _ in 0..3 {
+            assert!(verify(b"ctx", &k.public(), b"m", &sig));
+            assert!(cache::kept(&k.public()));
+            assert!(
+                !verify(b"ctx", &k.public(), b"n", &sig),
+                "a kept key binds its message"
+            );
+            assert!(verify_many(b"ctx", &[(&k.public(), b"m", &sig)]));
+        }
+        // 32 bytes that are no Ristretto point: invalid, and not kept.
+        let bad = [0xff; 32];
+        assert!(schnorrkel::PublicKey::from_bytes(&bad).is_err());
+        assert!(!verify(b"ctx", &bad, b"m", &sig));
+        assert!(!verify_many(
+            b"ctx",
+            &[(&k.public(), b"m", &sig), (&bad, b"m", &sig)]
+        ));
+        assert!(!cache::kept(&bad));
+    }
 
     #[test]
     fn many_signatures_verify_together_and_one_forgery_fails_them() {
