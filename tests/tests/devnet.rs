@@ -556,7 +556,8 @@ fn a_lone_validator_registers_challenges_and_commits_alone() {
 }
 
 /// Rewrite the first record of a `node.redb` table (`audit`: sequence → record; `results`:
-/// (epoch, id) → canonical record) with `edit(epoch, bytes)`.
+/// the first of the epoch's canonical records, kept by (epoch, arrival)) with
+/// `edit(epoch, bytes)`.
 fn tamper(path: &Path, table: &str, edit: impl Fn(u64, &mut Vec<u8>)) {
     use redb::{ReadableTable as _, TableDefinition};
     let db = redb::Database::open(path).unwrap();
@@ -572,23 +573,23 @@ fn tamper(path: &Path, table: &str, edit: impl Fn(u64, &mut Vec<u8>)) {
         edit(epoch, &mut v);
         t.insert(k, v.as_slice()).unwrap();
     } else {
-        let def: TableDefinition<(u64, &[u8; 32]), &[u8]> = TableDefinition::new("results");
+        // Results are kept under their submission's (epoch, arrival) key.
+        let def: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("results_by_arrival");
         let mut t = tx.open_table(def).unwrap();
-        type Row = ((u64, [u8; 32]), Vec<u8>);
+        type Row = ((u64, u64), Vec<u8>);
         let rows: Vec<Row> = t
             .iter()
             .unwrap()
             .map(|r| {
                 let (k, v) = r.unwrap();
-                let (e, id) = k.value();
-                ((e, *id), v.value().to_vec())
+                (k.value(), v.value().to_vec())
             })
             .collect();
-        for ((e, id), mut v) in rows {
+        for ((e, seq), mut v) in rows {
             let before = v.clone();
             edit(e, &mut v);
             if v != before {
-                t.insert((e, &id), v.as_slice()).unwrap();
+                t.insert((e, seq), v.as_slice()).unwrap();
                 break;
             }
         }
