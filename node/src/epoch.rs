@@ -151,28 +151,36 @@ pub fn compute(input: &EpochInput) -> EpochResult {
     let total: u128 = stake.values().map(|s| u128::from(*s)).sum();
     let mut flagged = Vec::new();
 
-    // (challenge, miner) → validator → distinct (submission, score) it reported.
-    type Reported = BTreeMap<Hotkey, Vec<([u8; 32], u64)>>;
-    let mut by_pair: BTreeMap<(u32, Hotkey), Reported> = BTreeMap::new();
-    for r in &input.reports {
-        let (Some(score), true) = (r.score, stake.contains_key(&r.validator)) else {
-            continue;
-        };
-        let v = by_pair
-            .entry((r.challenge, r.miner))
-            .or_default()
-            .entry(r.validator)
-            .or_default();
-        if !v.contains(&(r.submission, score)) {
-            v.push((r.submission, score));
-        }
-    }
+    // Every counting report as (challenge, miner, validator, submission, score), sorted
+    // and without repeats: each pair's reports lie together, by validator. The reports come
+    // as one sorted run per validator's batch, which the (stable, run-merging) sort uses.
+    let mut rows: Vec<(u32, Hotkey, Hotkey, [u8; 32], u64)> = input
+        .reports
+        .iter()
+        .filter_map(|r| {
+            let score = r.score?;
+            stake.contains_key(&r.validator).then_some((
+                r.challenge,
+                r.miner,
+                r.validator,
+                r.submission,
+                score,
+            ))
+        })
+        .collect();
+    rows.sort();
+    rows.dedup();
 
     let mut scores = BTreeMap::new();
-    for ((challenge, miner), reports) in by_pair {
-        let mut reported: Vec<([u8; 32], u64, Hotkey, u64)> = Vec::new();
-        for (validator, s) in reports {
-            if s.len() > 1 {
+    let mut reported: Vec<([u8; 32], u64, Hotkey, u64)> = Vec::new();
+    let mut behind: Vec<([u8; 32], u128)> = Vec::new();
+    for pair in rows.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (challenge, miner) = (pair[0].0, pair[0].1);
+        reported.clear();
+        for by in pair.chunk_by(|a, b| a.2 == b.2) {
+            let validator = by[0].2;
+            // More than one distinct (submission, score) from one validator.
+            if by.len() > 1 {
                 flagged.push(Flagged {
                     validator,
                     challenge,
@@ -181,22 +189,26 @@ pub fn compute(input: &EpochInput) -> EpochResult {
                 });
                 continue;
             }
-            reported.push((s[0].0, s[0].1, validator, stake[&validator]));
+            reported.push((by[0].3, by[0].4, validator, stake[&validator]));
         }
         // The pair's submission: the most stake behind it, then the smaller id.
-        let mut behind: BTreeMap<[u8; 32], u128> = BTreeMap::new();
+        behind.clear();
         for (sub, _, _, st) in &reported {
-            *behind.entry(*sub).or_default() += u128::from(*st);
+            match behind.iter_mut().find(|(s, _)| s == sub) {
+                Some((_, total)) => *total += u128::from(*st),
+                None => behind.push((*sub, u128::from(*st))),
+            }
         }
         let Some(counted) = behind
             .iter()
-            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
             .map(|(sub, _)| *sub)
         else {
             continue;
         };
         let mut votes: Vec<(u64, Hotkey, u64)> = reported
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|r| r.0 == counted)
             .map(|(_, score, validator, st)| (score, validator, st))
             .collect();
@@ -311,300 +323,5 @@ pub fn compute(input: &EpochInput) -> EpochResult {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn k(i: u8) -> Hotkey {
-        [i; 32]
-    }
-
-    fn input() -> EpochInput {
-        EpochInput {
-            epoch: 9,
-            validators: vec![
-                Validator {
-                    hotkey: k(1),
-                    stake: 100,
-                },
-                Validator {
-                    hotkey: k(2),
-                    stake: 100,
-                },
-                Validator {
-                    hotkey: k(3),
-                    stake: 100,
-                },
-                Validator {
-                    hotkey: k(4),
-                    stake: 100,
-                },
-            ],
-            challenges: vec![
-                Challenge {
-                    id: 1,
-                    emission_share: 3,
-                    rule: WeightRule::Proportional,
-                    mechanism: 0,
-                },
-                Challenge {
-                    id: 2,
-                    emission_share: 1,
-                    rule: WeightRule::WinnerTakesAll,
-                    mechanism: 0,
-                },
-            ],
-            miners: [(k(50), 0u16), (k(51), 1), (k(52), 2)]
-                .into_iter()
-                .collect(),
-            reports: Vec::new(),
-        }
-    }
-
-    fn report(v: u8, c: u32, m: u8, s: u64) -> Report {
-        Report {
-            validator: k(v),
-            challenge: c,
-            miner: k(m),
-            submission: [m; 32],
-            score: Some(s),
-        }
-    }
-
-    #[test]
-    fn agreed_scores_weights_and_flags() {
-        let mut i = input();
-        for v in 1..=4 {
-            i.reports.push(report(v, 1, 50, 600));
-            i.reports.push(report(v, 1, 51, 200));
-            i.reports.push(report(v, 2, 52, 900));
-        }
-        // Validator 4 disagrees on one pair; the stake-weighted median still holds.
-        i.reports.push(report(4, 2, 50, 950));
-        i.reports
-            .retain(|r| !(r.validator == k(4) && r.challenge == 1 && r.miner == k(51)));
-        i.reports.push(report(4, 1, 51, 999));
-        let r = compute(&i);
-        assert_eq!(r.scores[&(1, k(50))], 600);
-        assert_eq!(r.scores[&(1, k(51))], 200);
-        assert_eq!(
-            r.scores.get(&(2, k(50))),
-            None,
-            "one validator is not a majority"
-        );
-        assert_eq!(
-            r.flagged,
-            vec![Flagged {
-                validator: k(4),
-                challenge: 1,
-                miner: k(51),
-                flag: Flag::Disagrees {
-                    reported: 999,
-                    agreed: 200
-                }
-            }]
-        );
-        // Challenge 1 (share 3): 600:200 → 3/4 and 1/4 of 3; challenge 2 (share 1): uid 2 wins.
-        assert_eq!(
-            r.weights,
-            vec![
-                (0, (3 * WEIGHT_SCALE * 600 / 800) as u64),
-                (1, (3 * WEIGHT_SCALE * 200 / 800) as u64),
-                (2, WEIGHT_SCALE as u64),
-            ]
-        );
-    }
-
-    /// The digest's layout before mechanisms, by hand: what a result with every challenge on
-    /// mechanism 0 must still hash to.
-    fn digest_v1(epoch: u64, r: &EpochResult) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"platform/epoch-result/v1");
-        h.update(epoch.to_le_bytes());
-        h.update((r.scores.len() as u64).to_le_bytes());
-        for ((c, m), s) in &r.scores {
-            h.update(c.to_le_bytes());
-            h.update(m);
-            h.update(s.to_le_bytes());
-        }
-        h.update((r.weights.len() as u64).to_le_bytes());
-        for (uid, w) in &r.weights {
-            h.update(uid.to_le_bytes());
-            h.update(w.to_le_bytes());
-        }
-        h.finalize().into()
-    }
-
-    #[test]
-    fn each_mechanism_combines_its_own_challenges() {
-        let mut i = input();
-        for v in 1..=4 {
-            i.reports.push(report(v, 1, 50, 600));
-            i.reports.push(report(v, 1, 51, 200));
-            i.reports.push(report(v, 2, 52, 900));
-        }
-        let all_zero = compute(&i);
-        assert!(all_zero.mechanism_weights.is_empty());
-        assert_eq!(
-            all_zero.digest,
-            digest_v1(i.epoch, &all_zero),
-            "all on mechanism 0: the digest of before"
-        );
-        // Challenge 2 to mechanism 1: it takes its whole share there, alone.
-        i.challenges[1].mechanism = 1;
-        let r = compute(&i);
-        assert_eq!(r.scores, all_zero.scores);
-        assert_eq!(
-            r.weights,
-            vec![
-                (0, (3 * WEIGHT_SCALE * 600 / 800) as u64),
-                (1, (3 * WEIGHT_SCALE * 200 / 800) as u64),
-            ]
-        );
-        assert_eq!(
-            r.mechanism_weights,
-            vec![(1, vec![(2, WEIGHT_SCALE as u64)])]
-        );
-        assert_ne!(r.digest, all_zero.digest, "the split is part of the digest");
-        // Every challenge elsewhere: mechanism 0 gets nothing.
-        i.challenges[0].mechanism = 3;
-        let r = compute(&i);
-        assert!(r.weights.is_empty());
-        assert_eq!(
-            r.mechanism_weights.iter().map(|m| m.0).collect::<Vec<_>>(),
-            vec![1, 3]
-        );
-    }
-
-    #[test]
-    fn a_validator_that_counted_another_submission_is_not_flagged() {
-        let mut i = input();
-        for v in 1..=3 {
-            i.reports.push(report(v, 1, 50, 600));
-        }
-        // Validator 4 missed submission [50; 32] and scored the miner's other one.
-        i.reports.push(Report {
-            submission: [49; 32],
-            ..report(4, 1, 50, 100)
-        });
-        let r = compute(&i);
-        assert_eq!(r.scores[&(1, k(50))], 600);
-        assert!(r.flagged.is_empty(), "{:?}", r.flagged);
-        // The submission with the most stake behind it counts: three to one.
-        i.validators[3].stake = 1000;
-        let r = compute(&i);
-        assert_eq!(
-            r.scores.get(&(1, k(50))),
-            Some(&100),
-            "validator 4 alone holds a majority: its submission counts"
-        );
-        assert!(r.flagged.is_empty());
-        // Two submissions from one validator for one pair: conflicting.
-        i.reports.push(report(4, 1, 50, 100));
-        let r = compute(&i);
-        assert_eq!(
-            r.flagged,
-            vec![Flagged {
-                validator: k(4),
-                challenge: 1,
-                miner: k(50),
-                flag: Flag::Conflicting
-            }]
-        );
-        // Equal stake behind two submissions: the smaller id counts.
-        let mut j = input();
-        for v in 1..=2 {
-            j.reports.push(report(v, 1, 50, 600));
-        }
-        for v in 3..=4 {
-            j.reports.push(Report {
-                submission: [1; 32],
-                ..report(v, 1, 50, 7)
-            });
-        }
-        let r = compute(&j);
-        assert_eq!(
-            r.scores.get(&(1, k(50))),
-            None,
-            "half the stake is not a majority"
-        );
-        assert!(r.flagged.is_empty());
-    }
-
-    #[test]
-    fn the_same_inputs_in_any_order_give_the_same_digest() {
-        let mut i = input();
-        for v in 1..=4u8 {
-            for m in 50..=52u8 {
-                i.reports
-                    .push(report(v, 1, m, u64::from(m) * 10 + u64::from(v % 2)));
-            }
-        }
-        let a = compute(&i);
-        let mut x = 0x1234_5678u64;
-        for _ in 0..20 {
-            // Fisher–Yates with a fixed LCG: a different order each round.
-            for j in (1..i.reports.len()).rev() {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                i.reports.swap(j, (x >> 33) as usize % (j + 1));
-            }
-            i.validators.reverse();
-            i.challenges.reverse();
-            assert_eq!(compute(&i), a);
-        }
-        let mut other = i.clone();
-        other.epoch += 1;
-        assert_ne!(
-            compute(&other).digest,
-            a.digest,
-            "the epoch is part of the digest"
-        );
-    }
-
-    #[test]
-    fn outsiders_abstainers_and_equivocators() {
-        let mut i = input();
-        i.reports.push(report(9, 1, 50, 1)); // not a validator: ignored
-        for v in 1..=3 {
-            i.reports.push(report(v, 1, 50, 500));
-        }
-        i.reports.push(Report {
-            validator: k(4),
-            challenge: 1,
-            miner: k(50),
-            submission: [50; 32],
-            score: None,
-        });
-        i.reports.push(report(3, 1, 51, 10));
-        i.reports.push(report(3, 1, 51, 11)); // conflicting
-        i.reports.push(report(1, 1, 51, 10));
-        i.reports.push(report(2, 1, 51, 10));
-        let r = compute(&i);
-        assert_eq!(r.scores[&(1, k(50))], 500);
-        // Validator 3 equivocated on (1, 51): flagged and dropped, which leaves validators 1
-        // and 2 holding exactly half the stake: not a majority, no score.
-        assert_eq!(r.scores.get(&(1, k(51))), None);
-        assert_eq!(
-            r.flagged,
-            vec![Flagged {
-                validator: k(3),
-                challenge: 1,
-                miner: k(51),
-                flag: Flag::Conflicting
-            }]
-        );
-    }
-
-    #[test]
-    fn weighted_median_uses_stake() {
-        let mut i = input();
-        i.validators[0].stake = 1000; // validator 1 dominates
-        i.reports.push(report(1, 1, 50, 7));
-        i.reports.push(report(2, 1, 50, 9));
-        i.reports.push(report(3, 1, 50, 9));
-        let r = compute(&i);
-        assert_eq!(r.scores[&(1, k(50))], 7);
-        assert_eq!(r.flagged.len(), 2);
-    }
-}
+#[path = "epoch_tests.rs"]
+mod tests;

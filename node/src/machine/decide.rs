@@ -151,7 +151,12 @@ impl<S: Storage> Machine<S> {
         {
             return Some(result.clone());
         }
-        let mut reports = Vec::new();
+        let entries = ids
+            .iter()
+            .filter_map(|id| self.batches.get(id))
+            .map(|b| b.batch.entries.len())
+            .sum();
+        let mut reports = Vec::with_capacity(entries);
         for id in ids {
             let b = self.batches.get(id)?;
             for en in &b.batch.entries {
