@@ -141,8 +141,96 @@ pub struct EpochResult {
     pub digest: [u8; 32],
 }
 
+/// Agreed scores per (challenge, miner), in key order.
+type Scores = BTreeMap<(u32, Hotkey), u64>;
+
 /// Compute the epoch result (see the module's rules).
 pub fn compute(input: &EpochInput) -> EpochResult {
+    let (scores, mut flagged) = agree(input);
+
+    let mut combined: BTreeMap<u8, BTreeMap<u16, u128>> = BTreeMap::new();
+    let mut challenges = input.challenges.clone();
+    challenges.sort_by_key(|c| c.id);
+    challenges.dedup_by_key(|c| c.id);
+    for c in &challenges {
+        let mut w: Vec<(u16, u128)> = scores
+            .range((c.id, [0; 32])..=(c.id, [0xff; 32]))
+            .filter_map(|((_, miner), s)| input.miners.get(miner).map(|uid| (*uid, u128::from(*s))))
+            .collect();
+        if c.rule == WeightRule::WinnerTakesAll {
+            let best = w.iter().map(|x| x.1).max().unwrap_or(0);
+            w = w
+                .into_iter()
+                .map(|(uid, s)| (uid, u128::from(s == best && best > 0)))
+                .collect();
+        }
+        let sum: u128 = w.iter().map(|x| x.1).sum();
+        if sum == 0 {
+            continue;
+        }
+        let mechanism = combined.entry(c.mechanism).or_default();
+        for (uid, x) in w {
+            *mechanism.entry(uid).or_default() +=
+                u128::from(c.emission_share) * WEIGHT_SCALE * x / sum;
+        }
+    }
+    let mut per_mechanism: Vec<(u8, Vec<(u16, u64)>)> = combined
+        .into_iter()
+        .map(|(m, c)| {
+            let w = c
+                .into_iter()
+                .filter(|(_, w)| *w > 0)
+                .map(|(uid, w)| (uid, u64::try_from(w).unwrap_or(u64::MAX)))
+                .collect();
+            (m, w)
+        })
+        .filter(|(_, w): &(u8, Vec<(u16, u64)>)| !w.is_empty())
+        .collect();
+    let weights = match per_mechanism.first() {
+        Some((0, _)) => per_mechanism.remove(0).1,
+        _ => Vec::new(),
+    };
+    let mechanism_weights = per_mechanism;
+    flagged.sort();
+
+    let mut h = Sha256::new();
+    h.update(b"platform/epoch-result/v1");
+    h.update(input.epoch.to_le_bytes());
+    h.update((scores.len() as u64).to_le_bytes());
+    for ((c, m), s) in &scores {
+        h.update(c.to_le_bytes());
+        h.update(m);
+        h.update(s.to_le_bytes());
+    }
+    let section = |h: &mut Sha256, weights: &[(u16, u64)]| {
+        h.update((weights.len() as u64).to_le_bytes());
+        for (uid, w) in weights {
+            h.update(uid.to_le_bytes());
+            h.update(w.to_le_bytes());
+        }
+    };
+    section(&mut h, &weights);
+    // Only where a challenge names another mechanism: otherwise the digest is unchanged.
+    if !mechanism_weights.is_empty() {
+        h.update(b"mechanisms");
+        h.update((mechanism_weights.len() as u64).to_le_bytes());
+        for (m, w) in &mechanism_weights {
+            h.update([*m]);
+            section(&mut h, w);
+        }
+    }
+    EpochResult {
+        scores,
+        weights,
+        mechanism_weights,
+        flagged,
+        digest: h.finalize().into(),
+    }
+}
+
+/// The agreed score of every (challenge, miner) pair enough stake reported on, and the
+/// validators flagged on the way (unsorted).
+fn agree(input: &EpochInput) -> (Scores, Vec<Flagged>) {
     let stake: BTreeMap<Hotkey, u64> = input
         .validators
         .iter()
@@ -241,85 +329,7 @@ pub fn compute(input: &EpochInput) -> EpochResult {
         }
         scores.insert((challenge, miner), agreed);
     }
-
-    let mut combined: BTreeMap<u8, BTreeMap<u16, u128>> = BTreeMap::new();
-    let mut challenges = input.challenges.clone();
-    challenges.sort_by_key(|c| c.id);
-    challenges.dedup_by_key(|c| c.id);
-    for c in &challenges {
-        let mut w: Vec<(u16, u128)> = scores
-            .range((c.id, [0; 32])..=(c.id, [0xff; 32]))
-            .filter_map(|((_, miner), s)| input.miners.get(miner).map(|uid| (*uid, u128::from(*s))))
-            .collect();
-        if c.rule == WeightRule::WinnerTakesAll {
-            let best = w.iter().map(|x| x.1).max().unwrap_or(0);
-            w = w
-                .into_iter()
-                .map(|(uid, s)| (uid, u128::from(s == best && best > 0)))
-                .collect();
-        }
-        let sum: u128 = w.iter().map(|x| x.1).sum();
-        if sum == 0 {
-            continue;
-        }
-        let mechanism = combined.entry(c.mechanism).or_default();
-        for (uid, x) in w {
-            *mechanism.entry(uid).or_default() +=
-                u128::from(c.emission_share) * WEIGHT_SCALE * x / sum;
-        }
-    }
-    let mut per_mechanism: Vec<(u8, Vec<(u16, u64)>)> = combined
-        .into_iter()
-        .map(|(m, c)| {
-            let w = c
-                .into_iter()
-                .filter(|(_, w)| *w > 0)
-                .map(|(uid, w)| (uid, u64::try_from(w).unwrap_or(u64::MAX)))
-                .collect();
-            (m, w)
-        })
-        .filter(|(_, w): &(u8, Vec<(u16, u64)>)| !w.is_empty())
-        .collect();
-    let weights = match per_mechanism.first() {
-        Some((0, _)) => per_mechanism.remove(0).1,
-        _ => Vec::new(),
-    };
-    let mechanism_weights = per_mechanism;
-    flagged.sort();
-
-    let mut h = Sha256::new();
-    h.update(b"platform/epoch-result/v1");
-    h.update(input.epoch.to_le_bytes());
-    h.update((scores.len() as u64).to_le_bytes());
-    for ((c, m), s) in &scores {
-        h.update(c.to_le_bytes());
-        h.update(m);
-        h.update(s.to_le_bytes());
-    }
-    let section = |h: &mut Sha256, weights: &[(u16, u64)]| {
-        h.update((weights.len() as u64).to_le_bytes());
-        for (uid, w) in weights {
-            h.update(uid.to_le_bytes());
-            h.update(w.to_le_bytes());
-        }
-    };
-    section(&mut h, &weights);
-    // Only where a challenge names another mechanism: otherwise the digest is unchanged.
-    if !mechanism_weights.is_empty() {
-        h.update(b"mechanisms");
-        h.update((mechanism_weights.len() as u64).to_le_bytes());
-        for (m, w) in &mechanism_weights {
-            h.update([*m]);
-            section(&mut h, w);
-        }
-    }
-    EpochResult {
-        scores,
-        weights,
-        mechanism_weights,
-        flagged,
-        digest: h.finalize().into(),
-    }
+    (scores, flagged)
 }
 
 #[cfg(test)]
