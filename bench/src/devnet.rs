@@ -326,8 +326,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut inflight: VecDeque<(Instant, u64, usize, crossbeam_channel::Receiver<_>)> =
         VecDeque::new();
-    // A miner told `rate_limited` holds off on that connection for a while, as a real one
-    // must: a client that keeps sending over the rate is a flood, and validators ban floods.
+    // A miner told `rate_limited` or `busy` holds off on that connection for a while, as a
+    // real one must: a client that keeps sending over the rate is a flood, and validators ban
+    // floods; one that keeps sending to a full engine takes the CPU the engine needs.
     let mut paused_until: Vec<Instant> = vec![Instant::now(); clients.len()];
     let mut pace: Vec<Pace> = vec![Pace::new(Instant::now()); clients.len()];
     let mut ack = Histogram::<u64>::new(3)?;
@@ -394,7 +395,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                             accepted_at.push((*t, *epoch));
                         }
                         Ok(SubmitAck::Rejected(reason)) => {
-                            if reason == "rate_limited" {
+                            // Over the rate, or the validator's engine full: try later.
+                            if reason == "rate_limited" || reason == "busy" {
                                 paused_until[*client] = Instant::now() + RATE_BACKOFF;
                             }
                             *refused.entry(reason).or_default() += 1

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-/// How long a connection told `rate_limited` waits before sending again.
+/// How long a connection told `rate_limited` or `busy` waits before sending again.
 pub(super) const RATE_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Requests a connection may send back to back after an idle spell (its bucket's size),
