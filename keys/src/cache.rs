@@ -17,9 +17,7 @@ static KEYS: LazyLock<Mutex<HashMap<[u8; 32], PublicKey>>> =
 
 /// The keys `bytes` name, decompressed (from the cache where they are kept); `None` if any
 /// does not decompress.
-pub(crate) fn public_keys<'a>(
-    bytes: impl ExactSizeIterator<Item = &'a [u8; 32]>,
-) -> Option<Vec<PublicKey>> {
+pub(crate) fn public_keys<'a>(bytes: impl Iterator<Item = &'a [u8; 32]>) -> Option<Vec<PublicKey>> {
     let bytes: Vec<&[u8; 32]> = bytes.collect();
     let mut out: Vec<Option<PublicKey>> = {
         let kept = KEYS.lock().unwrap_or_else(|p| p.into_inner());

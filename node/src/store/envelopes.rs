@@ -4,8 +4,9 @@
 //! did. Lookups by id (a peer fetching a submission by hash, `platform verify`, the
 //! one-per-id rule when keeping) go through [`EnvelopeIndex`], an in-memory map from the
 //! id's first 128 bits to the envelope's key, rebuilt at open from the envelopes themselves
-//! (~40 bytes per kept envelope; retention bounds both). A hit is checked against the full
-//! id by hashing the envelope read.
+//! (~40 bytes per kept envelope; retention bounds both). An envelope found is checked against
+//! the full id by hashing it; a result is looked up where its submission's place says (two
+//! ids sharing 128 bits is a 2^-128 event).
 //!
 //! Evaluation results are kept the same way, under their submission's (epoch, arrival) key
 //! ([`RESULTS_AT`]): evaluations finish in about arrival order, so those are appends near the

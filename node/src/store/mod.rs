@@ -410,11 +410,9 @@ impl Store {
     /// A stored canonical evaluation record.
     pub fn result(&self, epoch: u64, submission: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
-        // Under its submission's key when that submission is kept (and is this one).
-        let kept = tx.open_table(envelopes::ENVELOPES).map_err(db)?;
+        // Under its submission's key when that submission is kept, as `write` placed it.
         if let Some(place) = self.envelopes.place(submission)
             && place.0 == epoch
-            && envelopes::get(&kept, &self.envelopes, submission)?.is_some()
             && let Some(v) = tx
                 .open_table(envelopes::RESULTS_AT)
                 .map_err(db)?
