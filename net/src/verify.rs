@@ -16,13 +16,13 @@ type Item<'a> = (&'a [u8; 32], &'a [u8], &'a [u8; 64]);
 
 /// An envelope taken apart for verification: its scheme, author, signed message (framed as
 /// the scheme says) and signature.
-pub(crate) type Signed<'a> = (Scheme, &'a [u8; 32], Cow<'a, [u8]>, &'a [u8; 64]);
+type Signed<'a> = (Scheme, &'a [u8; 32], Cow<'a, [u8]>, &'a [u8; 64]);
 
 /// Below this many signatures a failed group is verified one by one rather than halved.
 const SINGLES_BELOW: usize = 4;
 
 /// An envelope taken apart for verification, or `None` when it does not parse.
-pub(crate) fn signed(env: &[u8]) -> Option<Signed<'_>> {
+fn signed(env: &[u8]) -> Option<Signed<'_>> {
     let scheme = Scheme::of_version(*env.first()?)?;
     let author: &[u8; 32] = env.get(2..34)?.try_into().ok()?;
     // version, topic, author, issued_at_ms, payload length: 46 bytes before the payload.
