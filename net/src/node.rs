@@ -194,6 +194,7 @@ struct Fetch {
     in_flight: bool,
     providers: Providers,
     deadline: Instant,
+    started: Instant,
 }
 
 /// Where a fetch stands with the DHT's providers of its blob: asked only once the

@@ -139,6 +139,7 @@ impl Node {
                 in_flight: false,
                 providers: super::Providers::Done,
                 deadline: Instant::now() + self.cfg.fetch_timeout,
+                started: Instant::now(),
             },
         );
         self.advance_fetch(&a.hash);

@@ -231,6 +231,7 @@ impl Node {
                 in_flight: false,
                 providers: Providers::NotAsked,
                 deadline: Instant::now() + self.cfg.fetch_timeout,
+                started: Instant::now(),
             },
         );
         self.advance_fetch(&hash);
@@ -290,6 +291,13 @@ impl Node {
 
     pub(super) fn finish_fetch(&mut self, hash: &Hash32, result: Result<Vec<u8>, NetError>) {
         if let Some(f) = self.fetches.remove(hash) {
+            tracing::debug!(
+                ms = f.started.elapsed().as_millis() as u64,
+                tried = f.tried.len(),
+                bytes = result.as_ref().map_or(0, |b| b.len()),
+                "blob fetch of {} done",
+                hex::encode(&hash[..4])
+            );
             stats::request(
                 "blob",
                 "out",

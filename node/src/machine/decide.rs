@@ -49,24 +49,24 @@ impl<S: Storage> Machine<S> {
             .map(u128::from)
             .sum();
         let total = roster.total_stake();
-        // Every validator's batch held, all naming as many submissions (no one is catching
-        // up on what it missed, to publish again with more): proposed at once. Otherwise at
-        // 2 × settle with more than 2/3 of the stake reporting, or at 3 × settle with what
-        // there is.
-        let sizes: BTreeSet<usize> = held.iter().map(|b| b.batch.entries.len()).collect();
-        let complete = reporting == total && sizes.len() == 1;
+        let (roster_digest, pin) = (
+            self.roster_digests
+                .get(&e)
+                .copied()
+                .unwrap_or_else(|| roster.digest()),
+            roster.pin,
+        );
+        // Every validator's batch held and every submission they name agreed (no counted
+        // submission waits on a validator catching up and publishing again): proposed at
+        // once. Otherwise at 2 × settle with more than 2/3 of the stake reporting, or at
+        // 3 × settle with what there is.
+        let complete = reporting == total && self.agrees_on_all(e, &ids);
         if !complete && now < t + 2 * self.cfg.settle_ms {
             return;
         }
         if reporting * 3 <= total * 2 && now < t + 3 * self.cfg.settle_ms {
             return; // wait a little longer for batches
         }
-        let roster_digest = self
-            .roster_digests
-            .get(&e)
-            .copied()
-            .unwrap_or_else(|| roster.digest());
-        let pin = roster.pin;
         // Pending changes that apply in order, with their modules held.
         let mut projected = self.registry.clone();
         let mut changes = Vec::new();
@@ -112,6 +112,28 @@ impl<S: Storage> Machine<S> {
             );
             self.act(now, actions);
         }
+    }
+
+    /// Whether the result over these batches agrees a score for every (challenge, miner)
+    /// any of them names. Weighed once per set of batches (a result over an epoch's
+    /// batches is tens of thousands of reports).
+    fn agrees_on_all(&mut self, epoch: u64, ids: &[Hash32]) -> bool {
+        if let Some((weighed, ok)) = &self.covered
+            && weighed == ids
+        {
+            return *ok;
+        }
+        let Some(result) = self.compute(epoch, ids) else {
+            return false;
+        };
+        let ok = ids.iter().filter_map(|id| self.batches.get(id)).all(|b| {
+            b.batch
+                .entries
+                .iter()
+                .all(|en| result.scores.contains_key(&(en.challenge, en.miner)))
+        });
+        self.covered = Some((ids.to_vec(), ok));
+        ok
     }
 
     /// The batch ids held for an epoch (the first per author), sorted.

@@ -6,7 +6,8 @@ use platform_consensus::Storage;
 use platform_net::{Envelope, Topic};
 
 use super::{
-    Arrival, Effect, Hash32, KnownBatch, Machine, ROSTERS_AHEAD, Refusal, Roster, epoch_seed,
+    Arrival, Effect, Hash32, Hotkey, KnownBatch, Machine, ROSTERS_AHEAD, Refusal, Roster,
+    epoch_seed,
 };
 use crate::metrics as m;
 use crate::msg::{Batch, BatchAnnounce, BatchEntry, decode_exact};
@@ -34,6 +35,15 @@ pub(super) fn change_name(c: &Change) -> String {
         Change::Deactivate(id) => format!("deactivate {id}"),
         Change::SetMechanism { id, mecid } => format!("weights of {id} to mechanism {mecid}"),
     }
+}
+
+/// Who handed a submission in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Source {
+    /// A miner, to this validator.
+    Miner,
+    /// A peer, in its submission batch (or gossiped singly).
+    Peer,
 }
 
 impl<S: Storage> Machine<S> {
@@ -145,8 +155,13 @@ impl<S: Storage> Machine<S> {
 
     /// Count a submission, or say why it does not count (the ingress counter is moved
     /// either way).
-    pub(super) fn on_submission(&mut self, now: u64, a: Arrival) -> Result<(), Refusal> {
-        let verdict = self.admit(now, &a);
+    pub(super) fn on_submission(
+        &mut self,
+        now: u64,
+        a: Arrival,
+        from: Source,
+    ) -> Result<(), Refusal> {
+        let verdict = self.admit(now, &a, from);
         count(verdict.err().map_or("accepted", Refusal::label));
         if verdict == Err(Refusal::EpochClosed) && a.epoch >= self.next_epoch() {
             self.late.hold(a.id, a.epoch, a.envelope);
@@ -163,8 +178,12 @@ impl<S: Storage> Machine<S> {
 
     /// Whether a submission counts: its epoch open, its miner registered at the epoch's
     /// pinned block, its challenge active, and no lower id from the same miner counted for
-    /// the challenge and epoch.
-    fn admit(&mut self, now: u64, a: &Arrival) -> Result<(), Refusal> {
+    /// the challenge and epoch. An epoch is open to its miners until `settle / 2` after its
+    /// end block is seen, and to what peers counted (in their submission batches, still in
+    /// transit when miners' intake closed) until this validator's batch goes out, at
+    /// `settle`: what a peer admitted at its last moment is in every first batch, and the
+    /// leader need not wait for validators to catch up and publish again.
+    fn admit(&mut self, now: u64, a: &Arrival, from: Source) -> Result<(), Refusal> {
         let sched = self.cfg.schedule;
         let head = self.head.ok_or(Refusal::NotReady)?;
         if a.epoch < self.next_epoch() {
@@ -173,10 +192,13 @@ impl<S: Storage> Machine<S> {
         if head < sched.start(a.epoch) {
             return Err(Refusal::EpochNotOpen);
         }
+        let window = match from {
+            Source::Miner => self.cfg.settle_ms / 2,
+            Source::Peer => self.cfg.settle_ms,
+        };
         let open = head < sched.end(a.epoch)
-            || self
-                .ended(now, a.epoch)
-                .is_some_and(|t| now < t + self.cfg.settle_ms / 2);
+            || (self.ended(now, a.epoch).is_some_and(|t| now < t + window)
+                && !self.published.contains(&a.epoch));
         if !open {
             return Err(Refusal::EpochClosed);
         }
@@ -250,6 +272,7 @@ impl<S: Storage> Machine<S> {
 
     pub(super) fn publish_batch(&mut self, now: u64, epoch: u64) {
         self.published.insert(epoch);
+        let me = self.me.public();
         let entries: Vec<BatchEntry> = self
             .subs
             .get(&epoch)
@@ -266,9 +289,16 @@ impl<S: Storage> Machine<S> {
             })
             .unwrap_or_default();
         let n = entries.len();
-        let payload = Batch { epoch, entries }.encode();
-        let env = Envelope::sign(&self.me, Topic::Evaluations, now, payload).encode();
-        let Some(id) = self.ingest_batch(&env) else {
+        let unscored = entries.iter().filter(|e| e.score.is_none()).count();
+        if n > crate::msg::BATCH_ENTRIES_MAX {
+            // Peers would refuse it (admission bounds an epoch far below this).
+            return tracing::error!(epoch, entries = n, "our batch is over the entry limit");
+        }
+        let batch = Batch { epoch, entries };
+        let env = Envelope::sign(&self.me, Topic::Evaluations, now, batch.encode()).encode();
+        // Signed here and in canonical order (the counted map's): kept without decoding it
+        // again or checking our own signature over a megabyte-sized payload.
+        let Some(id) = self.keep_batch(&env, me, batch) else {
             return tracing::error!(epoch, "our own batch was refused");
         };
         self.out.push(Effect::Provide(env));
@@ -282,7 +312,7 @@ impl<S: Storage> Machine<S> {
             topic: Topic::Evaluations,
             payload: announce.encode(),
         });
-        tracing::info!(epoch, entries = n, "batch published");
+        tracing::info!(epoch, entries = n, unscored, "batch published");
     }
 
     /// Keep a signed batch; returns its id when it is new and the first of its author for
@@ -293,11 +323,17 @@ impl<S: Storage> Machine<S> {
             return None;
         }
         let batch = Batch::decode_checked(&env.payload)?;
+        self.keep_batch(envelope, env.author, batch)
+    }
+
+    /// [`Machine::ingest_batch`] for a batch whose envelope is checked: `author` signed
+    /// `envelope`, whose payload is `batch`.
+    fn keep_batch(&mut self, envelope: &[u8], author: Hotkey, batch: Batch) -> Option<Hash32> {
         if self.last_epoch.is_some_and(|l| batch.epoch <= l) {
             return None; // applied already
         }
         if let Some(r) = self.rosters.get(&batch.epoch)
-            && r.stake_of(&env.author).is_none()
+            && r.stake_of(&author).is_none()
         {
             return None; // not a validator of that epoch
         }
@@ -306,32 +342,38 @@ impl<S: Storage> Machine<S> {
             return None;
         }
         let epoch = batch.epoch;
-        self.note_missed(epoch, env.author, &batch.entries);
+        self.note_missed(epoch, author, &batch.entries);
         // An author's later batch with at least as many entries (a laggard's, with what it
         // caught up on) takes the place of its earlier one; a proposal names one of them and
         // validators fetch whichever is named.
         let held = self.by_epoch.entry(epoch).or_default();
-        let later = held.get(&env.author).is_some_and(|old| {
+        let later = held.get(&author).is_some_and(|old| {
             self.batches
                 .get(old)
                 .is_some_and(|b| batch.entries.len() >= b.batch.entries.len())
         });
         if later {
-            held.insert(env.author, id);
+            held.insert(author, id);
         }
-        let first = *held.entry(env.author).or_insert(id) == id;
+        let first = *held.entry(author).or_insert(id) == id;
+        tracing::debug!(
+            epoch,
+            author = %hex::encode(&author[..4]),
+            entries = batch.entries.len(),
+            "batch held"
+        );
         self.batches.insert(
             id,
             KnownBatch {
                 epoch,
-                author: env.author,
+                author,
                 batch,
             },
         );
         if first {
             self.out.push(Effect::StoreBatch {
                 epoch,
-                author: env.author,
+                author,
                 envelope: envelope.to_vec(),
             });
         }

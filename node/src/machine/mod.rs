@@ -12,8 +12,10 @@
 //! The protocol (also `docs/epoch.md`): height `h` decides epoch `genesis + h − 1`, so no
 //! epoch is skipped and every node knows which validator set signs each height: the roster
 //! read at that epoch's pinned block. Submissions for epoch `e` are admitted against
-//! `roster(e)` while `e` runs (and `settle / 2` after its end block is seen); `settle` after
-//! the end each validator of `roster(e)` publishes its batch; `2 × settle` after, the leader
+//! `roster(e)` while `e` runs (after its end block is seen, `settle / 2` more from miners,
+//! and from peers until this validator's batch goes out); `settle` after the end each
+//! validator of `roster(e)` publishes its batch; once every batch is held and agrees on all
+//! it names (`2 × settle` after the end at the latest), the leader
 //! proposes an [`EpochValue`] naming the pin, the roster digest, the batches and pending
 //! registry changes; validators check the pin against their own reading, fetch what they
 //! lack, recompute, and vote. Committed values are applied in height order.
@@ -34,6 +36,7 @@ use platform_consensus::{Decision, Height, Message, Replica, Storage, View};
 use platform_keys::Keypair;
 use platform_net::Topic;
 
+use intake::Source;
 pub use io::{Applied, Arrival, Effect, Input, Refusal, Restored};
 pub use schedule::{
     EPOCH_BLOCKS_MIN, Hash32, Hotkey, Pin, Roster, Schedule, epoch_seed, leader_seed,
@@ -164,6 +167,8 @@ pub struct Machine<S: Storage> {
     roster_digests: BTreeMap<u64, Hash32>,
     /// The last epoch result computed, and from what.
     computed: Option<(decide::Computed, crate::epoch::EpochResult)>,
+    /// Whether the last batches the leader weighed agree a score for everything they name.
+    covered: Option<(Vec<Hash32>, bool)>,
     roster_asked: BTreeMap<u64, u64>,
     subs: BTreeMap<u64, EpochSubs>,
     pending_evaluations: Vec<Arrival>,
@@ -233,6 +238,7 @@ impl<S: Storage> Machine<S> {
             rosters: BTreeMap::new(),
             roster_digests: BTreeMap::new(),
             computed: None,
+            covered: None,
             roster_asked: BTreeMap::new(),
             subs: BTreeMap::new(),
             pending_evaluations: Vec::new(),
@@ -331,10 +337,10 @@ impl<S: Storage> Machine<S> {
             }
             Input::Gossip { topic, payload } => self.on_gossip(now_ms, topic, payload),
             Input::Submission(a) => {
-                let _ = self.on_submission(now_ms, a);
+                let _ = self.on_submission(now_ms, a, Source::Peer);
             }
             Input::Submit { token, arrival } => {
-                let verdict = self.on_submission(now_ms, arrival);
+                let verdict = self.on_submission(now_ms, arrival, Source::Miner);
                 self.out.push(Effect::Admit { token, verdict });
             }
             Input::Evaluated { id, score } => self.on_evaluated(id, score),

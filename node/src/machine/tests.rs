@@ -207,10 +207,16 @@ impl Pair {
 /// Two validators of equal stake and one registered miner, the challenge published and
 /// active, blocks `0..=to` run.
 fn two_validators(miner: &Keypair, to: u64) -> Pair {
-    let keys = [key(1), key(2)];
+    validators(2, miner, to)
+}
+
+/// `n` validators of equal stake and one registered miner, the challenge published and
+/// active, blocks `0..=to` run.
+fn validators(n: u8, miner: &Keypair, to: u64) -> Pair {
+    let keys: Vec<Keypair> = (1..=n).map(key).collect();
     let set: Vec<(Hotkey, u64)> = keys.iter().map(|k| (k.public(), 100)).collect();
     let m = miner.public();
-    let rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>> = (0..2)
+    let rosters: Vec<Box<dyn Fn(u64) -> Option<Roster>>> = (0..n)
         .map(|_| {
             let set = set.clone();
             Box::new(move |b| Some(roster(&set, &[m], b))) as Box<dyn Fn(u64) -> Option<Roster>>

@@ -4,19 +4,55 @@
 use super::*;
 
 #[test]
+fn peers_submissions_count_until_the_batch_goes_out_miners_until_half_settle() {
+    // Epoch 1 (blocks 5..10) ends at block 10 (1,000 ms); settle is 100 ms: its miners'
+    // intake closes at 1,050; what peers counted is taken until the batch goes out at 1,100.
+    let miner = key(5);
+    let mut p = two_validators(&miner, 9);
+    p.all(1000, Input::Block { number: 10 });
+    let late_send = signed_arrival(&miner, 1, vec![1], 1060);
+    p.input(
+        1060,
+        1,
+        Input::Submit {
+            token: 7,
+            arrival: late_send,
+        },
+    );
+    assert_eq!(p.admits.last(), Some(&(7, Err(Refusal::EpochClosed))));
+    let before = p.nodes[1].stats().admitted;
+    let in_transit = signed_arrival(&miner, 1, vec![2], 1040);
+    p.input(1080, 1, Input::Submission(in_transit.clone()));
+    assert_eq!(p.nodes[1].stats().admitted, before + 1, "a peer's, in time");
+    // The batch goes out; a peer's submission after that is held, not counted (one with a
+    // smaller id than the counted one, so that only the closed window can refuse it).
+    p.all(1100, Input::Tick);
+    let after = (3..)
+        .map(|b| signed_arrival(&miner, 1, vec![b], 1050))
+        .find(|a| a.id < in_transit.id)
+        .expect("some id is smaller");
+    p.input(1110, 1, Input::Submission(after));
+    assert_eq!(p.nodes[1].stats().admitted, before + 1, "after the batch");
+}
+
+#[test]
 fn a_late_arrival_a_peer_counted_is_evaluated_without_a_fetch() {
     let miner = key(5);
     // Epoch 1 (blocks 5..10) is open until block 10 and settle / 2 after it.
     let mut p = two_validators(&miner, 9);
     let arrival = signed_arrival(&miner, 1, vec![7], 950);
-    // Validator 0 takes it in time; validator 1 gets it from gossip after its intake closed.
+    // Validator 0 takes it in time; validator 1, which saw the epoch end 50 ms before
+    // validator 0 did, gets it from gossip after its own batch went out (at settle,
+    // 1,100 ms), when its intake is closed to peers too.
     p.input(950, 0, Input::Submission(arrival.clone()));
-    p.all(1000, Input::Block { number: 10 });
-    p.input(1080, 1, Input::Submission(arrival.clone()));
+    p.input(1000, 1, Input::Block { number: 10 });
+    p.input(1050, 0, Input::Block { number: 10 });
+    p.all(1100, Input::Tick);
+    p.input(1120, 1, Input::Submission(arrival.clone()));
     assert_eq!(p.nodes[1].stats().missed_evaluated, 0, "refused as closed");
-    // Validator 0's batch (after settle) names it: validator 1 evaluates the one it held.
+    // Validator 0's batch (at 1,150 ms) names it: validator 1 evaluates the one it held.
     for t in 0..40 {
-        p.all(1080 + t * 20, Input::Tick);
+        p.all(1140 + t * 20, Input::Tick);
     }
     assert_eq!(p.nodes[1].stats().missed_evaluated, 1);
     assert!(

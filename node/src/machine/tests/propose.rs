@@ -2,12 +2,12 @@
 
 use super::*;
 
-/// Two validators; `seen[i]` says whether validator `i` hears of the one submission (and
-/// one that did not cannot fetch it: no copy is served). Returns when (virtual ms) each node
-/// applied epoch 1.
-fn epoch_1_applied_at(seen: [bool; 2]) -> [Option<u64>; 2] {
+/// Validators of equal stake; `seen[i]` says whether validator `i` hears of the one
+/// submission (and one that did not cannot fetch it: no copy is served). Returns when
+/// (virtual ms) each node applied epoch 1.
+fn epoch_1_applied_at<const N: usize>(seen: [bool; N]) -> [Option<u64>; N] {
     let miner = key(5);
-    let mut p = two_validators(&miner, 7);
+    let mut p = validators(N as u8, &miner, 7);
     let arrival = signed_arrival(&miner, 1, vec![1], 800);
     for (i, heard) in seen.iter().enumerate() {
         if *heard {
@@ -15,7 +15,7 @@ fn epoch_1_applied_at(seen: [bool; 2]) -> [Option<u64>; 2] {
             p.provided[i].remove(&arrival.id);
         }
     }
-    let mut at = [None, None];
+    let mut at = [None; N];
     p.run_span(8, 14, |p, now| {
         for (i, a) in at.iter_mut().enumerate() {
             if a.is_none() && p.applied[i].iter().any(|x| x.epoch == 1) {
@@ -44,6 +44,32 @@ fn a_validator_behind_its_peers_is_waited_for_until_twice_settle() {
     // Validator 1 missed the submission and cannot fetch it: its batch names fewer, so the
     // leader waits the full 2 × settle for it to catch up and publish again.
     let at = epoch_1_applied_at([true, false]);
+    for a in at {
+        let a = a.expect("epoch 1 applied");
+        assert!(a >= 1200, "applied at {a} ms, not before 2 × settle");
+    }
+}
+
+#[test]
+fn a_validator_behind_on_what_a_majority_agrees_does_not_hold_the_proposal() {
+    // Validator 2 of 3 missed the submission and cannot fetch it; the other two (a majority
+    // of the stake) agree its score, so nothing counted waits on validator 2: proposed at
+    // settle.
+    let at = epoch_1_applied_at([true, true, false]);
+    for a in at {
+        let a = a.expect("epoch 1 applied");
+        assert!(
+            (1100..1200).contains(&a),
+            "applied at {a} ms, before 2 × settle"
+        );
+    }
+}
+
+#[test]
+fn a_submission_only_a_minority_reports_is_waited_for_until_twice_settle() {
+    // Only validator 0 of 3 heard of it: no majority reports it yet, so the leader waits
+    // for the others to catch up (they cannot here) until 2 × settle.
+    let at = epoch_1_applied_at([true, false, false]);
     for a in at {
         let a = a.expect("epoch 1 applied");
         assert!(a >= 1200, "applied at {a} ms, not before 2 × settle");
