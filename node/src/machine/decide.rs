@@ -114,6 +114,27 @@ impl<S: Storage> Machine<S> {
         }
     }
 
+    /// Once the next epoch to decide has a batch from each of its validators, compute the
+    /// result over them ahead of the proposal (which names the same batches when no one
+    /// publishes again): judging it is then a lookup, off the consensus round's critical
+    /// path. The leader weighs the same result to decide when to propose.
+    pub(super) fn precompute(&mut self, now: u64) {
+        let e = self.epoch_of_height(self.height());
+        if self
+            .ended(now, e)
+            .is_none_or(|t| now < t + self.cfg.settle_ms)
+        {
+            return;
+        }
+        let (Some(roster), Some(held)) = (self.rosters.get(&e), self.by_epoch.get(&e)) else {
+            return;
+        };
+        if roster.validators.iter().all(|(v, _)| held.contains_key(v)) {
+            let ids = self.batch_ids(e);
+            let _ = self.agrees_on_all(e, &ids);
+        }
+    }
+
     /// Whether the result over these batches agrees a score for every (challenge, miner)
     /// any of them names. Weighed once per set of batches (a result over an epoch's
     /// batches is tens of thousands of reports).

@@ -513,6 +513,7 @@ impl<S: Storage> Machine<S> {
         self.republish_batches(now);
         self.apply_decisions(now);
         if self.decisions.is_empty() {
+            self.precompute(now);
             self.maybe_propose(now);
             self.retry_validations(now);
         }

@@ -75,3 +75,21 @@ fn a_submission_only_a_minority_reports_is_waited_for_until_twice_settle() {
         assert!(a >= 1200, "applied at {a} ms, not before 2 × settle");
     }
 }
+
+#[test]
+fn every_validator_weighs_the_result_once_it_holds_every_batch() {
+    // Not only the leader: each validator computes the result over the batches it holds
+    // before a proposal names them, so that judging the proposal is a lookup.
+    let miner = key(5);
+    let mut p = validators(3, &miner, 7);
+    p.all(
+        800,
+        Input::Submission(signed_arrival(&miner, 1, vec![1], 800)),
+    );
+    p.run_span(8, 11, |_, _| {});
+    for (i, n) in p.nodes.iter().enumerate() {
+        let (ids, agreed) = n.covered.as_ref().expect("weighed");
+        assert_eq!(ids.len(), 3, "validator {i}: one batch per validator");
+        assert!(agreed, "validator {i}");
+    }
+}
