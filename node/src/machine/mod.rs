@@ -73,8 +73,10 @@ pub struct MachineConfig {
     pub schedule: Schedule,
     /// The epoch consensus height 1 decides (agreed by every validator, like a genesis).
     pub genesis_epoch: u64,
-    /// After an epoch's end block is seen: late submissions for `settle / 2`, batches at
-    /// `settle`, the proposal at `2 × settle` (or later, up to `3 × settle`, for batches).
+    /// After an epoch's end block is seen: miners' late submissions for `settle / 2` (peers'
+    /// until the batch goes out), batches at `settle`, the proposal once every batch is held
+    /// and agrees on all it names, at `2 × settle` otherwise (up to `3 × settle` for
+    /// batches).
     pub settle_ms: u64,
     /// Consensus view timeout (view 0), doubling up to `view_timeout_max_ms`.
     pub view_timeout_ms: u64,
