@@ -25,6 +25,9 @@ use serde_json::{Value, json};
 /// Largest request body read.
 const BODY_MAX: usize = 1 << 20;
 
+/// Threads serving the chain's HTTP interface.
+const SERVERS: usize = 4;
+
 /// A running shared chain; stops its threads on drop.
 pub struct ChainServer {
     addr: SocketAddr,
@@ -70,27 +73,34 @@ impl ChainServer {
                     }
                 })?
         };
-        let server = {
-            let (chain, stop) = (chain.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("platform-chain-http".into())
-                .spawn(move || {
-                    let mut pinned = PinnedCache::default();
-                    for conn in listener.incoming() {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
+        // Several requests at once, as a chain node's RPC serves them: a validator reading
+        // (and slowly parsing) a large metagraph must not hold back another's poll of the
+        // head, or the validators see an epoch's end hundreds of milliseconds apart.
+        let pinned = Arc::new(Mutex::new(PinnedCache::default()));
+        let mut threads = vec![producer];
+        for i in 0..SERVERS {
+            let (chain, stop, pinned) = (chain.clone(), stop.clone(), pinned.clone());
+            let listener = listener.try_clone()?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("platform-chain-http-{i}"))
+                    .spawn(move || {
+                        for conn in listener.incoming() {
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                            if let Ok(c) = conn {
+                                serve(&c, &chain, &pinned);
+                            }
                         }
-                        if let Ok(c) = conn {
-                            serve(&c, &chain, &mut pinned);
-                        }
-                    }
-                })?
-        };
+                    })?,
+            );
+        }
         Ok(ChainServer {
             addr,
             chain,
             stop,
-            threads: vec![producer, server],
+            threads,
         })
     }
 
@@ -113,7 +123,10 @@ impl ChainServer {
 impl Drop for ChainServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr);
+        // One connection wakes each server thread, which sees `stop` and ends.
+        for _ in 0..SERVERS {
+            let _ = TcpStream::connect(self.addr);
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -149,27 +162,27 @@ fn error_json(e: &ChainError) -> Value {
 /// Answers for metagraphs at a given block: immutable once the block exists, and asked by
 /// every validator at each epoch start, so each is built (and serialised) once.
 #[derive(Default)]
-struct PinnedCache(std::collections::VecDeque<(String, String)>);
+struct PinnedCache(std::collections::VecDeque<(String, Arc<str>)>);
 
 impl PinnedCache {
     const MAX: usize = 16;
 
-    fn get(&self, path: &str) -> Option<&str> {
+    fn get(&self, path: &str) -> Option<Arc<str>> {
         self.0
             .iter()
             .find(|(p, _)| p == path)
-            .map(|(_, b)| b.as_str())
+            .map(|(_, b)| b.clone())
     }
 
     fn put(&mut self, path: &str, body: &str) {
         if self.0.len() >= Self::MAX {
             self.0.pop_front();
         }
-        self.0.push_back((path.to_string(), body.to_string()));
+        self.0.push_back((path.to_string(), body.into()));
     }
 }
 
-fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) {
+fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &Mutex<PinnedCache>) {
     let Some(mut req) = crate::http::read_head(stream) else {
         return;
     };
@@ -187,8 +200,11 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) 
     }
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
     let at_block = method == "GET" && seg.len() == 3 && seg[0] == "metagraph";
-    if at_block && let Some(body) = pinned.get(path) {
-        return crate::http::respond(stream, "200 OK", "application/json", body);
+    let cached = at_block
+        .then(|| pinned.lock().unwrap_or_else(|p| p.into_inner()).get(path))
+        .flatten();
+    if let Some(body) = cached {
+        return crate::http::respond(stream, "200 OK", "application/json", &body);
     }
     let answer: Result<Value, String> = (|| {
         let mut c = lock(chain);
@@ -205,6 +221,7 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) 
                     Some(_) => c.metagraph_at(netuid, num(2)?),
                     None => c.metagraph(netuid),
                 };
+                drop(c); // serialised without holding up the chain's other readers
                 match m {
                     Ok(m) => metagraph_json(&m),
                     Err(e) => error_json(&e),
@@ -278,7 +295,10 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &mut PinnedCache) 
         Ok(v) => {
             let body = v.to_string();
             if at_block && v.get("error").is_none() {
-                pinned.put(path, &body);
+                pinned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .put(path, &body);
             }
             crate::http::respond(stream, "200 OK", "application/json", &body)
         }
@@ -349,6 +369,33 @@ pub use remote::{RemoteChain, WeightRows};
 mod tests {
     use super::*;
     use platform_chain::PalletError;
+
+    #[test]
+    fn a_stalled_client_does_not_hold_up_another() {
+        let chain = crate::chainsvc::sim_chain(3, 9, false, &[([1; 32], 100)]);
+        let server = ChainServer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            chain,
+            Duration::from_millis(20),
+        )
+        .unwrap();
+        // Connected first and sending nothing: a server thread waits on it (up to its read
+        // timeout, then closes it).
+        let stalled = TcpStream::connect(server.addr()).unwrap();
+        let c = RemoteChain::new(&server.addr().to_string(), Duration::from_secs(30));
+        c.current_block().unwrap();
+        // Answered while the stalled connection is still open: not served after it.
+        stalled.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let open = matches!(
+            std::io::Read::read(&mut &stalled, &mut byte),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+        );
+        assert!(
+            open,
+            "the head was served only once the stalled client was given up on"
+        );
+    }
 
     #[test]
     fn validators_share_one_chain_over_loopback() {

@@ -60,7 +60,10 @@ impl<S: Storage> Machine<S> {
             .max(self.next_epoch().saturating_sub(1));
         let to = sched.epoch_of(number);
         for e in from..to.min(from + 64) {
-            self.ended_at.entry(e).or_insert(now);
+            self.ended_at.entry(e).or_insert_with(|| {
+                tracing::debug!(epoch = e, block = number, "epoch end seen");
+                now
+            });
         }
     }
 
