@@ -390,6 +390,18 @@ impl Message {
             Message::SyncRequest { .. } | Message::SyncResponse(_) => 0,
         }
     }
+
+    /// What kind of message it is, for logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Message::Proposal(_) => "proposal",
+            Message::Vote(v) if v.kind == Kind::Prepare => "prepare",
+            Message::Vote(_) => "commit",
+            Message::ViewChange(_) => "view_change",
+            Message::SyncRequest { .. } => "sync_request",
+            Message::SyncResponse(_) => "sync_response",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -169,7 +169,8 @@ pub struct Machine<S: Storage> {
     roster_digests: BTreeMap<u64, Hash32>,
     /// The last epoch result computed, and from what.
     computed: Option<(decide::Computed, crate::epoch::EpochResult)>,
-    /// Whether the last batches the leader weighed agree a score for everything they name.
+    /// The last set of batches weighed (by `precompute` and the leader) and whether their
+    /// result agrees a score for everything they name: the weighing is done once per set.
     covered: Option<(Vec<Hash32>, bool)>,
     roster_asked: BTreeMap<u64, u64>,
     subs: BTreeMap<u64, EpochSubs>,

@@ -90,7 +90,7 @@ impl<S: Storage> Machine<S> {
 
     pub(super) fn on_consensus(&mut self, now: u64, msg: Message) {
         let h = self.height();
-        tracing::debug!(height = msg.height(), "consensus {}", msg_kind(&msg));
+        tracing::debug!(height = msg.height(), "consensus {}", msg.label());
         if let Message::SyncResponse(ds) = &msg {
             for d in ds {
                 if d.height > h && self.sync_ahead.len() < SYNC_AHEAD_MAX {
@@ -205,14 +205,5 @@ impl<S: Storage> Machine<S> {
             let actions = r.handle(now, Event::Timeout { height, view });
             self.act(now, actions);
         }
-    }
-}
-
-fn msg_kind(m: &Message) -> &'static str {
-    match m {
-        Message::Proposal(_) => "proposal",
-        Message::Vote(v) if v.kind == platform_consensus::Kind::Prepare => "prepare",
-        Message::Vote(_) => "commit",
-        _ => "other",
     }
 }
