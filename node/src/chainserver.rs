@@ -174,11 +174,11 @@ impl PinnedCache {
             .map(|(_, b)| b.clone())
     }
 
-    fn put(&mut self, path: &str, body: &str) {
+    fn put(&mut self, path: &str, body: Arc<str>) {
         if self.0.len() >= Self::MAX {
             self.0.pop_front();
         }
-        self.0.push_back((path.to_string(), body.into()));
+        self.0.push_back((path.to_string(), body));
     }
 }
 
@@ -293,12 +293,12 @@ fn serve(stream: &TcpStream, chain: &Mutex<SimChain>, pinned: &Mutex<PinnedCache
     })();
     match answer {
         Ok(v) => {
-            let body = v.to_string();
+            let body: Arc<str> = v.to_string().into();
             if at_block && v.get("error").is_none() {
                 pinned
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .put(path, &body);
+                    .put(path, body.clone());
             }
             crate::http::respond(stream, "200 OK", "application/json", &body)
         }
