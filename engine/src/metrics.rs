@@ -17,6 +17,8 @@ pub const POOL_RELEASED: &str = "platform_engine_pool_released_instances_total";
 pub const INLINE_INSTANTIATIONS: &str = "platform_engine_inline_instantiations_total";
 /// Counter: submissions refused at the door, by `reason`.
 pub const SUBMISSIONS_REJECTED: &str = "platform_engine_submissions_rejected_total";
+/// Counter: queued evaluations dropped unevaluated, their epoch no longer wanted, by `shard`.
+pub const DROPPED: &str = "platform_engine_dropped_total";
 /// Counter: artifact cache lookups, by `result` (hit, miss, corrupt).
 pub const MODULE_CACHE: &str = "platform_engine_module_cache_total";
 /// Counter: host function calls, by `function`.
@@ -54,6 +56,10 @@ pub fn describe() {
     describe_counter!(
         INLINE_INSTANTIATIONS,
         "Evaluations that instantiated inline (pool empty)."
+    );
+    describe_counter!(
+        DROPPED,
+        "Queued evaluations dropped unevaluated: their epoch was no longer wanted."
     );
     describe_counter!(
         SUBMISSIONS_REJECTED,

@@ -2,12 +2,14 @@
 //! pre-instantiated instances (per challenge) and its metrics handles. Callers on any thread
 //! `submit` (routed by submission id; a full queue is an error value) and read reports from
 //! one bounded channel whose capacity covers everything admitted, so a shard never blocks.
+//! A caller that no longer needs an epoch's evaluations says so (`drop_epochs_below`): the
+//! shards drop them from their queues unevaluated instead of spending cores on them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -70,13 +72,16 @@ struct Shared {
     control: Vec<Inbox<Control>>,
     results: crossbeam_channel::Sender<EvalReport>,
     next_shard_index: AtomicUsize,
+    /// Evaluations admitted whose reports have not been read (or that were dropped).
+    outstanding: AtomicUsize,
+    /// Queued evaluations of epochs below this are dropped, not run.
+    epochs_below: AtomicU64,
 }
 
 /// Handle to the running shards. Dropping it shuts them down after draining their queues.
 pub struct ShardedEngine {
     shared: Arc<Shared>,
     results: crossbeam_channel::Receiver<EvalReport>,
-    outstanding: AtomicUsize,
     outstanding_max: usize,
     handles: Option<PoolThreadHandles<()>>,
 }
@@ -105,6 +110,8 @@ impl ShardedEngine {
             control: (0..shards).map(|_| Inbox::new(1024)).collect(),
             results: tx,
             next_shard_index: AtomicUsize::new(0),
+            outstanding: AtomicUsize::new(0),
+            epochs_below: AtomicU64::new(0),
         });
         let placement = |pin: bool| {
             if pin {
@@ -132,7 +139,6 @@ impl ShardedEngine {
         Ok(ShardedEngine {
             shared,
             results: rx,
-            outstanding: AtomicUsize::new(0),
             outstanding_max,
             handles: Some(handles),
         })
@@ -145,7 +151,7 @@ impl ShardedEngine {
 
     /// Evaluations admitted whose reports have not been read yet.
     pub fn outstanding(&self) -> usize {
-        self.outstanding.load(Ordering::Acquire)
+        self.shared.outstanding.load(Ordering::Acquire)
     }
 
     /// The shard a submission id routes to.
@@ -171,16 +177,16 @@ impl ShardedEngine {
                 max,
             });
         }
-        let admitted = self.outstanding.fetch_add(1, Ordering::AcqRel);
+        let admitted = self.shared.outstanding.fetch_add(1, Ordering::AcqRel);
         if admitted >= self.outstanding_max {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(SubmitError::Saturated {
                 outstanding: admitted,
             });
         }
         let shard = self.route(&sub);
         if self.shared.jobs[shard].push(sub).is_err() {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
             return Err(if self.handles.is_none() {
                 SubmitError::ShuttingDown
             } else {
@@ -188,6 +194,14 @@ impl ShardedEngine {
             });
         }
         Ok(())
+    }
+
+    /// Evaluations of epochs below `epoch` (`EvalContext::epoch`) are no longer wanted:
+    /// those still queued are dropped when a shard reaches them — no report, counted in
+    /// `platform_engine_dropped_total` — and later submissions of such epochs too. Ones
+    /// already running finish and report. The mark only rises.
+    pub fn drop_epochs_below(&self, epoch: u64) {
+        self.shared.epochs_below.fetch_max(epoch, Ordering::AcqRel);
     }
 
     /// Fill every shard's pool for `challenge` ahead of its first submission.
@@ -214,7 +228,7 @@ impl ShardedEngine {
 
     fn took(&self, r: Option<EvalReport>) -> Option<EvalReport> {
         if r.is_some() {
-            self.outstanding.fetch_sub(1, Ordering::AcqRel);
+            self.shared.outstanding.fetch_sub(1, Ordering::AcqRel);
         }
         r
     }
@@ -483,6 +497,7 @@ async fn shard_main(shared: Arc<Shared>) {
     let control_task = glommio::spawn_local_into(control_loop(shard.clone()), tq_background)
         .expect("task queue exists");
 
+    let dropped = metrics::counter!(m::DROPPED, "shard" => index.to_string());
     let in_flight = cfg.in_flight_per_shard as u64;
     let permits = Rc::new(Semaphore::new(in_flight));
     loop {
@@ -493,6 +508,12 @@ async fn shard_main(shared: Arc<Shared>) {
         let Some(sub) = shared.jobs[index].pop().await else {
             break;
         };
+        if sub.context.epoch < shared.epochs_below.load(Ordering::Acquire) {
+            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+            dropped.increment(1);
+            drop(permit);
+            continue;
+        }
         let s = shard.clone();
         glommio::spawn_local_into(
             async move {

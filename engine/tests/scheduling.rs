@@ -1,5 +1,6 @@
 //! Scheduling behaviour of the shards: a long evaluation yields to its shard on fuel, so a
-//! short one submitted after it on the same shard finishes first.
+//! short one submitted after it on the same shard finishes first; evaluations of epochs the
+//! caller no longer wants are dropped from the queue unevaluated.
 
 use std::time::Duration;
 
@@ -20,12 +21,11 @@ const SPIN: &str = r#"(module
         (i64.store (i32.const 0) (i64.const 7))
         (i64.const 8)))"#;
 
-#[test]
-fn a_long_evaluation_does_not_starve_a_short_one_on_the_same_shard() {
+fn spin_engine(in_flight: usize) -> (ShardedEngine, std::sync::Arc<platform_engine::Challenge>) {
     let cfg = EngineConfig {
         shards: 1,
         pin_shards: false,
-        in_flight_per_shard: 2,
+        in_flight_per_shard: in_flight,
         fuel_yield_interval: 10_000,
         ..EngineConfig::default()
     };
@@ -44,7 +44,62 @@ fn a_long_evaluation_does_not_starve_a_short_one_on_the_same_shard() {
             data: vec![],
         })
         .unwrap();
-    let engine = ShardedEngine::start(rt).unwrap();
+    (ShardedEngine::start(rt).unwrap(), ch)
+}
+
+#[test]
+fn queued_evaluations_of_unwanted_epochs_are_dropped_unevaluated() {
+    // One evaluation at a time: the long one (epoch 5) holds the shard while the others wait.
+    let (engine, ch) = spin_engine(1);
+    let at = |epoch: u64, byte: u8| {
+        Submission::new(
+            ch.clone(),
+            vec![byte, epoch as u8],
+            EvalContext {
+                epoch,
+                seed: [0; 32],
+            },
+        )
+    };
+    let long = at(5, 1);
+    engine.submit(long.clone()).unwrap();
+    let stale: Vec<Submission> = (0..3).map(|i| at(3, 10 + i)).collect();
+    for s in &stale {
+        engine.submit(s.clone()).unwrap();
+    }
+    engine.drop_epochs_below(5);
+    // Submitted after the mark: dropped too. A lower mark later does not lower it.
+    let late = at(4, 20);
+    engine.submit(late.clone()).unwrap();
+    engine.drop_epochs_below(2);
+    let wanted = at(5, 2);
+    engine.submit(wanted.clone()).unwrap();
+    assert_eq!(engine.outstanding(), 6);
+
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let r = engine
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a report");
+        got.push((r.result.submission_id, r.result.outcome));
+    }
+    assert_eq!(
+        got,
+        vec![(long.id, Outcome::OutOfFuel), (wanted.id, Outcome::Scored)],
+        "only the wanted epoch's evaluations run and report"
+    );
+    assert!(engine.recv_timeout(Duration::from_millis(200)).is_none());
+    assert_eq!(engine.outstanding(), 0, "dropped ones no longer count");
+    // Room for new work is intact: the engine takes and runs a wanted submission again.
+    let again = at(6, 2);
+    engine.submit(again.clone()).unwrap();
+    let r = engine.recv_timeout(Duration::from_secs(120)).unwrap();
+    assert_eq!(r.result.submission_id, again.id);
+}
+
+#[test]
+fn a_long_evaluation_does_not_starve_a_short_one_on_the_same_shard() {
+    let (engine, ch) = spin_engine(2);
     let long = Submission::new(ch.clone(), vec![1u8], EvalContext::default());
     let short = Submission::new(ch, vec![2u8], EvalContext::default());
     engine.submit(long.clone()).unwrap();

@@ -275,6 +275,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         miners,
         pinned: std::collections::BTreeMap::new(),
         retain_epochs: cfg.node.retain_epochs,
+        decided_below: 0,
         view: StatusView::new(
             my_hotkey,
             data_dir.clone(),

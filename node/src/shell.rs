@@ -58,6 +58,8 @@ pub(crate) struct Shell {
     pub(crate) pinned: std::collections::BTreeMap<u64, Roster>,
     /// `[node] retain_epochs`: committed epochs kept in the store (0: all).
     pub(crate) retain_epochs: u64,
+    /// Epochs below this are decided: their evaluations are dropped, not run.
+    pub(crate) decided_below: u64,
     pub(crate) view: StatusView,
 }
 
@@ -215,6 +217,10 @@ impl Shell {
         }
         metrics::gauge!(m::OUTSTANDING).set(self.load.outstanding_secs());
         while let Some((epoch, s)) = self.backlog.pop_front() {
+            if epoch < self.decided_below {
+                self.load.forget(&s.id);
+                continue;
+            }
             let before = self.backlog.len();
             self.submit(epoch, s);
             if self.backlog.len() > before {
@@ -461,7 +467,42 @@ impl Shell {
         *self.miners.write().unwrap_or_else(|p| p.into_inner()) = miners;
     }
 
+    /// Epochs below `epoch` are decided: their evaluations not yet run are of no use (the
+    /// result is agreed without them) and would only delay the open epochs' — under overload
+    /// a validator that fell behind would otherwise stay behind, evaluating submissions of
+    /// epochs already decided while the open epoch's go unscored. The engine drops them from
+    /// its queues; the backlog and the work held forget them.
+    fn drop_decided(&mut self, epoch: u64) {
+        if epoch <= self.decided_below {
+            return;
+        }
+        self.decided_below = epoch;
+        self.engine.drop_epochs_below(epoch);
+        let before = self.inflight.len() + self.backlog.len();
+        let load = &mut self.load;
+        self.inflight.retain(|id, (e, _, _)| {
+            let keep = *e >= epoch;
+            if !keep {
+                load.forget(id);
+            }
+            keep
+        });
+        self.backlog.retain(|(e, s)| {
+            let keep = *e >= epoch;
+            if !keep {
+                load.forget(&s.id);
+            }
+            keep
+        });
+        let dropped = before - self.inflight.len() - self.backlog.len();
+        if dropped > 0 {
+            // Those the engine still held are counted in `platform_engine_dropped_total`.
+            tracing::debug!(epoch, dropped, "evaluations of decided epochs given up");
+        }
+    }
+
     fn applied(&mut self, a: &Applied) {
+        self.drop_decided(a.epoch + 1);
         let rec_bytes = parity_scale_codec::Encode::encode(&a.record);
         self.flush();
         if let Err(e) = self.store.apply_decision(&AppliedDecision {
