@@ -269,7 +269,9 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         inflight: HashMap::new(),
         backlog: std::collections::VecDeque::new(),
         fetches: crate::shell::Fetches::over(net.handle()),
-        load: crate::shell::Load::new(shards, cfg.consensus.settle),
+        // Miners' intake closes settle / 2 after the epoch's end, the batch goes out at
+        // settle: what is held then must drain in the half left.
+        load: crate::shell::Load::new(shards, cfg.consensus.settle / 2),
         replies: HashMap::new(),
         next_token: 1,
         miners,

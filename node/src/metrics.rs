@@ -24,6 +24,8 @@ pub const INGRESS_RESULTS: [&str; 11] = [
 ];
 /// Gauge: evaluation work held (engine and backlog), in estimated seconds of shard time.
 pub const OUTSTANDING: &str = "platform_engine_outstanding_work_seconds";
+/// Gauge: seconds the held evaluation work takes to drain at the measured rate.
+pub const DRAIN: &str = "platform_engine_outstanding_drain_seconds";
 /// Gauge: consensus height being decided.
 pub const HEIGHT: &str = "platform_consensus_height";
 /// Gauge: current view.
@@ -95,7 +97,12 @@ pub fn register() {
     describe_gauge!(
         OUTSTANDING,
         Unit::Seconds,
-        "Evaluation work held (engine and backlog), in estimated seconds of shard time; miners' new submissions are refused busy (engine_busy) while it exceeds the settle window across the shards."
+        "Evaluation work held (engine and backlog), in estimated seconds of shard time."
+    );
+    describe_gauge!(
+        DRAIN,
+        Unit::Seconds,
+        "Seconds the evaluation work held takes to drain at the measured rate; miners' new submissions are refused busy (engine_busy) while it exceeds half the settle window."
     );
     metrics::gauge!(OUTSTANDING).set(0.0);
     describe_gauge!(VIEW, "Consensus view at the current height.");

@@ -50,7 +50,8 @@ pub(crate) struct Shell {
     pub(crate) inflight: HashMap<Hash32, (u64, u32, Hash32)>,
     pub(crate) backlog: std::collections::VecDeque<(u64, platform_engine::Submission)>,
     pub(crate) fetches: Fetches,
-    /// Evaluation work held: miners are refused `busy` beyond a settle window of it.
+    /// Evaluation work held: miners are refused `busy` while it would take more than half a
+    /// settle window to drain.
     pub(crate) load: Load,
     pub(crate) replies: HashMap<u64, Sender<Result<String, String>>>,
     pub(crate) next_token: u64,
@@ -215,7 +216,9 @@ impl Shell {
             self.pending.result(epoch, id, canonical, audit);
             inputs.push(Input::Evaluated { id, score });
         }
+        self.load.tick(Instant::now());
         metrics::gauge!(m::OUTSTANDING).set(self.load.outstanding_secs());
+        metrics::gauge!(m::DRAIN).set(self.load.drain_secs());
         while let Some((epoch, s)) = self.backlog.pop_front() {
             if epoch < self.decided_below {
                 self.load.forget(&s.id);

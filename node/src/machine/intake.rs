@@ -293,6 +293,11 @@ impl<S: Storage> Machine<S> {
             .unwrap_or_default();
         let n = entries.len();
         let unscored = entries.iter().filter(|e| e.score.is_none()).count();
+        // Unscored entries by challenge: where evaluation fell behind.
+        let mut behind = std::collections::BTreeMap::<u32, usize>::new();
+        for e in entries.iter().filter(|e| e.score.is_none()) {
+            *behind.entry(e.challenge).or_default() += 1;
+        }
         if n > crate::msg::BATCH_ENTRIES_MAX {
             // Peers would refuse it (admission bounds an epoch far below this).
             return tracing::error!(epoch, entries = n, "our batch is over the entry limit");
@@ -315,7 +320,7 @@ impl<S: Storage> Machine<S> {
             topic: Topic::Evaluations,
             payload: announce.encode(),
         });
-        tracing::info!(epoch, entries = n, unscored, "batch published");
+        tracing::info!(epoch, entries = n, unscored, ?behind, "batch published");
     }
 
     /// Keep a signed batch; returns its id when it is new and the first of its author for
