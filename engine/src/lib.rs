@@ -18,6 +18,7 @@ pub mod metrics;
 mod queue;
 pub mod result;
 mod runtime;
+mod sched;
 mod shard;
 
 pub use baseline::Baseline;

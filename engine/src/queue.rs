@@ -37,6 +37,11 @@ impl<T> Inbox<T> {
         Ok(())
     }
 
+    /// The next item if one is queued, without waiting.
+    pub fn try_pop(&self) -> Option<T> {
+        self.slots.pop()
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

@@ -2,8 +2,10 @@
 //! pre-instantiated instances (per challenge) and its metrics handles. Callers on any thread
 //! `submit` (routed by submission id; a full queue is an error value) and read reports from
 //! one bounded channel whose capacity covers everything admitted, so a shard never blocks.
-//! A caller that no longer needs an epoch's evaluations says so (`drop_epochs_below`): the
-//! shards drop them from their queues unevaluated instead of spending cores on them.
+//! A shard moves what its queue holds into its scheduler (`sched`), which picks the next
+//! evaluation: the oldest epoch's first, and within it the challenge that has had the least
+//! of the shard's time. A caller that no longer needs an epoch's evaluations says so
+//! (`drop_epochs_below`): the shards drop them unevaluated instead of spending cores on them.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -21,6 +23,7 @@ use crate::metrics as m;
 use crate::queue::Inbox;
 use crate::result::{ChallengeId, EvalReport, Outcome};
 use crate::runtime::{Challenge, EngineError, Runtime};
+use crate::sched::{Charge, Sched};
 
 /// Why a submission was not accepted. The caller sees backpressure; nothing is queued.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -313,6 +316,8 @@ struct Shard {
     index: usize,
     shared: Arc<Shared>,
     pools: RefCell<BTreeMap<ChallengeId, Pool>>,
+    /// Jobs taken from the queue, waiting for a permit.
+    sched: RefCell<Sched<Submission>>,
     refill: LocalSender<()>,
     stopping: Cell<bool>,
     /// Ready instances this shard may hold across all its pools: `challenges_max ×
@@ -333,8 +338,8 @@ impl Shard {
 
     fn update_gauges(&self) {
         self.ready_gauge.set(self.ready_total() as f64);
-        self.queue_gauge
-            .set(self.shared.jobs[self.index].len() as f64);
+        let queued = self.shared.jobs[self.index].len() + self.sched.borrow().len();
+        self.queue_gauge.set(queued as f64);
     }
 
     /// Make sure a pool exists for this exact module; replace one for an older module.
@@ -475,6 +480,7 @@ async fn shard_main(shared: Arc<Shared>) {
         index,
         shared: shared.clone(),
         pools: RefCell::new(BTreeMap::new()),
+        sched: RefCell::new(Sched::new()),
         refill: refill_tx,
         stopping: Cell::new(false),
         ready_budget: cfg.challenges_max * cfg.instances_ready_per_challenge,
@@ -505,19 +511,13 @@ async fn shard_main(shared: Arc<Shared>) {
             .acquire_static_permit(1)
             .await
             .expect("semaphore is never closed");
-        let Some(sub) = shared.jobs[index].pop().await else {
+        let Some((sub, charge)) = next_job(&shard, &dropped).await else {
             break;
         };
-        if sub.context.epoch < shared.epochs_below.load(Ordering::Acquire) {
-            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
-            dropped.increment(1);
-            drop(permit);
-            continue;
-        }
         let s = shard.clone();
         glommio::spawn_local_into(
             async move {
-                run_job(&s, sub).await;
+                run_job(&s, sub, charge).await;
                 drop(permit);
             },
             tq_eval,
@@ -537,7 +537,31 @@ async fn shard_main(shared: Arc<Shared>) {
     refill_task.await;
 }
 
-async fn run_job(shard: &Shard, sub: Submission) {
+/// The next job to run: everything queued moves to the scheduler, which picks; when it holds
+/// nothing, wait for the queue. `None` once the queue is closed and everything is taken.
+async fn next_job(shard: &Shard, dropped: &metrics::Counter) -> Option<(Submission, Charge)> {
+    let shared = &shard.shared;
+    let inbox = &shared.jobs[shard.index];
+    loop {
+        let picked = {
+            let mut sched = shard.sched.borrow_mut();
+            while let Some(job) = inbox.try_pop() {
+                sched.push(job);
+            }
+            sched.pop(shared.epochs_below.load(Ordering::Acquire), |_| {
+                shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+                dropped.increment(1);
+            })
+        };
+        if picked.is_some() {
+            return picked;
+        }
+        let job = inbox.pop().await?;
+        shard.sched.borrow_mut().push(job);
+    }
+}
+
+async fn run_job(shard: &Shard, sub: Submission, charge: Charge) {
     let start = Instant::now();
     let rt = &shard.shared.rt;
     let (prepared, pooled) = match shard.take_ready(&sub.challenge) {
@@ -546,6 +570,7 @@ async fn run_job(shard: &Shard, sub: Submission) {
     };
     let ran = eval::run(rt, prepared, &sub).await;
     let nanos = eval::nanos_since(start);
+    shard.sched.borrow_mut().took(charge, nanos);
     let report = eval::report(ran, shard.index, nanos, pooled);
     shard.record(&report);
     // Capacity covers every admitted job, so this only fails if the receiver is gone.
@@ -597,6 +622,7 @@ async fn control_loop(shard: Rc<Shard>) {
             }
             Control::Retire(id) => {
                 shard.pools.borrow_mut().remove(&id);
+                shard.sched.borrow_mut().forget(id);
             }
         }
         shard.update_gauges();

@@ -1,6 +1,7 @@
 //! Scheduling behaviour of the shards: a long evaluation yields to its shard on fuel, so a
-//! short one submitted after it on the same shard finishes first; evaluations of epochs the
-//! caller no longer wants are dropped from the queue unevaluated.
+//! short one submitted after it on the same shard finishes first; a cheap challenge's
+//! evaluations are not queued behind an expensive one's; evaluations of epochs the caller no
+//! longer wants are dropped from the queue unevaluated.
 
 use std::time::Duration;
 
@@ -45,6 +46,61 @@ fn spin_engine(in_flight: usize) -> (ShardedEngine, std::sync::Arc<platform_engi
         })
         .unwrap();
     (ShardedEngine::start(rt).unwrap(), ch)
+}
+
+#[test]
+fn a_cheap_challenges_evaluations_are_not_queued_behind_an_expensive_ones() {
+    let cfg = EngineConfig {
+        shards: 1,
+        pin_shards: false,
+        in_flight_per_shard: 1,
+        ..EngineConfig::default()
+    };
+    let rt = Runtime::new(&cfg).unwrap();
+    let register = |id: u32, fuel_limit: u64| {
+        rt.register(ChallengeSpec {
+            id: ChallengeId(id),
+            name: format!("spin{id}"),
+            wasm: SPIN.as_bytes().to_vec(),
+            policy: ChallengePolicy {
+                fuel_limit,
+                deadline: Duration::from_secs(120),
+                ..ChallengePolicy::default()
+            },
+            data: vec![],
+        })
+        .unwrap()
+    };
+    // Challenge 1 spins to its fuel limit (milliseconds); 2 scores at once. 1 has the lower
+    // id, so only their costs put 2 first.
+    let expensive = register(1, 50_000_000);
+    let cheap = register(2, 50_000_000);
+    let engine = ShardedEngine::start(rt).unwrap();
+    let e: Vec<Submission> = (0..4u8)
+        .map(|i| Submission::new(expensive.clone(), vec![1, i], EvalContext::default()))
+        .collect();
+    let c: Vec<Submission> = (0..4u8)
+        .map(|i| Submission::new(cheap.clone(), vec![2, i], EvalContext::default()))
+        .collect();
+    for s in e.iter().chain(&c) {
+        engine.submit(s.clone()).unwrap();
+    }
+    let order: Vec<[u8; 32]> = (0..8)
+        .map(|_| {
+            engine
+                .recv_timeout(Duration::from_secs(120))
+                .expect("a report")
+                .result
+                .submission_id
+        })
+        .collect();
+    // The first expensive one runs (nothing is known of either yet); once it has reported,
+    // the cheap ones go before the three expensive ones that arrived before them.
+    let want: Vec<[u8; 32]> = [&e[0], &c[0], &c[1], &c[2], &c[3], &e[1], &e[2], &e[3]]
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(order, want);
 }
 
 #[test]
