@@ -149,6 +149,8 @@ pub struct TopicLimits {
     pub challenges: usize,
     /// Submission-batch announcements (the batches themselves travel as blobs).
     pub batches: usize,
+    /// Validators' load notes.
+    pub load: usize,
 }
 
 impl Default for TopicLimits {
@@ -159,6 +161,7 @@ impl Default for TopicLimits {
             consensus: 128 * 1024,
             challenges: 16 * 1024,
             batches: 1024,
+            load: 256,
         }
     }
 }
@@ -172,6 +175,7 @@ impl TopicLimits {
             Topic::Consensus => self.consensus,
             Topic::Challenges => self.challenges,
             Topic::Batches => self.batches,
+            Topic::Load => self.load,
         }
     }
 }

@@ -77,16 +77,19 @@ pub enum Topic {
     Challenges = 4,
     /// Validators' announcements of submission batches (fetched by hash).
     Batches = 5,
+    /// Validators' notes of how far behind their evaluation is (`LoadNote`, node-defined).
+    Load = 6,
 }
 
 impl Topic {
     /// Every topic, in tag order.
-    pub const ALL: [Topic; 5] = [
+    pub const ALL: [Topic; 6] = [
         Topic::Submissions,
         Topic::Evaluations,
         Topic::Consensus,
         Topic::Challenges,
         Topic::Batches,
+        Topic::Load,
     ];
 
     /// The gossipsub topic name.
@@ -97,6 +100,7 @@ impl Topic {
             Topic::Consensus => "/platform/consensus/1",
             Topic::Challenges => "/platform/challenges/1",
             Topic::Batches => "/platform/batches/1",
+            Topic::Load => "/platform/load/1",
         }
     }
 
@@ -108,15 +112,20 @@ impl Topic {
             Topic::Consensus => "consensus",
             Topic::Challenges => "challenges",
             Topic::Batches => "batches",
+            Topic::Load => "load",
         }
     }
 
-    /// Whether only validators publish here (consensus, evaluations, batch announcements):
+    /// Whether only validators publish here (consensus, evaluations, batch announcements,
+    /// load notes):
     /// a message on it whose publishing peer we know to be bound to a hotkey must be that
     /// validator's own. Submissions (miners) and challenges (owner-signed, relayed by
     /// anyone) are open.
     pub const fn validators_only(self) -> bool {
-        matches!(self, Topic::Consensus | Topic::Evaluations | Topic::Batches)
+        matches!(
+            self,
+            Topic::Consensus | Topic::Evaluations | Topic::Batches | Topic::Load
+        )
     }
 
     /// The topic with this tag.

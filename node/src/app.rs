@@ -269,8 +269,9 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         inflight: HashMap::new(),
         backlog: std::collections::VecDeque::new(),
         fetches: crate::shell::Fetches::over(net.handle()),
-        // Miners' intake closes settle / 2 after the epoch's end, the batch goes out at
-        // settle: what is held then must drain in the half left.
+        // The machine tells the admission horizon as it moves; until then the least it can
+        // be: miners' intake closes settle / 2 after an epoch's end, its batch goes out at
+        // settle.
         load: crate::shell::Load::new(shards, cfg.consensus.settle / 2),
         replies: HashMap::new(),
         next_token: 1,
@@ -278,6 +279,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
         pinned: std::collections::BTreeMap::new(),
         retain_epochs: cfg.node.retain_epochs,
         decided_below: 0,
+        subnet_behind: false,
         view: StatusView::new(
             my_hotkey,
             data_dir.clone(),

@@ -6,12 +6,13 @@ use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 
 /// Counter: miner submissions received by the node, by `result` (accepted, not_counted,
 /// malformed, unregistered_miner, inactive_challenge, not_ready, epoch_closed, epoch_not_open,
-/// store_error, shed).
+/// store_error, shed, engine_busy, subnet_busy).
 pub const INGRESS: &str = "platform_engine_ingress_submissions_total";
 /// The `result` labels of [`INGRESS`].
-pub const INGRESS_RESULTS: [&str; 11] = [
+pub const INGRESS_RESULTS: [&str; 12] = [
     "shed",
     "engine_busy",
+    "subnet_busy",
     "accepted",
     "not_counted",
     "malformed",
@@ -102,7 +103,7 @@ pub fn register() {
     describe_gauge!(
         DRAIN,
         Unit::Seconds,
-        "Seconds the evaluation work held takes to drain at the measured rate; miners' new submissions are refused busy (engine_busy) while it exceeds half the settle window."
+        "Seconds the evaluation work held takes to drain at the measured rate; miners' new submissions are refused busy (engine_busy) while it exceeds the time left until their batch goes out."
     );
     metrics::gauge!(OUTSTANDING).set(0.0);
     describe_gauge!(VIEW, "Consensus view at the current height.");

@@ -44,6 +44,15 @@ pub struct BatchAnnounce {
     pub entries: u32,
 }
 
+/// A validator's note of how far behind its evaluation is (the payload of a signed
+/// `/platform/load/1` envelope): the seconds, in ms, the evaluation work it holds would take
+/// to drain at the rate it measures. See `machine/pace.rs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct LoadNote {
+    /// Drain time of the work held, in ms (saturating).
+    pub drain_ms: u32,
+}
+
 /// Version tag of [`EpochValue`]'s layout. v1 (no tag, no pin) named wall-clock epochs; v2
 /// names the epoch's pinned block and roster; v3 adds the snapshot of the latest checkpoint.
 pub const EPOCH_VALUE_VERSION: u8 = 3;

@@ -19,7 +19,7 @@ use crate::machine::{
     Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster, SNAPSHOTS_KEPT,
 };
 use crate::metrics as m;
-use crate::msg::{ChallengePost, decode_exact};
+use crate::msg::{ChallengePost, LoadNote, decode_exact};
 use crate::registry::ChallengeMeta;
 use crate::status::StatusView;
 use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
@@ -50,8 +50,8 @@ pub(crate) struct Shell {
     pub(crate) inflight: HashMap<Hash32, (u64, u32, Hash32)>,
     pub(crate) backlog: std::collections::VecDeque<(u64, platform_engine::Submission)>,
     pub(crate) fetches: Fetches,
-    /// Evaluation work held: miners are refused `busy` while it would take more than half a
-    /// settle window to drain.
+    /// Evaluation work held: miners are refused `busy` while it would take longer than the
+    /// admission horizon to drain.
     pub(crate) load: Load,
     pub(crate) replies: HashMap<u64, Sender<Result<String, String>>>,
     pub(crate) next_token: u64,
@@ -61,6 +61,9 @@ pub(crate) struct Shell {
     pub(crate) retain_epochs: u64,
     /// Epochs below this are decided: their evaluations are dropped, not run.
     pub(crate) decided_below: u64,
+    /// Validators holding half the stake are behind on evaluation: miners are refused
+    /// `busy` (the machine says when this changes).
+    pub(crate) subnet_behind: bool,
     pub(crate) view: StatusView,
 }
 
@@ -88,8 +91,13 @@ impl Shell {
             NetEvent::Message(d) => d,
             // Sent to us by a miner: the machine's admission answers its ack.
             NetEvent::Submit { token, delivery } => {
-                if self.load.busy() {
-                    metrics::counter!(m::INGRESS, "result" => "engine_busy").increment(1);
+                let busy = if self.load.busy() {
+                    Some("engine_busy")
+                } else {
+                    self.subnet_behind.then_some("subnet_busy")
+                };
+                if let Some(why) = busy {
+                    metrics::counter!(m::INGRESS, "result" => why).increment(1);
                     let _ = self.net.admit(token, Err(Reason::Busy));
                     return;
                 }
@@ -110,6 +118,15 @@ impl Shell {
         if d.topic == Topic::Submissions {
             if let Some(a) = arrival(d) {
                 inputs.push(Input::Submission(a));
+            }
+            return;
+        }
+        if d.topic == Topic::Load {
+            if let Some(note) = decode_exact::<LoadNote>(&d.payload) {
+                inputs.push(Input::LoadNote {
+                    from: d.author,
+                    note,
+                });
             }
             return;
         }
@@ -218,7 +235,11 @@ impl Shell {
         }
         self.load.tick(Instant::now());
         metrics::gauge!(m::OUTSTANDING).set(self.load.outstanding_secs());
-        metrics::gauge!(m::DRAIN).set(self.load.drain_secs());
+        let drain = self.load.drain_secs();
+        metrics::gauge!(m::DRAIN).set(drain);
+        inputs.push(Input::Drain {
+            ms: (drain * 1000.0).min(f64::from(u32::MAX)) as u32,
+        });
         while let Some((epoch, s)) = self.backlog.pop_front() {
             if epoch < self.decided_below {
                 self.load.forget(&s.id);
@@ -375,6 +396,8 @@ impl Shell {
                         .push_history(inst.state.epoch, inst.state.pin.block, &r);
                 }
             }
+            Effect::SubnetBehind(behind) => self.subnet_behind = behind,
+            Effect::Horizon(ms) => self.load.set_horizon(Duration::from_millis(ms)),
             Effect::Admit { token, verdict } => {
                 let verdict = verdict.map_err(|r| match r {
                     Refusal::NotReady => Reason::Busy,

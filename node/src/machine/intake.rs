@@ -53,6 +53,7 @@ impl<S: Storage> Machine<S> {
             return;
         }
         self.head = Some(number);
+        self.pace.block(now, number);
         let sched = self.cfg.schedule;
         // Epochs that ended with this block: note when (windows count from there).
         let from = previous
@@ -152,7 +153,8 @@ impl<S: Storage> Machine<S> {
             },
             // Submissions arrive as `Input::Submission`; submission batches are opened by
             // the net, which delivers their entries one by one.
-            Topic::Submissions | Topic::Batches => {}
+            // Load notes arrive as `Input::LoadNote`, with their author.
+            Topic::Submissions | Topic::Batches | Topic::Load => {}
         }
     }
 

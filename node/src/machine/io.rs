@@ -70,6 +70,19 @@ pub enum Input {
     /// A peer's latest certified checkpoint (an encoded consensus decision), asked for with
     /// [`Effect::AskCheckpoint`]; unverified.
     CheckpointOffer(Vec<u8>),
+    /// How long the evaluation work this validator holds would take to drain, in ms (the
+    /// shell measures it; see `machine/pace.rs`).
+    Drain {
+        /// Drain time.
+        ms: u32,
+    },
+    /// A validator's load note (its signature checked by the net).
+    LoadNote {
+        /// Its author.
+        from: Hotkey,
+        /// The note.
+        note: crate::msg::LoadNote,
+    },
     /// An owner's change through the API (answered by [`Effect::Reply`] with `token`).
     Post {
         /// The shell's reply handle.
@@ -204,6 +217,12 @@ pub enum Effect {
         /// The admission.
         verdict: Result<(), Refusal>,
     },
+    /// Whether validators holding half of the stake are behind on evaluation (then
+    /// miners are refused `busy`); sent when it changes.
+    SubnetBehind(bool),
+    /// The admission horizon, in ms: evaluation work held beyond it is refused `busy`
+    /// (see `machine/pace.rs`); sent when it moves.
+    Horizon(u64),
     /// Answer an [`Input::Post`].
     Reply {
         /// The shell's token.

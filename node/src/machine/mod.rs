@@ -24,6 +24,7 @@ mod decide;
 mod intake;
 mod io;
 mod laggard;
+mod pace;
 mod replica;
 mod schedule;
 mod sync;
@@ -205,6 +206,8 @@ pub struct Machine<S: Storage> {
     missed_pace: laggard::Pace,
     /// Epochs whose batch goes out again, with the caught-up submissions it waits for.
     republish: BTreeMap<u64, Vec<Hash32>>,
+    /// Validators' load notes: whether the subnet's stake keeps up with its admissions.
+    pace: pace::SubnetPace,
     stats: MachineStats,
     out: Vec<Effect>,
 }
@@ -270,6 +273,7 @@ impl<S: Storage> Machine<S> {
             late: laggard::Late::default(),
             missed_pace: laggard::Pace::default(),
             republish: BTreeMap::new(),
+            pace: pace::SubnetPace::default(),
             stats: MachineStats::default(),
             out: Vec::new(),
         };
@@ -347,6 +351,8 @@ impl<S: Storage> Machine<S> {
                 self.out.push(Effect::Admit { token, verdict });
             }
             Input::Evaluated { id, score } => self.on_evaluated(id, score),
+            Input::Drain { ms } => self.on_drain(now_ms, ms),
+            Input::LoadNote { from, note } => self.on_load_note(now_ms, from, note),
             Input::Fetched { hash, bytes } => self.on_fetched(now_ms, hash, bytes),
             Input::CheckpointOffer(bytes) => self.on_checkpoint_offer(now_ms, &bytes),
             Input::ChallengeLoaded { id, ok } => {
@@ -521,6 +527,7 @@ impl<S: Storage> Machine<S> {
             self.retry_validations(now);
         }
         self.fire_timer(now);
+        self.judge_pace(now);
         let stale: Vec<Hash32> = self
             .fetching
             .iter()

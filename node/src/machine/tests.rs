@@ -13,6 +13,7 @@ use super::*;
 use crate::registry::{ChallengeMeta, Change, Limits, Rule, SignedChange};
 
 mod late;
+mod pace;
 mod propose;
 
 const MODULE: &[u8] = b"test-module";

@@ -1,8 +1,9 @@
 //! The evaluation work a validator holds, in estimated shard time, so that a miner's new
-//! submission is refused `busy` while the work already taken could not be done in half a
-//! settle window — the time left, after its intake closes, before the epoch's batch goes
-//! out: what is accepted is evaluated before the batch, and overload reaches miners as a
-//! clear answer instead of unscored submissions.
+//! submission is refused `busy` while the work already taken could not be done within the
+//! horizon — the time left until the batch that what is admitted now goes in (the machine
+//! says it: `machine/pace.rs`; `settle / 2`, the least it can be, until it has): what is
+//! accepted is evaluated before its batch, and overload reaches miners as a clear answer
+//! instead of unscored submissions.
 //!
 //! Every submission this validator evaluates counts — its own miners' and those its peers
 //! counted (which it cannot refuse): each validator evaluates them all, so each sees the
@@ -71,6 +72,12 @@ impl Load {
             .get(&challenge)
             .copied()
             .unwrap_or(FIRST_GUESS_NS)
+    }
+
+    /// The time the work held must drain within, from now (the machine's admission
+    /// horizon: until the batch what is admitted now goes in).
+    pub(crate) fn set_horizon(&mut self, horizon: Duration) {
+        self.horizon_ns = horizon.as_nanos() as f64;
     }
 
     /// A submission handed to the engine (or its backlog).

@@ -87,6 +87,8 @@ impl World {
                 Effect::Pinned { .. }
                 | Effect::RetireChallenge(_)
                 | Effect::Reply { .. }
+                | Effect::SubnetBehind(_)
+                | Effect::Horizon(_)
                 | Effect::Admit { .. } => {}
                 Effect::RecordSubmission(a) => {
                     self.nodes[i].disk.subs.insert(a.id, a);
