@@ -134,10 +134,17 @@ pub fn miner_seed(j: usize) -> [u8; 32] {
     seed("miner", j)
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+/// `n` distinct free loopback ports: every listener is held until all are picked, so the
+/// system cannot hand the same port out twice (a node's net and metrics listeners once got
+/// the same one, and the node could not start).
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(held
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<Result<_, _>>()?)
 }
 
 struct NodeSpec {
@@ -163,14 +170,15 @@ fn write_configs(args: &DevnetArgs, dir: &Path, chain: &str) -> anyhow::Result<V
     let total = args.nodes + args.followers;
     let mut specs = Vec::new();
     let mut addrs = Vec::new();
+    let ports = free_ports(2 * total)?;
     for i in 0..total {
         let data = dir.join(format!("v{i}"));
         let node_key = seed("node-key", i);
         crate::boot::write_node_key(&data, &node_key)?;
         let peer = platform_net::peer_id_of(node_key)?;
-        let port = free_port()?;
+        let (port, api_port) = (ports[2 * i], ports[2 * i + 1]);
         addrs.push(format!("/ip4/127.0.0.1/tcp/{port}/p2p/{peer}"));
-        specs.push((i, data, port, free_port()?));
+        specs.push((i, data, port, api_port));
     }
     let epoch = args.block_time * args.epoch_blocks as u32;
     let settle = (epoch / 10).clamp(Duration::from_millis(300), Duration::from_secs(6));
