@@ -42,7 +42,9 @@ pub struct EngineConfig {
     pub pin_shards: bool,
     /// Evaluations a shard runs concurrently (they interleave at fuel yields).
     pub in_flight_per_shard: usize,
-    /// Pending submissions a shard queues before `submit` reports the queue full.
+    /// Pending submissions a shard's queue holds before `submit` reports it full. A shard
+    /// moves what is queued into its scheduler as it picks the next job, so under load the
+    /// bound that refuses is the engine-wide one (`outstanding_max`: `Saturated`).
     pub queue_depth_max: usize,
     /// Pre-instantiated instances kept ready per challenge per shard.
     pub instances_ready_per_challenge: usize,
