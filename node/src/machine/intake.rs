@@ -294,12 +294,12 @@ impl<S: Storage> Machine<S> {
             })
             .unwrap_or_default();
         let n = entries.len();
-        let unscored = entries.iter().filter(|e| e.score.is_none()).count();
         // Unscored entries by challenge: where evaluation fell behind.
         let mut behind = std::collections::BTreeMap::<u32, usize>::new();
         for e in entries.iter().filter(|e| e.score.is_none()) {
             *behind.entry(e.challenge).or_default() += 1;
         }
+        let unscored: usize = behind.values().sum();
         if n > crate::msg::BATCH_ENTRIES_MAX {
             // Peers would refuse it (admission bounds an epoch far below this).
             return tracing::error!(epoch, entries = n, "our batch is over the entry limit");
