@@ -1,6 +1,6 @@
 //! `bench engine`: per example challenge, in one run and on the same payloads:
 //! native (physical limit), naive (the system we replace), pooled on 1 shard and on every
-//! core. Reports evaluations/s, p50/p99 latency, instantiation µs and the ratios
+//! core (each shard on its own wasmtime engine, and all on one). Reports evaluations/s, p50/p99 latency, instantiation µs and the ratios
 //! wasm÷native, pooled÷naive and scaling efficiency E(n); medians over `--runs`.
 
 use std::path::PathBuf;
@@ -56,6 +56,9 @@ struct Row {
     naive: Figures,
     pooled_1: Figures,
     pooled_n: Figures,
+    /// The same n shards on one wasmtime engine (`engines = 1`), as before each shard
+    /// had its own: what sharing one engine's state between cores costs.
+    pooled_n_one_engine: Figures,
     shards_n: usize,
     instantiate_pooled_p50_us: f64,
     instantiate_pooled_p99_us: f64,
@@ -87,6 +90,8 @@ struct Row {
     wasm_over_native_end_to_end: f64,
     pooled_over_naive: f64,
     scaling_efficiency: f64,
+    /// E(n) with every shard on one wasmtime engine.
+    scaling_efficiency_one_engine: f64,
     fuel_per_eval: u64,
 }
 
@@ -252,12 +257,14 @@ fn measure_calls(
 /// Returns the figures and the fuel per evaluation.
 fn measure_pooled(
     shards: usize,
+    engines: usize,
     e: &Example,
     payloads: &[Vec<u8>],
     secs: Duration,
 ) -> anyhow::Result<(Figures, u64)> {
     let cfg = EngineConfig {
         shards,
+        engines,
         ..EngineConfig::default()
     };
     let rt = Runtime::new(&cfg)?;
@@ -328,7 +335,9 @@ fn measure_pooled(
 pub(crate) fn pooled_rate(shards: usize, name: &str, secs: Duration) -> anyhow::Result<f64> {
     let e = platform_challenges::by_name(name).with_context(|| format!("no example {name}"))?;
     let payloads: Vec<Vec<u8>> = (0..64).map(|s| (e.sample_payload)(s)).collect();
-    Ok(measure_pooled(shards, e, &payloads, secs)?.0.evals_per_sec)
+    Ok(measure_pooled(shards, 0, e, &payloads, secs)?
+        .0
+        .evals_per_sec)
 }
 
 fn measure_instantiation(
@@ -388,7 +397,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("{}", machine.line());
 
-    let steps = (examples.len() * args.runs * 5) as u64;
+    let steps = (examples.len() * args.runs * 6) as u64;
     let bar = ProgressBar::new(steps);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
@@ -410,8 +419,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let bare_ch = register(&bare, e)?;
         base.add(&ch, e.wasm)?;
         let payloads: Vec<Vec<u8>> = (0..args.payloads).map(|s| (e.sample_payload)(s)).collect();
-        let (mut native, mut naive, mut p1, mut pn, mut inst, mut call) =
-            (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let (mut native, mut naive, mut p1, mut pn, mut pn1, mut inst, mut call) =
+            (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         let mut fuel = 0;
         for run in 1..=args.runs {
             let step = |what: &str| {
@@ -424,12 +433,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             naive.push(measure_naive(&base, &ch, &payloads, secs)?);
             bar.inc(1);
             step("pooled, 1 shard");
-            let (f, fu) = measure_pooled(1, e, &payloads, secs)?;
+            let (f, fu) = measure_pooled(1, 0, e, &payloads, secs)?;
             p1.push(f);
             fuel = fu;
             bar.inc(1);
             step(&format!("pooled, {shards_n} shards"));
-            pn.push(measure_pooled(shards_n, e, &payloads, secs)?.0);
+            pn.push(measure_pooled(shards_n, 0, e, &payloads, secs)?.0);
+            bar.inc(1);
+            step(&format!("pooled, {shards_n} shards on one engine"));
+            pn1.push(measure_pooled(shards_n, 1, e, &payloads, secs)?.0);
             bar.inc(1);
             step("instantiation and guest call");
             inst.push(measure_instantiation(&rt, &base, &ch, 2000));
@@ -443,11 +455,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?);
             bar.inc(1);
         }
-        let (native, naive, pooled_1, pooled_n) = (
+        let (native, naive, pooled_1, pooled_n, pooled_n_one_engine) = (
             median_figures(&native),
             median_figures(&naive),
             median_figures(&p1),
             median_figures(&pn),
+            median_figures(&pn1),
         );
         let calls = |f: fn(&Calls) -> f64| median(call.iter().map(f).collect());
         let (sync, fiber, native_call, bare_call) = (
@@ -467,6 +480,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             naive,
             pooled_1,
             pooled_n,
+            pooled_n_one_engine,
             shards_n,
             instantiate_pooled_p50_us: median(inst.iter().map(|i| i.0).collect()),
             instantiate_pooled_p99_us: median(inst.iter().map(|i| i.1).collect()),
@@ -486,6 +500,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             wasm_over_native_end_to_end: native.evals_per_sec / pooled_1.evals_per_sec,
             pooled_over_naive: pooled_1.evals_per_sec / naive.evals_per_sec,
             scaling_efficiency: pooled_n.evals_per_sec / (shards_n as f64 * pooled_1.evals_per_sec),
+            scaling_efficiency_one_engine: pooled_n_one_engine.evals_per_sec
+                / (shards_n as f64 * pooled_1.evals_per_sec),
             fuel_per_eval: fuel,
         });
     }
@@ -512,6 +528,10 @@ fn print_table(rows: &[Row]) {
             ("naive", r.naive),
             ("pooled ×1", r.pooled_1),
             (&*format!("pooled ×{}", r.shards_n), r.pooled_n),
+            (
+                &*format!("×{}, 1 engine", r.shards_n),
+                r.pooled_n_one_engine,
+            ),
         ];
         for (path, f) in lines {
             println!(
@@ -522,7 +542,7 @@ fn print_table(rows: &[Row]) {
     }
     println!();
     println!(
-        "{:<14} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>6} {:>11}",
+        "{:<14} {:>9} {:>9} {:>10} {:>9} {:>9} {:>9} {:>12} {:>6} {:>8} {:>11}",
         "challenge",
         "inst p50",
         "inst p99",
@@ -532,11 +552,12 @@ fn print_table(rows: &[Row]) {
         "w÷n e2e",
         "pooled÷naive",
         "E(n)",
+        "1 engine",
         "fuel/eval"
     );
     for r in rows {
         println!(
-            "{:<14} {:>8.1}µ {:>8.1}µ {:>9.1}µ {:>8.1}µ {:>8.2}× {:>8.2}× {:>11.1}× {:>6.2} {:>11}",
+            "{:<14} {:>8.1}µ {:>8.1}µ {:>9.1}µ {:>8.1}µ {:>8.2}× {:>8.2}× {:>11.1}× {:>6.2} {:>8.2} {:>11}",
             r.challenge,
             r.instantiate_pooled_p50_us,
             r.instantiate_pooled_p99_us,
@@ -546,6 +567,7 @@ fn print_table(rows: &[Row]) {
             r.wasm_over_native_end_to_end,
             r.pooled_over_naive,
             r.scaling_efficiency,
+            r.scaling_efficiency_one_engine,
             r.fuel_per_eval
         );
     }
@@ -592,7 +614,8 @@ fn print_table(rows: &[Row]) {
         "w÷n e2e: native evals/s ÷ pooled 1-shard evals/s, instantiation and queueing included."
     );
     println!(
-        "pooled÷naive: pooled 1-shard evals/s ÷ naive evals/s. E(n): n-shard evals/s ÷ (n × 1-shard)."
+        "pooled÷naive: pooled 1-shard evals/s ÷ naive evals/s. E(n): n-shard evals/s ÷ (n × 1-shard); \
+         1 engine: the same with every shard on one wasmtime engine (`engines = 1`)."
     );
     println!(
         "Latency: per-call time for native and naive; service time inside the shard for pooled."

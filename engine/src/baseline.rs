@@ -74,7 +74,7 @@ impl Baseline {
         };
         let mut linker = Linker::new(&self.engine);
         host::define(&mut linker).expect("host functions are well-typed");
-        let mut store = eval::new_store(&self.engine, challenge, None);
+        let mut store = eval::new_store(&self.engine, challenge, 0, None);
         linker.instantiate(&mut store, module).is_ok()
     }
 
@@ -93,7 +93,7 @@ impl Baseline {
         let mut linker = Linker::new(&self.engine);
         host::define(&mut linker).expect("host functions are well-typed");
         // The deadline is checked at host calls only: this path has no fuel yields.
-        let mut store = eval::new_store(&self.engine, challenge, None);
+        let mut store = eval::new_store(&self.engine, challenge, 0, None);
         let instance = match linker.instantiate(&mut store, module) {
             Ok(i) => i,
             Err(e) => {

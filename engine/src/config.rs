@@ -40,6 +40,12 @@ pub struct EngineConfig {
     pub shards: usize,
     /// Pin each shard to a CPU (`MaxSpread`); off lets the kernel place them.
     pub pin_shards: bool,
+    /// wasmtime engines the shards are spread over (shard `i` uses engine `i mod engines`);
+    /// 0: one per shard, at most one per shard. Shards on separate engines share no
+    /// wasmtime state — the reference counts, type registry and pool locks every
+    /// instantiation touches — so a second core adds nearly what the first does; each
+    /// engine holds its own copy of every challenge's compiled code.
+    pub engines: usize,
     /// Evaluations a shard runs concurrently (they interleave at fuel yields).
     pub in_flight_per_shard: usize,
     /// Pending submissions a shard's queue holds before `submit` reports it full. A shard
@@ -82,6 +88,7 @@ impl Default for EngineConfig {
         EngineConfig {
             shards: 0,
             pin_shards: true,
+            engines: 0,
             in_flight_per_shard: 4,
             queue_depth_max: 1024,
             instances_ready_per_challenge: 4,
@@ -106,20 +113,34 @@ pub struct ValidEngineConfig {
     pub raw: EngineConfig,
     /// Resolved shard count (never 0).
     pub shards: usize,
+    /// Resolved wasmtime engine count (1..=shards).
+    pub engines: usize,
 }
 
 impl ValidEngineConfig {
-    /// Pool slots for instances: every shard's ready instances for every challenge, plus
-    /// those in flight (each may be instantiated inline), plus a margin for registration.
+    /// Shards on the busiest engine.
+    pub fn shards_per_engine(&self) -> usize {
+        self.shards.div_ceil(self.engines)
+    }
+
+    /// The engine shard `shard` runs on.
+    pub fn engine_of(&self, shard: usize) -> usize {
+        shard % self.engines
+    }
+
+    /// Pool slots for instances, per engine: every shard's ready instances for every
+    /// challenge, plus those in flight (each may be instantiated inline), plus a margin for
+    /// registration and callers outside the shards.
     pub fn instance_slots(&self) -> u32 {
         let per_shard = self.raw.challenges_max * self.raw.instances_ready_per_challenge
             + 2 * self.raw.in_flight_per_shard;
-        u32::try_from(self.shards * per_shard + 8).unwrap_or(u32::MAX)
+        u32::try_from(self.shards_per_engine() * per_shard + 8).unwrap_or(u32::MAX)
     }
 
-    /// Fiber stacks: one per evaluation in flight plus one per shard for refills.
+    /// Fiber stacks, per engine: one per evaluation in flight plus one per shard for refills.
     pub fn stack_slots(&self) -> u32 {
-        u32::try_from(self.shards * (self.raw.in_flight_per_shard + 2) + 4).unwrap_or(u32::MAX)
+        u32::try_from(self.shards_per_engine() * (self.raw.in_flight_per_shard + 2) + 4)
+            .unwrap_or(u32::MAX)
     }
 
     /// Most evaluations that may be outstanding (queued, running or unread) at once.
@@ -178,11 +199,22 @@ impl EngineConfig {
         if self.io_memory_bytes < 64 << 10 {
             return Err(invalid("io_memory_bytes", "must be at least 64 KiB"));
         }
+        if self.engines > shards {
+            return Err(invalid(
+                "engines",
+                format!("is {}; at most one per shard ({shards})", self.engines),
+            ));
+        }
         let valid = ValidEngineConfig {
             raw: self.clone(),
             shards,
+            engines: if self.engines == 0 {
+                shards
+            } else {
+                self.engines
+            },
         };
-        if valid.instance_slots() > 100_000 {
+        if u64::from(valid.instance_slots()) * valid.engines as u64 > 100_000 {
             return Err(invalid(
                 "challenges_max",
                 "shards × challenges_max × instances_ready_per_challenge needs over 100000 pool slots",
@@ -275,7 +307,34 @@ mod tests {
     fn defaults_validate() {
         let v = EngineConfig::default().validate().unwrap();
         assert!(v.shards >= 1);
+        assert_eq!(v.engines, v.shards, "one engine per shard by default");
         ChallengePolicy::default().validate(&v).unwrap();
+    }
+
+    #[test]
+    fn shards_spread_over_engines() {
+        let v = EngineConfig {
+            shards: 5,
+            engines: 2,
+            ..EngineConfig::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(v.shards_per_engine(), 3);
+        assert_eq!(
+            (0..5).map(|s| v.engine_of(s)).collect::<Vec<_>>(),
+            [0, 1, 0, 1, 0]
+        );
+        let per_shard = 16 * 4 + 2 * 4;
+        assert_eq!(v.instance_slots(), 3 * per_shard + 8);
+        let err = EngineConfig {
+            shards: 2,
+            engines: 3,
+            ..EngineConfig::default()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("at most one per shard"), "{err}");
     }
 
     #[test]

@@ -28,7 +28,7 @@ use wasmtime::{Memory, Store};
 use crate::abi::Exports;
 use crate::host::{DeadlinePassed, EvalContext, HostState, HostTrap, MemoryLimitHit};
 use crate::result::{EvalReport, EvalResult, Hash32, Outcome, SCORE_SCALE, TrapKind};
-use crate::runtime::{Challenge, Runtime};
+use crate::runtime::{Challenge, ChallengeLane, Runtime};
 
 /// Nanoseconds since `start`, saturating (local timing facts for reports).
 pub(crate) fn nanos_since(start: std::time::Instant) -> u64 {
@@ -83,6 +83,7 @@ pub(crate) struct PrepareFailed {
 pub(crate) fn new_store(
     engine: &wasmtime::Engine,
     challenge: &Challenge,
+    lane: usize,
     yield_interval: Option<u64>,
 ) -> Store<HostState> {
     let policy = &challenge.policy;
@@ -91,7 +92,7 @@ pub(crate) fn new_store(
     let mut store = Store::new(
         engine,
         HostState::new(
-            challenge.data.clone(),
+            challenge.lane(lane).data.clone(),
             memory_limit,
             log_max,
             deadline_from_now(policy.deadline),
@@ -135,15 +136,21 @@ async fn within<T>(
 /// Instantiate on the async path (pooled engine, fuel yields).
 pub(crate) async fn prepare(
     rt: &Runtime,
+    lane: usize,
     challenge: &Challenge,
 ) -> Result<Prepared, PrepareFailed> {
     let mut store = new_store(
-        rt.engine(),
+        rt.engine(lane),
         challenge,
+        lane,
         Some(rt.config().raw.fuel_yield_interval),
     );
     let deadline = store.data().deadline;
-    let made = within(deadline, challenge.pre.instantiate_async(&mut store)).await;
+    let made = within(
+        deadline,
+        challenge.lane(lane).pre.instantiate_async(&mut store),
+    )
+    .await;
     let instance = match made {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => {
@@ -152,14 +159,14 @@ pub(crate) async fn prepare(
         }
         Err(outcome) => return Err(PrepareFailed { store, outcome }),
     };
-    ready(store, &instance, challenge, false)
+    ready(store, &instance, challenge.lane(lane), false)
 }
 
 /// A made instance with its ABI exports resolved, for the path `sync` says.
 fn ready(
     mut store: Store<HostState>,
     instance: &wasmtime::Instance,
-    challenge: &Challenge,
+    challenge: &ChallengeLane,
     sync: bool,
 ) -> Result<Prepared, PrepareFailed> {
     match Exports::resolve(&mut store, instance, &challenge.abi) {
@@ -201,11 +208,12 @@ fn uncap_fuel(store: &mut Store<HostState>, capped: Option<(u64, u64)>, out_of_f
 /// of fuel (the async path must make this instance).
 pub(crate) fn prepare_sync(
     rt: &Runtime,
+    lane: usize,
     challenge: &Challenge,
 ) -> Option<Result<Prepared, PrepareFailed>> {
-    let mut store = new_store(rt.engine(), challenge, None);
+    let mut store = new_store(rt.engine(lane), challenge, lane, None);
     let capped = cap_fuel(rt, &mut store);
-    let made = challenge.pre.instantiate(&mut store);
+    let made = challenge.lane(lane).pre.instantiate(&mut store);
     let made = made.map_err(|e| classify(&store, &e));
     if uncap_fuel(
         &mut store,
@@ -218,20 +226,21 @@ pub(crate) fn prepare_sync(
         Ok(i) => i,
         Err(outcome) => return Some(Err(PrepareFailed { store, outcome })),
     };
-    Some(ready(store, &instance, challenge, true))
+    Some(ready(store, &instance, challenge.lane(lane), true))
 }
 
 /// Instantiate on the sync path when `sync` is asked for and the start function fits in a
 /// slice, else on the async path.
 pub(crate) async fn prepare_any(
     rt: &Runtime,
+    lane: usize,
     challenge: &Challenge,
     sync: bool,
 ) -> Result<Prepared, PrepareFailed> {
-    if sync && let Some(made) = prepare_sync(rt, challenge) {
+    if sync && let Some(made) = prepare_sync(rt, lane, challenge) {
         return made;
     }
-    prepare(rt, challenge).await
+    prepare(rt, lane, challenge).await
 }
 
 /// A finished evaluation: the result, its store, and whether it ran on the sync path.
@@ -245,6 +254,7 @@ pub(crate) struct Ran {
 /// instance whose evaluation needs more than a slice starts again on the async path.
 pub(crate) async fn run(
     rt: &Runtime,
+    lane: usize,
     prepared: Result<Prepared, PrepareFailed>,
     sub: &Submission,
 ) -> Ran {
@@ -264,7 +274,7 @@ pub(crate) async fn run(
     if p.sync {
         match run_sync(rt, p, sub, &meta, deadline) {
             Some(ran) => return ran,
-            None => match prepare(rt, &sub.challenge).await {
+            None => match prepare(rt, lane, &sub.challenge).await {
                 Ok(again) => p = again,
                 Err(f) => return failed(f),
             },

@@ -130,7 +130,7 @@ pub struct MemoryLimitHit {
 /// Store data of one evaluation. `Send` so the async call APIs accept it.
 #[derive(Debug)]
 pub(crate) struct HostState {
-    pub data: Arc<[u8]>,
+    pub data: Arc<Arc<[u8]>>,
     pub submission_id: Hash32,
     pub ctx: EvalContext,
     pub memory_limit: usize,
@@ -146,7 +146,12 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub fn new(data: Arc<[u8]>, memory_limit: usize, log_max: usize, deadline: Instant) -> Self {
+    pub fn new(
+        data: Arc<Arc<[u8]>>,
+        memory_limit: usize,
+        log_max: usize,
+        deadline: Instant,
+    ) -> Self {
         HostState {
             data,
             submission_id: [0; 32],

@@ -39,8 +39,8 @@ pub use shard::{ShardedEngine, SubmitError};
 pub fn evaluate_blocking(rt: &Runtime, sub: &Submission) -> EvalReport {
     futures_lite::future::block_on(async {
         let start = std::time::Instant::now();
-        let prepared = eval::prepare_any(rt, &sub.challenge, true).await;
-        let ran = eval::run(rt, prepared, sub).await;
+        let prepared = eval::prepare_any(rt, 0, &sub.challenge, true).await;
+        let ran = eval::run(rt, 0, prepared, sub).await;
         let nanos = eval::nanos_since(start);
         eval::report(ran, 0, nanos, false)
     })
@@ -51,8 +51,8 @@ pub fn evaluate_blocking(rt: &Runtime, sub: &Submission) -> EvalReport {
 pub fn evaluate_blocking_async(rt: &Runtime, sub: &Submission) -> EvalReport {
     futures_lite::future::block_on(async {
         let start = std::time::Instant::now();
-        let prepared = eval::prepare(rt, &sub.challenge).await;
-        let ran = eval::run(rt, prepared, sub).await;
+        let prepared = eval::prepare(rt, 0, &sub.challenge).await;
+        let ran = eval::run(rt, 0, prepared, sub).await;
         let nanos = eval::nanos_since(start);
         eval::report(ran, 0, nanos, false)
     })
@@ -62,5 +62,5 @@ pub fn evaluate_blocking_async(rt: &Runtime, sub: &Submission) -> EvalReport {
 /// included) the way the shards make ready instances, and drop it, on the calling thread.
 /// Returns false if instantiation failed. For benchmarks of the instance lifecycle.
 pub fn instantiate_and_drop(rt: &Runtime, challenge: &Challenge) -> bool {
-    futures_lite::future::block_on(eval::prepare_any(rt, challenge, true)).is_ok()
+    futures_lite::future::block_on(eval::prepare_any(rt, 0, challenge, true)).is_ok()
 }

@@ -314,6 +314,8 @@ struct Pool {
 
 struct Shard {
     index: usize,
+    /// The wasmtime engine this shard instantiates on.
+    lane: usize,
     shared: Arc<Shared>,
     pools: RefCell<BTreeMap<ChallengeId, Pool>>,
     /// Jobs taken from the queue, waiting for a permit.
@@ -478,6 +480,7 @@ async fn shard_main(shared: Arc<Shared>) {
     let label = index.to_string();
     let shard = Rc::new(Shard {
         index,
+        lane: shared.rt.config().engine_of(index),
         shared: shared.clone(),
         pools: RefCell::new(BTreeMap::new()),
         sched: RefCell::new(Sched::new()),
@@ -568,7 +571,7 @@ async fn run_job(shard: &Shard, sub: Submission, charge: Charge) {
         Some(p) => (Ok(p), true),
         None => (prepare_inline(shard, &sub.challenge).await, false),
     };
-    let ran = eval::run(rt, prepared, &sub).await;
+    let ran = eval::run(rt, shard.lane, prepared, &sub).await;
     let nanos = eval::nanos_since(start);
     shard.sched.borrow_mut().took(charge, nanos);
     let report = eval::report(ran, shard.index, nanos, pooled);
@@ -588,7 +591,7 @@ async fn prepare_inline(
 ) -> Result<Prepared, eval::PrepareFailed> {
     loop {
         let sync = shard.sync_mode(challenge.id);
-        match eval::prepare_any(&shard.shared.rt, challenge, sync).await {
+        match eval::prepare_any(&shard.shared.rt, shard.lane, challenge, sync).await {
             Err(f) if !f.outcome.is_deterministic() && shard.release_coldest(challenge.id) => {}
             made => return made,
         }
@@ -603,7 +606,7 @@ async fn refill_loop(shard: Rc<Shard>, signal: LocalReceiver<()>, depth: usize) 
                 break;
             };
             let sync = shard.sync_mode(challenge.id);
-            let made = eval::prepare_any(&shard.shared.rt, &challenge, sync).await;
+            let made = eval::prepare_any(&shard.shared.rt, shard.lane, &challenge, sync).await;
             if !shard.store_prepared(&challenge, made) {
                 break;
             }

@@ -1,6 +1,7 @@
 //! The sync path (no fiber, fuel capped at one yield slice) and the async path give the
 //! same results bit for bit, fuel included, on either side of the slice boundary, in the
-//! start function and in the evaluation; the report says which path finished.
+//! start function and in the evaluation; the report says which path finished. Shards on
+//! separate wasmtime engines give the same results too.
 
 use std::time::Duration;
 
@@ -107,21 +108,82 @@ fn sync_and_async_paths_agree_across_the_slice_boundary() {
     assert!(seen.contains(&(false, Outcome::OutOfFuel)));
 }
 
+/// Shards spread over several wasmtime engines (three shards on two here, so one engine
+/// serves two) give what the calling thread's engine gives, fuel and trap depth included,
+/// on either path.
+#[test]
+fn every_engine_gives_the_same_results() {
+    let cfg = EngineConfig {
+        shards: 3,
+        engines: 2,
+        ..config()
+    };
+    let rt = Runtime::new(&cfg).unwrap();
+    let engine_rt = Runtime::new(&cfg).unwrap();
+    let mut pairs = vec![];
+    for (i, wasm) in [module(10), module(5_000), RECURSE.to_string()]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = ChallengeSpec {
+            id: ChallengeId(i as u32 + 1),
+            name: format!("m{i}"),
+            wasm: wasm.into_bytes(),
+            policy: ChallengePolicy {
+                fuel_limit: 200_000,
+                ..ChallengePolicy::default()
+            },
+            data: vec![],
+        };
+        pairs.push((
+            rt.register(spec.clone()).unwrap(),
+            engine_rt.register(spec).unwrap(),
+        ));
+    }
+    let engine = ShardedEngine::start(engine_rt).unwrap();
+    let mut shards_seen = std::collections::BTreeSet::new();
+    let mut outcomes = std::collections::BTreeSet::new();
+    for (here, there) in &pairs {
+        for b in [1u8, 15, 40, 255] {
+            for shard in 0..3u64 {
+                let mut sub = Submission::new(here.clone(), vec![b], EvalContext::default());
+                sub.id[..8].copy_from_slice(&(shard + 3 * u64::from(b)).to_le_bytes());
+                let expected = platform_engine::evaluate_blocking(&rt, &sub);
+                sub.challenge = there.clone();
+                assert_eq!(engine.route(&sub), shard as usize);
+                engine.submit(sub).unwrap();
+                let r = engine
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("a report");
+                assert_eq!(r.result, expected.result, "shard {shard}, byte {b}");
+                shards_seen.insert(r.shard);
+                outcomes.insert(format!("{:?}", r.result.outcome));
+            }
+        }
+    }
+    assert_eq!(shards_seen.len(), 3);
+    assert!(
+        outcomes.len() >= 3,
+        "scored, out of fuel and a trap: {outcomes:?}"
+    );
+}
+
+const RECURSE: &str = r#"(module
+    (memory (export "memory") 1)
+    (func $down (param i32) (result i32)
+        (call $down (i32.add (local.get 0) (i32.const 1))))
+    (func (export "platform_abi_v1"))
+    (func (export "platform_alloc") (param i32) (result i32) (i32.const 1024))
+    (func (export "platform_evaluate") (param $ptr i32) (param $len i32) (result i64)
+        (drop (call $down (i32.const 0)))
+        (i64.const 0)))"#;
+
 /// The wasm stack limit counts from the guest's entry on either path (the sync path runs on
 /// the caller's stack, the async one on a fiber's): unbounded recursion overflows at the
 /// same depth, so the same fuel, on the sync path, the async path, the naive baseline and a
 /// shard, whichever side of the slice the overflow falls.
 #[test]
 fn stack_overflow_is_the_same_on_either_path() {
-    const RECURSE: &str = r#"(module
-        (memory (export "memory") 1)
-        (func $down (param i32) (result i32)
-            (call $down (i32.add (local.get 0) (i32.const 1))))
-        (func (export "platform_abi_v1"))
-        (func (export "platform_alloc") (param i32) (result i32) (i32.const 1024))
-        (func (export "platform_evaluate") (param $ptr i32) (param $len i32) (result i64)
-            (drop (call $down (i32.const 0)))
-            (i64.const 0)))"#;
     for slice in [SLICE, 100_000_000] {
         let cfg = EngineConfig {
             fuel_yield_interval: slice,
