@@ -187,15 +187,38 @@ fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> anyho
 
 /// Epochs committed by every node, and when this process first saw that.
 /// Per epoch: (reports in its input, (challenge, miner) pairs with an agreed score).
-fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, (u64, u64)> {
-    let mut counts: BTreeMap<u64, (usize, (u64, u64))> = BTreeMap::new();
+/// An epoch committed at every node, as their statuses tell it.
+#[derive(Clone, Copy, Debug)]
+struct Committed {
+    reports: u64,
+    scored: u64,
+    /// The first node's sight of the epoch's end and the last node's commit (wall clock,
+    /// Unix ms, stamped by the nodes themselves); `None` where a node did not stamp it.
+    ended_ms: Option<u64>,
+    committed_ms: Option<u64>,
+}
+
+fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, Committed> {
+    let mut counts: BTreeMap<u64, (usize, Committed)> = BTreeMap::new();
     for n in nodes {
         if let Some(st) = status(&n.api) {
             for c in st["committed"].as_array().into_iter().flatten() {
                 if let Some(e) = c["epoch"].as_u64() {
-                    let reports = c["reports"].as_u64().unwrap_or(0);
-                    let scored = c["scored"].as_u64().unwrap_or(0);
-                    let entry = counts.entry(e).or_insert((0, (reports, scored)));
+                    let (ended, done) = (c["ended_ms"].as_u64(), c["committed_ms"].as_u64());
+                    let entry = counts.entry(e).or_insert((
+                        0,
+                        Committed {
+                            reports: c["reports"].as_u64().unwrap_or(0),
+                            scored: c["scored"].as_u64().unwrap_or(0),
+                            ended_ms: ended,
+                            committed_ms: done,
+                        },
+                    ));
+                    if entry.0 > 0 {
+                        let t = &mut entry.1;
+                        t.ended_ms = t.ended_ms.zip(ended).map(|(a, b)| a.min(b));
+                        t.committed_ms = t.committed_ms.zip(done).map(|(a, b)| a.max(b));
+                    }
                     entry.0 += 1;
                 }
             }
@@ -204,8 +227,17 @@ fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, (u64, u64)> {
     counts
         .into_iter()
         .filter(|(_, (n, _))| *n == nodes.len())
-        .map(|(e, (_, rs))| (e, rs))
+        .map(|(e, (_, c))| (e, c))
         .collect()
+}
+
+/// The p99 of `values` (0 when empty).
+fn p99(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(((v.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
+        .copied()
+        .unwrap_or(0.0)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -348,8 +380,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut current_epoch = first_epoch;
     let mut ended_at: BTreeMap<u64, Instant> = BTreeMap::new();
     let mut seen_commit: BTreeMap<u64, Instant> = BTreeMap::new();
-    // (reports, scored) of each epoch committed everywhere, as first seen.
-    let mut results: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    // Each epoch committed everywhere, as first seen.
+    let mut results: BTreeMap<u64, Committed> = BTreeMap::new();
     let mut last_poll = Instant::now();
     loop {
         let elapsed = start.elapsed();
@@ -545,7 +577,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let loaded: Vec<(u64, u64, u64)> = committed
         .range(first_epoch..=last_epoch)
-        .map(|(e, (r, sc))| (*e, *r, *sc))
+        .map(|(e, c)| (*e, c.reports, c.scored))
         .collect();
     let evaluated: u64 = loaded.iter().map(|(_, r, _)| r).sum::<u64>() / nodes.len().max(1) as u64;
     let scored: u64 = loaded.iter().map(|(_, _, sc)| sc).sum();
@@ -561,12 +593,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let skipped: Vec<u64> = (first_epoch..=last_epoch)
         .filter(|e| !committed.contains_key(e))
         .collect();
-    let mut lags: Vec<f64> = commit_lag.iter().map(|(_, s)| *s).collect();
-    lags.sort_by(f64::total_cmp);
-    let lag_p99 = lags
-        .get(((lags.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0);
+    let lag_p99 = p99(commit_lag.iter().map(|(_, s)| *s));
+    // The same from the nodes' own stamps: the first node's sight of the end (it polls the
+    // chain every 50 ms) to the last node's commit, to the millisecond.
+    let stamped_lag: Vec<(u64, f64)> = committed
+        .range(first_epoch..=last_epoch)
+        .filter_map(|(e, c)| {
+            let (end, done) = (c.ended_ms?, c.committed_ms?);
+            Some((*e, done.saturating_sub(end) as f64 / 1000.0))
+        })
+        .collect();
+    let stamped_p99 = p99(stamped_lag.iter().map(|(_, s)| *s));
     let n = nodes.len().max(1) as f64;
     let mean_sub = envelope_bytes as f64 / sent.max(1) as f64;
     let from_peers = accepted as f64 * (n - 1.0) / n;
@@ -608,6 +645,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ack: percentiles(&ack),
         to_committed: percentiles(&to_commit),
         commit_after_epoch_end_s: commit_lag,
+        commit_after_epoch_end_stamped_s: stamped_lag,
+        commit_after_epoch_end_stamped_p99_s: stamped_p99,
         followed_to_commit: followed,
         rss_slope_mib_per_min_last_half: slope_last_half(&rss_over_time, RSS_EVERY_S),
         rss_mib_over_time: rss_over_time,

@@ -21,7 +21,7 @@ use crate::machine::{
 use crate::metrics as m;
 use crate::msg::{ChallengePost, LoadNote, decode_exact};
 use crate::registry::ChallengeMeta;
-use crate::status::StatusView;
+use crate::status::{StatusView, Timing};
 use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
 
 mod fetch;
@@ -392,8 +392,12 @@ impl Shell {
                 }
                 if let Some(r) = inst.state.epoch_record() {
                     metrics::gauge!(m::COMMITTED_EPOCH).set(inst.state.epoch as f64);
-                    self.view
-                        .push_history(inst.state.epoch, inst.state.pin.block, &r);
+                    self.view.push_history(
+                        inst.state.epoch,
+                        inst.state.pin.block,
+                        &r,
+                        Timing::default(),
+                    );
                 }
             }
             Effect::SubnetBehind(behind) => self.subnet_behind = behind,
@@ -547,12 +551,18 @@ impl Shell {
             tracing::warn!("store: {e}; the checkpoint offered to peers is older");
         }
         self.prune(a.epoch);
+        let committed_ms = now_ms();
         if let Some(t) = a.ended_at_ms {
             metrics::histogram!(m::COMMIT_LATENCY)
-                .record(now_ms().saturating_sub(t) as f64 / 1000.0);
+                .record(committed_ms.saturating_sub(t) as f64 / 1000.0);
         }
         metrics::gauge!(m::COMMITTED_EPOCH).set(a.epoch as f64);
-        self.view.push_history(a.epoch, a.pin.block, &a.record);
+        let timing = Timing {
+            ended_ms: a.ended_at_ms,
+            committed_ms: a.recent.then_some(committed_ms),
+        };
+        self.view
+            .push_history(a.epoch, a.pin.block, &a.record, timing);
         // Weights for a recent epoch go to the chain; replayed history does not.
         if a.recent {
             // Mechanism 0's always (an empty set is reported as such); each other

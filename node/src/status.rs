@@ -33,10 +33,20 @@ pub struct StatusView {
     pub view_changes: u64,
 }
 
-fn entry(epoch: u64, block: Option<u64>, r: &EpochRecord) -> serde_json::Value {
+/// When this node saw an epoch end and when it applied the epoch's decision (wall clock, Unix
+/// ms): set for epochs decided while it ran, `null` for ones it replayed or synced.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    pub ended_ms: Option<u64>,
+    pub committed_ms: Option<u64>,
+}
+
+fn entry(epoch: u64, block: Option<u64>, r: &EpochRecord, t: Timing) -> serde_json::Value {
     serde_json::json!({
         "epoch": epoch,
         "block": block,
+        "ended_ms": t.ended_ms,
+        "committed_ms": t.committed_ms,
         "height": r.height,
         "digest": hex::encode(r.digest),
         "weights": r.weights,
@@ -56,7 +66,9 @@ pub fn history_from(
     Ok(store
         .epochs_from(from)?
         .into_iter()
-        .filter_map(|(e, b)| crate::app::decode_record(&b).map(|r| entry(e, None, &r)))
+        .filter_map(|(e, b)| {
+            crate::app::decode_record(&b).map(|r| entry(e, None, &r, Timing::default()))
+        })
         .collect())
 }
 
@@ -91,8 +103,8 @@ impl StatusView {
     }
 
     /// Remember a committed epoch.
-    pub fn push_history(&mut self, epoch: u64, block: u64, r: &EpochRecord) {
-        self.history.push_back(entry(epoch, Some(block), r));
+    pub fn push_history(&mut self, epoch: u64, block: u64, r: &EpochRecord, t: Timing) {
+        self.history.push_back(entry(epoch, Some(block), r, t));
         while self.history.len() > HISTORY {
             self.history.pop_front();
         }

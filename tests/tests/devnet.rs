@@ -108,7 +108,20 @@ fn devnet_commits_by_block_takes_joiners_followers_and_new_miners_and_survives_k
             Some(start_block(e)),
             "epoch {e} pinned elsewhere: {c}"
         );
+        // Epochs decided while it ran carry when it saw them end and when it committed them.
+        if let (Some(end), Some(done)) = (c["ended_ms"].as_u64(), c["committed_ms"].as_u64()) {
+            assert!(end <= done, "epoch {e} committed before it ended: {c}");
+        }
     }
+    assert!(
+        st0["committed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["ended_ms"].is_u64() && c["committed_ms"].is_u64()),
+        "no committed epoch carries its timing: {}",
+        st0["committed"]
+    );
     assert_eq!(
         st0["metagraph"]["validators"].as_array().unwrap().len(),
         4,
