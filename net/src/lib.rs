@@ -9,7 +9,7 @@
 //!   PeerId on connection; a record that does not verify gets the peer refused.
 //! - Submissions a validator accepts travel to its peers in batches ([`batch`]): a signed
 //!   announcement on gossip, the batch fetched once by hash, opened and its signatures
-//!   verified in bulk on a rayon pool, never on the net thread.
+//!   verified in bulk on the blocking pool, never on the net thread.
 //! - Kademlia records (submissions, evaluation batches, checkpoints) keyed by content hash,
 //!   and blobs (modules, large bodies) fetched by request-response from providers, hashes
 //!   verified.

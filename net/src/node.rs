@@ -260,7 +260,7 @@ fn blob_key(hash: &Hash32) -> kad::RecordKey {
     kad::RecordKey::new(&k)
 }
 
-/// Work done on the rayon pool, back to the net thread.
+/// Work done on the blocking pool (one thread per core, idle ones asleep), back to the net thread.
 pub(crate) enum PoolDone {
     /// A fetched submission batch, opened (or refused).
     Batch(batches::Opened),

@@ -4,7 +4,7 @@
 //! gone out, so the request that trips a ban still carries its reason.
 //!
 //! Signatures are the one check not made on the net thread: submissions that pass the rest
-//! queue for the rayon pool, where up to [`DOOR_JOBS`] jobs verify them in bulk (batch
+//! queue for the runtime's blocking pool, where up to [`DOOR_JOBS`] jobs verify them in bulk (batch
 //! verification, a fraction of the cost of one by one), and their verdicts come back as
 //! [`DoorChecked`]. Under light load a job holds one submission and adds no wait; under
 //! load the queue fills while jobs run, so batches grow with the load.
@@ -122,11 +122,11 @@ impl Node {
             self.door.next_job += 1;
             self.door.verifying.insert(job, subs);
             let tx = self.batches.opened_tx.clone();
-            rayon::spawn(move || {
+            drop(tokio::task::spawn_blocking(move || {
                 let refs: Vec<&[u8]> = bytes.iter().map(|b| b.as_slice()).collect();
                 let valid = crate::verify::each_valid(&refs);
                 let _ = tx.send(super::PoolDone::Door(DoorChecked { job, bytes, valid }));
-            });
+            }));
         }
     }
 

@@ -1,6 +1,6 @@
 //! The net thread's side of submission batches (layouts and checks in [`crate::batch`]):
 //! sealing what this validator accepted, fetching what peers announce, handing fetched
-//! batches to a rayon pool to be opened and verified, and delivering their entries.
+//! batches to the blocking pool to be opened and verified, and delivering their entries.
 
 use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
@@ -175,7 +175,7 @@ impl Node {
             self.batches.verifying += 1;
             let tx = self.batches.opened_tx.clone();
             let max = batch::max_envelope(self.cfg.max_payload_bytes.submissions);
-            rayon::spawn(move || {
+            drop(tokio::task::spawn_blocking(move || {
                 let result = batch::open(&bytes, &announce, max);
                 let _ = tx.send(super::PoolDone::Batch(Opened {
                     announce,
@@ -183,7 +183,7 @@ impl Node {
                     bytes,
                     result,
                 }));
-            });
+            }));
         }
     }
 
