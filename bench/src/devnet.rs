@@ -607,10 +607,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let n = nodes.len().max(1) as f64;
     let mean_sub = envelope_bytes as f64 / sent.max(1) as f64;
     let from_peers = accepted as f64 * (n - 1.0) / n;
+    // Why the validators refused miners `busy`, summed over them.
+    let mut busy_why: BTreeMap<String, u64> = BTreeMap::new();
     let amplification: Vec<f64> = nodes
         .iter()
         .map(|node| {
             let text = http_get(&node.api, "/metrics").unwrap_or_default();
+            for why in ["engine_busy", "subnet_busy", "not_ready"] {
+                let n = prom_sum(
+                    &text,
+                    "platform_engine_ingress_submissions_total",
+                    &[("result", why)],
+                );
+                *busy_why.entry(why.into()).or_default() += n as u64;
+            }
             let bytes = prom_sum(
                 &text,
                 "platform_net_message_bytes_total",
@@ -637,6 +647,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         accepted,
         accepted_per_sec: accepted as f64 / seconds,
         refused,
+        busy_by_reason: busy_why,
         committed_epochs: loaded,
         evaluated_into_results: evaluated,
         evaluated_per_sec: evaluated as f64 / seconds,

@@ -29,6 +29,10 @@ pub(super) struct Report {
     pub(super) accepted: u64,
     pub(super) accepted_per_sec: f64,
     pub(super) refused: BTreeMap<String, u64>,
+    /// The validators' reasons for `busy` (their ingress counters, summed): their own
+    /// engine's held work, half the stake saying it is behind, or the epoch's roster not
+    /// read in time (`not_ready`).
+    pub(super) busy_by_reason: BTreeMap<String, u64>,
     /// (epoch, reports from all validators, submissions with an agreed score).
     pub(super) committed_epochs: Vec<(u64, u64, u64)>,
     /// Reports in committed inputs ÷ validators (abstentions included).
@@ -176,7 +180,10 @@ impl Report {
                 .collect::<Vec<_>>()
         );
         if !self.refused.is_empty() {
-            println!("refused: {:?}", self.refused);
+            println!(
+                "refused: {:?}; busy, by the validators' reason: {:?}",
+                self.refused, self.busy_by_reason
+            );
         }
         println!(
             "committed epochs (epoch, reports from all validators, scored): {:?}",

@@ -115,6 +115,7 @@ impl<S: Storage> Machine<S> {
         self.roster_digests.insert(epoch, roster.digest());
         self.rosters.insert(epoch, roster.clone());
         self.out.push(Effect::Pinned { epoch, roster });
+        self.roster_arrived(now, epoch);
         // Submissions recorded before a restart but not evaluated: their seed is known now.
         let waiting: Vec<Arrival> = std::mem::take(&mut self.pending_evaluations);
         for a in waiting {

@@ -21,6 +21,7 @@
 //! lack, recompute, and vote. Committed values are applied in height order.
 
 mod decide;
+mod early;
 mod intake;
 mod io;
 mod laggard;
@@ -208,6 +209,8 @@ pub struct Machine<S: Storage> {
     republish: BTreeMap<u64, Vec<Hash32>>,
     /// Validators' load notes: whether the subnet's stake keeps up with its admissions.
     pace: pace::SubnetPace,
+    /// Submissions waiting for their epoch's roster.
+    early: early::Early,
     stats: MachineStats,
     out: Vec<Effect>,
 }
@@ -274,6 +277,7 @@ impl<S: Storage> Machine<S> {
             missed_pace: laggard::Pace::default(),
             republish: BTreeMap::new(),
             pace: pace::SubnetPace::default(),
+            early: early::Early::default(),
             stats: MachineStats::default(),
             out: Vec::new(),
         };
@@ -344,11 +348,15 @@ impl<S: Storage> Machine<S> {
             }
             Input::Gossip { topic, payload } => self.on_gossip(now_ms, topic, payload),
             Input::Submission(a) => {
-                let _ = self.on_submission(now_ms, a, Source::Peer);
+                if let Some(a) = self.wait_for_roster(now_ms, None, a, Source::Peer) {
+                    let _ = self.on_submission(now_ms, a, Source::Peer);
+                }
             }
             Input::Submit { token, arrival } => {
-                let verdict = self.on_submission(now_ms, arrival, Source::Miner);
-                self.out.push(Effect::Admit { token, verdict });
+                if let Some(a) = self.wait_for_roster(now_ms, Some(token), arrival, Source::Miner) {
+                    let verdict = self.on_submission(now_ms, a, Source::Miner);
+                    self.out.push(Effect::Admit { token, verdict });
+                }
             }
             Input::Evaluated { id, score } => self.on_evaluated(id, score),
             Input::Drain { ms } => self.on_drain(now_ms, ms),
@@ -514,6 +522,7 @@ impl<S: Storage> Machine<S> {
     /// proposals, validations, timers.
     fn step(&mut self, now: u64) {
         self.want_rosters(now);
+        self.expire_waiting(now);
         self.check_offer(now);
         self.maybe_ask_checkpoint(now);
         self.ensure_replica(now);

@@ -12,6 +12,7 @@ use platform_net::Topic;
 use super::*;
 use crate::registry::{ChallengeMeta, Change, Limits, Rule, SignedChange};
 
+mod early;
 mod late;
 mod pace;
 mod propose;
