@@ -6,9 +6,10 @@
 //! Why several engines: every instantiation takes and drops references to what its engine
 //! shares — the engine itself, the module's code and types, the type registry, the pool's
 //! index lock — and with shards on one engine those cache lines bounce between cores on
-//! every evaluation (two shards on one engine did 1.3× one shard's knapsack evaluations;
-//! on two engines, 1.8×). A module is compiled once and its artifact deserialized into the
-//! other engines.
+//! every evaluation (two shards on one engine did 1.28–1.66× one shard's knapsack
+//! evaluations, measured side by side; on two engines, 1.58–1.73×). A module is compiled
+//! once and its artifact deserialized into the other engines; each engine holds its own copy
+//! of every challenge's machine code.
 
 use std::hash::Hasher;
 use std::sync::Arc;
