@@ -1,7 +1,7 @@
 //! Deciding epochs: proposals, validation by recomputation, and committed decisions applied
 //! in height order (the replica of each height runs in `replica`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use parity_scale_codec::Encode as _;
 use platform_consensus::crypto::value_digest;
@@ -9,7 +9,7 @@ use platform_consensus::{Decision, Event, Storage};
 use platform_keys::ss58_encode;
 
 use super::intake::{change_name, module_of};
-use super::{Applied, Effect, Hash32, KnownBatch, Machine, RuleBreak};
+use super::{Applied, Effect, Hash32, Hotkey, KnownBatch, Machine, RuleBreak};
 use crate::epoch::{self, EpochInput, Report};
 use crate::metrics as m;
 use crate::msg::{EPOCH_VALUE_VERSION, EpochRecord, EpochValue};
@@ -147,12 +147,10 @@ impl<S: Storage> Machine<S> {
         let Some(result) = self.compute(epoch, ids) else {
             return false;
         };
-        let ok = ids.iter().filter_map(|id| self.batches.get(id)).all(|b| {
-            b.batch
-                .entries
-                .iter()
-                .all(|en| result.scores.contains_key(&(en.challenge, en.miner)))
-        });
+        let ok = ids
+            .iter()
+            .filter_map(|id| self.batches.get(id))
+            .all(|b| all_agreed(&b.batch.entries, &result.scores));
         self.covered = Some((ids.to_vec(), ok));
         ok
     }
@@ -550,4 +548,25 @@ pub(super) struct Computed {
     roster: Hash32,
     ids: Vec<Hash32>,
     challenges: Vec<epoch::Challenge>,
+}
+
+/// Whether the result agrees a score for every (challenge, miner) a batch names. A batch's
+/// entries are in ascending order (`Batch::decode_checked`, and ours from the counted map),
+/// as are the scores, so one walk through both answers it instead of a tree lookup per
+/// entry (36,000 entries at 2,000/s: the precompute's CPU 16–26 → 13–19 ms, on the path to
+/// the proposal at an epoch's end). Entries out of order are looked up one by one.
+pub(super) fn all_agreed(
+    entries: &[crate::msg::BatchEntry],
+    scores: &BTreeMap<(u32, Hotkey), u64>,
+) -> bool {
+    let key = |en: &crate::msg::BatchEntry| (en.challenge, en.miner);
+    if !entries.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
+        return entries.iter().all(|en| scores.contains_key(&key(en)));
+    }
+    let mut agreed = scores.keys().peekable();
+    entries.iter().all(|en| {
+        let k = key(en);
+        while agreed.next_if(|a| **a < k).is_some() {}
+        agreed.peek().is_some_and(|a| **a == k)
+    })
 }

@@ -90,3 +90,38 @@ fn every_validator_weighs_the_result_once_it_holds_every_batch() {
         assert!(agreed, "validator {i}");
     }
 }
+
+/// The walk that checks a batch against the agreed scores answers as lookups would, in
+/// order or not.
+#[test]
+fn a_batch_is_checked_against_the_agreed_scores_in_one_walk() {
+    use crate::msg::BatchEntry;
+    use std::collections::BTreeMap;
+    let entry = |c: u32, m: u8| BatchEntry {
+        challenge: c,
+        miner: [m; 32],
+        submission: [m; 32],
+        score: Some(1),
+    };
+    let scores: BTreeMap<(u32, Hotkey), u64> = [(1, 2), (1, 4), (2, 1), (3, 9)]
+        .into_iter()
+        .map(|(c, m)| ((c, [m; 32]), 5))
+        .collect();
+    let check = |entries: &[BatchEntry]| {
+        let looked_up = entries
+            .iter()
+            .all(|en| scores.contains_key(&(en.challenge, en.miner)));
+        let walked = crate::machine::decide::all_agreed(entries, &scores);
+        assert_eq!(walked, looked_up, "{entries:?}");
+        walked
+    };
+    assert!(check(&[]));
+    assert!(check(&[entry(1, 2), entry(2, 1), entry(3, 9)]));
+    assert!(check(&[entry(1, 2), entry(1, 4), entry(2, 1), entry(3, 9)]));
+    assert!(!check(&[entry(1, 2), entry(1, 3), entry(2, 1)]));
+    assert!(!check(&[entry(1, 4), entry(3, 9), entry(4, 0)]));
+    assert!(!check(&[entry(0, 0)]));
+    // Out of order: looked up one by one.
+    assert!(check(&[entry(3, 9), entry(1, 2)]));
+    assert!(!check(&[entry(3, 9), entry(1, 3)]));
+}
