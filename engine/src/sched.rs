@@ -36,7 +36,7 @@ const EWMA_SHIFT: u32 = 3;
 
 /// One challenge's jobs of one epoch.
 #[derive(Debug)]
-struct Lane<T> {
+struct ChallengeJobs<T> {
     challenge: ChallengeId,
     /// Shard time charged to this challenge in this epoch, in ns.
     attained_ns: u64,
@@ -47,7 +47,7 @@ struct Lane<T> {
 struct EpochQueue<T> {
     epoch: u64,
     /// Few (the challenges active in one epoch): scanned, not indexed.
-    lanes: Vec<Lane<T>>,
+    challenges: Vec<ChallengeJobs<T>>,
     queued: usize,
 }
 
@@ -92,7 +92,7 @@ impl<T: Job> Sched<T> {
                     i,
                     EpochQueue {
                         epoch,
-                        lanes: Vec::new(),
+                        challenges: Vec::new(),
                         queued: 0,
                     },
                 );
@@ -100,9 +100,9 @@ impl<T: Job> Sched<T> {
             }
         };
         let q = &mut self.epochs[at];
-        match q.lanes.iter_mut().find(|l| l.challenge == challenge) {
-            Some(lane) => lane.jobs.push_back(job),
-            None => q.lanes.push(Lane {
+        match q.challenges.iter_mut().find(|c| c.challenge == challenge) {
+            Some(c) => c.jobs.push_back(job),
+            None => q.challenges.push(ChallengeJobs {
                 challenge,
                 attained_ns: 0,
                 jobs: VecDeque::from([job]),
@@ -122,28 +122,28 @@ impl<T: Job> Sched<T> {
         while self.epochs.first().is_some_and(|q| q.epoch < drop_below) {
             let q = self.epochs.remove(0);
             self.len -= q.queued;
-            q.lanes
+            q.challenges
                 .into_iter()
-                .flat_map(|l| l.jobs)
+                .flat_map(|c| c.jobs)
                 .for_each(&mut dropped);
         }
         let q = self.epochs.first_mut()?;
-        let lane = q
-            .lanes
+        let least = q
+            .challenges
             .iter_mut()
-            .filter(|l| !l.jobs.is_empty())
-            .min_by_key(|l| (l.attained_ns, l.challenge))
+            .filter(|c| !c.jobs.is_empty())
+            .min_by_key(|c| (c.attained_ns, c.challenge))
             .expect("an epoch queue holds a job");
-        let job = lane.jobs.pop_front().expect("the lane holds a job");
+        let job = least.jobs.pop_front().expect("the challenge holds a job");
         let ns = self
             .cost_ns
             .iter()
-            .find(|(c, _)| *c == lane.challenge)
+            .find(|(c, _)| *c == least.challenge)
             .map_or(0, |(_, ns)| *ns);
-        lane.attained_ns = lane.attained_ns.saturating_add(ns);
+        least.attained_ns = least.attained_ns.saturating_add(ns);
         let charge = Charge {
             epoch: q.epoch,
-            challenge: lane.challenge,
+            challenge: least.challenge,
             ns,
         };
         q.queued -= 1;
@@ -154,16 +154,16 @@ impl<T: Job> Sched<T> {
         Some((job, charge))
     }
 
-    /// The job charged `charge` took `service_ns`: its epoch's lane is charged that instead
-    /// (if the epoch still has jobs queued), and the challenge's running cost learns it.
+    /// The job charged `charge` took `service_ns`: its challenge in its epoch is charged that
+    /// instead (if the epoch still has jobs queued), and the challenge's running cost learns it.
     pub(crate) fn took(&mut self, charge: Charge, service_ns: u64) {
         if let Ok(i) = self.epochs.binary_search_by_key(&charge.epoch, |q| q.epoch)
-            && let Some(lane) = self.epochs[i]
-                .lanes
+            && let Some(charged) = self.epochs[i]
+                .challenges
                 .iter_mut()
-                .find(|l| l.challenge == charge.challenge)
+                .find(|c| c.challenge == charge.challenge)
         {
-            lane.attained_ns = lane
+            charged.attained_ns = charged
                 .attained_ns
                 .saturating_sub(charge.ns)
                 .saturating_add(service_ns);
