@@ -1,6 +1,7 @@
 //! `bench engine`: per example challenge, in one run and on the same payloads:
 //! native (physical limit), naive (the system we replace), pooled on 1 shard and on every
-//! core (each shard on its own wasmtime engine, and all on one). Reports evaluations/s, p50/p99 latency, instantiation µs and the ratios
+//! core (each shard on its own wasmtime engine, and all on one). Reports evaluations/s,
+//! p50/p99 latency, instantiation µs and the ratios
 //! wasm÷native, pooled÷naive and scaling efficiency E(n); medians over `--runs`.
 
 use std::path::PathBuf;
@@ -47,10 +48,10 @@ struct Figures {
     evals_per_sec: f64,
     p50_us: f64,
     p99_us: f64,
-    /// CPU the measuring thread used, in cores (its CPU time ÷ the wall time). For the
-    /// pooled paths this is the driver, submitting and collecting, on the shards' cores; for
-    /// native and naive it runs the work itself (≈ 1).
-    driver_cores: f64,
+    /// Pooled paths: CPU the driver thread (submitting and collecting, on the shards' cores)
+    /// used, in cores (its CPU time ÷ the wall time). Not measured for native and naive,
+    /// which run the work on the measuring thread itself.
+    driver_cores: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -134,7 +135,7 @@ fn figures(count: u64, elapsed: Duration, h: &Histogram<u64>) -> Figures {
         evals_per_sec: count as f64 / elapsed.as_secs_f64(),
         p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
         p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
-        driver_cores: 1.0,
+        driver_cores: None,
     }
 }
 
@@ -348,7 +349,7 @@ fn measure_pooled(
             if now - s >= secs {
                 let mut f = figures(done, now - s, &h);
                 f.driver_cores =
-                    (thread_cpu() - cpu_at_start).as_secs_f64() / (now - s).as_secs_f64();
+                    Some((thread_cpu() - cpu_at_start).as_secs_f64() / (now - s).as_secs_f64());
                 drop(engine);
                 return Ok((f, fuel));
             }
@@ -401,7 +402,11 @@ fn median_figures(v: &[Figures]) -> Figures {
         evals_per_sec: median(v.iter().map(|f| f.evals_per_sec).collect()),
         p50_us: median(v.iter().map(|f| f.p50_us).collect()),
         p99_us: median(v.iter().map(|f| f.p99_us).collect()),
-        driver_cores: median(v.iter().map(|f| f.driver_cores).collect()),
+        driver_cores: v
+            .iter()
+            .map(|f| f.driver_cores)
+            .collect::<Option<Vec<f64>>>()
+            .map(median),
     }
 }
 
@@ -562,8 +567,13 @@ fn print_table(rows: &[Row]) {
         ];
         for (path, f) in lines {
             println!(
-                "{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1} {:>13.2}",
-                r.challenge, path, f.evals_per_sec, f.p50_us, f.p99_us, f.driver_cores
+                "{:<14} {:<12} {:>12.0} {:>10.1} {:>10.1} {:>13}",
+                r.challenge,
+                path,
+                f.evals_per_sec,
+                f.p50_us,
+                f.p99_us,
+                f.driver_cores.map_or("-".into(), |c| format!("{c:.2}"))
             );
         }
     }
@@ -646,7 +656,7 @@ fn print_table(rows: &[Row]) {
     );
     println!(
         "Latency: per-call time for native and naive; service time inside the shard for pooled. \
-         driver cores: the measuring thread's CPU ÷ wall time (pooled: submitting and collecting, \
-         on the shards' cores; native and naive run the work on it)."
+         driver cores: the driver thread's CPU ÷ wall time while it submits and collects for the \
+         pooled paths, on the shards' cores."
     );
 }
