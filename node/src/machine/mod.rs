@@ -198,6 +198,7 @@ pub struct Machine<S: Storage> {
     offer: Option<sync::Offer>,
     catchup: Option<sync::Catchup>,
     last_checkpoint_ask: Option<u64>,
+    replay_hold: sync::ReplayHold,
     missed: BTreeMap<Hash32, laggard::Missed>,
     /// Peers' submissions that arrived after this node's intake closed, for epochs not yet
     /// decided: a peer that counted one names it in its batch, and it is taken from here
@@ -272,6 +273,7 @@ impl<S: Storage> Machine<S> {
             offer: None,
             catchup: None,
             last_checkpoint_ask: None,
+            replay_hold: sync::ReplayHold::Off,
             missed: BTreeMap::new(),
             late: laggard::Late::default(),
             missed_pace: laggard::Pace::default(),

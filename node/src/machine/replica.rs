@@ -34,7 +34,7 @@ impl<S: Storage> Machine<S> {
 
     /// Start the replica of the height being decided once its epoch's roster is pinned.
     pub(super) fn ensure_replica(&mut self, now: u64) {
-        if self.replica.is_some() {
+        if self.replica.is_some() || self.replay_held(now) {
             return;
         }
         let h = self.height();
@@ -109,6 +109,7 @@ impl<S: Storage> Machine<S> {
             if self
                 .last_sync_ask
                 .is_none_or(|t| now >= t + self.cfg.view_timeout_ms)
+                && !self.replay_held(now)
             {
                 self.last_sync_ask = Some(now);
                 self.out.push(Effect::Publish {

@@ -21,6 +21,26 @@ pub const SNAPSHOTS_KEPT: usize = 2;
 
 /// Decisions one checkpoint offer may carry.
 const OFFER_DECISIONS_MAX: usize = 64;
+/// View timeouts a node far behind waits for a peer's snapshot before replaying heights
+/// (covers a few asks: a node that has just started may have no peer to ask yet).
+pub(super) const OFFER_WAIT_TIMEOUTS: u64 = 6;
+/// View timeouts a state sync may run before it is given up.
+const SYNC_TIMEOUTS: u64 = 20;
+
+/// Whether a node far behind waits for a snapshot before replaying heights one by one. It
+/// waits once per spell behind, and never longer than an offer and its sync may take: a node
+/// whose peers hold no snapshot, or whose sync fails, still replays.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum ReplayHold {
+    /// Not far behind (or snapshots are off).
+    #[default]
+    Off,
+    /// Far behind: no height is replayed before this time, unless a snapshot is installed or
+    /// the wait is released first.
+    Until(u64),
+    /// Released for this spell: replay and a state sync race, the first to arrive wins.
+    Released,
+}
 
 /// A checkpoint offer waiting for its epoch's roster.
 #[derive(Debug)]
@@ -139,6 +159,41 @@ impl<S: Storage> Machine<S> {
         }
     }
 
+    /// Whether heights are not to be replayed now: far behind with snapshots on, a node
+    /// waits for a peer's snapshot first (so its history starts there, not at genesis), for
+    /// at most [`OFFER_WAIT_TIMEOUTS`] view timeouts, or as long as a sync it started runs.
+    pub(super) fn replay_held(&mut self, now: u64) -> bool {
+        let far = self.cfg.checkpoint_interval > 0
+            && self
+                .current_epoch()
+                .is_some_and(|c| c > self.next_epoch() + SNAPSHOT_LAG_EPOCHS);
+        if !far {
+            self.replay_hold = ReplayHold::Off;
+            return false;
+        }
+        match self.replay_hold {
+            ReplayHold::Off => {
+                let until = now + OFFER_WAIT_TIMEOUTS * self.cfg.view_timeout_ms;
+                self.replay_hold = ReplayHold::Until(until);
+                true
+            }
+            ReplayHold::Until(t) if now < t => true,
+            ReplayHold::Until(_) => {
+                self.release_replay("no snapshot came in time");
+                false
+            }
+            ReplayHold::Released => false,
+        }
+    }
+
+    /// Stop waiting for a snapshot: heights are replayed from peers from now on.
+    fn release_replay(&mut self, why: &str) {
+        if let ReplayHold::Until(_) = self.replay_hold {
+            tracing::info!("far behind, replaying heights from peers: {why}");
+            self.replay_hold = ReplayHold::Released;
+        }
+    }
+
     /// Far behind the chain with no sync running: ask peers for their latest certified
     /// decision, at most once per two view timeouts.
     pub(super) fn maybe_ask_checkpoint(&mut self, now: u64) {
@@ -150,11 +205,12 @@ impl<S: Storage> Machine<S> {
             self.catchup = None;
         }
         if let Some(c) = &self.catchup
-            && now >= c.started_ms + 20 * self.cfg.view_timeout_ms
+            && now >= c.started_ms + SYNC_TIMEOUTS * self.cfg.view_timeout_ms
         {
             tracing::warn!("state sync from snapshot {} timed out", c.reference.height);
             metrics::counter!(m::SNAPSHOT_SYNCS, "outcome" => "timeout").increment(1);
             self.catchup = None;
+            self.release_replay("the state sync timed out");
         }
         if let Some(c) = &self.catchup {
             // Ask again for what a failed or lost fetch left missing.
@@ -221,10 +277,13 @@ impl<S: Storage> Machine<S> {
             return self.offer_refused("malformed");
         };
         let Some(r) = v.snapshot else {
-            return;
+            return self.release_replay("a peer has no snapshot yet");
         };
-        if r.height <= self.applied_height || d.height <= r.height {
-            return; // nothing to gain, or inconsistent (refused below if kept)
+        if r.height <= self.applied_height {
+            return self.release_replay("a peer's snapshot is not ahead of this node");
+        }
+        if d.height <= r.height {
+            return; // inconsistent: no decision names a snapshot of its own height or later
         }
         if v.epoch != self.epoch_of_height(d.height) {
             return self.offer_refused("epoch");
@@ -270,6 +329,7 @@ impl<S: Storage> Machine<S> {
             let (e, at) = (v.epoch, *at);
             if now >= at + 10 * self.cfg.view_timeout_ms {
                 self.offer = None;
+                self.release_replay("the offer's roster could not be read");
                 return self.offer_refused("roster_unavailable");
             }
             self.want_roster_of(now, e);
@@ -305,6 +365,11 @@ impl<S: Storage> Machine<S> {
             d.height
         );
         tail.push(d);
+        if let ReplayHold::Until(_) = self.replay_hold {
+            // Wait as long as the sync may run (it releases the wait if it fails).
+            let until = now + SYNC_TIMEOUTS * self.cfg.view_timeout_ms;
+            self.replay_hold = ReplayHold::Until(until);
+        }
         self.catchup = Some(Catchup {
             decisions: tail,
             reference,
@@ -332,6 +397,7 @@ impl<S: Storage> Machine<S> {
                 }
                 _ => {
                     self.catchup = None;
+                    self.release_replay("the snapshot's manifest was refused");
                     self.offer_refused("manifest");
                 }
             }
@@ -357,6 +423,14 @@ impl<S: Storage> Machine<S> {
         let Some(c) = self.catchup.take() else {
             return;
         };
+        let installs = self.stats.snapshots_installed;
+        self.try_install(now, c);
+        if self.stats.snapshots_installed == installs {
+            self.release_replay("the snapshot was not installed");
+        }
+    }
+
+    fn try_install(&mut self, now: u64, c: Catchup) {
         let Some((mf, manifest_bytes)) = c.manifest else {
             return;
         };
@@ -429,6 +503,9 @@ impl<S: Storage> Machine<S> {
         self.changes.retain(|n, _| *n > self.registry.last_nonce());
         self.forget_through(epoch);
         self.stats.snapshots_installed += 1;
+        // The heights after it are replayed at once (and a node still far behind does not
+        // wait for another snapshot).
+        self.replay_hold = ReplayHold::Released;
         metrics::counter!(m::SNAPSHOT_SYNCS, "outcome" => "installed").increment(1);
         tracing::info!(
             height,

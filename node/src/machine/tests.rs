@@ -16,6 +16,7 @@ mod early;
 mod late;
 mod pace;
 mod propose;
+mod sync;
 
 const MODULE: &[u8] = b"test-module";
 
@@ -486,109 +487,4 @@ fn a_validator_reporting_other_scores_is_counted_per_hotkey_on_every_node() {
         assert_eq!(flagged.keys().collect::<Vec<_>>(), vec![&liar], "node {i}");
         assert!(flagged[&liar] >= 1);
     }
-}
-
-#[test]
-fn a_node_far_behind_installs_a_certified_snapshot_and_refuses_a_forged_offer() {
-    let interval = MachineConfig {
-        checkpoint_interval: 2,
-        ..cfg()
-    };
-    let me = key(1);
-    let v = vec![(me.public(), 100)];
-    let rv = v.clone();
-    let mut p = Pair::with(
-        interval.clone(),
-        &[me],
-        vec![Box::new(move |b| Some(roster(&rv, &[[5; 32]], b)))],
-    );
-    p.input(0, 0, Input::Block { number: 0 });
-    publish_challenge(&mut p, 0);
-    p.run_blocks(40);
-    // What a peer offers: its latest decisions naming a snapshot, in height order.
-    let checkpoints: Vec<Vec<u8>> = p.applied[0]
-        .iter()
-        .filter_map(|a| a.checkpoint.clone())
-        .collect();
-    let newest = checkpoints
-        .last()
-        .expect("values name snapshots after the first checkpoint");
-    let d = platform_consensus::codec::decode_decision(newest).unwrap();
-    let offer = checkpoints.encode();
-    let named = crate::msg::EpochValue::decode_checked(&d.value)
-        .and_then(|v| v.snapshot)
-        .unwrap();
-    assert_eq!(named.height % 2, 0);
-
-    // A fresh node (data wiped), the chain far ahead of its genesis epoch.
-    let mut f = Machine::new(
-        interval,
-        key(2),
-        key(9).public(),
-        MemStore::default(),
-        Restored::default(),
-    )
-    .0;
-    let provided = p.provided[0].clone();
-    let drive = |f: &mut Machine<MemStore>, first: Input| {
-        let (mut asked, mut installed) = (false, None);
-        let mut queue = VecDeque::from([first]);
-        while let Some(input) = queue.pop_front() {
-            for e in f.handle(4_100, input) {
-                match e {
-                    Effect::AskCheckpoint => asked = true,
-                    Effect::ReadRoster { epoch, block } => queue.push_back(Input::Roster {
-                        epoch,
-                        roster: roster(&v, &[[5; 32]], block),
-                    }),
-                    Effect::Fetch(hash) => queue.push_back(Input::Fetched {
-                        hash,
-                        bytes: provided.get(&hash).cloned(),
-                    }),
-                    Effect::Installed(i) => installed = Some(i),
-                    _ => {}
-                }
-            }
-        }
-        (asked, installed)
-    };
-    let (asked, _) = drive(&mut f, Input::Block { number: 40 });
-    assert!(asked, "far behind, it asks peers for a checkpoint");
-
-    // The same certificate over another value (a snapshot it never certified).
-    let mut forged = d.clone();
-    let mut fv = crate::msg::EpochValue::decode_checked(&d.value).unwrap();
-    fv.snapshot = Some(crate::snapshot::SnapshotRef {
-        manifest: [7; 32],
-        ..named
-    });
-    forged.value = fv.encode();
-    let forged = vec![platform_consensus::codec::encode_decision(&forged)].encode();
-    let (_, installed) = drive(&mut f, Input::CheckpointOffer(forged));
-    assert!(installed.is_none());
-    let (_, installed) = drive(&mut f, Input::CheckpointOffer(vec![1, 2, 3]));
-    assert!(installed.is_none(), "garbage is refused");
-    assert_eq!(f.stats().snapshots_installed, 0);
-
-    let (_, installed) = drive(&mut f, Input::CheckpointOffer(offer));
-    let installed = installed.expect("the certified snapshot is fetched and installed");
-    assert_eq!(installed.state.height, named.height);
-    // Consensus resumed after it, and the offered decision (a later height) was decided
-    // and applied on top, its inputs fetched like any other.
-    assert_eq!(f.applied().0, d.height);
-    assert_eq!(f.height(), d.height + 1);
-    assert_eq!(
-        f.registry().active().count(),
-        1,
-        "the registry came with it"
-    );
-    assert_eq!(f.stats().snapshots_installed, 1);
-    let committed = p.applied[0]
-        .iter()
-        .find(|a| a.height == named.height)
-        .unwrap();
-    assert_eq!(
-        installed.state.epoch_record(),
-        Some(committed.record.clone())
-    );
 }
