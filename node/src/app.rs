@@ -258,6 +258,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let history = crate::status::history_from(&store, restored.last_epoch)?;
     let (mut machine, first) = Machine::new(mcfg, me.clone(), owner, cstore, restored);
     let mut shell = crate::shell::Shell {
+        writer: crate::shell::Writer::start(store.clone())?,
         store,
         pending: Default::default(),
         last_flush: Instant::now(),
@@ -361,6 +362,7 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
 
     tracing::info!("shutting down");
     shell.flush();
+    shell.writer.finish();
     let crate::shell::Shell {
         engine, chain_tx, ..
     } = shell;

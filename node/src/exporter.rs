@@ -117,6 +117,10 @@ pub fn buckets() -> Vec<(&'static str, &'static [f64])> {
             crate::metrics::COMMIT_LATENCY,
             crate::metrics::COMMIT_BUCKETS_SECONDS,
         ),
+        (
+            crate::metrics::STORE_WRITE,
+            crate::metrics::STORE_WRITE_BUCKETS_SECONDS,
+        ),
     ]
 }
 

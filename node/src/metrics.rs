@@ -82,10 +82,17 @@ pub const PRUNED_BELOW: &str = "platform_store_pruned_below_epoch";
 pub const STORE_ROWS: &str = "platform_store_rows";
 /// Gauge: size of a store file, by `file`.
 pub const STORE_BYTES: &str = "platform_store_file_bytes";
+/// Histogram: seconds one write of the store's writer thread took (a commit and its fsync).
+pub const STORE_WRITE: &str = "platform_store_write_seconds";
 
 /// Buckets (seconds) of [`COMMIT_LATENCY`]: 100 ms to 10 min.
 pub const COMMIT_BUCKETS_SECONDS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Buckets (seconds) of [`STORE_WRITE`]: 1 ms to 5 s.
+pub const STORE_WRITE_BUCKETS_SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// Describe every node metric and create the series that must exist from the start, so
@@ -133,6 +140,11 @@ pub fn register() {
     );
     describe_gauge!(BLOCK, "Latest chain block seen.");
     describe_counter!(AUDIT, "Audit records written.");
+    describe_histogram!(
+        STORE_WRITE,
+        Unit::Seconds,
+        "Time one write to node.redb took on the store's writer thread (its commit and fsync); the application loop does not wait for it."
+    );
     describe_counter!(STORE_ERRORS, "Store operations that failed.");
     describe_counter!(
         PRUNED,

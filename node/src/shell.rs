@@ -15,19 +15,20 @@ use platform_net::{NetEvent, NetHandle, Reason, Topic};
 
 use crate::app::{AppMsg, now_ms};
 use crate::chainsvc::{ChainJob, WeightsJob};
-use crate::machine::{
-    Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster, SNAPSHOTS_KEPT,
-};
+use crate::machine::{Applied, Arrival, Effect, Hash32, Hotkey, Input, Machine, Refusal, Roster};
 use crate::metrics as m;
 use crate::msg::{ChallengePost, LoadNote, decode_exact};
 use crate::registry::ChallengeMeta;
 use crate::status::{StatusView, Timing};
-use crate::store::{AppliedDecision, AuditRecord, Store, Writes};
+use crate::store::{AuditRecord, Store, Writes};
 
 mod fetch;
 mod load;
+mod writer;
 pub(crate) use fetch::Fetches;
 pub(crate) use load::Load;
+pub(crate) use writer::Writer;
+use writer::{AppliedJob, Job};
 
 /// Records gathered at most this long before they are committed (one fsync per window).
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -38,7 +39,10 @@ const BACKLOG_MAX: usize = 200_000;
 
 /// Everything the application thread owns besides the machine.
 pub(crate) struct Shell {
+    /// For reads; every write goes through `writer`.
     pub(crate) store: Store,
+    /// The store's writer thread: the loop queues writes and never waits on a commit.
+    pub(crate) writer: Writer,
     /// Records of this pass of the loop, committed together by [`Shell::flush`].
     pub(crate) pending: Writes,
     pub(crate) last_flush: Instant,
@@ -185,22 +189,22 @@ impl Shell {
         }
     }
 
-    /// Commit the records gathered since the last flush in one transaction. Called every
-    /// `FLUSH_EVERY` and before any other store write, so records land in order.
+    /// Hand the records gathered since the last flush to the writer, to be committed in one
+    /// transaction. Called every `FLUSH_EVERY` and before any other store write, so records
+    /// land in order.
     pub(crate) fn flush(&mut self) {
         self.last_flush = Instant::now();
         if self.pending.is_empty() {
             return;
         }
-        let audits = self.pending.audit_len() as u64;
-        match self.store.write(&mut self.pending) {
-            Ok(_) => metrics::counter!(m::AUDIT).increment(audits),
-            Err(e) => {
-                metrics::counter!(m::STORE_ERRORS).increment(1);
-                tracing::error!("store: {e}");
-                self.pending = Writes::default();
-            }
-        }
+        self.writer
+            .send(Job::Records(std::mem::take(&mut self.pending)));
+    }
+
+    /// Queue a store write after the records gathered so far.
+    fn write(&mut self, job: Job) {
+        self.flush();
+        self.writer.send(job);
     }
 
     /// Evaluation results: kept for the store with their audit record (committed at the
@@ -343,12 +347,7 @@ impl Shell {
                 author,
                 envelope,
             } => self.pending.batch(epoch, author, envelope),
-            Effect::StoreModule(bytes) => {
-                self.flush();
-                if let Err(e) = self.store.put_module(&bytes, None) {
-                    tracing::error!("store: {e}");
-                }
-            }
+            Effect::StoreModule(bytes) => self.write(Job::Module(bytes)),
             Effect::LoadChallenge(meta) => {
                 let ok = self.load_challenge(&meta);
                 return Some(Input::ChallengeLoaded { id: meta.id, ok });
@@ -358,18 +357,13 @@ impl Shell {
                     self.engine.retire(ChallengeId(id));
                 }
             }
-            Effect::Applied(a) => self.applied(&a),
+            Effect::Applied(a) => self.applied(*a),
             Effect::StoreSnapshot(snap) => {
-                self.flush();
-                metrics::counter!(m::SNAPSHOTS_TAKEN).increment(1);
-                if let Err(e) = self.store.put_snapshot(&snap, SNAPSHOTS_KEPT) {
-                    metrics::counter!(m::STORE_ERRORS).increment(1);
-                    tracing::error!("store: {e}; snapshot {} not kept", snap.reference.height);
-                }
                 // Announced as held (served from the store once the net's cache evicts it).
-                for b in std::iter::once(snap.manifest).chain(snap.chunks) {
-                    self.provide(b);
+                for b in std::iter::once(&snap.manifest).chain(&snap.chunks) {
+                    self.provide(b.clone());
                 }
+                self.write(Job::Snapshot(snap));
             }
             Effect::AskCheckpoint => {
                 if let Err(e) = self.net.ask_checkpoint() {
@@ -377,15 +371,6 @@ impl Shell {
                 }
             }
             Effect::Installed(inst) => {
-                self.flush();
-                if let Err(e) =
-                    self.store
-                        .install_snapshot(&inst.state, &inst.snapshot, SNAPSHOTS_KEPT)
-                {
-                    // The machine runs from it; a restart syncs again.
-                    metrics::counter!(m::STORE_ERRORS).increment(1);
-                    tracing::error!("store: {e}; the installed snapshot is not durable");
-                }
                 let snap = &inst.snapshot;
                 for b in std::iter::once(&snap.manifest).chain(&snap.chunks) {
                     self.provide(b.clone());
@@ -399,6 +384,7 @@ impl Shell {
                         Timing::default(),
                     );
                 }
+                self.write(Job::Install(inst));
             }
             Effect::SubnetBehind(behind) => self.subnet_behind = behind,
             Effect::Horizon(ms) => self.load.set_horizon(Duration::from_millis(ms)),
@@ -424,6 +410,8 @@ impl Shell {
 
     /// Compile (or load from the artifact cache) an active challenge and warm its pools.
     fn load_challenge(&mut self, meta: &ChallengeMeta) -> bool {
+        // The module may have been queued for the store just before.
+        self.writer.sync();
         let module = match self.store.module(&meta.module_hash) {
             Ok(Some(m)) => m,
             Ok(None) => {
@@ -531,26 +519,21 @@ impl Shell {
         }
     }
 
-    fn applied(&mut self, a: &Applied) {
+    fn applied(&mut self, mut a: Applied) {
         self.drop_decided(a.epoch + 1);
-        let rec_bytes = parity_scale_codec::Encode::encode(&a.record);
-        self.flush();
-        if let Err(e) = self.store.apply_decision(&AppliedDecision {
+        // Retention: with epoch `a.epoch` applied, what the store keeps of epochs more than
+        // `retain_epochs` before it goes (a bounded amount; the rest at the next epoch).
+        let prune_before = (self.retain_epochs > 0 && a.epoch >= self.retain_epochs)
+            .then(|| a.epoch + 1 - self.retain_epochs);
+        self.write(Job::Applied(Box::new(AppliedJob {
             height: a.height,
-            epoch: Some((a.epoch, &rec_bytes)),
-            registry: &a.registry,
+            epoch: a.epoch,
+            record: parity_scale_codec::Encode::encode(&a.record),
+            registry: std::mem::take(&mut a.registry),
             registry_nonce: a.registry_nonce,
-        }) {
-            // The machine moves on; a restart re-applies from the consensus store.
-            metrics::counter!(m::STORE_ERRORS).increment(1);
-            tracing::error!("store: {e}; the decision is applied again after a restart");
-        }
-        if let Some(c) = &a.checkpoint
-            && let Err(e) = self.store.put_checkpoint(a.height, c)
-        {
-            tracing::warn!("store: {e}; the checkpoint offered to peers is older");
-        }
-        self.prune(a.epoch);
+            checkpoint: a.checkpoint.take(),
+            prune_before,
+        })));
         let committed_ms = now_ms();
         if let Some(t) = a.ended_at_ms {
             metrics::histogram!(m::COMMIT_LATENCY)
@@ -584,32 +567,6 @@ impl Shell {
                         "chain thread busy; weights not queued"
                     );
                 }
-            }
-        }
-    }
-
-    /// Retention: with epoch `committed` applied, delete what the store keeps of epochs
-    /// more than `retain_epochs` before it (a bounded amount; the rest at the next epoch).
-    fn prune(&mut self, committed: u64) {
-        if self.retain_epochs == 0 || committed < self.retain_epochs {
-            return;
-        }
-        let before = committed + 1 - self.retain_epochs;
-        match self.store.prune(before) {
-            Ok(p) => {
-                for (kind, n) in p.by_kind() {
-                    metrics::counter!(m::PRUNED, "kind" => kind).increment(n);
-                }
-                if !p.more {
-                    metrics::gauge!(m::PRUNED_BELOW).set(before as f64);
-                }
-                if p.total() > 0 {
-                    tracing::debug!(before, rows = p.total(), more = p.more, "store pruned");
-                }
-            }
-            Err(e) => {
-                metrics::counter!(m::STORE_ERRORS).increment(1);
-                tracing::error!("store: {e}; old epochs not pruned");
             }
         }
     }

@@ -181,7 +181,9 @@ pub struct AppliedDecision<'a> {
     pub registry_nonce: u64,
 }
 
-/// The node's redb store.
+/// The node's redb store. Clones share the file and the envelope index: one thread writes
+/// (the shell's writer), any may read.
+#[derive(Clone)]
 pub struct Store {
     db: Arc<Database>,
     /// Kept submission envelopes by id.
