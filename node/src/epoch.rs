@@ -242,31 +242,32 @@ fn agree(input: &EpochInput) -> (Scores, Vec<Flagged>) {
     // Every counting report as (challenge, miner, validator, submission, score), sorted
     // and without repeats: each pair's reports lie together, by validator. The reports come
     // as one sorted run per validator's batch, which the (stable, run-merging) sort uses.
-    let mut rows: Vec<(u32, Hotkey, Hotkey, [u8; 32], u64)> = input
-        .reports
-        .iter()
-        .filter_map(|r| {
-            let score = r.score?;
-            stake.contains_key(&r.validator).then_some((
-                r.challenge,
-                r.miner,
-                r.validator,
-                r.submission,
-                score,
-            ))
-        })
-        .collect();
+    // Rows borrow the reports' keys (40 bytes a row, not 112): references order and compare
+    // as the values they point to, so the sort, the repeats and the result are the same.
+    let mut rows: Vec<(u32, &Hotkey, &Hotkey, &[u8; 32], u64)> =
+        Vec::with_capacity(input.reports.len());
+    rows.extend(input.reports.iter().filter_map(|r| {
+        let score = r.score?;
+        stake.contains_key(&r.validator).then_some((
+            r.challenge,
+            &r.miner,
+            &r.validator,
+            &r.submission,
+            score,
+        ))
+    }));
     rows.sort();
     rows.dedup();
 
-    let mut scores = BTreeMap::new();
+    // Agreed scores come in key order: gathered in a vector, the map is built in bulk.
+    let mut scores: Vec<((u32, Hotkey), u64)> = Vec::new();
     let mut reported: Vec<([u8; 32], u64, Hotkey, u64)> = Vec::new();
     let mut behind: Vec<([u8; 32], u128)> = Vec::new();
     for pair in rows.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-        let (challenge, miner) = (pair[0].0, pair[0].1);
+        let (challenge, miner) = (pair[0].0, *pair[0].1);
         reported.clear();
         for by in pair.chunk_by(|a, b| a.2 == b.2) {
-            let validator = by[0].2;
+            let validator = *by[0].2;
             // More than one distinct (submission, score) from one validator.
             if by.len() > 1 {
                 flagged.push(Flagged {
@@ -277,7 +278,7 @@ fn agree(input: &EpochInput) -> (Scores, Vec<Flagged>) {
                 });
                 continue;
             }
-            reported.push((by[0].3, by[0].4, validator, stake[&validator]));
+            reported.push((*by[0].3, by[0].4, validator, stake[&validator]));
         }
         // The pair's submission: the most stake behind it, then the smaller id.
         behind.clear();
@@ -327,9 +328,9 @@ fn agree(input: &EpochInput) -> (Scores, Vec<Flagged>) {
                 });
             }
         }
-        scores.insert((challenge, miner), agreed);
+        scores.push(((challenge, miner), agreed));
     }
-    (scores, flagged)
+    (scores.into_iter().collect(), flagged)
 }
 
 #[cfg(test)]

@@ -169,7 +169,11 @@ impl<S: Storage> Machine<S> {
     /// The epoch result over these batches (all held), with the epoch's roster and the
     /// registry as applied. The last result is kept: a validator computes a height's value
     /// when it judges (or proposes) it and again when it applies it, from the same inputs.
-    pub(super) fn compute(&mut self, epoch: u64, ids: &[Hash32]) -> Option<epoch::EpochResult> {
+    pub(super) fn compute(
+        &mut self,
+        epoch: u64,
+        ids: &[Hash32],
+    ) -> Option<std::sync::Arc<epoch::EpochResult>> {
         let roster = self.rosters.get(&epoch)?;
         let challenges: Vec<epoch::Challenge> = self
             .registry
@@ -190,14 +194,19 @@ impl<S: Storage> Machine<S> {
         if let (Some(k), Some((held, result))) = (&key, &self.computed)
             && k == held
         {
-            return Some(result.clone());
+            return Some(std::sync::Arc::clone(result));
         }
         let entries = ids
             .iter()
             .filter_map(|id| self.batches.get(id))
             .map(|b| b.batch.entries.len())
             .sum();
-        let mut reports = Vec::with_capacity(entries);
+        // The reports vector of the last computation, its capacity kept: tens of thousands of
+        // reports (~110 bytes each) would otherwise be fresh memory, page-faulted in again
+        // at every computation.
+        let mut reports = std::mem::take(&mut self.reports_scratch);
+        reports.clear();
+        reports.reserve(entries);
         for id in ids {
             let b = self.batches.get(id)?;
             for en in &b.batch.entries {
@@ -224,9 +233,10 @@ impl<S: Storage> Machine<S> {
             miners: roster.miners.clone(),
             reports,
         };
-        let result = epoch::compute(&input);
+        let result = std::sync::Arc::new(epoch::compute(&input));
+        self.reports_scratch = input.reports;
         if let Some(k) = key {
-            self.computed = Some((k, result.clone()));
+            self.computed = Some((k, std::sync::Arc::clone(&result)));
         }
         Some(result)
     }

@@ -170,7 +170,9 @@ pub struct Machine<S: Storage> {
     /// subnet is thousands of hotkeys; proposals are checked against it many times).
     roster_digests: BTreeMap<u64, Hash32>,
     /// The last epoch result computed, and from what.
-    computed: Option<(decide::Computed, crate::epoch::EpochResult)>,
+    computed: Option<(decide::Computed, std::sync::Arc<crate::epoch::EpochResult>)>,
+    /// The last computation's reports vector, emptied, its capacity kept for the next.
+    reports_scratch: Vec<crate::epoch::Report>,
     /// The last set of batches weighed (by `precompute` and the leader) and whether their
     /// result agrees a score for everything they name: the weighing is done once per set.
     covered: Option<(Vec<Hash32>, bool)>,
@@ -248,6 +250,7 @@ impl<S: Storage> Machine<S> {
             rosters: BTreeMap::new(),
             roster_digests: BTreeMap::new(),
             computed: None,
+            reports_scratch: Vec::new(),
             covered: None,
             roster_asked: BTreeMap::new(),
             subs: BTreeMap::new(),
