@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -22,13 +21,17 @@ use serde_json::Value;
 use crate::machine::Machine;
 use platform_node::devnet::proc_status_kib;
 
+mod follow;
 mod pace;
 mod probe;
 mod report;
+mod setup;
 
+use follow::{Committed, committed_everywhere, p99};
 use pace::{Pace, RATE_BACKOFF, connections_per_node};
-use probe::{Node, RSS_EVERY_S, cpu_seconds, http_get, prom_sum, slope_last_half, status};
+use probe::{Node, RSS_EVERY_S, Samples, cpu_seconds, slope_last_half, status, traffic};
 use report::{CpuCores, Report, percentiles};
+use setup::{start, wait_for};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -83,161 +86,6 @@ pub struct Args {
     /// Directory for the JSON results.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
-}
-
-struct Devnet {
-    child: Option<Child>,
-    _dir: Option<tempfile_dir::Dir>,
-}
-
-mod tempfile_dir {
-    /// A directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        if let Some(c) = &mut self.child {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn start(args: &Args) -> anyhow::Result<(Devnet, PathBuf)> {
-    if let Some(dir) = &args.attach {
-        return Ok((
-            Devnet {
-                child: None,
-                _dir: None,
-            },
-            dir.clone(),
-        ));
-    }
-    let exe = match &args.platform {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no exe directory")?
-            .join("platform"),
-    };
-    anyhow::ensure!(
-        exe.is_file(),
-        "{} not found: build it (cargo build --release -p platform-node) or pass --platform",
-        exe.display()
-    );
-    let dir = std::env::temp_dir().join(format!("platform-bench-devnet-{}", std::process::id()));
-    let log = std::fs::File::create(std::env::temp_dir().join("platform-bench-devnet.log"))?;
-    let child = Command::new(&exe)
-        .args(["devnet", "--load", "0", "--nodes", &args.nodes.to_string()])
-        .args(["--miners", &args.miners.to_string()])
-        .args(["--epoch-blocks", &args.epoch_blocks.to_string()])
-        .args(
-            args.retain_epochs
-                .map(|r| ["--retain-epochs".to_string(), r.to_string()])
-                .into_iter()
-                .flatten(),
-        )
-        .args(
-            (!args.challenges.is_empty())
-                .then(|| ["--challenges".to_string(), args.challenges.join(",")])
-                .into_iter()
-                .flatten(),
-        )
-        .arg("--block-time")
-        .arg(format!("{}ms", args.block_time.as_millis()))
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", exe.display()))?;
-    Ok((
-        Devnet {
-            child: Some(child),
-            _dir: Some(tempfile_dir::Dir(dir.clone())),
-        },
-        dir,
-    ))
-}
-
-fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Epochs committed by every node, and when this process first saw that.
-/// Per epoch: (reports in its input, (challenge, miner) pairs with an agreed score).
-/// An epoch committed at every node, as their statuses tell it.
-#[derive(Clone, Copy, Debug)]
-struct Committed {
-    reports: u64,
-    scored: u64,
-    /// The first node's sight of the epoch's end and the last node's commit (wall clock,
-    /// Unix ms, stamped by the nodes themselves); `None` where a node did not stamp it.
-    ended_ms: Option<u64>,
-    committed_ms: Option<u64>,
-}
-
-fn committed_everywhere(nodes: &[Node]) -> BTreeMap<u64, Committed> {
-    let mut counts: BTreeMap<u64, (usize, Committed)> = BTreeMap::new();
-    for n in nodes {
-        if let Some(st) = status(&n.api) {
-            for c in st["committed"].as_array().into_iter().flatten() {
-                if let Some(e) = c["epoch"].as_u64() {
-                    let (ended, done) = (c["ended_ms"].as_u64(), c["committed_ms"].as_u64());
-                    let entry = counts.entry(e).or_insert((
-                        0,
-                        Committed {
-                            reports: c["reports"].as_u64().unwrap_or(0),
-                            scored: c["scored"].as_u64().unwrap_or(0),
-                            ended_ms: ended,
-                            committed_ms: done,
-                        },
-                    ));
-                    if entry.0 > 0 {
-                        let t = &mut entry.1;
-                        t.ended_ms = t.ended_ms.zip(ended).map(|(a, b)| a.min(b));
-                        t.committed_ms = t.committed_ms.zip(done).map(|(a, b)| a.max(b));
-                    }
-                    entry.0 += 1;
-                }
-            }
-        }
-    }
-    counts
-        .into_iter()
-        .filter(|(_, (n, _))| *n == nodes.len())
-        .map(|(e, (_, c))| (e, c))
-        .collect()
-}
-
-/// The p99 of `values` (0 when empty).
-fn p99(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
-    v.sort_by(f64::total_cmp);
-    v.get(((v.len() as f64 * 0.99).ceil() as usize).saturating_sub(1))
-        .copied()
-        .unwrap_or(0.0)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -368,10 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut accepted_at: Vec<(Instant, u64)> = Vec::new();
     let mut refused: BTreeMap<String, u64> = BTreeMap::new();
     let (mut sent, mut accepted) = (0u64, 0u64);
-    let mut rss_over_time = Vec::new();
-    let mut heap_over_time = Vec::new();
-    let mut store_over_time = Vec::new();
-    let mut bodies_over_time = Vec::new();
+    let mut samples = Samples::default();
     let mut envelope_bytes = 0u64;
     let mut last_sample = Instant::now() - Duration::from_secs(3600);
     // Epochs follow the chain: the current one is what the validators report.
@@ -466,49 +311,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         if last_sample.elapsed() >= Duration::from_secs_f64(RSS_EVERY_S) {
             last_sample = Instant::now();
-            rss_over_time.push(
-                nodes
-                    .iter()
-                    .map(|n| {
-                        n.pid
-                            .and_then(|p| proc_status_kib(p, "VmRSS:"))
-                            .unwrap_or(0)
-                            / 1024
-                    })
-                    .collect::<Vec<u64>>(),
-            );
-            heap_over_time.push(
-                nodes
-                    .iter()
-                    .map(|n| {
-                        status(&n.api)
-                            .and_then(|s| s["heap"]["allocated"].as_u64())
-                            .unwrap_or(0)
-                            >> 20
-                    })
-                    .collect::<Vec<u64>>(),
-            );
-            let texts: Vec<String> = nodes
-                .iter()
-                .map(|n| http_get(&n.api, "/metrics").unwrap_or_default())
-                .collect();
-            store_over_time.push(
-                texts
-                    .iter()
-                    .map(|t| {
-                        prom_sum(t, "platform_store_file_bytes", &[("file", "node.redb")]) as u64
-                            >> 20
-                    })
-                    .collect::<Vec<u64>>(),
-            );
-            bodies_over_time.push(
-                texts
-                    .iter()
-                    .map(|t| {
-                        prom_sum(t, "platform_store_rows", &[("table", "submission_bodies")]) as u64
-                    })
-                    .collect::<Vec<u64>>(),
-            );
+            samples.sample(&nodes);
         }
         bar.set_position(elapsed.as_secs().min(args.duration.as_secs()));
         bar.set_message(format!(
@@ -606,33 +409,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let stamped_p99 = p99(stamped_lag.iter().map(|(_, s)| *s));
     let n = nodes.len().max(1) as f64;
     let mean_sub = envelope_bytes as f64 / sent.max(1) as f64;
-    let from_peers = accepted as f64 * (n - 1.0) / n;
-    // Why the validators refused miners `busy`, summed over them.
-    let mut busy_why: BTreeMap<String, u64> = BTreeMap::new();
-    let amplification: Vec<f64> = nodes
-        .iter()
-        .map(|node| {
-            let text = http_get(&node.api, "/metrics").unwrap_or_default();
-            for why in ["engine_busy", "subnet_busy", "not_ready"] {
-                let n = prom_sum(
-                    &text,
-                    "platform_engine_ingress_submissions_total",
-                    &[("result", why)],
-                );
-                *busy_why.entry(why.into()).or_default() += n as u64;
-            }
-            let bytes = prom_sum(
-                &text,
-                "platform_net_message_bytes_total",
-                &[("direction", "in")],
-            ) + prom_sum(
-                &text,
-                "platform_net_batch_bytes_total",
-                &[("direction", "in")],
-            );
-            bytes / (from_peers * mean_sub).max(1.0)
-        })
-        .collect();
+    let (amplification, busy_why) = traffic(&nodes, accepted, mean_sub);
     let limit = engine_rate / n;
     let report = Report {
         machine: machine.clone(),
@@ -659,15 +436,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         commit_after_epoch_end_stamped_s: stamped_lag,
         commit_after_epoch_end_stamped_p99_s: stamped_p99,
         followed_to_commit: followed,
-        rss_slope_mib_per_min_last_half: slope_last_half(&rss_over_time, RSS_EVERY_S),
-        rss_mib_over_time: rss_over_time,
+        rss_slope_mib_per_min_last_half: slope_last_half(&samples.rss, RSS_EVERY_S),
+        rss_mib_over_time: samples.rss,
         peak_rss_mib: peak,
-        heap_allocated_slope_mib_per_min_last_half: slope_last_half(&heap_over_time, RSS_EVERY_S),
-        heap_allocated_mib_over_time: heap_over_time,
+        heap_allocated_slope_mib_per_min_last_half: slope_last_half(&samples.heap, RSS_EVERY_S),
+        heap_allocated_mib_over_time: samples.heap,
         retain_epochs: args.retain_epochs,
-        store_slope_mib_per_min_last_half: slope_last_half(&store_over_time, RSS_EVERY_S),
-        store_mib_over_time: store_over_time,
-        store_bodies_over_time: bodies_over_time,
+        store_slope_mib_per_min_last_half: slope_last_half(&samples.store, RSS_EVERY_S),
+        store_mib_over_time: samples.store,
+        store_bodies_over_time: samples.bodies,
         challenges: names.clone(),
         epochs_skipped: skipped,
         commit_after_epoch_end_p99_s: lag_p99,

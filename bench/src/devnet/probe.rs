@@ -1,12 +1,13 @@
 //! Reading the running devnet from outside: each validator's API (status, Prometheus text),
 //! and its process (CPU used) — and the slopes of what was sampled.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
 
-use platform_node::devnet::slope_per_min;
+use platform_node::devnet::{proc_status_kib, slope_per_min};
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat`.
 pub(super) fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -120,4 +121,100 @@ mod tests {
         assert_eq!(s[1], Some(0.0));
         assert_eq!(slope_last_half(&series[..4], 5.0), vec![None, None]);
     }
+}
+
+/// Each validator's resident set (MiB), live heap (MiB), `node.redb` (MiB) and kept
+/// submission bodies, one row per sample.
+#[derive(Default)]
+pub(super) struct Samples {
+    pub(super) rss: Vec<Vec<u64>>,
+    pub(super) heap: Vec<Vec<u64>>,
+    pub(super) store: Vec<Vec<u64>>,
+    pub(super) bodies: Vec<Vec<u64>>,
+}
+
+impl Samples {
+    /// Take one sample of every node.
+    pub(super) fn sample(&mut self, nodes: &[Node]) {
+        self.rss.push(
+            nodes
+                .iter()
+                .map(|n| {
+                    n.pid
+                        .and_then(|p| proc_status_kib(p, "VmRSS:"))
+                        .unwrap_or(0)
+                        / 1024
+                })
+                .collect::<Vec<u64>>(),
+        );
+        self.heap.push(
+            nodes
+                .iter()
+                .map(|n| {
+                    status(&n.api)
+                        .and_then(|s| s["heap"]["allocated"].as_u64())
+                        .unwrap_or(0)
+                        >> 20
+                })
+                .collect::<Vec<u64>>(),
+        );
+        let texts: Vec<String> = nodes
+            .iter()
+            .map(|n| http_get(&n.api, "/metrics").unwrap_or_default())
+            .collect();
+        self.store.push(
+            texts
+                .iter()
+                .map(|t| {
+                    prom_sum(t, "platform_store_file_bytes", &[("file", "node.redb")]) as u64 >> 20
+                })
+                .collect::<Vec<u64>>(),
+        );
+        self.bodies.push(
+            texts
+                .iter()
+                .map(|t| {
+                    prom_sum(t, "platform_store_rows", &[("table", "submission_bodies")]) as u64
+                })
+                .collect::<Vec<u64>>(),
+        );
+    }
+}
+
+/// Per validator, the bytes it received from peers per submission byte (gossip
+/// amplification: `accepted` submissions of `mean_sub` bytes, each from a peer for all but
+/// the one in n it admitted itself), and why the validators refused miners `busy`, summed.
+pub(super) fn traffic(
+    nodes: &[Node],
+    accepted: u64,
+    mean_sub: f64,
+) -> (Vec<f64>, BTreeMap<String, u64>) {
+    let n = nodes.len().max(1) as f64;
+    let from_peers = accepted as f64 * (n - 1.0) / n;
+    let mut busy_why: BTreeMap<String, u64> = BTreeMap::new();
+    let amplification: Vec<f64> = nodes
+        .iter()
+        .map(|node| {
+            let text = http_get(&node.api, "/metrics").unwrap_or_default();
+            for why in ["engine_busy", "subnet_busy", "not_ready"] {
+                let n = prom_sum(
+                    &text,
+                    "platform_engine_ingress_submissions_total",
+                    &[("result", why)],
+                );
+                *busy_why.entry(why.into()).or_default() += n as u64;
+            }
+            let bytes = prom_sum(
+                &text,
+                "platform_net_message_bytes_total",
+                &[("direction", "in")],
+            ) + prom_sum(
+                &text,
+                "platform_net_batch_bytes_total",
+                &[("direction", "in")],
+            );
+            bytes / (from_peers * mean_sub).max(1.0)
+        })
+        .collect();
+    (amplification, busy_why)
 }
