@@ -358,6 +358,11 @@ pub fn run(cfg: NodeConfig, config_dir: &Path, stop: Arc<AtomicBool>) -> anyhow:
             shell.publish_status(&machine);
             last_status = Instant::now();
         }
+        anyhow::ensure!(
+            shell.writer.alive(),
+            "the store's writer thread stopped (see the error above); stopping rather than \
+             running on without node.redb — a restart resumes from what it holds"
+        );
     }
 
     tracing::info!("shutting down");

@@ -85,6 +85,12 @@ impl Writer {
         let _ = wait.recv();
     }
 
+    /// Whether the thread still runs (it stops only when finished, or if a write panicked:
+    /// then the node must stop rather than run on without its store).
+    pub(crate) fn alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
     /// Run what is queued, then stop the thread.
     pub(crate) fn finish(&mut self) {
         self.tx = None;
@@ -217,7 +223,9 @@ mod tests {
         let mut w = Writes::default();
         w.result(4, [99; 32], vec![7], audit(4, 99));
         writer.send(Job::Records(w));
+        assert!(writer.alive());
         writer.finish();
+        assert!(!writer.alive());
         assert_eq!(store.result(4, &[99; 32]).unwrap(), Some(vec![7]));
         // A stopped writer loses the write loudly, never blocks or panics.
         writer.send(Job::Module(vec![1]));
