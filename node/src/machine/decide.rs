@@ -2,6 +2,7 @@
 //! in height order (the replica of each height runs in `replica`).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use parity_scale_codec::Encode as _;
 use platform_consensus::crypto::value_digest;
@@ -173,7 +174,7 @@ impl<S: Storage> Machine<S> {
         &mut self,
         epoch: u64,
         ids: &[Hash32],
-    ) -> Option<std::sync::Arc<epoch::EpochResult>> {
+    ) -> Option<Arc<epoch::EpochResult>> {
         let roster = self.rosters.get(&epoch)?;
         let challenges: Vec<epoch::Challenge> = self
             .registry
@@ -194,7 +195,7 @@ impl<S: Storage> Machine<S> {
         if let (Some(k), Some((held, result))) = (&key, &self.computed)
             && k == held
         {
-            return Some(std::sync::Arc::clone(result));
+            return Some(Arc::clone(result));
         }
         let entries = ids
             .iter()
@@ -233,10 +234,10 @@ impl<S: Storage> Machine<S> {
             miners: roster.miners.clone(),
             reports,
         };
-        let result = std::sync::Arc::new(epoch::compute(&input));
+        let result = Arc::new(epoch::compute(&input));
         self.reports_scratch = input.reports;
         if let Some(k) = key {
-            self.computed = Some((k, std::sync::Arc::clone(&result)));
+            self.computed = Some((k, Arc::clone(&result)));
         }
         Some(result)
     }

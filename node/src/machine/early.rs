@@ -49,22 +49,23 @@ impl Early {
 }
 
 impl<S: Storage> Machine<S> {
-    /// Keep a submission until its epoch's roster arrives, when the chain has opened the
-    /// epoch and the roster is still being read; otherwise give it back to be decided now.
-    pub(super) fn wait_for_roster(
+    /// A submission (a miner's, with its ack's token, or a peer's): kept until its epoch's
+    /// roster arrives when the chain has opened the epoch and the roster is still being
+    /// read, decided now otherwise.
+    pub(super) fn take_submission(
         &mut self,
         now: u64,
         token: Option<u64>,
         a: Arrival,
         from: Source,
-    ) -> Option<Arrival> {
+    ) {
         let opened = self
             .head
             .is_some_and(|h| h >= self.cfg.schedule.start(a.epoch));
         let room = self.early.waiting.len() < WAITING_MAX
             && self.early.bytes + size(&a) <= WAITING_BYTES_MAX;
         if !opened || !room || a.epoch < self.next_epoch() || self.rosters.contains_key(&a.epoch) {
-            return Some(a);
+            return self.decide_submission(now, token, a, from);
         }
         self.early.bytes += size(&a);
         self.early.waiting.push_back(Waiting {
@@ -73,7 +74,6 @@ impl<S: Storage> Machine<S> {
             arrival: a,
             from,
         });
-        None
     }
 
     /// `epoch`'s roster arrived: decide what waited for it.
@@ -104,8 +104,13 @@ impl<S: Storage> Machine<S> {
 
     fn decide_waiting(&mut self, now: u64, w: Waiting) {
         self.early.bytes = self.early.bytes.saturating_sub(size(&w.arrival));
-        let verdict = self.on_submission(now, w.arrival, w.from);
-        if let Some(token) = w.token {
+        self.decide_submission(now, w.token, w.arrival, w.from);
+    }
+
+    /// Count (or refuse) a submission; a miner's ack carries the verdict.
+    fn decide_submission(&mut self, now: u64, token: Option<u64>, a: Arrival, from: Source) {
+        let verdict = self.on_submission(now, a, from);
+        if let Some(token) = token {
             self.out.push(Effect::Admit { token, verdict });
         }
     }

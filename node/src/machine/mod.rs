@@ -352,16 +352,9 @@ impl<S: Storage> Machine<S> {
                 );
             }
             Input::Gossip { topic, payload } => self.on_gossip(now_ms, topic, payload),
-            Input::Submission(a) => {
-                if let Some(a) = self.wait_for_roster(now_ms, None, a, Source::Peer) {
-                    let _ = self.on_submission(now_ms, a, Source::Peer);
-                }
-            }
+            Input::Submission(a) => self.take_submission(now_ms, None, a, Source::Peer),
             Input::Submit { token, arrival } => {
-                if let Some(a) = self.wait_for_roster(now_ms, Some(token), arrival, Source::Miner) {
-                    let verdict = self.on_submission(now_ms, a, Source::Miner);
-                    self.out.push(Effect::Admit { token, verdict });
-                }
+                self.take_submission(now_ms, Some(token), arrival, Source::Miner);
             }
             Input::Evaluated { id, score } => self.on_evaluated(id, score),
             Input::Drain { ms } => self.on_drain(now_ms, ms),
