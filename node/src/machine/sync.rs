@@ -30,10 +30,9 @@ const SYNC_TIMEOUTS: u64 = 20;
 /// Whether a node far behind waits for a snapshot before replaying heights one by one. It
 /// waits once per spell behind, and never longer than an offer and its sync may take: a node
 /// whose peers hold no snapshot, or whose sync fails, still replays.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(super) enum ReplayHold {
     /// Not far behind (or snapshots are off).
-    #[default]
     Off,
     /// Far behind: no height is replayed before this time, unless a snapshot is installed or
     /// the wait is released first.
@@ -159,15 +158,20 @@ impl<S: Storage> Machine<S> {
         }
     }
 
+    /// Snapshots are on and the chain is more than [`SNAPSHOT_LAG_EPOCHS`] past the next
+    /// epoch to decide: catching up from a snapshot beats replaying height by height.
+    fn far_behind(&self) -> bool {
+        self.cfg.checkpoint_interval > 0
+            && self
+                .current_epoch()
+                .is_some_and(|c| c > self.next_epoch() + SNAPSHOT_LAG_EPOCHS)
+    }
+
     /// Whether heights are not to be replayed now: far behind with snapshots on, a node
     /// waits for a peer's snapshot first (so its history starts there, not at genesis), for
     /// at most [`OFFER_WAIT_TIMEOUTS`] view timeouts, or as long as a sync it started runs.
     pub(super) fn replay_held(&mut self, now: u64) -> bool {
-        let far = self.cfg.checkpoint_interval > 0
-            && self
-                .current_epoch()
-                .is_some_and(|c| c > self.next_epoch() + SNAPSHOT_LAG_EPOCHS);
-        if !far {
+        if !self.far_behind() {
             self.replay_hold = ReplayHold::Off;
             return false;
         }
@@ -230,13 +234,7 @@ impl<S: Storage> Machine<S> {
             }
             return;
         }
-        if self.cfg.checkpoint_interval == 0 {
-            return;
-        }
-        let Some(current) = self.current_epoch() else {
-            return;
-        };
-        if current <= self.next_epoch() + SNAPSHOT_LAG_EPOCHS {
+        if !self.far_behind() {
             return;
         }
         if self
